@@ -1,0 +1,3 @@
+"""Headwater: a fast, observable Python dataflow runtime."""
+
+__version__ = "0.1.0"
