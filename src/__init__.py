@@ -1,3 +1,21 @@
-"""Headwater: a fast, observable Python dataflow runtime."""
+"""Headwater: a fast, observable Python dataflow runtime.
+
+    from headwater import flow, task
+
+    @task
+    def double(x: int) -> int:
+        return 2 * x
+
+    @flow
+    def pipeline(xs: list[int]) -> int:
+        return sum(double.map(xs).result())
+
+Runners live in `headwater.runners`, cache helpers in `headwater.cache`.
+"""
 
 __version__ = "0.1.0"
+
+from .runtime import *  # noqa: F403 - the runtime's __all__ is the public surface
+from .runtime import __all__ as _runtime_all
+
+__all__ = [*_runtime_all]

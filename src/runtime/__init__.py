@@ -1,1 +1,58 @@
-"""headwater.runtime"""
+"""The runtime: flows, tasks, futures, states and the engines that run them."""
+
+from .arguments import allow_failure as allow_failure
+from .arguments import unmapped as unmapped
+from .context import get_run_context as get_run_context
+from .errors import BrokenRunner as BrokenRunner
+from .errors import CancelledRun as CancelledRun
+from .errors import CrashedRun as CrashedRun
+from .errors import InvalidTransition as InvalidTransition
+from .errors import MappingLengthMismatch as MappingLengthMismatch
+from .errors import MissingContext as MissingContext
+from .errors import ParameterBindError as ParameterBindError
+from .errors import ParameterValidationError as ParameterValidationError
+from .errors import RunnerUnavailable as RunnerUnavailable
+from .errors import RunTimedOut as RunTimedOut
+from .errors import SlotTimeout as SlotTimeout
+from .errors import TaskRuntimeError as TaskRuntimeError
+from .errors import UnfinishedRun as UnfinishedRun
+from .errors import UpstreamFailed as UpstreamFailed
+from .flows import Flow as Flow
+from .flows import flow as flow
+from .futures import FlowFuture as FlowFuture
+from .futures import FutureList as FutureList
+from .futures import TaskFuture as TaskFuture
+from .futures import as_completed as as_completed
+from .futures import wait as wait
+from .logs import get_run_logger as get_run_logger
+from .runs import FlowRun as FlowRun
+from .runs import TaskRun as TaskRun
+from .states import AwaitingRetry as AwaitingRetry
+from .states import Cached as Cached
+from .states import Cancelled as Cancelled
+from .states import Completed as Completed
+from .states import Crashed as Crashed
+from .states import Failed as Failed
+from .states import NotReady as NotReady
+from .states import Paused as Paused
+from .states import Pending as Pending
+from .states import Retrying as Retrying
+from .states import Running as Running
+from .states import Scheduled as Scheduled
+from .states import State as State
+from .states import StateType as StateType
+from .states import TimedOut as TimedOut
+from .tasks import Task as Task
+from .tasks import exponential_backoff as exponential_backoff
+from .tasks import task as task
+
+__all__ = [
+    "AwaitingRetry", "BrokenRunner", "Cached", "Cancelled", "CancelledRun", "Completed",
+    "Crashed", "CrashedRun", "Failed", "Flow", "FlowFuture", "FlowRun", "FutureList",
+    "InvalidTransition", "MappingLengthMismatch", "MissingContext", "NotReady",
+    "ParameterBindError", "ParameterValidationError", "Paused", "Pending", "Retrying",
+    "RunTimedOut", "RunnerUnavailable", "Running", "Scheduled", "SlotTimeout", "State",
+    "StateType", "Task", "TaskFuture", "TaskRun", "TaskRuntimeError", "TimedOut",
+    "UnfinishedRun", "UpstreamFailed", "allow_failure", "as_completed", "exponential_backoff",
+    "flow", "get_run_context", "get_run_logger", "task", "unmapped", "wait",
+]  # fmt: skip

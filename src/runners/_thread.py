@@ -1,0 +1,155 @@
+"""`ConcurrentTaskRunner`: task runs on a pool of threads in this process.
+
+The pool is a small relative of `concurrent.futures.ThreadPoolExecutor` with one addition: a
+worker that blocks on another task's future (a task calling `other.map(...).result()`) lends
+its place, so the pool starts a replacement while the waiter is blocked. Without this, a pool
+whose every worker waits on work queued behind them deadlocks; with it, the number of workers
+*running* user code never exceeds `max_workers`, and extra threads exit once the waiters return.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import os
+import queue
+import threading
+from collections.abc import Iterator
+from concurrent.futures import Future
+from contextlib import contextmanager
+from typing import Any
+
+from ..runtime.errors import BrokenRunner
+from .base import RunnerFuture, TaskCall, TaskRunner, run_call, set_blocking_hook
+
+_WorkItem = tuple[Future, TaskCall, contextvars.Context]
+
+
+def default_max_workers() -> int:
+    return min(32, (os.cpu_count() or 1) + 4)
+
+
+class _LendingPool:
+    """Worker threads pulling from one queue; see the module docstring for lending."""
+
+    def __init__(self, max_workers: int, name: str) -> None:
+        self._max = max_workers
+        self._name = name
+        self._queue: queue.SimpleQueue[_WorkItem | None] = queue.SimpleQueue()
+        self._idle = threading.Semaphore(0)
+        self._lock = threading.Lock()
+        self._threads: set[threading.Thread] = set()
+        self._blocked = 0
+        self._spawned = 0
+        self.closed = False
+
+    def put(self, item: _WorkItem) -> None:
+        self._queue.put(item)
+        if self._idle.acquire(blocking=False):
+            return  # an idle worker will take it
+        with self._lock:
+            if len(self._threads) - self._blocked < self._max:
+                self._spawn_locked()
+
+    def _spawn_locked(self) -> None:
+        self._spawned += 1
+        thread = threading.Thread(
+            target=self._work, name=f"{self._name}-{self._spawned}", daemon=True
+        )
+        self._threads.add(thread)
+        thread.start()
+
+    def _work(self) -> None:
+        set_blocking_hook(self._lend_while_blocked)
+        get = self._queue.get
+        while True:
+            item = get()
+            if item is None:
+                self._queue.put(None)  # pass the stop signal on to the next worker
+                return
+            future, call, context = item
+            del item
+            if future.set_running_or_notify_cancel():
+                try:
+                    values = tuple(f.result() for f in call.upstream)
+                    result = context.run(run_call, call, values)
+                except BaseException as exc:  # handed to the future, never dropped
+                    future.set_exception(exc)
+                else:
+                    future.set_result(result)
+            del future, call, context
+            if self._surplus_thread_exits():
+                return
+            self._idle.release()
+
+    def _surplus_thread_exits(self) -> bool:
+        with self._lock:
+            if len(self._threads) - self._blocked > self._max:
+                self._threads.discard(threading.current_thread())
+                return True
+        return False
+
+    @contextmanager
+    def _lend_while_blocked(self) -> Iterator[None]:
+        with self._lock:
+            self._blocked += 1
+            if not self._queue.empty() and len(self._threads) - self._blocked < self._max:
+                self._spawn_locked()
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._blocked -= 1
+
+    def close(self, wait: bool, cancel_futures: bool) -> None:
+        self.closed = True
+        if cancel_futures:
+            while True:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is not None:
+                    item[0].cancel()
+        self._queue.put(None)
+        if wait:
+            current = threading.current_thread()
+            for thread in list(self._threads):
+                if thread is not current:
+                    thread.join()
+
+
+class ConcurrentTaskRunner(TaskRunner):
+    """Runs task runs on threads of this process; `max_workers` bounds those running at once."""
+
+    name = "concurrent"
+
+    def __init__(self, max_workers: int | None = None) -> None:
+        if max_workers is not None and max_workers < 1:
+            raise ValueError(f"max_workers must be at least 1, got {max_workers}")
+        self.max_workers = max_workers or default_max_workers()
+        self._pool: _LendingPool | None = None
+
+    def start(self) -> None:
+        if self._pool is None or self._pool.closed:
+            self._pool = _LendingPool(self.max_workers, name="headwater-worker")
+
+    def submit(self, call: TaskCall) -> RunnerFuture:
+        pool = self._pool
+        if pool is None or pool.closed:
+            raise BrokenRunner(
+                "ConcurrentTaskRunner is not running: use it inside a flow or a `with` block"
+            )
+        future: Any = Future()
+        future.run_id = call.run_id
+        pool.put((future, call, contextvars.copy_context()))
+        return future  # type: ignore[no-any-return]
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        if self._pool is not None:
+            self._pool.close(wait=wait, cancel_futures=cancel_futures)
+
+    def duplicate(self) -> ConcurrentTaskRunner:
+        return ConcurrentTaskRunner(self.max_workers)
+
+    def __repr__(self) -> str:
+        return f"ConcurrentTaskRunner(max_workers={self.max_workers})"

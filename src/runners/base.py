@@ -1,0 +1,115 @@
+"""The one interface every task runner implements, and the types that cross it.
+
+A runner is an executor in the `concurrent.futures` sense with three duties:
+
+- `submit(call) -> RunnerFuture`: run `call.entrypoint(call.payload, upstream_values)`
+  somewhere, where `upstream_values` are the results of `call.upstream` (runner futures this
+  call depends on). The runtime only submits a call once its upstreams are done, so a runner
+  never has to wait inside a worker; a remote runner may still pass its own native futures
+  through so that data stays on the workers.
+- `shutdown(wait=True, cancel_futures=False)`, also run by `__exit__`.
+- `duplicate()`: a fresh, unstarted runner with the same settings, so one runner object given
+  to `@flow(task_runner=...)` serves many flow runs, each with its own workers.
+
+The entrypoint is the runtime's task engine, never the bare user function: retries, caching,
+slots and state reporting behave the same on every backend. The runner knows nothing of them.
+
+A runner owns only what it created: an executor or client passed in is never shut down by it.
+"""
+
+from __future__ import annotations
+
+import abc
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, ClassVar, Protocol, runtime_checkable
+from uuid import UUID
+
+Entrypoint = Callable[[Any, tuple[Any, ...]], Any]
+
+
+@dataclass(frozen=True, slots=True)
+class TaskCall:
+    """Everything a runner needs to run one task run; picklable when its parts are."""
+
+    run_id: UUID
+    entrypoint: Entrypoint
+    payload: Any
+    upstream: tuple[Any, ...] = ()
+
+
+@runtime_checkable
+class RunnerFuture(Protocol):
+    """The stdlib future surface, plus the id of the run it belongs to."""
+
+    run_id: UUID
+
+    def result(self, timeout: float | None = None) -> Any: ...
+
+    def exception(self, timeout: float | None = None) -> BaseException | None: ...
+
+    def done(self) -> bool: ...
+
+    def cancel(self) -> bool: ...
+
+    def add_done_callback(self, fn: Callable[[Any], object]) -> None: ...
+
+
+class TaskRunner(abc.ABC):
+    """Base class of every runner. Subclasses set `name` and implement the abstract methods."""
+
+    name: ClassVar[str]
+
+    @abc.abstractmethod
+    def submit(self, call: TaskCall) -> RunnerFuture:
+        """Start running `call`; return at once with a future for its result."""
+
+    @abc.abstractmethod
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        """Release what this runner created; with `wait`, after running work finishes."""
+
+    @abc.abstractmethod
+    def duplicate(self) -> TaskRunner:
+        """A new, unstarted runner with the same settings."""
+
+    def start(self) -> None:
+        """Acquire workers; called by `__enter__`. Runners that need nothing keep this."""
+
+    def __enter__(self) -> TaskRunner:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.shutdown(wait=True)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+def run_call(call: TaskCall, upstream_values: tuple[Any, ...]) -> Any:
+    """Run a call's entrypoint with its upstream values; shared by in-process runners."""
+    return call.entrypoint(call.payload, upstream_values)
+
+
+# A worker thread that blocks on another task's future can starve its pool (every worker
+# waiting, nothing left to run what they wait for). Pools register a hook for their worker
+# threads; whoever is about to block calls `blocking_wait()` so the pool can lend a thread.
+_blocking_hooks = threading.local()
+
+
+def set_blocking_hook(hook: Callable[[], Any] | None) -> None:
+    """Register, for the current thread, a context-manager factory used around blocking waits."""
+    _blocking_hooks.hook = hook
+
+
+@contextmanager
+def blocking_wait() -> Iterator[None]:
+    """Wrap a wait on another run; lets the current worker's pool compensate for the wait."""
+    hook = getattr(_blocking_hooks, "hook", None)
+    if hook is None:
+        yield
+        return
+    with hook():
+        yield

@@ -1,0 +1,61 @@
+"""What is running right now, in this thread or task: the run context, held in contextvars.
+
+Contextvars follow work into runner threads (the thread runner copies the submitter's context),
+so code inside a task sees both its own task run and the flow run that submitted it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from .errors import MissingContext
+
+if TYPE_CHECKING:
+    from ..runners.base import TaskRunner
+    from .flows import Flow
+    from .runs import FlowRun, TaskRun
+    from .scheduler import TaskScheduler
+    from .tasks import Task
+
+
+@dataclass(slots=True, eq=False)
+class FlowRunContext:
+    flow: Flow[..., Any]
+    flow_run: FlowRun
+    runner: TaskRunner
+    scheduler: TaskScheduler
+    log_prints: bool
+    # per task name, how many runs this flow run has created (names them "task-0", "task-1")
+    task_run_counts: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(slots=True, eq=False)
+class TaskRunContext:
+    task: Task[..., Any]
+    task_run: TaskRun
+    log_prints: bool
+
+
+flow_run_var: ContextVar[FlowRunContext | None] = ContextVar("headwater_flow_run", default=None)
+task_run_var: ContextVar[TaskRunContext | None] = ContextVar("headwater_task_run", default=None)
+
+
+@contextmanager
+def entered(var: ContextVar[Any], value: Any) -> Iterator[Any]:
+    token = var.set(value)
+    try:
+        yield value
+    finally:
+        var.reset(token)
+
+
+def get_run_context() -> TaskRunContext | FlowRunContext:
+    """The innermost run: the task run if inside a task, else the flow run."""
+    ctx = task_run_var.get() or flow_run_var.get()
+    if ctx is None:
+        raise MissingContext("no flow or task is running here; call this inside a @flow or @task")
+    return ctx

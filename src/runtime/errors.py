@@ -1,0 +1,78 @@
+"""Every error the runtime raises, in one tree.
+
+    TaskRuntimeError
+    ├── InvalidTransition            a state change the state machine forbids
+    ├── UpstreamFailed               a run did not start because an upstream did not complete
+    ├── UnfinishedRun                asked for the result of a run that has not finished
+    ├── ParameterBindError (TypeError)        arguments don't fit the function's signature
+    ├── ParameterValidationError (ValueError) a flow parameter failed pydantic validation
+    ├── MappingLengthMismatch (ValueError)    `.map()` iterables of different lengths
+    ├── RunTimedOut (TimeoutError)            a run passed its `timeout_seconds`
+    ├── CancelledRun                          a run was cancelled
+    ├── CrashedRun                            a run ended by something other than its own code
+    ├── MissingContext (RuntimeError)         a run-scoped helper used outside any run
+    ├── SlotTimeout (TimeoutError)            waited too long for a concurrency slot
+    ├── BrokenRunner                          a task runner can no longer accept work
+    └── RunnerUnavailable (ImportError)       a runner's optional dependency is missing
+
+Failures inside user code are not wrapped: they become FAILED states that carry the original
+exception, and `result()` re-raises that same exception object.
+"""
+
+from __future__ import annotations
+
+
+class TaskRuntimeError(Exception):
+    """Root of every error raised by headwater itself."""
+
+
+class InvalidTransition(TaskRuntimeError):
+    """A proposed state change is not allowed from the run's current state."""
+
+
+class UpstreamFailed(TaskRuntimeError):
+    """A task run never started because an upstream run did not complete."""
+
+
+class UnfinishedRun(TaskRuntimeError):
+    """The result of a run was requested before the run reached a final state."""
+
+
+class ParameterBindError(TaskRuntimeError, TypeError):
+    """The arguments given do not match the function's signature."""
+
+
+class ParameterValidationError(TaskRuntimeError, ValueError):
+    """A flow parameter did not validate against its type annotation."""
+
+
+class MappingLengthMismatch(TaskRuntimeError, ValueError):
+    """`.map()` was given iterables of different lengths."""
+
+
+class RunTimedOut(TaskRuntimeError, TimeoutError):
+    """A task or flow run exceeded its `timeout_seconds`."""
+
+
+class CancelledRun(TaskRuntimeError):
+    """A run was cancelled before it could finish."""
+
+
+class CrashedRun(TaskRuntimeError):
+    """A run was ended by something other than its own code (interrupt, dead worker)."""
+
+
+class MissingContext(TaskRuntimeError, RuntimeError):
+    """A helper that needs a running flow or task was called outside of one."""
+
+
+class SlotTimeout(TaskRuntimeError, TimeoutError):
+    """Waiting for a concurrency slot took longer than allowed."""
+
+
+class BrokenRunner(TaskRuntimeError):
+    """A task runner was shut down or lost its workers and cannot accept work."""
+
+
+class RunnerUnavailable(TaskRuntimeError, ImportError):
+    """A task runner's optional dependency is not installed; the message names the extra."""

@@ -1,0 +1,284 @@
+"""One flow run's lifecycle: parameters, the run context, the body, retries and the final state.
+
+Order of work:
+
+1. Parameters are bound (`ParameterBindError` at once, before any run exists) and, with
+   `validate_parameters`, validated and coerced by pydantic; a validation error ends the new
+   run FAILED and raises `ParameterValidationError`.
+2. A fresh runner (`task_runner.duplicate()`) starts; PENDING -> RUNNING; `on_running` hooks.
+3. The body runs (under `timeout_seconds`, see `timeouts.py`). Then the flow waits for every
+   task run and subflow it started, returned or not.
+4. The final state follows from what the body did:
+   - raised an `Exception`: FAILED ("TimedOut" past `timeout_seconds`), or a retry;
+   - raised another `BaseException` (Ctrl-C, SystemExit): CRASHED, or CANCELLED for a
+     cancellation; unfinished task runs are cancelled, and the exception propagates;
+   - returned a `State`: that state;
+   - returned futures or states, alone or inside lists, tuples, sets, dicts or dataclasses:
+     they are replaced by their results; if any of them did not complete, FAILED (with the
+     first failure's exception), else COMPLETED;
+   - returned anything else: COMPLETED with that value.
+   A task run that failed but was not returned does not fail the flow.
+   A FAILED attempt with retries left goes SCHEDULED("AwaitingRetry") -> RUNNING("Retrying").
+5. Hooks for the final state run (`on_completion`, `on_failure`, `on_crashed`,
+   `on_cancellation`); the runner shuts down; the caller gets the value, the exception
+   raised, or with `return_state=True` the state.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import anyio
+
+from ..runners.base import TaskRunner
+from .arguments import _ATOMS, _rebuild
+from .context import FlowRunContext, entered, flow_run_var, task_run_var
+from .engine import run_task
+from .errors import ParameterValidationError, RunTimedOut
+from .futures import RunFuture
+from .logs import ensure_console_logging, enable_log_prints, flow_logger, run_extra
+from .runs import FlowRun, new_run_id, set_state
+from .scheduler import TaskScheduler
+from .states import (
+    AwaitingRetry,
+    Cancelled,
+    Completed,
+    Crashed,
+    Failed,
+    Pending,
+    Retrying,
+    Running,
+    State,
+    StateType,
+    TimedOut,
+)
+from .timeouts import call_with_timeout, call_with_timeout_async
+
+if TYPE_CHECKING:
+    from .flows import Flow
+
+
+class FlowRunEngine:
+    """The state changes of one flow run; `run_flow` and `run_flow_async` drive it."""
+
+    def __init__(self, flow: Flow[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        self.flow = flow
+        parameters = flow.bind(args, kwargs)
+        parent_flow = flow_run_var.get()
+        parent_task = task_run_var.get()
+        self.run = FlowRun(
+            new_run_id(),
+            flow.run_name(parameters),
+            flow.name,
+            parameters,
+            parent_flow.flow_run.id if parent_flow else None,
+            parent_task.task_run.id if parent_task else None,
+        )
+        set_state(self.run, Pending())
+        self.parameters = parameters
+        self.reraise: BaseException | None = None
+        self.scheduler: TaskScheduler | None = None
+        # After a timeout or an interrupt, running tasks are left to finish on their own
+        # instead of holding up the flow's end.
+        self.abandon_running = False
+        ensure_console_logging()
+        if flow.log_prints:
+            enable_log_prints()
+
+    def validate(self) -> None:
+        """Step 1, validation: coerce parameters, or end the run FAILED and raise."""
+        try:
+            self.parameters = self.flow.validate(self.parameters)
+        except ParameterValidationError as exc:
+            set_state(self.run, Failed(exc))
+            raise
+
+    def context(self, runner: TaskRunner) -> FlowRunContext:
+        self.scheduler = TaskScheduler(runner, run_task)
+        return FlowRunContext(self.flow, self.run, runner, self.scheduler, bool(self.flow.log_prints))
+
+    def start(self) -> None:
+        run = self.run
+        run.run_count += 1
+        if run.start_time is None:
+            run.start_time = time.time()
+            flow_logger.info(
+                "Beginning flow run %r for flow %r", run.name, self.flow.name, extra=run_extra()
+            )
+        set_state(run, Running() if run.run_count == 1 else Retrying())
+        self._hooks(self.flow.on_running)
+
+    def call(self) -> Any:
+        return self.flow.call_with(self.parameters)
+
+    def returned(self, value: Any) -> float | None:
+        """Steps 3-4 after the body returned. Returns a retry delay, or None when final."""
+        self.wait_for_runs()
+        state = final_state_of(value)
+        if state.type is StateType.FAILED:
+            return self._failed(state)
+        set_state(self.run, state)
+        return None
+
+    def raised(self, exc: Exception) -> float | None:
+        if isinstance(exc, RunTimedOut):
+            self._cancel_unfinished(str(exc))
+            return self._failed(TimedOut(exc))
+        self.wait_for_runs()
+        return self._failed(Failed(exc))
+
+    def _cancel_unfinished(self, reason: str) -> None:
+        self.abandon_running = True
+        if self.scheduler is not None:
+            self.scheduler.cancel_unfinished(reason)
+
+    def _failed(self, state: State) -> float | None:
+        flow, run = self.flow, self.run
+        retries_used = run.run_count - 1
+        if retries_used < flow.retries:
+            delay = flow.retry_delay_for(retries_used)
+            flow_logger.info(
+                "Flow run failed with %s - retry %d/%d in %.3gs",
+                state.message, retries_used + 1, flow.retries, delay, extra=run_extra(),
+            )
+            set_state(run, AwaitingRetry(f"retry {retries_used + 1} of {flow.retries}"))
+            return delay
+        set_state(run, state)
+        return None
+
+    def wait_for_runs(self) -> None:
+        if self.scheduler is not None:
+            self.scheduler.wait_all()
+
+    def interrupted(self, exc: BaseException) -> None:
+        """A BaseException ended the body: cancel what has not run, record, re-raise later."""
+        cancelled = isinstance(exc, anyio.get_cancelled_exc_class())
+        self._cancel_unfinished(f"flow run {self.run.name!r} was interrupted: {exc!r}")
+        set_state(self.run, Cancelled(exc) if cancelled else Crashed(exc))
+        self.reraise = exc
+
+    def finish(self) -> State:
+        run = self.run
+        state = run.state
+        assert state is not None
+        run.end_time = time.time()
+        hooks = {
+            StateType.COMPLETED: self.flow.on_completion,
+            StateType.FAILED: self.flow.on_failure,
+            StateType.CRASHED: self.flow.on_crashed,
+            StateType.CANCELLED: self.flow.on_cancellation,
+        }.get(state.type, ())
+        self._hooks(hooks)
+        log = flow_logger.info if state.type is StateType.COMPLETED else flow_logger.error
+        log("Finished in state %s", state, extra=run_extra())
+        return state
+
+    def _hooks(self, hooks: Sequence[Callable[..., Any]]) -> None:
+        for hook in hooks:
+            try:
+                hook(self.flow, self.run, self.run.state)
+            except Exception:  # a broken hook must not change the run's outcome; it is logged
+                flow_logger.exception(
+                    "Hook %r raised; the run's state is unchanged", getattr(hook, "__name__", hook),
+                    extra=run_extra(),
+                )
+
+
+def final_state_of(value: Any) -> State:
+    """The flow's final state for what its body returned (rules in the module docstring)."""
+    if isinstance(value, State):
+        return value
+    failures: list[State] = []
+
+    def resolve(item: Any) -> Any:
+        kind = type(item)
+        if kind in _ATOMS:
+            return item
+        if isinstance(item, RunFuture):
+            item.wait()
+            item = item.state
+        if isinstance(item, State):
+            if not item.is_completed():
+                failures.append(item)
+                return item.result(raise_on_failure=False)
+            return item.data
+        return _rebuild(item, resolve)
+
+    resolved = resolve(value)
+    if failures:
+        first = failures[0]
+        exc = first.result(raise_on_failure=False)
+        message = f"{len(failures)} returned run(s) did not complete; first: {first}"
+        return Failed(exc, message)
+    return Completed(resolved)
+
+
+def run_flow(engine: FlowRunEngine) -> State:
+    """Drive a sync flow run from start to its final state."""
+    engine.validate()
+    runner = engine.flow.task_runner.duplicate()
+    runner.start()
+    try:
+        with entered(flow_run_var, engine.context(runner)):
+            try:
+                _attempts_sync(engine)
+            except BaseException as exc:
+                engine.interrupted(exc)
+            state = engine.finish()
+    finally:
+        runner.shutdown(wait=not engine.abandon_running, cancel_futures=engine.abandon_running)
+    if engine.reraise is not None:
+        raise engine.reraise
+    return state
+
+
+def _attempts_sync(engine: FlowRunEngine) -> None:
+    timeout = engine.flow.timeout_seconds
+    while True:
+        engine.start()
+        try:
+            value = call_with_timeout(engine.call, timeout, f"flow run {engine.run.name!r}")
+        except Exception as exc:
+            delay = engine.raised(exc)
+        else:
+            delay = engine.returned(value)
+        if delay is None:
+            return
+        time.sleep(delay)
+
+
+async def run_flow_async(engine: FlowRunEngine) -> State:
+    """Drive an `async def` flow run on the caller's event loop."""
+    engine.validate()
+    runner = engine.flow.task_runner.duplicate()
+    runner.start()
+    try:
+        with entered(flow_run_var, engine.context(runner)):
+            try:
+                await _attempts_async(engine)
+            except BaseException as exc:
+                engine.interrupted(exc)
+            state = engine.finish()
+    finally:
+        runner.shutdown(wait=not engine.abandon_running, cancel_futures=engine.abandon_running)
+    if engine.reraise is not None:
+        raise engine.reraise
+    return state
+
+
+async def _attempts_async(engine: FlowRunEngine) -> None:
+    timeout = engine.flow.timeout_seconds
+    while True:
+        engine.start()
+        try:
+            value = await call_with_timeout_async(engine.call, timeout, f"flow run {engine.run.name!r}")
+        except Exception as exc:
+            delay = await anyio.to_thread.run_sync(engine.raised, exc)
+        else:
+            delay = await anyio.to_thread.run_sync(engine.returned, value)
+        if delay is None:
+            return
+        await anyio.sleep(delay)
+

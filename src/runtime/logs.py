@@ -1,0 +1,117 @@
+"""Run-aware logging: `get_run_logger()`, the console format, and `log_prints`.
+
+Every record from a run logger carries `flow_run_id`, `task_run_id`, `flow_run_name` and
+`task_run_name` attributes. If the application configured no logging, headwater adds one
+console handler to the `headwater` logger, so a flow shows its progress out of the box.
+"""
+
+from __future__ import annotations
+
+import builtins
+import logging
+import sys
+import threading
+from typing import Any
+
+from .context import flow_run_var, task_run_var
+from .errors import MissingContext
+
+flow_logger = logging.getLogger("headwater.flow_runs")
+task_logger = logging.getLogger("headwater.task_runs")
+
+_setup_lock = threading.Lock()
+_console_ready = False
+_print_patched = False
+_builtin_print = builtins.print
+
+
+class _RunFormatter(logging.Formatter):
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s.%(msecs)03d | %(levelname)-7s | %(label)s%(message)s", "%H:%M:%S")
+
+    def format(self, record: logging.LogRecord) -> str:
+        task_name = getattr(record, "task_run_name", None)
+        flow_name = getattr(record, "flow_run_name", None)
+        if task_name:
+            record.label = f"Task run {task_name!r} - "
+        elif flow_name:
+            record.label = f"Flow run {flow_name!r} - "
+        else:
+            record.label = ""
+        return super().format(record)
+
+
+def ensure_console_logging() -> None:
+    """Add the console handler unless the application configured logging itself."""
+    global _console_ready
+    if _console_ready:
+        return
+    with _setup_lock:
+        if _console_ready:
+            return
+        root = logging.getLogger("headwater")
+        if not root.handlers and not logging.getLogger().handlers:
+            handler = logging.StreamHandler(sys.stderr)
+            handler.setFormatter(_RunFormatter())
+            root.addHandler(handler)
+            if root.level == logging.NOTSET:
+                root.setLevel(logging.INFO)
+        _console_ready = True
+
+
+def run_extra() -> dict[str, Any]:
+    """The run ids and names for the innermost run here (empty outside any run)."""
+    flow_ctx = flow_run_var.get()
+    task_ctx = task_run_var.get()
+    extra: dict[str, Any] = {
+        "flow_run_id": None,
+        "flow_run_name": None,
+        "task_run_id": None,
+        "task_run_name": None,
+    }
+    if flow_ctx is not None:
+        extra["flow_run_id"] = flow_ctx.flow_run.id
+        extra["flow_run_name"] = flow_ctx.flow_run.name
+    if task_ctx is not None:
+        extra["task_run_id"] = task_ctx.task_run.id
+        extra["task_run_name"] = task_ctx.task_run.name
+        if flow_ctx is None and task_ctx.task_run.flow_run_id is not None:
+            extra["flow_run_id"] = task_ctx.task_run.flow_run_id
+    return extra
+
+
+def get_run_logger() -> logging.LoggerAdapter[logging.Logger]:
+    """A logger whose records carry the current run's ids; call it inside a flow or task."""
+    if task_run_var.get() is None and flow_run_var.get() is None:
+        raise MissingContext(
+            "get_run_logger() needs a running flow or task; use logging.getLogger() elsewhere"
+        )
+    logger = task_logger if task_run_var.get() is not None else flow_logger
+    return logging.LoggerAdapter(logger, run_extra())
+
+
+def _prints_to_log() -> bool:
+    task_ctx = task_run_var.get()
+    if task_ctx is not None:
+        return task_ctx.log_prints
+    flow_ctx = flow_run_var.get()
+    return flow_ctx is not None and flow_ctx.log_prints
+
+
+def _print(*values: Any, sep: str | None = " ", end: str | None = "\n", file: Any = None, flush: bool = False) -> None:
+    if (file is None or file is sys.stdout) and _prints_to_log():
+        get_run_logger().info((sep if sep is not None else " ").join(map(str, values)))
+        return
+    _builtin_print(*values, sep=sep, end=end, file=file, flush=flush)
+
+
+def enable_log_prints() -> None:
+    """Route `print` to the run logger inside runs that set `log_prints=True`.
+
+    Installed once, on the first run that asks; outside such runs `print` behaves as always.
+    """
+    global _print_patched
+    with _setup_lock:
+        if not _print_patched:
+            builtins.print = _print
+            _print_patched = True

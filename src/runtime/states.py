@@ -1,0 +1,225 @@
+"""Run states as an explicit machine: the types, the legal moves, and the `State` value.
+
+A run's life is a walk through this table (sub-state names in brackets)::
+
+    (new) ──> PENDING ──────────────> RUNNING ──────────> COMPLETED [Completed, Cached]
+                │  [NotReady: an upstream failed;         ├────────> FAILED [Failed, TimedOut]
+                │   a final state for that run]           ├────────> CRASHED / CANCELLED
+                │                                         └─> SCHEDULED [AwaitingRetry]
+                │                                                └─> RUNNING [Retrying] ...
+                └─> SCHEDULED / PAUSED / CANCELLED / CRASHED
+
+COMPLETED, FAILED, CRASHED and CANCELLED are terminal: nothing leaves them. A run that will be
+retried never enters FAILED; it goes RUNNING -> SCHEDULED("AwaitingRetry") -> RUNNING("Retrying").
+
+This module is pure: no I/O, no clocks beyond stamping a new state, no threads.
+"""
+
+from __future__ import annotations
+
+import enum
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
+from typing import Any
+from uuid import UUID
+
+from .errors import (
+    CancelledRun,
+    CrashedRun,
+    InvalidTransition,
+    TaskRuntimeError,
+    UnfinishedRun,
+    UpstreamFailed,
+)
+
+
+class StateType(enum.Enum):
+    SCHEDULED = "SCHEDULED"
+    PENDING = "PENDING"
+    RUNNING = "RUNNING"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+    CRASHED = "CRASHED"
+    CANCELLED = "CANCELLED"
+    PAUSED = "PAUSED"
+
+
+TERMINAL: frozenset[StateType] = frozenset(
+    {StateType.COMPLETED, StateType.FAILED, StateType.CRASHED, StateType.CANCELLED}
+)
+
+_S = StateType
+ALLOWED: Mapping[StateType | None, frozenset[StateType]] = {
+    None: frozenset({_S.PENDING, _S.SCHEDULED, _S.RUNNING}),
+    _S.SCHEDULED: frozenset({_S.PENDING, _S.RUNNING, _S.CANCELLED, _S.CRASHED, _S.PAUSED}),
+    # PENDING -> PENDING is the move to "NotReady"; PENDING -> FAILED covers a run that fails
+    # before it starts (its inputs could not be resolved).
+    _S.PENDING: frozenset(
+        {_S.PENDING, _S.RUNNING, _S.SCHEDULED, _S.CANCELLED, _S.CRASHED, _S.PAUSED, _S.FAILED}
+    ),
+    _S.RUNNING: frozenset(
+        {_S.COMPLETED, _S.FAILED, _S.CRASHED, _S.CANCELLED, _S.PAUSED, _S.SCHEDULED}
+    ),
+    _S.PAUSED: frozenset({_S.RUNNING, _S.PENDING, _S.CANCELLED, _S.CRASHED}),
+    _S.COMPLETED: frozenset(),
+    _S.FAILED: frozenset(),
+    _S.CRASHED: frozenset(),
+    _S.CANCELLED: frozenset(),
+}
+
+
+def transition(current: State | None, proposed: State) -> State:
+    """Return `proposed` if the machine allows moving to it from `current`, else raise."""
+    current_type = None if current is None else current.type
+    if proposed.type not in ALLOWED[current_type]:
+        before = "a new run" if current is None else f"{current.type.value}({current.name})"
+        raise InvalidTransition(
+            f"cannot move from {before} to {proposed.type.value}({proposed.name}); "
+            f"allowed: {sorted(t.value for t in ALLOWED[current_type]) or 'nothing (terminal)'}"
+        )
+    return proposed
+
+
+@dataclass(frozen=True, slots=True)
+class State:
+    """One point in a run's life: what kind, its sub-state name, and the data it carries.
+
+    `data` is the run's return value for COMPLETED states and the exception for FAILED,
+    CRASHED and CANCELLED ones. `ts` is seconds since the epoch; `timestamp` is the same
+    instant as an aware UTC datetime.
+    """
+
+    type: StateType
+    name: str
+    message: str | None = None
+    data: Any = field(default=None, repr=False)
+    ts: float = field(default_factory=time.time, repr=False)
+    # Set for a NotReady state: which upstream run did not complete.
+    upstream_run_id: UUID | None = field(default=None, repr=False)
+
+    @property
+    def timestamp(self) -> datetime:
+        return datetime.fromtimestamp(self.ts, tz=timezone.utc)
+
+    def is_scheduled(self) -> bool:
+        return self.type is StateType.SCHEDULED
+
+    def is_pending(self) -> bool:
+        return self.type is StateType.PENDING
+
+    def is_running(self) -> bool:
+        return self.type is StateType.RUNNING
+
+    def is_completed(self) -> bool:
+        return self.type is StateType.COMPLETED
+
+    def is_failed(self) -> bool:
+        return self.type is StateType.FAILED
+
+    def is_crashed(self) -> bool:
+        return self.type is StateType.CRASHED
+
+    def is_cancelled(self) -> bool:
+        return self.type is StateType.CANCELLED
+
+    def is_paused(self) -> bool:
+        return self.type is StateType.PAUSED
+
+    def is_final(self) -> bool:
+        """Terminal, or the NotReady pending state a run ends in when an upstream failed."""
+        return self.type in TERMINAL or self.name == "NotReady"
+
+    def result(self, raise_on_failure: bool = True) -> Any:
+        """The run's value; for a failed run, raise its exception (or return it)."""
+        if self.type is StateType.COMPLETED:
+            return self.data
+        exc = self._exception()
+        if raise_on_failure:
+            raise exc
+        return exc
+
+    def _exception(self) -> BaseException:
+        if isinstance(self.data, BaseException):
+            return self.data
+        if self.name == "NotReady":
+            return UpstreamFailed(self.message or "an upstream run did not complete")
+        if self.type is StateType.CANCELLED:
+            return CancelledRun(self.message or "the run was cancelled")
+        if self.type is StateType.CRASHED:
+            return CrashedRun(self.message or "the run crashed")
+        if self.type is StateType.FAILED:
+            return TaskRuntimeError(self.message or "the run failed")
+        return UnfinishedRun(
+            f"the run is {self.type.value}({self.name}), not finished; wait for it first"
+        )
+
+    def with_data(self, data: Any) -> State:
+        return replace(self, data=data)
+
+    def __str__(self) -> str:
+        return f"{self.name}({self.message!r})" if self.message else f"{self.name}()"
+
+
+# Constructors, named as Prefect users know them. Each returns a fresh `State`.
+
+
+def Scheduled(message: str | None = None, *, name: str = "Scheduled") -> State:
+    return State(StateType.SCHEDULED, name, message)
+
+
+def AwaitingRetry(message: str | None = None) -> State:
+    return State(StateType.SCHEDULED, "AwaitingRetry", message)
+
+
+def Pending(message: str | None = None, *, name: str = "Pending") -> State:
+    return State(StateType.PENDING, name, message)
+
+
+def NotReady(message: str, upstream_run_id: UUID | None = None) -> State:
+    return State(StateType.PENDING, "NotReady", message, upstream_run_id=upstream_run_id)
+
+
+def Running(message: str | None = None, *, name: str = "Running") -> State:
+    return State(StateType.RUNNING, name, message)
+
+
+def Retrying(message: str | None = None) -> State:
+    return State(StateType.RUNNING, "Retrying", message)
+
+
+def Completed(data: Any = None, message: str | None = None, *, name: str = "Completed") -> State:
+    return State(StateType.COMPLETED, name, message, data)
+
+
+def Cached(data: Any = None, message: str | None = None) -> State:
+    return State(StateType.COMPLETED, "Cached", message, data)
+
+
+def Failed(
+    data: BaseException | None = None, message: str | None = None, *, name: str = "Failed"
+) -> State:
+    return State(StateType.FAILED, name, message or _describe(data), data)
+
+
+def TimedOut(data: BaseException | None = None, message: str | None = None) -> State:
+    return State(StateType.FAILED, "TimedOut", message or _describe(data), data)
+
+
+def Crashed(data: BaseException | None = None, message: str | None = None) -> State:
+    return State(StateType.CRASHED, "Crashed", message or _describe(data), data)
+
+
+def Cancelled(data: BaseException | None = None, message: str | None = None) -> State:
+    return State(StateType.CANCELLED, "Cancelled", message or _describe(data), data)
+
+
+def Paused(message: str | None = None) -> State:
+    return State(StateType.PAUSED, "Paused", message)
+
+
+def _describe(exc: BaseException | None) -> str | None:
+    if exc is None:
+        return None
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
