@@ -1,0 +1,52 @@
+"""Fresh child interpreters for the workloads that must not share the suite's process.
+
+Cold start has to pay for interpreter start and imports; peak memory has to start from an
+empty heap. Child scripts live in `benchmarks/scripts/`, are plain files a user can run, and
+report through one JSON object on their last line of stdout.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+SCRIPTS = Path(__file__).parent / "scripts"
+CHILD_TIMEOUT_S = 600.0
+
+
+class ChildFailed(RuntimeError):
+    """A child interpreter exited with an error; the message carries its stderr tail."""
+
+
+def script(name: str) -> Path:
+    """Path of a child script in `benchmarks/scripts/`."""
+    return SCRIPTS / name
+
+
+def run_python(args: list[str], *, python: str = sys.executable) -> str:
+    """Run ``python *args`` in a fresh process; return stdout or raise ChildFailed."""
+    completed = subprocess.run(
+        [python, *args],
+        capture_output=True,
+        text=True,
+        timeout=CHILD_TIMEOUT_S,
+        cwd=SCRIPTS,  # not the repository root, so nothing is imported from the checkout by accident
+        check=False,
+    )
+    if completed.returncode != 0:
+        tail = "\n".join(completed.stderr.strip().splitlines()[-3:])
+        raise ChildFailed(f"child exited with {completed.returncode}: {tail}")
+    return completed.stdout
+
+
+def run_json(args: list[str], *, python: str = sys.executable) -> dict[str, Any]:
+    """Run a child script and parse the JSON object on its last line of stdout."""
+    stdout = run_python(args, python=python)
+    lines = stdout.strip().splitlines()
+    if not lines:
+        raise ChildFailed("child printed nothing")
+    result: dict[str, Any] = json.loads(lines[-1])
+    return result

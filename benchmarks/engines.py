@@ -1,0 +1,93 @@
+"""How workloads reach the engines they compare: headwater (imported lazily) and raw baselines.
+
+headwater is imported on first use, never at suite start, so the suite still runs its
+baseline rows while the runtime is missing or broken; a workload then reports
+"headwater runtime not importable: <error>" for its headwater rows instead of crashing.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import os
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+# Headwater runner names used in `Workload.runners`, mapped to their class in
+# `headwater.runners`. Dask and Ray join here when their runners land.
+RUNNER_CLASSES: dict[str, str] = {
+    "sequential": "SequentialTaskRunner",
+    "concurrent": "ConcurrentTaskRunner",
+}
+
+
+class HeadwaterUnavailable(RuntimeError):
+    """The headwater runtime (or the runner asked for) cannot be imported."""
+
+
+@dataclass(frozen=True, slots=True)
+class Headwater:
+    """The slice of headwater's public API the workloads use."""
+
+    flow: Any
+    task: Any
+    wait: Any
+    runners: Any
+
+
+@functools.cache
+def _import_headwater() -> Headwater | str:
+    try:
+        package = importlib.import_module("headwater")
+        runners = importlib.import_module("headwater.runners")
+        return Headwater(flow=package.flow, task=package.task, wait=package.wait, runners=runners)
+    except Exception as exc:  # any failure means "not usable yet", reported per row
+        return f"{type(exc).__name__}: {exc}"
+
+
+def headwater() -> Headwater:
+    """The headwater API, or HeadwaterUnavailable carrying the import error."""
+    imported = _import_headwater()
+    if isinstance(imported, str):
+        raise HeadwaterUnavailable(f"headwater runtime not importable: {imported}")
+    return imported
+
+
+def task_runner(name: str) -> Any:
+    """A fresh headwater task runner for a runner name such as "concurrent"."""
+    class_name = RUNNER_CLASSES.get(name)
+    if class_name is None:
+        raise HeadwaterUnavailable(f"no headwater runner named {name!r}")
+    runner_class = getattr(headwater().runners, class_name, None)
+    if runner_class is None:
+        raise HeadwaterUnavailable(f"headwater.runners has no {class_name} yet")
+    return runner_class()
+
+
+def threadpool() -> ThreadPoolExecutor:
+    """The raw baseline engine, with the same default worker count as the concurrent runner."""
+    return ThreadPoolExecutor()
+
+
+@contextmanager
+def environment(variables: dict[str, str] | Any) -> Iterator[None]:
+    """Set environment variables for the duration of a workload, then restore them."""
+    saved = {key: os.environ.get(key) for key in variables}
+    os.environ.update(variables)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def require_baseline(engine: str, supported: tuple[str, ...] = ("threadpool",)) -> None:
+    """Fail clearly when a workload is asked for a baseline engine it does not implement."""
+    if engine not in supported:
+        raise ValueError(f"no {engine!r} baseline for this workload (has: {', '.join(supported)})")

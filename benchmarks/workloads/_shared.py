@@ -1,0 +1,32 @@
+"""Plain functions the workloads run as tasks; module-level so every runner can pickle them."""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+def noop(x: T | None = None) -> T | None:
+    """The cheapest possible task body: what remains is the runtime's own cost."""
+    return x
+
+
+def count(items: list[Any]) -> int:
+    """A fan-in body: touches the collected inputs without doing real work."""
+    return len(items)
+
+
+def make_small(i: int) -> dict[str, Any]:
+    """A small object, about the size of a typical row or parameter set."""
+    return {"index": i, "name": f"item-{i}", "tags": ["a", "b"], "value": i * 0.5}
+
+
+def make_large(mebibytes: int) -> bytearray:
+    """A large zeroed buffer (no numpy); its allocation is part of both sides' work."""
+    return bytearray(mebibytes * 2**20)
+
+
+def size_of(obj: bytes | bytearray | dict[str, Any]) -> int:
+    """Consumes an object received from the previous task."""
+    return len(obj)

@@ -1,0 +1,52 @@
+"""coldstart: wall time of a one-task flow script in a fresh interpreter (target < 0.75 s).
+
+Unlike the in-process workloads, this one counts interpreter start and every import: it is
+what a user waits for when running ``python hello.py``. The baseline is ``python -c`` running
+one task on a raw ThreadPoolExecutor.
+"""
+
+from __future__ import annotations
+
+from benchmarks.children import run_python, script
+from benchmarks.engines import RUNNER_CLASSES, headwater, require_baseline
+from benchmarks.workload import Figure, Trial, Workload
+
+HELLO_THREADPOOL = (
+    "import concurrent.futures as cf\n"
+    "with cf.ThreadPoolExecutor() as pool:\n"
+    "    print(pool.submit(lambda name: f'hello, {name}', 'world').result())\n"
+)
+
+
+def run(runner: str, n: int) -> Trial:
+    headwater()  # fail soft with the import error here, not as a child's traceback
+    args = [str(script("hello_headwater.py")), RUNNER_CLASSES[runner]]
+
+    def trial() -> None:
+        run_python(args)
+
+    return trial
+
+
+def baseline(engine: str, n: int) -> Trial:
+    require_baseline(engine)
+
+    def trial() -> None:
+        run_python(["-c", HELLO_THREADPOOL])
+
+    return trial
+
+
+WALL_SECONDS = Figure("seconds", "s wall", lambda raw, n: raw["seconds"], target=0.75)
+
+WORKLOAD = Workload(
+    name="coldstart",
+    description="`python hello.py` (one-task flow) in a fresh interpreter; target < 0.75 s",
+    sizes={"tiny": 1, "quick": 1, "full": 1},
+    run=run,
+    baseline=baseline,
+    figures=(WALL_SECONDS,),
+    size_unit="script",
+    repeats={"tiny": 1, "quick": 3, "full": 7},  # cheap and noisy: take a median of several
+    order=60,
+)

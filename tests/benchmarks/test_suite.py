@@ -1,0 +1,95 @@
+"""Smoke test of the benchmark suite: it runs end to end and its JSON has the documented shape.
+
+No timing assertions: this checks the harness, not the machine. Tiny sizes keep it fast.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+FIGURE_STATS = {"min", "median", "max", "best", "values"}
+
+
+def run_suite(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "benchmarks", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+@pytest.fixture(scope="module")
+def document(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    out = tmp_path_factory.mktemp("bench") / "results.json"
+    completed = run_suite(
+        "submit", "chain", "--tiny", "--repeats", "1", "--json", str(out), "--no-progress"
+    )
+    assert completed.returncode == 0, completed.stderr
+    assert "submit" in completed.stdout and "chain" in completed.stdout  # the table
+    loaded: dict[str, Any] = json.loads(out.read_text())
+    return loaded
+
+
+def test_machine_info_is_recorded(document: dict[str, Any]) -> None:
+    machine = document["machine"]
+    assert document["schema_version"] == 1
+    for key in ("cpu_count", "cpu_model", "memory_bytes", "os", "python", "packages", "date"):
+        assert key in machine
+    assert document["suite"]["mode"] == "tiny"
+
+
+def test_every_figure_sits_beside_its_baseline(document: dict[str, Any]) -> None:
+    workloads = {w["name"]: w for w in document["workloads"]}
+    assert set(workloads) == {"submit", "chain"}
+    for workload in workloads.values():
+        assert workload["n"] >= 1 and workload["repeats"] == 1
+        threadpool = workload["baselines"]["threadpool"]
+        assert threadpool["error"] is None, threadpool["error"]
+        assert FIGURE_STATS <= set(threadpool["figures"][workload["headline"]])
+        assert {row["runner"] for row in workload["rows"]} == {"sequential", "concurrent"}
+        for row in workload["rows"]:
+            assert row["baseline"] == "threadpool"
+            if row["error"] is not None:
+                # The runtime may be absent or broken; the suite must say so, not crash.
+                assert row["figures"] == {}
+                continue
+            for figure in row["figures"].values():
+                assert FIGURE_STATS <= set(figure)
+                assert set(figure["baseline"]) == {"min", "median", "max", "best"}
+                assert figure["ratio"]["median"] > 0
+
+
+def test_list_names_every_workload() -> None:
+    completed = run_suite("--list")
+    assert completed.returncode == 0
+    for name in ("submit", "map", "chain", "fanout", "data-small", "data-large", "coldstart", "memory"):
+        assert name in completed.stdout
+
+
+def test_unknown_workload_is_a_usage_error() -> None:
+    completed = run_suite("no-such-workload")
+    assert completed.returncode == 2
+    assert "no workload named" in completed.stderr
+
+
+def test_missing_peer_framework_is_reported_not_fatal(tmp_path: Path) -> None:
+    # This interpreter has no Prefect: the suite must say so and still print its table.
+    out = tmp_path / "r.json"
+    completed = run_suite(
+        "chain", "--tiny", "--repeats", "1", "--no-progress", "--peer-python", sys.executable,
+        "--json", str(out),
+    )
+    assert completed.returncode == 0, completed.stderr
+    assert "lacks prefect" in completed.stderr
+    peer = json.loads(out.read_text())["peer"]
+    assert peer["available"] is False and "lacks prefect" in peer["error"]
