@@ -12,6 +12,7 @@ from typing import Any
 from rich.console import Console
 
 from benchmarks import registry
+from benchmarks.engines import divert_runtime_logs
 from benchmarks.machine import machine_info
 from benchmarks.peer import attach_peer, run_prefect_peer
 from benchmarks.plot import draw, run_sweep, sweep_steps
@@ -39,6 +40,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--plot", type=Path, metavar="PATH", help="sweep submit throughput, draw a PNG")
     parser.add_argument("--peer-python", metavar="PATH", help="an interpreter with Prefect installed")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    parser.add_argument("--show-logs", action="store_true", help="let headwater log runs to stderr")
     parser.add_argument("--strict", action="store_true", help="exit 1 if any row failed")
     options = parser.parse_args(argv)
     if options.repeats is not None and options.repeats < 1:
@@ -60,6 +62,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except registry.UnknownWorkload as exc:
         err.print(f"[red]{exc}[/red]")
         return 2
+    if not options.show_logs:
+        divert_runtime_logs()
     mode = "tiny" if options.tiny else "quick" if options.quick else "full"
     config = SuiteConfig(mode=mode, repeats=options.repeats, size=options.size)
     plot_workload = next((w for w in available if w.name == PLOT_WORKLOAD), None)
@@ -120,6 +124,7 @@ def json_document(
             "repeats": config.repeats,
             "size": config.size,
             "argv": sys.argv[1:],
+            "runtime_logs": "stderr" if options.show_logs else "devnull",
         },
         "machine": machine,
         "workloads": results,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import logging
 import os
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -91,3 +92,18 @@ def require_baseline(engine: str, supported: tuple[str, ...] = ("threadpool",)) 
     """Fail clearly when a workload is asked for a baseline engine it does not implement."""
     if engine not in supported:
         raise ValueError(f"no {engine!r} baseline for this workload (has: {', '.join(supported)})")
+
+
+def divert_runtime_logs() -> None:
+    """Keep headwater's run logs off the terminal while still paying for them.
+
+    Without configuration the runtime adds a console handler and logs every flow run at INFO,
+    which would scroll through the progress bar. A handler writing to os.devnull at the same
+    level keeps the logging work in the measured time and the terminal readable.
+    """
+    logger = logging.getLogger("headwater")
+    handler = logging.StreamHandler(open(os.devnull, "w"))  # noqa: SIM115 - lives with the process
+    handler.setFormatter(logging.Formatter("%(asctime)s | %(levelname)-7s | %(name)s %(message)s"))
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False

@@ -37,7 +37,7 @@ def progress_bar(total: int, *, enabled: bool = True) -> Iterator[ProgressSink]:
         MofNCompleteColumn(),
         TimeElapsedColumn(),
         console=Console(stderr=True),
-        transient=False,
+        transient=True,  # the table is the lasting output
         disable=not enabled,
     )
     with progress:

@@ -6,6 +6,7 @@ No timing assertions: this checks the harness, not the machine. Tiny sizes keep 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -93,3 +94,26 @@ def test_missing_peer_framework_is_reported_not_fatal(tmp_path: Path) -> None:
     assert "lacks prefect" in completed.stderr
     peer = json.loads(out.read_text())["peer"]
     assert peer["available"] is False and "lacks prefect" in peer["error"]
+
+
+def test_peer_column_through_the_peer_protocol(tmp_path: Path) -> None:
+    # A fake `prefect` on PYTHONPATH stands in for a real install: it checks the peer script's
+    # use of the API and the suite's handling of its JSON, not Prefect's speed.
+    out = tmp_path / "r.json"
+    fake = Path(__file__).parent / "fake_prefect"
+    completed = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "submit", "memory", "--tiny", "--repeats", "1",
+         "--no-progress", "--peer-python", sys.executable, "--json", str(out)],
+        cwd=REPO, capture_output=True, text=True, timeout=120, check=False,
+        env={**os.environ, "PYTHONPATH": str(fake)},
+    )
+    assert completed.returncode == 0, completed.stderr
+    document = json.loads(out.read_text())
+    assert document["peer"]["available"] is True, document["peer"]
+    for workload in document["workloads"]:
+        peer = workload["peers"]["prefect"]
+        assert peer["error"] is None, peer["error"]
+        assert FIGURE_STATS <= set(peer["figures"][workload["headline"]])
+        for row in workload["rows"]:
+            if row["error"] is None:
+                assert "peer" in row["figures"][workload["headline"]]
