@@ -28,6 +28,18 @@ def default_max_workers() -> int:
     return min(32, (os.cpu_count() or 1) + 4)
 
 
+def _run_item(future: Future, call: TaskCall, context: contextvars.Context) -> None:
+    if not future.set_running_or_notify_cancel():
+        return
+    try:
+        values = tuple(f.result() for f in call.upstream)
+        result = context.run(run_call, call, values)
+    except BaseException as exc:  # handed to the future, never dropped
+        future.set_exception(exc)
+    else:
+        future.set_result(result)
+
+
 class _LendingPool:
     """Worker threads pulling from one queue; see the module docstring for lending."""
 
@@ -66,17 +78,8 @@ class _LendingPool:
             if item is None:
                 self._queue.put(None)  # pass the stop signal on to the next worker
                 return
-            future, call, context = item
-            del item
-            if future.set_running_or_notify_cancel():
-                try:
-                    values = tuple(f.result() for f in call.upstream)
-                    result = context.run(run_call, call, values)
-                except BaseException as exc:  # handed to the future, never dropped
-                    future.set_exception(exc)
-                else:
-                    future.set_result(result)
-            del future, call, context
+            _run_item(*item)
+            del item  # an idle worker must not keep its last result alive
             if self._surplus_thread_exits():
                 return
             self._idle.release()

@@ -23,6 +23,7 @@ call, sleep and time out.
 
 from __future__ import annotations
 
+import asyncio
 import random
 import time
 from collections.abc import Callable, Sequence
@@ -68,7 +69,7 @@ class TaskRunPayload:
 
 
 def _is_cancellation(exc: BaseException) -> bool:
-    return isinstance(exc, anyio.get_cancelled_exc_class())
+    return isinstance(exc, asyncio.CancelledError)
 
 
 class _TaskRunEngine:

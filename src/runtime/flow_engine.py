@@ -26,6 +26,7 @@ Order of work:
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -154,7 +155,7 @@ class FlowRunEngine:
 
     def interrupted(self, exc: BaseException) -> None:
         """A BaseException ended the body: cancel what has not run, record, re-raise later."""
-        cancelled = isinstance(exc, anyio.get_cancelled_exc_class())
+        cancelled = isinstance(exc, asyncio.CancelledError)
         self._cancel_unfinished(f"flow run {self.run.name!r} was interrupted: {exc!r}")
         set_state(self.run, Cancelled(exc) if cancelled else Crashed(exc))
         self.reraise = exc

@@ -122,7 +122,9 @@ class Flow(Generic[P, R]):
             return parameters
         validator = self._validator
         if validator is None:
-            validator = self._validator = _ParameterValidator.for_signature(self.name, self._signature)
+            validator = self._validator = _ParameterValidator.for_signature(
+                self.name, self._signature, getattr(self.fn, "__globals__", {})
+            )
         return validator.validate(parameters)
 
     def call_with(self, parameters: dict[str, Any]) -> Any:
@@ -200,13 +202,18 @@ class _ParameterValidator:
         self._names = names
 
     @classmethod
-    def for_signature(cls, flow_name: str, signature: inspect.Signature) -> _ParameterValidator:
+    def for_signature(
+        cls, flow_name: str, signature: inspect.Signature, namespace: dict[str, Any]
+    ) -> _ParameterValidator:
         fields: dict[str, Any] = {}
         for param in signature.parameters.values():
             if param.annotation is param.empty or param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
                 continue
+            annotation = _resolve_annotation(param.annotation, namespace)
+            if annotation is None:
+                continue  # names a type we cannot see from here: left unvalidated, not guessed
             default = ... if param.default is param.empty else param.default
-            fields[param.name] = (param.annotation, default)
+            fields[param.name] = (annotation, default)
         if not fields:
             return cls(flow_name, None, frozenset())
         import pydantic  # only flows with annotated parameters pay for importing pydantic
@@ -236,6 +243,17 @@ class _ParameterValidator:
             ) from None
         coerced = {name: getattr(validated, name) for name in given}
         return {**parameters, **coerced}
+
+
+def _resolve_annotation(annotation: Any, namespace: dict[str, Any]) -> Any:
+    """An annotation as a type; string annotations (PEP 563) are evaluated in the flow's
+    module. None when it names something not visible there (a class local to a function)."""
+    if not isinstance(annotation, str):
+        return annotation
+    try:
+        return eval(annotation, dict(namespace))  # noqa: S307 - the user's own annotation
+    except Exception:
+        return None
 
 
 @overload

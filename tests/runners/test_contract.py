@@ -1,0 +1,174 @@
+"""One contract, every runner: the same suite runs against each `TaskRunner`.
+
+A new runner joins by adding a factory to RUNNERS (with `pytest.importorskip` for its
+optional dependency); nothing else here changes.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from headwater import allow_failure, flow, task, unmapped
+from headwater.runners import ConcurrentTaskRunner, SequentialTaskRunner, TaskCall, TaskRunner
+from headwater.runners.base import RunnerFuture
+from headwater.runtime.errors import BrokenRunner, UpstreamFailed
+
+RUNNERS: dict[str, Callable[[], TaskRunner]] = {
+    "sequential": SequentialTaskRunner,
+    "concurrent": lambda: ConcurrentTaskRunner(max_workers=4),
+}
+
+
+@pytest.fixture(params=sorted(RUNNERS))
+def runner(request: pytest.FixtureRequest) -> TaskRunner:
+    return RUNNERS[request.param]()
+
+
+@task
+def add(x: int, y: int = 1) -> int:
+    return x + y
+
+
+@task
+def boom(message: str = "boom") -> int:
+    raise ValueError(message)
+
+
+@task
+def collect(*items: Any) -> list[Any]:
+    return list(items)
+
+
+def _entry(payload: Any, upstream: tuple[Any, ...]) -> Any:
+    return (payload, upstream)
+
+
+def test_a_runner_returns_a_runner_future_with_the_entrypoint_result(runner: TaskRunner) -> None:
+    with runner:
+        run_id = uuid.uuid4()
+        future = runner.submit(TaskCall(run_id, _entry, "payload"))
+        assert isinstance(future, RunnerFuture)
+        assert future.run_id == run_id
+        assert future.result(timeout=5) == ("payload", ())
+        assert future.done()
+
+
+def test_upstream_runner_futures_arrive_as_values(runner: TaskRunner) -> None:
+    with runner:
+        first = runner.submit(TaskCall(uuid.uuid4(), _entry, 1))
+        first.result(timeout=5)
+        second = runner.submit(TaskCall(uuid.uuid4(), _entry, 2, (first,)))
+        assert second.result(timeout=5) == (2, ((1, ()),))
+
+
+def test_entrypoint_exceptions_reach_the_future(runner: TaskRunner) -> None:
+    def explode(payload: Any, upstream: tuple[Any, ...]) -> Any:
+        raise RuntimeError(payload)
+
+    with runner:
+        future = runner.submit(TaskCall(uuid.uuid4(), explode, "kaput"))
+        with pytest.raises(RuntimeError, match="kaput"):
+            future.result(timeout=5)
+
+
+def test_duplicate_gives_an_independent_runner_of_the_same_kind(runner: TaskRunner) -> None:
+    copy = runner.duplicate()
+    assert type(copy) is type(runner) and copy is not runner
+
+
+def test_submit_map_and_dependencies(runner: TaskRunner) -> None:
+    @flow(task_runner=runner)
+    def pipeline(n: int) -> tuple[int, list[int], list[int]]:
+        first = add.submit(1)
+        second = add.submit(first, y=first)
+        mapped = add.map(range(n), y=unmapped(10))
+        chained = add.map(mapped)
+        return second.result(), mapped.result(), chained.result()
+
+    assert pipeline(3) == (4, [10, 11, 12], [11, 12, 13])
+
+
+def test_futures_nested_in_collections_are_dependencies(runner: TaskRunner) -> None:
+    @flow(task_runner=runner)
+    def nested() -> list[Any]:
+        a, b = add.submit(1), add.submit(2)
+        return collect.submit([a, {"b": b}], (a,)).result()
+
+    assert nested() == [[2, {"b": 3}], (2,)]
+
+
+def test_failed_upstream_leaves_downstream_not_ready_unless_allowed(runner: TaskRunner) -> None:
+    @task
+    def describe(value: Any) -> str:
+        return f"got {type(value).__name__}"
+
+    @flow(task_runner=runner)
+    def failing() -> tuple[Any, ...]:
+        bad = boom.submit()
+        skipped = add.submit(bad)
+        tolerant = describe.submit(allow_failure(bad))
+        waits = add.submit(1, wait_for=[bad])
+        with pytest.raises(UpstreamFailed, match="upstream run ended Failed"):
+            skipped.result()
+        waits.wait()
+        return (skipped.state.type.value, skipped.state.name), tolerant.result(), waits.state.name
+
+    skipped, tolerant, waited = failing()
+    assert skipped == ("PENDING", "NotReady")
+    assert waited == "NotReady"
+    assert tolerant == "got ValueError"
+
+
+def test_a_failed_task_that_is_not_returned_does_not_fail_the_flow(runner: TaskRunner) -> None:
+    @flow(task_runner=runner)
+    def tolerant() -> int:
+        boom.submit()
+        return 7
+
+    assert tolerant() == 7
+
+
+def test_every_submitted_task_finishes_before_the_flow_does(runner: TaskRunner) -> None:
+    finished: list[int] = []
+
+    @task
+    def slow(i: int) -> None:
+        time.sleep(0.01)
+        finished.append(i)
+
+    @flow(task_runner=runner)
+    def fire_and_forget() -> None:
+        for i in range(5):
+            slow.submit(i)
+
+    fire_and_forget()
+    assert sorted(finished) == [0, 1, 2, 3, 4]
+
+
+def test_a_runner_that_was_shut_down_refuses_work() -> None:
+    runner = ConcurrentTaskRunner(max_workers=1)
+    runner.start()
+    runner.shutdown()
+    with pytest.raises(BrokenRunner, match="not running"):
+        runner.submit(TaskCall(uuid.uuid4(), _entry, None))
+
+
+def test_concurrent_runner_runs_tasks_at_the_same_time() -> None:
+    barrier = threading.Barrier(3, timeout=5)
+
+    @task
+    def meet() -> bool:
+        barrier.wait()
+        return True
+
+    @flow(task_runner=ConcurrentTaskRunner(max_workers=3))
+    def together() -> list[bool]:
+        return [f.result() for f in [meet.submit() for _ in range(3)]]
+
+    assert together() == [True, True, True]

@@ -1,0 +1,59 @@
+"""Futures nested in arguments are found, replaced by refs, and filled back in."""
+
+from __future__ import annotations
+
+from collections import namedtuple
+from dataclasses import dataclass
+
+from headwater.runtime.arguments import UpstreamRef, allow_failure, extract_upstream, fill_upstream
+from headwater.runtime.futures import TaskFuture
+from headwater.runtime.runs import TaskRun, new_run_id
+
+Pair = namedtuple("Pair", "left right")
+
+
+@dataclass(frozen=True)
+class Box:
+    item: object
+    label: str = "box"
+
+
+def future() -> TaskFuture[object]:
+    return TaskFuture(TaskRun(new_run_id(), "t-0", "t", None))
+
+
+def test_plain_arguments_pass_through_without_copying() -> None:
+    params = {"x": 1, "items": [1, 2, {"a": "b"}]}
+    extracted = extract_upstream(params)
+    assert extracted.parameters is params
+    assert extracted.futures == []
+
+
+def test_nested_futures_become_refs_and_are_filled_back() -> None:
+    f1, f2 = future(), future()
+    params = {
+        "direct": f1,
+        "nested": [1, (f2, {"k": f1})],
+        "named": Pair(f2, 3),
+        "boxed": Box(f1),
+        "plain": "text",
+    }
+    extracted = extract_upstream(params)
+    assert extracted.futures == [f1, f2]
+    assert extracted.parameters["direct"] == UpstreamRef(0)
+    assert extracted.lineage == {"direct": (0,), "nested": (1, 0), "named": (1,), "boxed": (0,)}
+    filled = fill_upstream(extracted.parameters, ("one", "two"))
+    assert filled == {
+        "direct": "one",
+        "nested": [1, ("two", {"k": "one"})],
+        "named": Pair("two", 3),
+        "boxed": Box("one"),
+        "plain": "text",
+    }
+
+
+def test_allow_failure_marks_an_upstream_optional_and_wait_for_is_required() -> None:
+    tolerated, required, waited = future(), future(), future()
+    extracted = extract_upstream({"a": allow_failure(tolerated), "b": required}, wait_for=(waited,))
+    assert extracted.futures == [tolerated, required, waited]
+    assert extracted.required == frozenset({1, 2})

@@ -1,0 +1,44 @@
+"""The public surface is deliberate: this pins it, as trio's test_exports does."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import headwater
+import headwater.runners
+
+EXPECTED_TOP_LEVEL = {
+    "flow", "task", "unmapped", "allow_failure", "wait", "as_completed", "get_run_logger",
+    "get_run_context", "exponential_backoff",
+    "Flow", "Task", "TaskFuture", "FlowFuture", "FutureList", "TaskRun", "FlowRun",
+    "State", "StateType", "Scheduled", "Pending", "Running", "Completed", "Cached", "Failed",
+    "Crashed", "Cancelled", "Paused", "Retrying", "AwaitingRetry", "TimedOut", "NotReady",
+    "TaskRuntimeError", "InvalidTransition", "UpstreamFailed", "UnfinishedRun",
+    "ParameterBindError", "ParameterValidationError", "MappingLengthMismatch", "RunTimedOut",
+    "CancelledRun", "CrashedRun", "MissingContext", "SlotTimeout", "BrokenRunner",
+    "RunnerUnavailable",
+}  # fmt: skip
+
+
+def test_top_level_exports_exactly_the_public_surface() -> None:
+    assert set(headwater.__all__) == EXPECTED_TOP_LEVEL
+    for name in EXPECTED_TOP_LEVEL:
+        assert getattr(headwater, name) is not None
+
+
+def test_runners_exports() -> None:
+    assert set(headwater.runners.__all__) == {
+        "ConcurrentTaskRunner", "RunnerFuture", "SequentialTaskRunner", "TaskCall",
+        "TaskRunner", "ThreadPoolTaskRunner", "get_runner",
+    }  # fmt: skip
+
+
+def test_importing_headwater_does_not_import_heavy_optional_modules() -> None:
+    code = (
+        "import sys, headwater; "
+        "heavy = [m for m in ('dask', 'distributed', 'ray', 'pydantic', 'grpc') if m in sys.modules]; "
+        "print(','.join(heavy))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
