@@ -1,1 +1,74 @@
-"""headwater.api"""
+"""The headwater state service: records flow runs, task runs and their states.
+
+The runtime reports through `get_recorder()` (non-blocking, batched); tools read through
+`StateClient` / `AsyncStateClient`; `StateServer` serves it (embedded or standalone).
+Importing this package imports grpc, pydantic and msgpack; `import headwater` does not.
+"""
+
+from .client import AsyncStateClient as AsyncStateClient
+from .client import StateClient as StateClient
+from .errors import AmbiguousRunId as AmbiguousRunId
+from .errors import FlushTimeout as FlushTimeout
+from .errors import InvalidPayload as InvalidPayload
+from .errors import PayloadTooLarge as PayloadTooLarge
+from .errors import RecordingError as RecordingError
+from .errors import RunNotFound as RunNotFound
+from .errors import SchemaVersionError as SchemaVersionError
+from .errors import ServerConfigError as ServerConfigError
+from .errors import ServiceUnavailable as ServiceUnavailable
+from .errors import StateServiceError as StateServiceError
+from .errors import TransitionRejected as TransitionRejected
+from .errors import Unauthenticated as Unauthenticated
+from .recorder import Recorder as Recorder
+from .recorder import RecorderStatistics as RecorderStatistics
+from .recorder import embedded_server as embedded_server
+from .recorder import get_recorder as get_recorder
+from .recorder import reset_recorder as reset_recorder
+from .recorder import worker_environment as worker_environment
+from .records import HEARTBEAT_INTERVAL as HEARTBEAT_INTERVAL
+from .records import FlowRunInfo as FlowRunInfo
+from .records import FlowRunRecord as FlowRunRecord
+from .records import Rejection as Rejection
+from .records import RunFilter as RunFilter
+from .records import StateInfo as StateInfo
+from .records import StateRecord as StateRecord
+from .records import TaskRunInfo as TaskRunInfo
+from .records import TaskRunRecord as TaskRunRecord
+from .server import StateServer as StateServer
+from .settings import Settings as Settings
+from .settings import get_settings as get_settings
+
+__all__ = [
+    "HEARTBEAT_INTERVAL",
+    "AmbiguousRunId",
+    "AsyncStateClient",
+    "FlowRunInfo",
+    "FlowRunRecord",
+    "FlushTimeout",
+    "InvalidPayload",
+    "PayloadTooLarge",
+    "Recorder",
+    "RecorderStatistics",
+    "RecordingError",
+    "Rejection",
+    "RunFilter",
+    "RunNotFound",
+    "SchemaVersionError",
+    "ServerConfigError",
+    "ServiceUnavailable",
+    "Settings",
+    "StateClient",
+    "StateInfo",
+    "StateRecord",
+    "StateServer",
+    "StateServiceError",
+    "TaskRunInfo",
+    "TaskRunRecord",
+    "TransitionRejected",
+    "Unauthenticated",
+    "embedded_server",
+    "get_recorder",
+    "get_settings",
+    "reset_recorder",
+    "worker_environment",
+]

@@ -26,7 +26,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _registrars() -> list:  # type: ignore[type-arg]
     """The subcommand modules; each exposes `register(subparsers)`."""
-    return []
+    from . import _runs, _server
+
+    return [_server.register, _runs.register]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

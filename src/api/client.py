@@ -1,0 +1,303 @@
+"""Clients of the state service: `StateClient` (sync) and `AsyncStateClient` (asyncio), in parallel.
+
+Both expose the same methods with the same arguments; only `await` differs. Each method is one
+line naming a `_Call` (method path, response model, converter) so the two classes cannot drift.
+
+Transient transport errors (UNAVAILABLE, DEADLINE_EXCEEDED) are retried with capped
+exponential backoff for up to `retry_for` seconds, then raised as `ServiceUnavailable`. Every
+write is idempotent (run ids, transition ids), so a retry after a lost reply is safe. A
+transport error is never a run outcome: callers must not turn `ServiceUnavailable` into a
+FAILED or CRASHED state.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Generic, TypeVar
+from urllib.parse import urlparse
+from uuid import UUID
+
+import anyio
+import grpc
+import grpc.aio
+
+from . import codec
+from . import models as m
+from .errors import ServiceUnavailable, error_for_status
+from .records import (
+    FlowRunInfo,
+    FlowRunRecord,
+    RunFilter,
+    StateInfo,
+    StateRecord,
+    TaskRunInfo,
+    TaskRunRecord,
+)
+from .service import method_path
+from .settings import get_settings
+
+TRANSIENT = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
+CHANNEL_OPTIONS = [
+    ("grpc.max_receive_message_length", codec.MAX_GRPC_MESSAGE),
+    ("grpc.max_send_message_length", codec.MAX_GRPC_MESSAGE),
+    # Come back quickly after a server restart instead of grpc's default 1 s -> 120 s backoff.
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.min_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 1000),
+    ("grpc.enable_retries", 0),
+]
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """Where and how to reach a server, parsed from `grpc://host:port` or `grpcs://host:port`."""
+
+    address: str
+    tls: bool
+    token: str | None
+    tls_ca: Path | None
+
+    @classmethod
+    def resolve(cls, url: str | None, token: str | None, tls_ca: Path | None) -> Target:
+        settings = get_settings()
+        url = url or settings.api_url
+        if not url:
+            raise ValueError("no state service URL: pass one or set HEADWATER_API_URL")
+        parsed = urlparse(url if "://" in url else f"grpc://{url}")
+        if parsed.scheme not in {"grpc", "grpcs"} or not parsed.hostname or not parsed.port:
+            raise ValueError(f"state service URL must look like grpc://HOST:PORT, not {url!r}")
+        host = f"[{parsed.hostname}]" if ":" in parsed.hostname else parsed.hostname
+        return cls(
+            f"{host}:{parsed.port}", parsed.scheme == "grpcs",
+            token if token is not None else settings.api_token,
+            tls_ca if tls_ca is not None else settings.api_tls_ca,
+        )
+
+    def credentials(self) -> grpc.ChannelCredentials:
+        root = Path(self.tls_ca).read_bytes() if self.tls_ca else None
+        return grpc.ssl_channel_credentials(root_certificates=root)
+
+    def metadata(self) -> tuple[tuple[str, str], ...]:
+        return (("authorization", f"Bearer {self.token}"),) if self.token else ()
+
+    def channel(self) -> grpc.Channel:
+        if self.tls:
+            return grpc.secure_channel(self.address, self.credentials(), CHANNEL_OPTIONS)
+        return grpc.insecure_channel(self.address, CHANNEL_OPTIONS)
+
+    def aio_channel(self) -> grpc.aio.Channel:
+        if self.tls:
+            return grpc.aio.secure_channel(self.address, self.credentials(), CHANNEL_OPTIONS)
+        return grpc.aio.insecure_channel(self.address, CHANNEL_OPTIONS)
+
+
+@dataclass(frozen=True, slots=True)
+class _Call(Generic[T]):
+    method: str
+    model: type[m.Wire]
+    convert: Callable[[Any], T]
+
+
+def _runs(out: m.FlowRunsOut) -> list[FlowRunInfo]:
+    return [codec.flow_run_info(r) for r in out.runs]
+
+
+def _tasks(out: m.TaskRunsOut) -> list[TaskRunInfo]:
+    return [codec.task_run_info(r) for r in out.runs]
+
+
+def _states(out: m.StatesOut) -> list[StateInfo]:
+    return [codec.state_info(s) for s in out.states]
+
+
+def _none(out: m.Empty) -> None:
+    return None
+
+
+def _fresh(out: m.SetStateOut) -> bool:
+    return not out.duplicate
+
+
+CREATE_FLOW_RUN = _Call("CreateFlowRun", m.Empty, _none)
+CREATE_TASK_RUN = _Call("CreateTaskRun", m.Empty, _none)
+SET_STATE = _Call("SetState", m.SetStateOut, _fresh)
+HEARTBEAT = _Call("Heartbeat", m.Empty, _none)
+READ_FLOW_RUN = _Call("ReadFlowRun", m.FlowRunOut, codec.flow_run_info)
+READ_TASK_RUN = _Call("ReadTaskRun", m.TaskRunOut, codec.task_run_info)
+LIST_FLOW_RUNS = _Call("ListFlowRuns", m.FlowRunsOut, _runs)
+LIST_TASK_RUNS = _Call("ListTaskRuns", m.TaskRunsOut, _tasks)
+READ_HISTORY = _Call("ReadHistory", m.StatesOut, _states)
+
+
+class _Backoff:
+    """Capped exponential backoff with jitter, bounded by a total time budget."""
+
+    def __init__(self, budget: float) -> None:
+        self._deadline = time.monotonic() + budget
+        self._delay = 0.05
+
+    def next_delay(self) -> float | None:
+        """Seconds to wait before the next attempt, or None when the budget is spent."""
+        left = self._deadline - time.monotonic()
+        if left <= 0:
+            return None
+        delay = min(self._delay * (0.5 + random.random()), left, 2.0)
+        self._delay = min(self._delay * 2, 2.0)
+        return delay
+
+
+def _unavailable(call: _Call[Any], exc: grpc.RpcError) -> ServiceUnavailable:
+    return ServiceUnavailable(f"{call.method}: state service unreachable: {exc.details()}")  # type: ignore[attr-defined]
+
+
+class StateClient:
+    """Blocking client; thread-safe (one gRPC channel shared by all threads)."""
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        token: str | None = None,
+        tls_ca: Path | None = None,
+        timeout: float = 10.0,
+        retry_for: float = 30.0,
+    ) -> None:
+        self.target = Target.resolve(url, token, tls_ca)
+        self._channel = self.target.channel()
+        self._metadata = self.target.metadata()
+        self._timeout, self._retry_for = timeout, retry_for
+        self._stubs: dict[str, Any] = {}
+
+    def __enter__(self) -> StateClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def _call(self, call: _Call[T], body: dict[str, Any]) -> T:
+        stub = self._stubs.get(call.method)
+        if stub is None:
+            stub = self._stubs[call.method] = self._channel.unary_unary(method_path(call.method))
+        request, backoff = codec.pack(body), _Backoff(self._retry_for)
+        while True:
+            try:
+                reply = stub(request, timeout=self._timeout, metadata=self._metadata)
+                break
+            except grpc.RpcError as exc:
+                code = exc.code()  # type: ignore[attr-defined]
+                delay = backoff.next_delay() if code in TRANSIENT else None
+                if delay is None:
+                    if code in TRANSIENT:
+                        raise _unavailable(call, exc) from None
+                    raise error_for_status(code, exc.details()) from None  # type: ignore[attr-defined]
+                time.sleep(delay)
+        return call.convert(codec.decode(call.model, reply, max_bytes=codec.MAX_GRPC_MESSAGE))
+
+    def create_flow_run(self, rec: FlowRunRecord) -> None:
+        return self._call(CREATE_FLOW_RUN, codec.flow_run_body(rec))
+
+    def create_task_run(self, rec: TaskRunRecord) -> None:
+        return self._call(CREATE_TASK_RUN, codec.task_run_body(rec))
+
+    def set_state(self, rec: StateRecord) -> bool:
+        """Record a state; True if new, False if this transition id was already recorded."""
+        return self._call(SET_STATE, codec.state_body(rec))
+
+    def heartbeat(self, flow_run_id: UUID) -> None:
+        return self._call(HEARTBEAT, {"flow_run_id": flow_run_id.bytes})
+
+    def read_flow_run(self, ident: UUID | str) -> FlowRunInfo:
+        return self._call(READ_FLOW_RUN, {"id": str(ident)})
+
+    def read_task_run(self, ident: UUID | str) -> TaskRunInfo:
+        return self._call(READ_TASK_RUN, {"id": str(ident)})
+
+    def list_flow_runs(self, flt: RunFilter = RunFilter()) -> list[FlowRunInfo]:
+        return self._call(LIST_FLOW_RUNS, codec.filter_body(flt))
+
+    def list_task_runs(self, flow_run_id: UUID) -> list[TaskRunInfo]:
+        return self._call(LIST_TASK_RUNS, {"run_id": flow_run_id.bytes})
+
+    def read_history(self, run_id: UUID) -> list[StateInfo]:
+        return self._call(READ_HISTORY, {"run_id": run_id.bytes})
+
+
+class AsyncStateClient:
+    """The same methods as `StateClient`, awaited; runs on asyncio (grpc.aio), e.g. via anyio."""
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        token: str | None = None,
+        tls_ca: Path | None = None,
+        timeout: float = 10.0,
+        retry_for: float = 30.0,
+    ) -> None:
+        self.target = Target.resolve(url, token, tls_ca)
+        self._channel = self.target.aio_channel()
+        self._metadata = self.target.metadata()
+        self._timeout, self._retry_for = timeout, retry_for
+
+    async def __aenter__(self) -> AsyncStateClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        await self._channel.close()
+
+    async def _call(self, call: _Call[T], body: dict[str, Any]) -> T:
+        stub = self._channel.unary_unary(method_path(call.method))
+        request, backoff = codec.pack(body), _Backoff(self._retry_for)
+        while True:
+            try:
+                reply = await stub(request, timeout=self._timeout, metadata=self._metadata)
+                break
+            except grpc.aio.AioRpcError as exc:
+                code = exc.code()
+                delay = backoff.next_delay() if code in TRANSIENT else None
+                if delay is None:
+                    if code in TRANSIENT:
+                        raise _unavailable(call, exc) from None
+                    raise error_for_status(code, exc.details() or "") from None
+                await anyio.sleep(delay)
+        return call.convert(codec.decode(call.model, reply, max_bytes=codec.MAX_GRPC_MESSAGE))
+
+    async def create_flow_run(self, rec: FlowRunRecord) -> None:
+        return await self._call(CREATE_FLOW_RUN, codec.flow_run_body(rec))
+
+    async def create_task_run(self, rec: TaskRunRecord) -> None:
+        return await self._call(CREATE_TASK_RUN, codec.task_run_body(rec))
+
+    async def set_state(self, rec: StateRecord) -> bool:
+        """Record a state; True if new, False if this transition id was already recorded."""
+        return await self._call(SET_STATE, codec.state_body(rec))
+
+    async def heartbeat(self, flow_run_id: UUID) -> None:
+        return await self._call(HEARTBEAT, {"flow_run_id": flow_run_id.bytes})
+
+    async def read_flow_run(self, ident: UUID | str) -> FlowRunInfo:
+        return await self._call(READ_FLOW_RUN, {"id": str(ident)})
+
+    async def read_task_run(self, ident: UUID | str) -> TaskRunInfo:
+        return await self._call(READ_TASK_RUN, {"id": str(ident)})
+
+    async def list_flow_runs(self, flt: RunFilter = RunFilter()) -> list[FlowRunInfo]:
+        return await self._call(LIST_FLOW_RUNS, codec.filter_body(flt))
+
+    async def list_task_runs(self, flow_run_id: UUID) -> list[TaskRunInfo]:
+        return await self._call(LIST_TASK_RUNS, {"run_id": flow_run_id.bytes})
+
+    async def read_history(self, run_id: UUID) -> list[StateInfo]:
+        return await self._call(READ_HISTORY, {"run_id": run_id.bytes})

@@ -1,0 +1,299 @@
+"""The wire codec: msgpack bytes <-> pydantic models <-> dataclasses, in both directions.
+
+This is the only module that converts between wire models and the dataclasses of `records.py`.
+Decoding is defensive (byte limit, msgpack container limits, no ext types, pydantic
+validation) and raises `InvalidPayload` or `PayloadTooLarge` naming what is wrong; nothing a
+client sends is ever unpickled. Encoding on the client clamps what the server would refuse
+(over-long messages, huge or deeply nested parameters) so one odd record cannot poison a batch.
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+from uuid import UUID
+
+import msgpack
+from pydantic import ValidationError
+
+from . import models as m
+from .errors import InvalidPayload, PayloadTooLarge
+from .records import (
+    Batch,
+    BatchResult,
+    FlowRunInfo,
+    FlowRunRecord,
+    Rejection,
+    RunFilter,
+    StateInfo,
+    StateRecord,
+    TaskRunInfo,
+    TaskRunRecord,
+)
+
+MAX_UNARY_BYTES = 1 * 1024 * 1024
+MAX_BATCH_BYTES = 12 * 1024 * 1024
+#: gRPC's own receive limit, a little above ours so ours produces the clearer message.
+MAX_GRPC_MESSAGE = 16 * 1024 * 1024
+_KINDS = ("flow", "task")
+
+W = TypeVar("W", bound=m.Wire)
+
+
+def pack(obj: Any) -> bytes:
+    return msgpack.packb(obj, use_bin_type=True)  # type: ignore[no-any-return]
+
+
+def unpack(data: bytes, *, max_bytes: int = MAX_UNARY_BYTES) -> Any:
+    """Decode msgpack defensively: size first, then container limits, no ext types."""
+    if len(data) > max_bytes:
+        raise PayloadTooLarge(f"message of {len(data)} bytes is over the {max_bytes}-byte limit")
+    try:
+        return msgpack.unpackb(
+            data, raw=False, strict_map_key=True, max_ext_len=0
+        )
+    except msgpack.exceptions.StackError:
+        raise InvalidPayload("malformed msgpack: nested too deeply") from None
+    except (ValueError, TypeError, msgpack.exceptions.UnpackException) as exc:
+        raise InvalidPayload(f"malformed msgpack: {exc or type(exc).__name__}") from None
+
+
+def validate(model: type[W], obj: Any) -> W:
+    """Validate a decoded body into `model`; the error names the first bad fields."""
+    if not isinstance(obj, dict):
+        raise InvalidPayload(f"{model.__name__}: expected a map, got {type(obj).__name__}")
+    try:
+        return model.model_validate(obj)
+    except ValidationError as exc:
+        raise InvalidPayload(f"{model.__name__}: {_describe(exc)}") from None
+    except RecursionError:
+        raise InvalidPayload(f"{model.__name__}: nested too deeply") from None
+
+
+def _describe(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors(include_url=False, include_input=False)[:3]:
+        where = ".".join(str(p) for p in err["loc"]) or "body"
+        parts.append(f"{where}: {err['msg']}")
+    extra = f" (+{exc.error_count() - 3} more)" if exc.error_count() > 3 else ""
+    return "; ".join(parts) + extra
+
+
+def decode(model: type[W], data: bytes, *, max_bytes: int = MAX_UNARY_BYTES) -> W:
+    return validate(model, unpack(data, max_bytes=max_bytes))
+
+
+# -- small helpers ---------------------------------------------------------------------------
+
+
+def _b(value: UUID | None) -> bytes | None:
+    return None if value is None else value.bytes
+
+
+def _u(value: bytes | None) -> UUID | None:
+    return None if value is None else UUID(bytes=value)
+
+
+def _clamp_message(message: str | None) -> str | None:
+    if message is not None and len(message) > m.MAX_MESSAGE:
+        return message[: m.MAX_MESSAGE - 20] + "... [truncated]"
+    return message
+
+
+def _clamp_parameters(parameters: dict[str, Any]) -> dict[str, Any]:
+    """Parameters the server would refuse become a short note instead of failing the batch."""
+    if len(parameters) > m.MAX_PARAMETERS:
+        return {"__headwater__": f"{len(parameters)} parameters, too many to record"}
+    try:
+        m.check_depth(parameters)
+        size = len(pack(parameters))
+    except (ValueError, TypeError) as exc:
+        return {"__headwater__": f"parameters not recorded: {exc}"}
+    if size > MAX_UNARY_BYTES // 2:
+        return {"__headwater__": f"parameters of {size} bytes, too large to record"}
+    return parameters
+
+
+# -- unary requests: client encodes, server decodes --------------------------------------------
+
+
+def flow_run_body(rec: FlowRunRecord) -> dict[str, Any]:
+    return {
+        "id": rec.id.bytes, "name": rec.name, "flow_name": rec.flow_name,
+        "parameters": _clamp_parameters(rec.parameters),
+        "parent_flow_run_id": _b(rec.parent_flow_run_id),
+        "parent_task_run_id": _b(rec.parent_task_run_id), "tags": list(rec.tags),
+        "created": float(rec.created),
+    }
+
+
+def flow_run_record(body: m.FlowRunIn) -> FlowRunRecord:
+    return FlowRunRecord(
+        UUID(bytes=body.id), body.name, body.flow_name, dict(body.parameters),
+        _u(body.parent_flow_run_id), _u(body.parent_task_run_id), tuple(body.tags), body.created,
+    )
+
+
+def task_run_body(rec: TaskRunRecord) -> dict[str, Any]:
+    return {
+        "id": rec.id.bytes, "flow_run_id": _b(rec.flow_run_id), "name": rec.name,
+        "task_name": rec.task_name, "tags": list(rec.tags),
+        "upstream": {k: [u.bytes for u in v] for k, v in rec.upstream.items()},
+        "created": float(rec.created),
+    }
+
+
+def task_run_record(body: m.TaskRunIn) -> TaskRunRecord:
+    upstream = {k: tuple(UUID(bytes=u) for u in v) for k, v in body.upstream.items()}
+    return TaskRunRecord(
+        UUID(bytes=body.id), _u(body.flow_run_id), body.name, body.task_name, tuple(body.tags),
+        upstream, body.created,
+    )
+
+
+def state_body(rec: StateRecord) -> dict[str, Any]:
+    return {
+        "run_id": rec.run_id.bytes, "run_kind": rec.run_kind, "type": rec.type, "name": rec.name,
+        "message": _clamp_message(rec.message), "timestamp": float(rec.timestamp),
+        "transition_id": rec.transition_id.bytes, "retry": rec.retry,
+    }
+
+
+def state_record(body: m.StateIn) -> StateRecord:
+    return StateRecord(
+        UUID(bytes=body.run_id), body.run_kind, body.type, body.name, body.message,
+        body.timestamp, UUID(bytes=body.transition_id), body.retry,
+    )
+
+
+def filter_body(flt: RunFilter) -> dict[str, Any]:
+    return {
+        "state_type": flt.state_type, "flow_name": flt.flow_name,
+        "parent_flow_run_id": _b(flt.parent_flow_run_id), "limit": flt.limit,
+    }
+
+
+def run_filter(body: m.ListFlowRunsIn) -> RunFilter:
+    return RunFilter(body.state_type, body.flow_name, _u(body.parent_flow_run_id), body.limit)
+
+
+# -- responses: server encodes, client decodes ------------------------------------------------
+
+
+def state_info_body(info: StateInfo) -> dict[str, Any]:
+    return {
+        "run_id": info.run_id.bytes, "type": info.type, "name": info.name,
+        "message": info.message, "timestamp": info.timestamp,
+        "transition_id": info.transition_id.bytes,
+    }
+
+
+def state_info(out: m.StateOut) -> StateInfo:
+    return StateInfo(
+        UUID(bytes=out.run_id), out.type, out.name, out.message, out.timestamp,
+        UUID(bytes=out.transition_id),
+    )
+
+
+def flow_run_info_body(info: FlowRunInfo) -> dict[str, Any]:
+    return {
+        "id": info.id.bytes, "name": info.name, "flow_name": info.flow_name,
+        "parameters": info.parameters, "parent_flow_run_id": _b(info.parent_flow_run_id),
+        "parent_task_run_id": _b(info.parent_task_run_id), "tags": list(info.tags),
+        "created": info.created, "start_time": info.start_time, "end_time": info.end_time,
+        "state_type": info.state_type, "state_name": info.state_name,
+        "last_heartbeat": info.last_heartbeat, "task_run_count": info.task_run_count,
+    }
+
+
+def flow_run_info(out: m.FlowRunOut) -> FlowRunInfo:
+    return FlowRunInfo(
+        UUID(bytes=out.id), out.name, out.flow_name, dict(out.parameters),
+        _u(out.parent_flow_run_id), _u(out.parent_task_run_id), tuple(out.tags), out.created,
+        out.start_time, out.end_time, out.state_type, out.state_name, out.last_heartbeat,
+        out.task_run_count,
+    )
+
+
+def task_run_info_body(info: TaskRunInfo) -> dict[str, Any]:
+    return {
+        "id": info.id.bytes, "flow_run_id": _b(info.flow_run_id), "name": info.name,
+        "task_name": info.task_name, "tags": list(info.tags),
+        "upstream": {k: [u.bytes for u in v] for k, v in info.upstream.items()},
+        "created": info.created, "start_time": info.start_time, "end_time": info.end_time,
+        "state_type": info.state_type, "state_name": info.state_name,
+    }
+
+
+def task_run_info(out: m.TaskRunOut) -> TaskRunInfo:
+    upstream = {k: tuple(UUID(bytes=u) for u in v) for k, v in out.upstream.items()}
+    return TaskRunInfo(
+        UUID(bytes=out.id), _u(out.flow_run_id), out.name, out.task_name, tuple(out.tags),
+        upstream, out.created, out.start_time, out.end_time, out.state_type, out.state_name,
+    )
+
+
+# -- the recorder stream: compact arrays -------------------------------------------------------
+
+
+def batch_body(seq: int, batch: Batch) -> bytes:
+    """One recorder batch as `[seq, flows, tasks, states, heartbeats]` of positional rows."""
+    flows = [
+        (r.id.bytes, r.name, r.flow_name, _clamp_parameters(r.parameters),
+         _b(r.parent_flow_run_id), _b(r.parent_task_run_id), list(r.tags), float(r.created))
+        for r in batch.flows
+    ]
+    tasks = [
+        (r.id.bytes, _b(r.flow_run_id), r.name, r.task_name, list(r.tags),
+         {k: [u.bytes for u in v] for k, v in r.upstream.items()}, float(r.created))
+        for r in batch.tasks
+    ]
+    states = [
+        (s.run_id.bytes, 0 if s.run_kind == "flow" else 1, s.type, s.name,
+         _clamp_message(s.message), float(s.timestamp), s.transition_id.bytes, s.retry)
+        for s in batch.states
+    ]
+    return pack((seq, flows, tasks, states, [h.bytes for h in batch.heartbeats]))
+
+
+def decode_batch(data: bytes) -> tuple[int, Batch]:
+    obj = unpack(data, max_bytes=MAX_BATCH_BYTES)
+    if not isinstance(obj, list) or len(obj) != len(m.RecordBatchIn.FIELDS):
+        raise InvalidPayload("RecordBatchIn: expected an array [seq, flows, tasks, states, heartbeats]")
+    body = validate(m.RecordBatchIn, dict(zip(m.RecordBatchIn.FIELDS, obj)))
+    flows = tuple(
+        FlowRunRecord(UUID(bytes=r[0]), r[1], r[2], r[3], _u(r[4]), _u(r[5]), tuple(r[6]), r[7])
+        for r in body.flows
+    )
+    tasks = tuple(
+        TaskRunRecord(
+            UUID(bytes=r[0]), _u(r[1]), r[2], r[3], tuple(r[4]),
+            {k: tuple(UUID(bytes=u) for u in v) for k, v in r[5].items()}, r[6],
+        )
+        for r in body.tasks
+    )
+    states = tuple(
+        StateRecord(UUID(bytes=r[0]), _KINDS[r[1]], r[2], r[3], r[4], r[5], UUID(bytes=r[6]), r[7])
+        for r in body.states
+    )
+    beats = tuple(UUID(bytes=h) for h in body.heartbeats)
+    return body.seq, Batch(flows, tasks, states, beats)
+
+
+def ack_body(seq: int, result: BatchResult) -> bytes:
+    rejected = [(r.run_id.bytes, r.transition_id.bytes, r.reason) for r in result.rejections]
+    return pack((seq, result.applied, rejected))
+
+
+def decode_ack(data: bytes) -> tuple[int, BatchResult]:
+    obj = unpack(data, max_bytes=MAX_GRPC_MESSAGE)
+    if not isinstance(obj, list) or len(obj) != 3:
+        raise InvalidPayload("BatchAckOut: expected an array [seq, applied, rejections]")
+    ack = validate(m.BatchAckOut, dict(zip(("seq", "applied", "rejections"), obj)))
+    rejections = tuple(
+        Rejection(UUID(bytes=run), UUID(bytes=tid), reason) for run, tid, reason in ack.rejections
+    )
+    return ack.seq, BatchResult(ack.applied, rejections)
+
+
+def uuid_of(value: bytes) -> UUID:
+    return UUID(bytes=value)

@@ -1,0 +1,98 @@
+"""Group commit: one thread owns all database writes and commits many requests at once.
+
+Every writer (a unary SetState, a recorder batch, the sweeper) calls `submit(batch)` and gets
+a `Future[BatchResult]`. The committer thread takes whatever is queued (up to `max_group`
+batches), applies it in one SQLite transaction and completes every future only after COMMIT,
+so an acknowledgement always means committed. Under load the groups grow by themselves: while
+one transaction commits, the next group queues up.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from concurrent.futures import Future
+
+from .records import Batch, BatchResult
+from .storage import Storage
+
+log = logging.getLogger(__name__)
+
+_STOP = object()
+
+
+class GroupCommitter:
+    """The single writer of a `Storage`."""
+
+    def __init__(self, storage: Storage, *, max_group: int = 512) -> None:
+        self._storage = storage
+        self._max_group = max_group
+        self._queue: queue.SimpleQueue[tuple[Batch, Future[BatchResult]] | object] = (
+            queue.SimpleQueue()
+        )
+        self._closed = False
+        self.commits = 0
+        self._thread = threading.Thread(target=self._run, name="headwater-committer", daemon=True)
+        self._thread.start()
+
+    def submit(self, batch: Batch) -> Future[BatchResult]:
+        """Queue `batch`; the future resolves once it is committed (or failed)."""
+        fut: Future[BatchResult] = Future()
+        if self._closed:
+            fut.set_exception(RuntimeError("state storage is closed"))
+        else:
+            self._queue.put((batch, fut))
+        return fut
+
+    def apply(self, batch: Batch, timeout: float | None = 30.0) -> BatchResult:
+        """Submit and wait: the synchronous form used by unary calls."""
+        return self.submit(batch).result(timeout)
+
+    def close(self, timeout: float | None = 10.0) -> None:
+        """Commit everything queued so far, then stop the thread."""
+        if self._closed:
+            return
+        self._closed = True
+        self._queue.put(_STOP)
+        self._thread.join(timeout)
+
+    def _take_group(self) -> tuple[list[tuple[Batch, Future[BatchResult]]], bool]:
+        first = self._queue.get()
+        if first is _STOP:
+            return [], True
+        group = [first]
+        stop = False
+        while len(group) < self._max_group:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if item is _STOP:
+                stop = True
+                break
+            group.append(item)
+        return group, stop  # type: ignore[return-value]
+
+    def _run(self) -> None:
+        stop = False
+        while not stop:
+            group, stop = self._take_group()
+            if group:
+                self._commit(group)
+
+    def _commit(self, group: list[tuple[Batch, Future[BatchResult]]]) -> None:
+        try:
+            results = self._storage.apply_batches([b for b, _ in group], time.time())
+        except Exception as exc:  # the whole transaction failed: every waiter learns why
+            log.exception("group commit of %d batches failed", len(group))
+            for _, fut in group:
+                fut.set_exception(exc)
+            return
+        self.commits += 1
+        for (_, fut), result in zip(group, results):
+            if isinstance(result, Exception):
+                fut.set_exception(result)
+            else:
+                fut.set_result(result)

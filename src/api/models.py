@@ -1,0 +1,205 @@
+"""Pydantic v2 models of every wire body: the edge where untrusted bytes become typed data.
+
+Every model forbids unknown fields and bounds every string, list and map, so a hostile body is
+refused here with a message naming the field, before it reaches storage. Ids travel as 16-byte
+binaries. Unary bodies are msgpack maps; the recorder stream uses compact arrays
+(`RecordBatchIn.FIELDS` names their positions). Only `codec.py` turns these into dataclasses.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StrictBytes, StrictStr
+
+# Limits, all in one place; `codec.py` adds the byte limits on whole messages.
+MAX_NAME = 1_000
+MAX_MESSAGE = 64 * 1024
+MAX_TAGS = 64
+MAX_PARAMETERS = 1_000
+MAX_DEPTH = 32
+MAX_UPSTREAM = 10_000
+MAX_BATCH_ITEMS = 100_000
+MAX_LIST = 10_000
+
+
+def check_depth(value: Any, limit: int = MAX_DEPTH) -> Any:
+    """Refuse containers nested deeper than `limit` (iterative, so it cannot overflow)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, (list, tuple)):
+            children = item
+        else:
+            continue
+        if depth > limit:
+            raise ValueError(f"nested deeper than {limit} levels")
+        stack.extend((child, depth + 1) for child in children)
+    return value
+
+
+Uuid16 = Annotated[StrictBytes, Field(min_length=16, max_length=16)]
+Name = Annotated[StrictStr, Field(max_length=MAX_NAME)]
+Message = Annotated[StrictStr, Field(max_length=MAX_MESSAGE)]
+Timestamp = Annotated[float, Field(strict=True, allow_inf_nan=False)]
+Tags = Annotated[list[Name], Field(max_length=MAX_TAGS)]
+Parameters = Annotated[
+    dict[StrictStr, Any], Field(max_length=MAX_PARAMETERS), AfterValidator(check_depth)
+]
+Upstream = Annotated[
+    dict[Name, Annotated[list[Uuid16], Field(max_length=MAX_UPSTREAM)]],
+    Field(max_length=MAX_PARAMETERS),
+]
+Limit = Annotated[int, Field(strict=True, ge=0, le=MAX_LIST)]
+
+
+class Wire(BaseModel):
+    """Base of every wire model: unknown fields are an error, instances are immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class FlowRunIn(Wire):
+    id: Uuid16
+    name: Name
+    flow_name: Name
+    parameters: Parameters = {}
+    parent_flow_run_id: Uuid16 | None = None
+    parent_task_run_id: Uuid16 | None = None
+    tags: Tags = []
+    created: Timestamp = 0.0
+
+
+class TaskRunIn(Wire):
+    id: Uuid16
+    flow_run_id: Uuid16 | None = None
+    name: Name
+    task_name: Name
+    tags: Tags = []
+    upstream: Upstream = {}
+    created: Timestamp = 0.0
+
+
+class StateIn(Wire):
+    run_id: Uuid16
+    run_kind: Literal["flow", "task"]
+    type: Name
+    name: Name
+    message: Message | None = None
+    timestamp: Timestamp
+    transition_id: Uuid16
+    retry: StrictBool = False
+
+
+class RunRefIn(Wire):
+    """A run named by its full id or a unique prefix of its text form."""
+
+    id: Annotated[StrictStr, Field(min_length=1, max_length=36)]
+
+
+class RunIdIn(Wire):
+    run_id: Uuid16
+
+
+class ListFlowRunsIn(Wire):
+    state_type: Name | None = None
+    flow_name: Name | None = None
+    parent_flow_run_id: Uuid16 | None = None
+    limit: Limit = 100
+
+
+class HeartbeatIn(Wire):
+    flow_run_id: Uuid16
+
+
+# Compact rows of the recorder stream (positional, no field names on the wire).
+FlowRow = tuple[Uuid16, Name, Name, Parameters, Uuid16 | None, Uuid16 | None, Tags, Timestamp]
+TaskRow = tuple[Uuid16, Uuid16 | None, Name, Name, Tags, Upstream, Timestamp]
+StateRow = tuple[Uuid16, Literal[0, 1], Name, Name, Message | None, Timestamp, Uuid16, StrictBool]
+
+
+class RecordBatchIn(Wire):
+    """One recorder batch: `[seq, flows, tasks, states, heartbeats]` on the wire."""
+
+    FIELDS: ClassVar[tuple[str, ...]] = ("seq", "flows", "tasks", "states", "heartbeats")
+
+    seq: Annotated[int, Field(strict=True, ge=0)]
+    flows: Annotated[list[FlowRow], Field(max_length=MAX_BATCH_ITEMS)]
+    tasks: Annotated[list[TaskRow], Field(max_length=MAX_BATCH_ITEMS)]
+    states: Annotated[list[StateRow], Field(max_length=MAX_BATCH_ITEMS)]
+    heartbeats: Annotated[list[Uuid16], Field(max_length=MAX_BATCH_ITEMS)]
+
+
+# Responses (server -> client). The client validates them too: the server is remote code.
+
+
+class StateOut(Wire):
+    run_id: Uuid16
+    type: StrictStr
+    name: StrictStr
+    message: StrictStr | None
+    timestamp: float
+    transition_id: Uuid16
+
+
+class FlowRunOut(Wire):
+    id: Uuid16
+    name: StrictStr
+    flow_name: StrictStr
+    parameters: dict[StrictStr, Any]
+    parent_flow_run_id: Uuid16 | None
+    parent_task_run_id: Uuid16 | None
+    tags: list[StrictStr]
+    created: float | None
+    start_time: float | None
+    end_time: float | None
+    state_type: StrictStr | None
+    state_name: StrictStr | None
+    last_heartbeat: float | None
+    task_run_count: int
+
+
+class TaskRunOut(Wire):
+    id: Uuid16
+    flow_run_id: Uuid16 | None
+    name: StrictStr
+    task_name: StrictStr
+    tags: list[StrictStr]
+    upstream: dict[StrictStr, list[Uuid16]]
+    created: float | None
+    start_time: float | None
+    end_time: float | None
+    state_type: StrictStr | None
+    state_name: StrictStr | None
+
+
+class FlowRunsOut(Wire):
+    runs: list[FlowRunOut]
+
+
+class TaskRunsOut(Wire):
+    runs: list[TaskRunOut]
+
+
+class StatesOut(Wire):
+    states: list[StateOut]
+
+
+class Empty(Wire):
+    pass
+
+
+class SetStateOut(Wire):
+    """`duplicate` is true when this transition id was already recorded (an idempotent retry)."""
+
+    duplicate: StrictBool
+
+
+class BatchAckOut(Wire):
+    """`[seq, applied, [[run_id, transition_id, reason], ...]]` on the wire."""
+
+    seq: int
+    applied: int
+    rejections: list[tuple[Uuid16, Uuid16, StrictStr]]

@@ -1,0 +1,518 @@
+"""The process-wide recorder: the runtime's non-blocking path for reporting runs and states.
+
+The hot path (`flow_run_created`, `task_run_created`, `state_changed`, `heartbeat`) is one
+`deque.append` (atomic under the GIL, so any thread may call it; ~0.1-0.3 µs). A background
+thread wakes every `interval` (5 ms), drains the deque into batches, and ships them over a
+sink:
+
+- `_LocalSink`: the embedded server lives in this process, so batches go straight to its
+  group committer (no encoding, no socket);
+- `_GrpcSink`: a bidi `Record` stream to a remote server; each batch is acknowledged after
+  it is committed.
+
+Ordering: one FIFO, so a run's records reach the server in the order this process produced
+them, create-run records before any state that follows them. Batches are acknowledged in
+order; `flush()` puts a marker in the FIFO and waits until every batch before it is resolved.
+
+Failure: while the server is away the recorder keeps buffering (at most `max_buffered`
+records, default 1,000,000, about 200 MB; beyond that the oldest batch is dropped) and re-sends
+every unacknowledged batch when a stream comes back (idempotent by transition id). A batch
+still unacknowledged `grace` seconds (default 30) after the server went away is dropped, and
+the next `flush()` raises `RecordingError` naming the runs it carried.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import queue
+import secrets
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+from uuid import UUID
+
+import grpc
+
+from . import codec
+from .client import Target
+from .committer import GroupCommitter
+from .errors import FlushTimeout, RecordingError
+from .records import Batch, BatchResult, FlowRunRecord, Heartbeat, Rejection, StateRecord, TaskRunRecord
+from .server import StateServer
+from .service import method_path
+from .settings import get_settings
+
+log = logging.getLogger(__name__)
+
+OnAck = Callable[[int, int, BatchResult], None]
+OnError = Callable[..., None]  # (gen, exc, seq=None)
+#: Errors that mean "the server refused this batch": re-sending it would fail again.
+_POISON = frozenset({grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.RESOURCE_EXHAUSTED})
+
+
+class _Sink(Protocol):
+    """Where batches go: `open` a stream, `send` batches on it, `close` it."""
+
+    def open(self, gen: int, on_ack: OnAck, on_error: OnError) -> None: ...
+    def send(self, seq: int, batch: Batch) -> None: ...
+    def close(self) -> None: ...
+
+
+class _LocalSink:
+    """Hand batches to an in-process group committer: the embedded server's fast path."""
+
+    def __init__(self, committer: GroupCommitter) -> None:
+        self._committer = committer
+        self._gen, self._on_ack, self._on_error = 0, None, None  # type: ignore[var-annotated]
+
+    def open(self, gen: int, on_ack: OnAck, on_error: OnError) -> None:
+        self._gen, self._on_ack, self._on_error = gen, on_ack, on_error
+
+    def send(self, seq: int, batch: Batch) -> None:
+        gen, on_ack, on_error = self._gen, self._on_ack, self._on_error
+
+        def done(fut: Any) -> None:
+            exc = fut.exception()
+            on_error(gen, exc, seq) if exc else on_ack(gen, seq, fut.result())  # type: ignore[misc]
+
+        self._committer.submit(batch).add_done_callback(done)
+
+    def close(self) -> None:
+        pass
+
+
+_END = object()
+
+
+class _GrpcSink:
+    """A bidi `Record` stream to a remote server; a reader thread delivers the acks."""
+
+    def __init__(self, target: Target) -> None:
+        self._channel = target.channel()
+        self._metadata = target.metadata()
+        self._method = self._channel.stream_stream(method_path("Record"))
+        self._requests: queue.SimpleQueue[Any] | None = None
+        self._call: Any = None
+
+    def open(self, gen: int, on_ack: OnAck, on_error: OnError) -> None:
+        self.close()
+        requests: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._requests = requests
+        self._call = self._method(iter(requests.get, _END), metadata=self._metadata)
+        reader = threading.Thread(
+            target=self._read, args=(self._call, gen, on_ack, on_error), daemon=True,
+            name="headwater-recorder-acks",
+        )
+        reader.start()
+
+    @staticmethod
+    def _read(call: Any, gen: int, on_ack: OnAck, on_error: OnError) -> None:
+        try:
+            for data in call:
+                seq, result = codec.decode_ack(data)
+                on_ack(gen, seq, result)
+            on_error(gen, ConnectionError("state service closed the record stream"))
+        except Exception as exc:  # grpc.RpcError, or a malformed ack
+            on_error(gen, exc)
+
+    def send(self, seq: int, batch: Batch) -> None:
+        assert self._requests is not None
+        self._requests.put(codec.batch_body(seq, batch))
+
+    def close(self) -> None:
+        if self._requests is not None:
+            self._requests.put(_END)
+            self._call.cancel()
+            self._requests = None
+
+    def shutdown(self) -> None:
+        self.close()
+        self._channel.close()
+
+
+@dataclass(slots=True)
+class _Pending:
+    seq: int
+    batch: Batch
+    created: float
+    sent: bool = False
+
+
+@dataclass(slots=True)
+class _Marker:
+    """A flush() waiting for every batch up to `target` to be resolved."""
+
+    event: threading.Event = field(default_factory=threading.Event)
+    target: int = -1
+    error: RecordingError | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RecorderStatistics:
+    queued: int
+    unacknowledged_batches: int
+    acknowledged_batches: int
+    applied_states: int
+    rejected_states: int
+    dropped_runs: int
+    connected: bool
+
+
+class Recorder:
+    """Buffers run records and ships them in batches; see the module docstring."""
+
+    def __init__(
+        self,
+        sink: _Sink,
+        *,
+        interval: float = 0.005,
+        grace: float = 30.0,
+        max_buffered: int = 1_000_000,
+        max_batch: int = 10_000,
+        window: int = 4,
+    ) -> None:
+        self._sink = sink
+        self._interval, self._grace = interval, grace
+        self._max_buffered, self._max_batch, self._window = max_buffered, max_batch, window
+        self._fifo: deque[Any] = deque()
+        self._append = self._fifo.append
+        self._events: queue.SimpleQueue[tuple[Any, ...]] = queue.SimpleQueue()
+        self._wake = threading.Event()
+        self._pending: dict[int, _Pending] = {}  # by seq, oldest first
+        self._markers: deque[_Marker] = deque()
+        self._next_seq, self._resolved, self._gen = 0, -1, 0
+        self._open, self._down_since, self._retry_at, self._backoff = False, None, 0.0, 0.05
+        self._unreported: set[UUID] = set()
+        self._rejections: deque[Rejection] = deque(maxlen=1000)
+        self._counts = {"acked": 0, "applied": 0, "rejected": 0, "dropped": 0}
+        self._stop = self._closed = False
+        self._thread = threading.Thread(target=self._run, name="headwater-recorder", daemon=True)
+        self._thread.start()
+
+    # -- the hot path: O(1), never blocks, any thread --------------------------------------
+
+    def flow_run_created(self, rec: FlowRunRecord) -> None:
+        self._append(rec)
+
+    def task_run_created(self, rec: TaskRunRecord) -> None:
+        self._append(rec)
+
+    def state_changed(self, rec: StateRecord) -> None:
+        self._append(rec)
+
+    def heartbeat(self, flow_run_id: UUID) -> None:
+        self._append(Heartbeat(flow_run_id))
+
+    # -- waiting ---------------------------------------------------------------------------
+
+    def flush(self, timeout: float | None = None) -> None:
+        """Block until everything enqueued before this call is committed on the server.
+
+        Raises `RecordingError` naming runs whose records were dropped (server away longer
+        than the grace period, buffer overflow, or refused), or `FlushTimeout`.
+        """
+        if self._closed:
+            return
+        if threading.current_thread() is self._thread:
+            raise RuntimeError("flush() called from the recorder's own thread")
+        marker = _Marker()
+        self._append(marker)
+        self._wake.set()
+        if not marker.event.wait(timeout):
+            raise FlushTimeout(f"flush timed out after {timeout} s", self._unacknowledged_runs())
+        if marker.error is not None:
+            raise marker.error
+
+    def close(self, timeout: float | None = None) -> None:
+        """Flush, then stop the background thread and close the connection."""
+        if self._closed:
+            return
+        try:
+            self.flush(timeout)
+        finally:
+            self._closed = self._stop = True
+            self._wake.set()
+            self._thread.join(5)
+            getattr(self._sink, "shutdown", self._sink.close)()
+
+    def rejections(self) -> list[Rejection]:
+        """The most recent state changes the server refused (illegal transitions)."""
+        return list(self._rejections)
+
+    def statistics(self) -> RecorderStatistics:
+        c = self._counts
+        return RecorderStatistics(
+            queued=len(self._fifo), unacknowledged_batches=len(self._pending),
+            acknowledged_batches=c["acked"], applied_states=c["applied"],
+            rejected_states=c["rejected"], dropped_runs=c["dropped"],
+            connected=self._open and self._down_since is None,
+        )
+
+    def _unacknowledged_runs(self) -> set[UUID]:
+        ids: set[UUID] = set()
+        for p in list(self._pending.values()):  # list() of a dict view is atomic under the GIL
+            ids |= p.batch.run_ids()
+        for item in list(self._fifo):
+            run_id = getattr(item, "run_id", None) or getattr(item, "id", None)
+            if run_id is not None:
+                ids.add(run_id)
+        return ids
+
+    # -- the background thread -------------------------------------------------------------
+
+    def _run(self) -> None:
+        while not self._stop:
+            self._wake.wait(self._interval)
+            self._wake.clear()
+            try:
+                self._step(time.monotonic())
+            except Exception:  # never let the recorder thread die silently
+                log.exception("recorder step failed; will retry")
+
+    def _step(self, now: float) -> None:
+        self._handle_events(now)
+        if self._down_since is not None or not any(not p.sent for p in self._pending.values()):
+            self._drain(now)
+        self._expire(now)
+        self._send(now)
+        self._complete_markers()
+
+    def _drain(self, now: float) -> None:
+        rows: tuple[list[Any], ...] = ([], [], [], [])
+        count, pop = 0, self._fifo.popleft
+        kinds = {FlowRunRecord: 0, TaskRunRecord: 1, StateRecord: 2, Heartbeat: 3}
+        while True:
+            try:
+                item = pop()
+            except IndexError:
+                break
+            kind = kinds.get(type(item))
+            if kind is None:  # a flush marker: it waits for everything formed so far
+                self._form(rows, now)
+                rows, count = ([], [], [], []), 0
+                item.target = self._next_seq - 1
+                self._markers.append(item)
+                continue
+            rows[kind].append(item.flow_run_id if kind == 3 else item)
+            count += 1
+            if count >= self._max_batch:
+                self._form(rows, now)
+                rows, count = ([], [], [], []), 0
+        self._form(rows, now)
+
+    def _form(self, rows: tuple[list[Any], ...], now: float) -> None:
+        if not any(rows):
+            return
+        flows, tasks, states, beats = rows
+        batch = Batch(tuple(flows), tuple(tasks), tuple(states), tuple(dict.fromkeys(beats)))
+        self._pending[self._next_seq] = _Pending(self._next_seq, batch, now)
+        self._next_seq += 1
+
+    def _send(self, now: float) -> None:
+        if not any(not p.sent for p in self._pending.values()):
+            return
+        if not self._open:
+            if now < self._retry_at:
+                return
+            self._gen += 1
+            self._sink.open(self._gen, self._on_ack, self._on_error)
+            self._open = True
+            for p in self._pending.values():
+                p.sent = False  # a new stream: re-send everything not yet acknowledged
+        inflight = sum(1 for p in self._pending.values() if p.sent)
+        for p in list(self._pending.values()):
+            if inflight >= self._window:
+                break
+            if not p.sent:
+                self._sink.send(p.seq, p.batch)
+                p.sent, inflight = True, inflight + 1
+
+    # -- acknowledgements and failures ------------------------------------------------------
+
+    def _on_ack(self, gen: int, seq: int, result: BatchResult) -> None:
+        self._events.put(("ack", gen, seq, result))
+        self._wake.set()
+
+    def _on_error(self, gen: int, exc: BaseException, seq: int | None = None) -> None:
+        self._events.put(("error", gen, seq, exc))
+        self._wake.set()
+
+    def _handle_events(self, now: float) -> None:
+        while True:
+            try:
+                kind, gen, seq, payload = self._events.get_nowait()
+            except queue.Empty:
+                return
+            if gen != self._gen:
+                continue  # from a stream we already gave up on
+            if kind == "ack":
+                self._acked(seq, payload)
+            else:
+                self._errored(now, seq, payload)
+
+    def _acked(self, seq: int, result: BatchResult) -> None:
+        self._pending.pop(seq, None)
+        self._down_since, self._backoff = None, 0.05
+        self._counts["acked"] += 1
+        self._counts["applied"] += result.applied
+        if result.rejections:
+            self._counts["rejected"] += len(result.rejections)
+            self._rejections.extend(result.rejections)
+            log.warning("state service refused %d state(s): %s", len(result.rejections),
+                        result.rejections[0].reason)
+
+    def _errored(self, now: float, seq: int | None, exc: BaseException) -> None:
+        code = exc.code() if isinstance(exc, grpc.RpcError) else None  # type: ignore[attr-defined]
+        if seq is not None or code in _POISON:
+            # The server refused a batch outright; re-sending it would fail the same way.
+            first = seq if seq is not None else next((p.seq for p in self._pending.values() if p.sent), None)
+            if first is not None and first in self._pending:
+                self._fail(self._pending[first], f"state service refused a batch: {exc}")
+            if seq is not None:
+                return
+        self._open = False
+        self._sink.close()
+        if self._down_since is None and code not in _POISON:
+            self._down_since = now
+            log.warning("state service unreachable (%s); buffering", code or exc)
+        self._retry_at = now + self._backoff
+        self._backoff = min(self._backoff * 2, 1.0)
+
+    def _expire(self, now: float) -> None:
+        buffered = sum(len(p.batch) for p in self._pending.values())
+        for p in list(self._pending.values()):
+            if buffered > self._max_buffered:
+                buffered -= len(p.batch)
+                self._fail(p, f"recorder buffer over {self._max_buffered} records")
+            elif self._down_since is not None and now - max(self._down_since, p.created) > self._grace:
+                self._fail(p, f"state service unreachable for more than {self._grace:g} s")
+
+    def _fail(self, p: _Pending, reason: str) -> None:
+        del self._pending[p.seq]
+        runs = p.batch.run_ids()
+        self._unreported |= runs
+        self._counts["dropped"] += len(runs)
+        log.error("dropped %d records of %d runs: %s", len(p.batch), len(runs), reason)
+        self._last_reason = reason
+
+    def _complete_markers(self) -> None:
+        resolved = next(iter(self._pending)) - 1 if self._pending else self._next_seq - 1
+        done = []
+        while self._markers and self._markers[0].target <= resolved:
+            done.append(self._markers.popleft())
+        if not done:
+            return
+        error = None
+        if self._unreported:
+            reason = getattr(self, "_last_reason", "not recorded")
+            error = RecordingError(f"records were not committed ({reason})", self._unreported)
+            self._unreported = set()
+        for marker in done:
+            marker.error = error
+            marker.event.set()
+
+
+# -- the process-wide recorder -------------------------------------------------------------------
+
+_lock = threading.Lock()
+_recorder: Recorder | None = None
+_owner_pid: int | None = None
+_embedded: StateServer | None = None
+_exported: dict[str, str | None] = {}
+
+
+def get_recorder() -> Recorder:
+    """The recorder of this process, created on first use.
+
+    With `HEADWATER_API_URL` set it is a client of that server (token from
+    `HEADWATER_API_TOKEN`). Otherwise it starts the embedded server on 127.0.0.1 with a random
+    token against `$HEADWATER_HOME`, records into it directly, and exports its URL and token
+    into `os.environ` so worker processes started afterwards (Dask, Ray) record into it too.
+    A forked child gets a fresh recorder of its own.
+    """
+    global _recorder, _owner_pid
+    recorder = _recorder
+    if recorder is not None and _owner_pid == os.getpid():
+        return recorder
+    with _lock:
+        if _recorder is None or _owner_pid != os.getpid():
+            _recorder, _owner_pid = _create_recorder(), os.getpid()
+            atexit.register(_shutdown_at_exit)
+        return _recorder
+
+
+def embedded_server() -> StateServer | None:
+    """The embedded server this process started, if any."""
+    return _embedded if _owner_pid == os.getpid() else None
+
+
+def worker_environment() -> dict[str, str]:
+    """Environment variables that point another process at the server this one records into.
+
+    Pass these to Dask/Ray workers (e.g. a runtime_env) when they are not started as children
+    of this process after `get_recorder()` (children inherit them automatically).
+    """
+    get_recorder()
+    settings = get_settings()
+    env = {"HEADWATER_API_URL": settings.api_url or ""}
+    if settings.api_token:
+        env["HEADWATER_API_TOKEN"] = settings.api_token
+    if settings.api_tls_ca:
+        env["HEADWATER_API_TLS_CA"] = str(settings.api_tls_ca)
+    return env
+
+
+def _create_recorder() -> Recorder:
+    global _embedded
+    settings = get_settings()
+    options = {"grace": settings.recorder_grace_seconds, "max_buffered": settings.recorder_max_buffered}
+    if settings.api_url:
+        target = Target.resolve(settings.api_url, settings.api_token, settings.api_tls_ca)
+        return Recorder(_GrpcSink(target), **options)  # type: ignore[arg-type]
+    token = secrets.token_urlsafe(24)
+    server = StateServer(
+        settings.home, host="127.0.0.1", port=0, token=token,
+        heartbeat_timeout=settings.heartbeat_timeout_seconds,
+        synchronous=settings.db_synchronous,
+    )
+    url = server.start()
+    _embedded = server
+    for key, value in (("HEADWATER_API_URL", url), ("HEADWATER_API_TOKEN", token)):
+        _exported.setdefault(key, os.environ.get(key))
+        os.environ[key] = value
+    assert server.committer is not None
+    return Recorder(_LocalSink(server.committer), **options)  # type: ignore[arg-type]
+
+
+def reset_recorder(timeout: float | None = 5.0) -> None:
+    """Close this process's recorder and embedded server and undo the exported environment."""
+    global _recorder, _embedded, _owner_pid
+    with _lock:
+        recorder, server = _recorder, _embedded
+        _recorder = _embedded = _owner_pid = None
+    try:
+        if recorder is not None:
+            recorder.close(timeout)
+    finally:
+        if server is not None:
+            server.stop()
+        for key, value in _exported.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        _exported.clear()
+
+
+def _shutdown_at_exit() -> None:
+    if _owner_pid != os.getpid():
+        return
+    try:
+        reset_recorder(timeout=5.0)
+    except RecordingError as exc:
+        log.error("at exit: %s", exc)

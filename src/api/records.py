@@ -1,0 +1,162 @@
+"""The plain data the state service moves around: frozen, slotted dataclasses, no pydantic.
+
+Write side (what the runtime records): `FlowRunRecord`, `TaskRunRecord`, `StateRecord`,
+`Heartbeat`. Read side (what clients and the CLI get back): `FlowRunInfo`, `TaskRunInfo`,
+`StateInfo`, queried with a `RunFilter`. A `Rejection` says why the server refused a state.
+
+Pydantic models exist only at the wire edge (`models.py`); `codec.py` converts between the two.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+from uuid import UUID
+
+RunKind = Literal["flow", "task"]
+
+#: How often the runtime should call `Recorder.heartbeat` for each running flow run (seconds).
+HEARTBEAT_INTERVAL = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class FlowRunRecord:
+    """A flow run as the runtime announces it. `parameters` must already be JSON-safe."""
+
+    id: UUID
+    name: str
+    flow_name: str
+    parameters: dict[str, Any] = field(default_factory=dict)
+    parent_flow_run_id: UUID | None = None
+    parent_task_run_id: UUID | None = None
+    tags: tuple[str, ...] = ()
+    created: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class TaskRunRecord:
+    """A task run; `upstream` maps a parameter name to the task run ids that fed it."""
+
+    id: UUID
+    flow_run_id: UUID | None
+    name: str
+    task_name: str
+    tags: tuple[str, ...] = ()
+    upstream: Mapping[str, tuple[UUID, ...]] = field(default_factory=dict)
+    created: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class StateRecord:
+    """One proposed state change. `transition_id` makes a re-sent change idempotent."""
+
+    run_id: UUID
+    run_kind: RunKind
+    type: str
+    name: str
+    message: str | None
+    timestamp: float
+    transition_id: UUID
+    retry: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Heartbeat:
+    """A liveness signal for a running flow run; the server stamps it with its own clock."""
+
+    flow_run_id: UUID
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """A state change the orchestration rules refused."""
+
+    run_id: UUID
+    transition_id: UUID
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class StateInfo:
+    """One row of a run's state history."""
+
+    run_id: UUID
+    type: str
+    name: str
+    message: str | None
+    timestamp: float
+    transition_id: UUID
+
+
+@dataclass(frozen=True, slots=True)
+class FlowRunInfo:
+    """A flow run as stored, with its current state and how many task runs it has."""
+
+    id: UUID
+    name: str
+    flow_name: str
+    parameters: dict[str, Any]
+    parent_flow_run_id: UUID | None
+    parent_task_run_id: UUID | None
+    tags: tuple[str, ...]
+    created: float | None
+    start_time: float | None
+    end_time: float | None
+    state_type: str | None
+    state_name: str | None
+    last_heartbeat: float | None
+    task_run_count: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class TaskRunInfo:
+    """A task run as stored, with its current state."""
+
+    id: UUID
+    flow_run_id: UUID | None
+    name: str
+    task_name: str
+    tags: tuple[str, ...]
+    upstream: Mapping[str, tuple[UUID, ...]]
+    created: float | None
+    start_time: float | None
+    end_time: float | None
+    state_type: str | None
+    state_name: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class RunFilter:
+    """Which flow runs to list; `None` means no constraint. Newest first."""
+
+    state_type: str | None = None
+    flow_name: str | None = None
+    parent_flow_run_id: UUID | None = None
+    limit: int = 100
+
+
+@dataclass(frozen=True, slots=True)
+class BatchResult:
+    """What the server did with one batch: how many states it applied and what it refused."""
+
+    applied: int
+    rejections: tuple[Rejection, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """Records committed together: runs first, then states in the order they were produced."""
+
+    flows: tuple[FlowRunRecord, ...] = ()
+    tasks: tuple[TaskRunRecord, ...] = ()
+    states: tuple[StateRecord, ...] = ()
+    heartbeats: tuple[UUID, ...] = ()
+
+    def __len__(self) -> int:
+        return len(self.flows) + len(self.tasks) + len(self.states) + len(self.heartbeats)
+
+    def run_ids(self) -> set[UUID]:
+        """Every run this batch touches, for naming unrecorded runs in errors."""
+        ids = {r.id for r in self.flows} | {r.id for r in self.tasks}
+        return ids | {s.run_id for s in self.states} | set(self.heartbeats)

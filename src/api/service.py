@@ -1,0 +1,178 @@
+"""The gRPC service: the method table, authentication, and error-to-status mapping.
+
+Handlers are registered with `grpc.method_handlers_generic_handler` (no protoc): every method
+takes and returns raw msgpack bytes, decoded and validated by `codec.py`. Reads go straight
+to storage (any thread); writes go through the group committer, and a reply is sent only
+after COMMIT. The bidi `Record` stream carries recorder batches and answers each with an ack.
+
+Every handler runs inside `_guarded`, so a bad request gets a status naming what is wrong
+(via `errors.status_code_for`, the one mapping) and never disturbs other callers.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import grpc
+
+from . import codec
+from . import models as m
+from .committer import GroupCommitter
+from .errors import ServiceUnavailable, StateServiceError, TransitionRejected, Unauthenticated, status_code_for
+from .records import Batch, BatchResult
+from .storage import Storage
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAME = "headwater.v1.StateService"
+COMMIT_TIMEOUT = 30.0
+
+Handler = Callable[[bytes], dict[str, Any]]
+
+
+def method_path(name: str) -> str:
+    """The full gRPC path of a method, as clients call it."""
+    return f"/{SERVICE_NAME}/{name}"
+
+
+class StateService:
+    """The servicer: one method per RPC, each `bytes -> msgpack-able dict`."""
+
+    def __init__(self, storage: Storage, committer: GroupCommitter, token: str | None) -> None:
+        self._storage = storage
+        self._committer = committer
+        self._expected = f"Bearer {token}".encode() if token else None
+
+    def generic_handler(self) -> grpc.GenericRpcHandler:
+        unary: dict[str, Handler] = {
+            "CreateFlowRun": self.create_flow_run,
+            "CreateTaskRun": self.create_task_run,
+            "SetState": self.set_state,
+            "ReadFlowRun": self.read_flow_run,
+            "ReadTaskRun": self.read_task_run,
+            "ListFlowRuns": self.list_flow_runs,
+            "ListTaskRuns": self.list_task_runs,
+            "ReadHistory": self.read_history,
+            "Heartbeat": self.heartbeat,
+        }
+        handlers = {
+            name: grpc.unary_unary_rpc_method_handler(self._unary(fn)) for name, fn in unary.items()
+        }
+        handlers["Record"] = grpc.stream_stream_rpc_method_handler(self.record)
+        return grpc.method_handlers_generic_handler(SERVICE_NAME, handlers)
+
+    # -- plumbing --------------------------------------------------------------------------
+
+    def _authorize(self, context: grpc.ServicerContext) -> None:
+        if self._expected is None:
+            return
+        given = b""
+        for key, value in context.invocation_metadata():
+            if key == "authorization":
+                given = value.encode() if isinstance(value, str) else value
+        # Constant-time so the token cannot be guessed byte by byte from response times.
+        if not hmac.compare_digest(given, self._expected):
+            reason = "missing bearer token" if not given else "invalid bearer token"
+            raise Unauthenticated(f"{reason}: send metadata 'authorization: Bearer <token>'")
+
+    def _unary(self, fn: Handler) -> Callable[[bytes, grpc.ServicerContext], bytes]:
+        def handle(request: bytes, context: grpc.ServicerContext) -> bytes:
+            with _guarded(context):
+                self._authorize(context)
+                return codec.pack(fn(request))
+            raise AssertionError("unreachable")  # _guarded aborts on every error
+
+        return handle
+
+    def _commit(self, batch: Batch) -> BatchResult:
+        try:
+            return self._committer.apply(batch, timeout=COMMIT_TIMEOUT)
+        except TimeoutError:
+            raise ServiceUnavailable("storage is busy; commit timed out, retry") from None
+
+    # -- writes ----------------------------------------------------------------------------
+
+    def create_flow_run(self, data: bytes) -> dict[str, Any]:
+        rec = codec.flow_run_record(codec.decode(m.FlowRunIn, data))
+        self._commit(Batch(flows=(rec,)))
+        return {}
+
+    def create_task_run(self, data: bytes) -> dict[str, Any]:
+        rec = codec.task_run_record(codec.decode(m.TaskRunIn, data))
+        self._commit(Batch(tasks=(rec,)))
+        return {}
+
+    def set_state(self, data: bytes) -> dict[str, Any]:
+        rec = codec.state_record(codec.decode(m.StateIn, data))
+        result = self._commit(Batch(states=(rec,)))
+        if result.rejections:
+            raise TransitionRejected(result.rejections[0].reason)
+        return {"duplicate": result.applied == 0}
+
+    def heartbeat(self, data: bytes) -> dict[str, Any]:
+        body = codec.decode(m.HeartbeatIn, data)
+        self._commit(Batch(heartbeats=(codec.uuid_of(body.flow_run_id),)))
+        return {}
+
+    def record(self, requests: Iterator[bytes], context: grpc.ServicerContext) -> Iterator[bytes]:
+        """The recorder stream: each batch is committed, then acknowledged, in order."""
+        with _guarded(context):
+            self._authorize(context)
+            for data in requests:
+                seq, batch = codec.decode_batch(data)
+                yield codec.ack_body(seq, self._commit(batch))
+
+    # -- reads -----------------------------------------------------------------------------
+
+    def read_flow_run(self, data: bytes) -> dict[str, Any]:
+        body = codec.decode(m.RunRefIn, data)
+        return codec.flow_run_info_body(self._storage.read_flow_run(body.id))
+
+    def read_task_run(self, data: bytes) -> dict[str, Any]:
+        body = codec.decode(m.RunRefIn, data)
+        return codec.task_run_info_body(self._storage.read_task_run(body.id))
+
+    def list_flow_runs(self, data: bytes) -> dict[str, Any]:
+        flt = codec.run_filter(codec.decode(m.ListFlowRunsIn, data))
+        return {"runs": [codec.flow_run_info_body(r) for r in self._storage.list_flow_runs(flt)]}
+
+    def list_task_runs(self, data: bytes) -> dict[str, Any]:
+        body = codec.decode(m.RunIdIn, data)
+        runs = self._storage.list_task_runs(codec.uuid_of(body.run_id))
+        return {"runs": [codec.task_run_info_body(r) for r in runs]}
+
+    def read_history(self, data: bytes) -> dict[str, Any]:
+        body = codec.decode(m.RunIdIn, data)
+        states = self._storage.read_history(codec.uuid_of(body.run_id))
+        return {"states": [codec.state_info_body(s) for s in states]}
+
+
+class _guarded:
+    """Turn any exception inside a handler into `context.abort` with the mapped status."""
+
+    def __init__(self, context: grpc.ServicerContext) -> None:
+        self._context = context
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any) -> bool:
+        if exc is None or not isinstance(exc, Exception):
+            return False
+        if isinstance(exc, StateServiceError):
+            message = str(exc)
+        elif _is_abort(exc):
+            return False  # already aborted by grpc itself
+        else:
+            log.exception("unexpected error in a state service handler")
+            message = f"internal error: {type(exc).__name__}"
+        self._context.abort(status_code_for(exc), message[:4000])
+        return False
+
+
+def _is_abort(exc: BaseException) -> bool:
+    # grpc's sync server signals `context.abort` with a bare Exception subclass of its own.
+    return type(exc).__module__.startswith("grpc")

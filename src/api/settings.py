@@ -1,0 +1,44 @@
+"""Configuration of the state service and its clients, read from the environment in one place.
+
+Every knob is a `HEADWATER_*` environment variable (pydantic-settings). Read it with
+`get_settings()`; it is re-read on every call so tests can change the environment freely.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_PORT = 4200
+DB_FILENAME = "headwater.db"
+
+
+class Settings(BaseSettings):
+    """`HEADWATER_HOME`, `HEADWATER_API_URL`, `HEADWATER_API_TOKEN`, TLS, logging, timeouts."""
+
+    model_config = SettingsConfigDict(env_prefix="HEADWATER_", extra="ignore")
+
+    home: Path = Field(default_factory=lambda: Path.home() / ".headwater")
+    api_url: str | None = None
+    api_token: str | None = None
+    #: PEM file clients trust for `grpcs://` (the server's certificate or its CA).
+    api_tls_ca: Path | None = None
+    log_level: str = "WARNING"
+    #: How long the recorder keeps buffering for an unreachable server before giving up.
+    recorder_grace_seconds: float = 30.0
+    #: Most records the recorder holds in memory while the server is away (about 200 B each).
+    recorder_max_buffered: int = 1_000_000
+    #: A RUNNING flow run with no heartbeat for this long is marked CRASHED by the server.
+    heartbeat_timeout_seconds: float = 30.0
+    #: SQLite `synchronous` pragma; FULL fsyncs every group commit, NORMAL survives process crashes.
+    db_synchronous: str = "FULL"
+
+    @property
+    def db_path(self) -> Path:
+        return self.home.expanduser() / DB_FILENAME
+
+
+def get_settings() -> Settings:
+    return Settings()

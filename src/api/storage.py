@@ -1,0 +1,478 @@
+"""SQLite storage of flow runs, task runs and their state history: schema, migrations, I/O.
+
+One database file (WAL mode) under `HEADWATER_HOME`. The schema is versioned in the
+`schema_version` table and upgraded step by step by `MIGRATIONS`; a database written by a
+newer headwater fails with `SchemaVersionError` instead of being guessed at.
+
+Writes happen only on the committer thread (`committer.py`) through `apply_batches`, which
+applies many batches in one transaction (group commit) with `executemany`. Each batch gets a
+SAVEPOINT so one bad batch does not undo its neighbours. Reads use one connection per thread.
+
+Ordering: states are applied in the order they appear in a batch (the order the client
+produced them), and history is shown ordered by (timestamp, commit sequence). A state that
+arrives late from another process (older than the run's current state and not a legal move
+from it) is kept in the history without moving the run's current state.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+from . import rules
+from .errors import AmbiguousRunId, RunNotFound, SchemaVersionError
+from .records import (
+    Batch,
+    BatchResult,
+    FlowRunInfo,
+    FlowRunRecord,
+    Rejection,
+    RunFilter,
+    StateInfo,
+    StateRecord,
+    TaskRunInfo,
+    TaskRunRecord,
+)
+
+_V1 = """
+CREATE TABLE flow_runs (
+    id TEXT PRIMARY KEY, name TEXT NOT NULL, flow_name TEXT NOT NULL,
+    parameters TEXT NOT NULL DEFAULT '{}', parent_flow_run_id TEXT, parent_task_run_id TEXT,
+    tags TEXT NOT NULL DEFAULT '[]', created REAL, start_time REAL, end_time REAL,
+    state_type TEXT, state_name TEXT, state_timestamp REAL
+);
+CREATE TABLE task_runs (
+    id TEXT PRIMARY KEY, flow_run_id TEXT, name TEXT NOT NULL, task_name TEXT NOT NULL,
+    tags TEXT NOT NULL DEFAULT '[]', upstream TEXT NOT NULL DEFAULT '{}', created REAL,
+    start_time REAL, end_time REAL, state_type TEXT, state_name TEXT, state_timestamp REAL
+);
+CREATE TABLE states (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT NOT NULL, run_kind TEXT NOT NULL,
+    type TEXT NOT NULL, name TEXT NOT NULL, message TEXT, timestamp REAL NOT NULL,
+    transition_id TEXT NOT NULL UNIQUE
+);
+CREATE INDEX states_by_run ON states (run_id, timestamp);
+CREATE INDEX task_runs_by_flow ON task_runs (flow_run_id);
+"""
+
+# v2: liveness. Heartbeats live on the flow run; the sweeper finds stale RUNNING runs by index.
+_V2 = """
+ALTER TABLE flow_runs ADD COLUMN last_heartbeat REAL;
+CREATE INDEX flow_runs_by_state ON flow_runs (state_type);
+CREATE INDEX flow_runs_by_parent ON flow_runs (parent_flow_run_id);
+"""
+
+#: MIGRATIONS[i] upgrades a database from version i to version i + 1.
+MIGRATIONS: tuple[str, ...] = (_V1, _V2)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+_FLOW_UPSERT = """
+INSERT INTO flow_runs (id, name, flow_name, parameters, parent_flow_run_id,
+                       parent_task_run_id, tags, created)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (id) DO UPDATE SET name = excluded.name, flow_name = excluded.flow_name,
+    parameters = excluded.parameters, parent_flow_run_id = excluded.parent_flow_run_id,
+    parent_task_run_id = excluded.parent_task_run_id, tags = excluded.tags,
+    created = excluded.created
+"""
+_TASK_UPSERT = """
+INSERT INTO task_runs (id, flow_run_id, name, task_name, tags, upstream, created)
+VALUES (?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (id) DO UPDATE SET flow_run_id = excluded.flow_run_id, name = excluded.name,
+    task_name = excluded.task_name, tags = excluded.tags, upstream = excluded.upstream,
+    created = excluded.created
+"""
+_TABLE = {"flow": "flow_runs", "task": "task_runs"}
+_FLOW_COLUMNS = (
+    "f.id, f.name, f.flow_name, f.parameters, f.parent_flow_run_id, f.parent_task_run_id, "
+    "f.tags, f.created, f.start_time, f.end_time, f.state_type, f.state_name, "
+    "f.last_heartbeat, (SELECT count(*) FROM task_runs t WHERE t.flow_run_id = f.id)"
+)
+_TASK_COLUMNS = (
+    "id, flow_run_id, name, task_name, tags, upstream, created, start_time, end_time, "
+    "state_type, state_name"
+)
+_CHUNK = 900  # stay under SQLite's bound-parameter limit on old builds
+_PREFIX = re.compile(r"^[0-9a-fA-F-]{1,36}$")
+
+
+@dataclass(slots=True)
+class _RunState:
+    """The mutable view of one run's current state while a batch is applied."""
+
+    exists: bool
+    type: str | None = None
+    name: str | None = None
+    timestamp: float | None = None
+    start: float | None = None
+    end: float | None = None
+    dirty: bool = False
+
+
+def connect(path: Path, *, synchronous: str = "FULL") -> sqlite3.Connection:
+    """A read-write connection with the schema created or upgraded to `SCHEMA_VERSION`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute(f"PRAGMA synchronous={_pragma_value(synchronous)}")
+    migrate(conn)
+    return conn
+
+
+def _pragma_value(value: str) -> str:
+    if value.upper() not in {"OFF", "NORMAL", "FULL", "EXTRA"}:
+        raise ValueError(f"HEADWATER_DB_SYNCHRONOUS must be OFF/NORMAL/FULL/EXTRA, not {value!r}")
+    return value.upper()
+
+
+def schema_version(conn: sqlite3.Connection) -> int:
+    """The stored schema version; 0 for an empty database."""
+    row = conn.execute(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'"
+    ).fetchone()
+    if row is None:
+        return 0
+    found = conn.execute("SELECT max(version) FROM schema_version").fetchone()
+    return int(found[0] or 0)
+
+
+def migrate(conn: sqlite3.Connection) -> int:
+    """Upgrade to `SCHEMA_VERSION`, one migration per transaction; returns the old version."""
+    conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+    old = schema_version(conn)
+    if old > SCHEMA_VERSION:
+        raise SchemaVersionError(
+            f"database schema version {old} is newer than this headwater understands "
+            f"(version {SCHEMA_VERSION}); upgrade headwater or point HEADWATER_HOME elsewhere"
+        )
+    for version in range(old, SCHEMA_VERSION):
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in MIGRATIONS[version].split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            conn.execute("DELETE FROM schema_version")
+            conn.execute("INSERT INTO schema_version (version) VALUES (?)", (version + 1,))
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+    return old
+
+
+class Storage:
+    """The database: group-committed writes (one thread) and per-thread reads."""
+
+    def __init__(self, path: Path, *, synchronous: str = "FULL", read_only: bool = False) -> None:
+        self.path = path
+        self.read_only = read_only
+        self._local = threading.local()
+        self._writer: sqlite3.Connection | None = None
+        if read_only:
+            self._check_readable()
+        else:
+            self._writer = connect(path, synchronous=synchronous)
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+    # -- writes (committer thread only) ---------------------------------------------------
+
+    def apply_batches(self, batches: Sequence[Batch], now: float) -> list[BatchResult | Exception]:
+        """Apply every batch in one transaction; a failing batch is rolled back alone."""
+        assert self._writer is not None, "storage opened read-only"
+        cur = self._writer.cursor()
+        results: list[BatchResult | Exception] = []
+        cur.execute("BEGIN IMMEDIATE")
+        try:
+            for batch in batches:
+                cur.execute("SAVEPOINT batch")
+                try:
+                    results.append(self._apply(cur, batch, now))
+                    cur.execute("RELEASE batch")
+                except sqlite3.Error as exc:
+                    cur.execute("ROLLBACK TO batch")
+                    cur.execute("RELEASE batch")
+                    results.append(exc)
+            cur.execute("COMMIT")
+        except BaseException:
+            cur.execute("ROLLBACK")
+            raise
+        return results
+
+    def _apply(self, cur: sqlite3.Cursor, batch: Batch, now: float) -> BatchResult:
+        if batch.flows:
+            cur.executemany(_FLOW_UPSERT, [_flow_row(r) for r in batch.flows])
+        if batch.tasks:
+            cur.executemany(_TASK_UPSERT, [_task_row(r) for r in batch.tasks])
+        applied, rejections = (0, []) if not batch.states else self._apply_states(cur, batch, now)
+        if batch.heartbeats:
+            beats = [(now, str(run_id)) for run_id in batch.heartbeats]
+            cur.executemany("UPDATE flow_runs SET last_heartbeat = ? WHERE id = ?", beats)
+        return BatchResult(applied=applied, rejections=tuple(rejections))
+
+    def _apply_states(
+        self, cur: sqlite3.Cursor, batch: Batch, now: float
+    ) -> tuple[int, list[Rejection]]:
+        runs = self._current_states(cur, batch.states)
+        seen = self._known_transitions(cur, [str(s.transition_id) for s in batch.states])
+        history: list[tuple[Any, ...]] = []
+        rejections: list[Rejection] = []
+        for state in batch.states:
+            tid = str(state.transition_id)
+            if tid in seen:
+                continue  # a re-sent change: already recorded exactly once
+            seen.add(tid)
+            run = runs[(state.run_kind, str(state.run_id))]
+            reason = _decide(run, state)
+            if reason is not None:
+                rejections.append(Rejection(state.run_id, state.transition_id, reason))
+                continue
+            history.append(_state_row(state))
+        self._write_states(cur, runs, history, now)
+        return len(history), rejections
+
+    def _current_states(
+        self, cur: sqlite3.Cursor, states: Sequence[StateRecord]
+    ) -> dict[tuple[str, str], _RunState]:
+        runs: dict[tuple[str, str], _RunState] = {}
+        for kind, table in _TABLE.items():
+            ids = list({str(s.run_id) for s in states if s.run_kind == kind})
+            for chunk in _chunks(ids):
+                marks = ",".join("?" * len(chunk))
+                sql = (
+                    f"SELECT id, state_type, state_name, state_timestamp, start_time, end_time "
+                    f"FROM {table} WHERE id IN ({marks})"
+                )
+                for row in cur.execute(sql, chunk):
+                    runs[(kind, row[0])] = _RunState(True, *row[1:])
+            for run_id in ids:
+                runs.setdefault((kind, run_id), _RunState(False))
+        return runs
+
+    def _known_transitions(self, cur: sqlite3.Cursor, tids: list[str]) -> set[str]:
+        known: set[str] = set()
+        for chunk in _chunks(tids):
+            marks = ",".join("?" * len(chunk))
+            sql = f"SELECT transition_id FROM states WHERE transition_id IN ({marks})"
+            known.update(row[0] for row in cur.execute(sql, chunk))
+        return known
+
+    def _write_states(
+        self,
+        cur: sqlite3.Cursor,
+        runs: dict[tuple[str, str], _RunState],
+        history: list[tuple[Any, ...]],
+        now: float,
+    ) -> None:
+        # A state may arrive before its run's record (another process created the run):
+        # keep a placeholder row that the create-run upsert fills in later.
+        for kind, table in _TABLE.items():
+            placeholders = [
+                (rid,) for (k, rid), r in runs.items() if k == kind and r.dirty and not r.exists
+            ]
+            if placeholders:
+                cur.executemany(
+                    f"INSERT OR IGNORE INTO {table} (id, name, {kind}_name) VALUES (?, '', '')",
+                    placeholders,
+                )
+            updates = [
+                (r.type, r.name, r.timestamp, r.start, r.end, rid)
+                for (k, rid), r in runs.items()
+                if k == kind and r.dirty
+            ]
+            if updates:
+                cur.executemany(
+                    f"UPDATE {table} SET state_type = ?, state_name = ?, state_timestamp = ?, "
+                    f"start_time = ?, end_time = ? WHERE id = ?",
+                    updates,
+                )
+        if history:
+            cur.executemany(
+                "INSERT INTO states (run_id, run_kind, type, name, message, timestamp, "
+                "transition_id) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                history,
+            )
+        running = [(now, rid) for (k, rid), r in runs.items() if k == "flow" and r.dirty]
+        if running:
+            # Entering or changing state is proof of life; the sweeper counts from here.
+            cur.executemany("UPDATE flow_runs SET last_heartbeat = ? WHERE id = ?", running)
+
+    # -- reads (any thread) ----------------------------------------------------------------
+
+    def _reader(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            if self.read_only:
+                uri = f"file:{self.path}?mode=ro"
+                conn = sqlite3.connect(uri, uri=True, isolation_level=None, timeout=30)
+            else:
+                conn = sqlite3.connect(self.path, isolation_level=None, timeout=30)
+                conn.execute("PRAGMA query_only = ON")
+            self._local.conn = conn
+        return conn
+
+    def _check_readable(self) -> None:
+        if not self.path.exists():
+            raise RunNotFound(f"no headwater database at {self.path}; nothing recorded yet")
+        version = schema_version(self._reader())
+        if version != SCHEMA_VERSION:
+            raise SchemaVersionError(
+                f"database {self.path} has schema version {version}, this headwater reads "
+                f"version {SCHEMA_VERSION}; start `headwater server start` once to upgrade it"
+            )
+
+    def list_flow_runs(self, flt: RunFilter = RunFilter()) -> list[FlowRunInfo]:
+        where, args = ["1 = 1"], []  # type: ignore[var-annotated]
+        if flt.state_type:
+            where.append("f.state_type = ?")
+            args.append(flt.state_type.upper())
+        if flt.flow_name:
+            where.append("f.flow_name = ?")
+            args.append(flt.flow_name)
+        if flt.parent_flow_run_id:
+            where.append("f.parent_flow_run_id = ?")
+            args.append(str(flt.parent_flow_run_id))
+        sql = (
+            f"SELECT {_FLOW_COLUMNS} FROM flow_runs f WHERE {' AND '.join(where)} "
+            f"ORDER BY coalesce(f.created, f.start_time, 0) DESC, f.rowid DESC LIMIT ?"
+        )
+        rows = self._reader().execute(sql, [*args, max(0, flt.limit)]).fetchall()
+        return [_flow_info(row) for row in rows]
+
+    def resolve_id(self, kind: str, ident: str | UUID) -> UUID:
+        """The full run id for `ident`, which may be a unique prefix of one."""
+        text = str(ident).lower()
+        if not _PREFIX.match(text):
+            raise RunNotFound(f"{text!r} is not a run id or id prefix")
+        rows = self._reader().execute(
+            f"SELECT id FROM {_TABLE[kind]} WHERE id LIKE ? LIMIT 2", (text + "%",)
+        ).fetchall()
+        if not rows:
+            raise RunNotFound(f"no {kind} run with id {text!r}")
+        if len(rows) > 1:
+            raise AmbiguousRunId(f"id prefix {text!r} matches more than one {kind} run")
+        return UUID(rows[0][0])
+
+    def read_flow_run(self, ident: str | UUID) -> FlowRunInfo:
+        run_id = self.resolve_id("flow", ident)
+        sql = f"SELECT {_FLOW_COLUMNS} FROM flow_runs f WHERE f.id = ?"
+        return _flow_info(self._reader().execute(sql, (str(run_id),)).fetchone())
+
+    def read_task_run(self, ident: str | UUID) -> TaskRunInfo:
+        run_id = self.resolve_id("task", ident)
+        sql = f"SELECT {_TASK_COLUMNS} FROM task_runs WHERE id = ?"
+        return _task_info(self._reader().execute(sql, (str(run_id),)).fetchone())
+
+    def list_task_runs(self, flow_run_id: UUID) -> list[TaskRunInfo]:
+        sql = (
+            f"SELECT {_TASK_COLUMNS} FROM task_runs WHERE flow_run_id = ? "
+            f"ORDER BY coalesce(created, start_time, 0), rowid"
+        )
+        rows = self._reader().execute(sql, (str(flow_run_id),)).fetchall()
+        return [_task_info(row) for row in rows]
+
+    def read_history(self, run_id: UUID) -> list[StateInfo]:
+        sql = (
+            "SELECT run_id, type, name, message, timestamp, transition_id FROM states "
+            "WHERE run_id = ? ORDER BY timestamp, seq"
+        )
+        rows = self._reader().execute(sql, (str(run_id),)).fetchall()
+        return [StateInfo(UUID(r[0]), r[1], r[2], r[3], r[4], UUID(r[5])) for r in rows]
+
+    def stale_flow_runs(self, cutoff: float) -> list[tuple[UUID, float | None]]:
+        """RUNNING flow runs whose last sign of life is older than `cutoff`."""
+        sql = (
+            "SELECT id, last_heartbeat FROM flow_runs WHERE state_type = 'RUNNING' "
+            "AND coalesce(last_heartbeat, state_timestamp, 0) < ?"
+        )
+        rows = self._reader().execute(sql, (cutoff,)).fetchall()
+        return [(UUID(r[0]), r[1]) for r in rows]
+
+    def live_task_runs(self, flow_run_id: UUID) -> list[UUID]:
+        """Task runs of a flow run that are still RUNNING or PENDING."""
+        sql = (
+            "SELECT id FROM task_runs WHERE flow_run_id = ? "
+            "AND state_type IN ('RUNNING', 'PENDING')"
+        )
+        return [UUID(r[0]) for r in self._reader().execute(sql, (str(flow_run_id),))]
+
+
+def _decide(run: _RunState, state: StateRecord) -> str | None:
+    """Apply `state` to `run` in memory; returns why it was refused, or None."""
+    reason = rules.check_state(state.type, state.name) or rules.check_transition(
+        state.run_id, run.type, state.type, retry=state.retry
+    )
+    if reason is not None:
+        if run.timestamp is not None and state.timestamp < run.timestamp and not rules.check_state(
+            state.type, state.name
+        ):
+            return None  # a late arrival from another process: history only
+        return reason
+    run.type, run.name, run.timestamp, run.dirty = state.type, state.name, state.timestamp, True
+    if state.type == rules.RUNNING and run.start is None:
+        run.start = state.timestamp
+    if state.type in rules.TERMINAL:
+        run.end = state.timestamp
+    elif state.retry:
+        run.end = None
+    return None
+
+
+def _chunks(items: list[str]) -> Iterable[list[str]]:
+    for i in range(0, len(items), _CHUNK):
+        yield items[i : i + _CHUNK]
+
+
+def _opt(value: UUID | None) -> str | None:
+    return None if value is None else str(value)
+
+
+def _flow_row(r: FlowRunRecord) -> tuple[Any, ...]:
+    return (
+        str(r.id), r.name, r.flow_name, json.dumps(r.parameters), _opt(r.parent_flow_run_id),
+        _opt(r.parent_task_run_id), json.dumps(list(r.tags)), r.created,
+    )
+
+
+def _task_row(r: TaskRunRecord) -> tuple[Any, ...]:
+    upstream = {k: [str(u) for u in v] for k, v in r.upstream.items()}
+    return (
+        str(r.id), _opt(r.flow_run_id), r.name, r.task_name, json.dumps(list(r.tags)),
+        json.dumps(upstream), r.created,
+    )
+
+
+def _state_row(s: StateRecord) -> tuple[Any, ...]:
+    return (str(s.run_id), s.run_kind, s.type, s.name, s.message, s.timestamp, str(s.transition_id))
+
+
+def _uuid(value: str | None) -> UUID | None:
+    return None if value is None else UUID(value)
+
+
+def _flow_info(row: Sequence[Any]) -> FlowRunInfo:
+    return FlowRunInfo(
+        id=UUID(row[0]), name=row[1], flow_name=row[2], parameters=json.loads(row[3]),
+        parent_flow_run_id=_uuid(row[4]), parent_task_run_id=_uuid(row[5]),
+        tags=tuple(json.loads(row[6])), created=row[7], start_time=row[8], end_time=row[9],
+        state_type=row[10], state_name=row[11], last_heartbeat=row[12], task_run_count=row[13],
+    )
+
+
+def _task_info(row: Sequence[Any]) -> TaskRunInfo:
+    upstream = {k: tuple(UUID(u) for u in v) for k, v in json.loads(row[5]).items()}
+    return TaskRunInfo(
+        id=UUID(row[0]), flow_run_id=_uuid(row[1]), name=row[2], task_name=row[3],
+        tags=tuple(json.loads(row[4])), upstream=upstream, created=row[6], start_time=row[7],
+        end_time=row[8], state_type=row[9], state_name=row[10],
+    )

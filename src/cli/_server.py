@@ -1,0 +1,56 @@
+"""`headwater server start`: run the standalone state service until SIGINT/SIGTERM.
+
+Prints the URL clients should use (`grpc://HOST:PORT`, or `grpcs://` with TLS) on one line of
+stdout once the server is listening; everything else goes to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from ..api.errors import SchemaVersionError, ServerConfigError
+from ..api.server import StateServer, serve_until_signalled
+from ..api.settings import DEFAULT_PORT, get_settings
+
+
+def register(subparsers: Any) -> None:
+    server = subparsers.add_parser("server", help="run the state service")
+    verbs = server.add_subparsers(dest="verb", metavar="VERB")
+    start = verbs.add_parser("start", help="serve until interrupted; prints the client URL")
+    start.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    start.add_argument("--port", type=int, default=DEFAULT_PORT, help="0 picks a free port")
+    start.add_argument("--token", default=None, help="bearer token (default HEADWATER_API_TOKEN)")
+    start.add_argument("--tls-cert", type=Path, default=None, help="PEM certificate chain")
+    start.add_argument("--tls-key", type=Path, default=None, help="PEM private key")
+    start.add_argument("--home", type=Path, default=None, help="default HEADWATER_HOME")
+    start.add_argument(
+        "--heartbeat-timeout", type=float, default=None,
+        help="seconds without a heartbeat before a RUNNING flow run is marked CRASHED",
+    )
+    start.set_defaults(handler=start_server)
+    server.set_defaults(handler=lambda args: server.print_help() or 2)
+
+
+def start_server(args: argparse.Namespace) -> int:
+    settings = get_settings()
+    logging.basicConfig(level=settings.log_level.upper(), stream=sys.stderr)
+    try:
+        server = StateServer(
+            args.home or settings.home,
+            host=args.host,
+            port=args.port,
+            token=args.token or settings.api_token,
+            tls_cert=args.tls_cert,
+            tls_key=args.tls_key,
+            heartbeat_timeout=args.heartbeat_timeout or settings.heartbeat_timeout_seconds,
+            synchronous=settings.db_synchronous,
+        )
+        serve_until_signalled(server)
+    except (ServerConfigError, SchemaVersionError, OSError, RuntimeError) as exc:
+        print(f"headwater server: {exc}", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,32 @@
+"""Fixtures: an in-process state server on 127.0.0.1:0 over SQLite in the test's HEADWATER_HOME."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from headwater.api import StateClient, StateServer
+
+TOKEN = "test-token-123"
+
+
+@pytest.fixture
+def home() -> Path:
+    return Path(os.environ["HEADWATER_HOME"])
+
+
+@pytest.fixture
+def server(home: Path) -> Iterator[StateServer]:
+    srv = StateServer(home, port=0, token=TOKEN, heartbeat_timeout=1.0, synchronous="NORMAL")
+    srv.start()
+    yield srv
+    srv.stop(0.5)
+
+
+@pytest.fixture
+def client(server: StateServer) -> Iterator[StateClient]:
+    with StateClient(server.url, token=TOKEN, retry_for=2.0) as c:
+        yield c
