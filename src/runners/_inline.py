@@ -6,10 +6,7 @@ submission order. `submit` returns an already finished future.
 
 from __future__ import annotations
 
-from concurrent.futures import Future
-from typing import Any
-
-from .base import RunnerFuture, TaskCall, TaskRunner, run_call
+from .base import FinishedFuture, RunnerFuture, TaskCall, TaskRunner, run_call
 
 
 class SequentialTaskRunner(TaskRunner):
@@ -18,16 +15,11 @@ class SequentialTaskRunner(TaskRunner):
     name = "sequential"
 
     def submit(self, call: TaskCall) -> RunnerFuture:
-        future: Any = Future()
-        future.run_id = call.run_id
-        future.set_running_or_notify_cancel()
         try:
             result = run_call(call, tuple(f.result() for f in call.upstream))
         except BaseException as exc:  # handed to the future, never dropped
-            future.set_exception(exc)
-        else:
-            future.set_result(result)
-        return future  # type: ignore[no-any-return]
+            return FinishedFuture(call.run_id, error=exc)
+        return FinishedFuture(call.run_id, result)
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         """Nothing to release: no workers were created."""

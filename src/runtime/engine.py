@@ -185,13 +185,15 @@ def run_task(payload: TaskRunPayload, upstream: Sequence[Any]) -> State:
     if payload.task.is_async:
         return run_async(run_task_async, payload, upstream)
     engine = _TaskRunEngine(payload, upstream)
-    with entered(task_run_var, engine.context()):
-        try:
-            if engine.inputs_ready():
-                _attempts_sync(engine)
-        except BaseException as exc:
-            engine.interrupted(exc)
+    token = task_run_var.set(engine.context())  # not a context manager: this is per task
+    try:
+        if engine.inputs_ready():
+            _attempts_sync(engine)
+    except BaseException as exc:
+        engine.interrupted(exc)
+    finally:
         state = engine.finish()
+        task_run_var.reset(token)
     if engine.reraise is not None:
         raise engine.reraise
     return state

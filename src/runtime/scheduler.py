@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from concurrent.futures import CancelledError, Future
+from concurrent.futures import CancelledError
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
-from ..runners.base import TaskCall, TaskRunner
+from ..runners.base import FinishedFuture, TaskCall, TaskRunner
 from .futures import RunFuture, TaskFuture
 from .graph import Dispatch, Finished, GraphState, Instruction, Submitted, Watch
 from .errors import InvalidTransition
@@ -47,6 +47,7 @@ class TaskScheduler:
         self._parked: dict[UUID, _Parked] = {}
         self._unfinished: dict[UUID, RunFuture[Any]] = {}
         self._all_done = threading.Condition(threading.Lock())
+        self._someone_waits = False  # notify only when wait_all is blocked: saves a lock per run
 
     def submit(self, future: TaskFuture[Any], payload: Any, upstream: list[RunFuture[Any]]) -> None:
         self._unfinished[future.run_id] = future
@@ -93,7 +94,7 @@ class TaskScheduler:
         try:
             runner_future = self.runner.submit(call)
         except BaseException as exc:  # the run cannot start: it crashed, and says why
-            self._complete(future, _failed_future(exc))
+            self._complete(future, FinishedFuture(future.run_id, error=exc))
             return
         future.runner_future = runner_future
         runner_future.add_done_callback(lambda rf: self._complete(future, rf))
@@ -124,7 +125,7 @@ class TaskScheduler:
 
     def _forget(self, future: RunFuture[Any]) -> None:
         self._unfinished.pop(future.run_id, None)
-        if not self._unfinished:
+        if not self._unfinished and self._someone_waits:
             with self._all_done:
                 self._all_done.notify_all()
 
@@ -134,7 +135,11 @@ class TaskScheduler:
     def wait_all(self, timeout: float | None = None) -> bool:
         """Block until every run submitted here has finished; False if `timeout` passed."""
         with self._all_done:
-            return self._all_done.wait_for(lambda: not self._unfinished, timeout)
+            self._someone_waits = True
+            try:
+                return self._all_done.wait_for(lambda: not self._unfinished, timeout)
+            finally:
+                self._someone_waits = False
 
 
 def _record(future: TaskFuture[Any], state: State) -> State:
@@ -150,12 +155,4 @@ def _runner_future_of(upstream: RunFuture[Any]) -> Any:
     wrapped in a finished future (subflows and failed dispatches have no runner future)."""
     if isinstance(upstream, TaskFuture) and upstream.runner_future is not None:
         return upstream.runner_future
-    done: Future[State] = Future()
-    done.set_result(upstream.state)
-    return done
-
-
-def _failed_future(exc: BaseException) -> Future[Any]:
-    failed: Future[Any] = Future()
-    failed.set_exception(exc)
-    return failed
+    return FinishedFuture(upstream.run_id, upstream.state)

@@ -45,6 +45,10 @@ class StateType(enum.Enum):
     CANCELLED = "CANCELLED"
     PAUSED = "PAUSED"
 
+    # Members are singletons, so identity hashing is exact; Enum's own __hash__ is Python
+    # code, and the transition table is consulted on every state change.
+    __hash__ = object.__hash__
+
 
 TERMINAL: frozenset[StateType] = frozenset(
     {StateType.COMPLETED, StateType.FAILED, StateType.CRASHED, StateType.CANCELLED}
