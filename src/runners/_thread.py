@@ -13,31 +13,111 @@ import contextvars
 import os
 import queue
 import threading
-from collections.abc import Iterator
-from concurrent.futures import Future
+from collections.abc import Callable, Iterator
+from concurrent.futures import CancelledError
 from contextlib import contextmanager
 from typing import Any
 
 from ..runtime.errors import BrokenRunner
 from .base import RunnerFuture, TaskCall, TaskRunner, run_call, set_blocking_hook
 
-_WorkItem = tuple[Future, TaskCall, contextvars.Context]
+_PENDING, _RUNNING, _FINISHED, _CANCELLED = range(4)
+# One lock for every pool future's bookkeeping: held for a few instructions, so a shared lock
+# beats allocating a Condition per future (which profiling showed was a quarter of the cost).
+_state_lock = threading.Lock()
+
+
+class PoolFuture:
+    """A runner future for a task run queued on the pool: the stdlib `Future` surface."""
+
+    __slots__ = ("run_id", "_state", "_value", "_error", "_callbacks", "_waiter")
+
+    def __init__(self, run_id: Any) -> None:
+        self.run_id = run_id
+        self._state = _PENDING
+        self._value: Any = None
+        self._error: BaseException | None = None
+        self._callbacks: list[Callable[[Any], object]] | None = None
+        self._waiter: threading.Event | None = None
+
+    def done(self) -> bool:
+        return self._state >= _FINISHED
+
+    def cancel(self) -> bool:
+        """Cancel if not started yet; True if it is (now) cancelled."""
+        with _state_lock:
+            if self._state != _PENDING:
+                return self._state == _CANCELLED
+        return self._finish(None, CancelledError(f"task run {self.run_id} was cancelled"), _CANCELLED)
+
+    def start(self) -> bool:
+        with _state_lock:
+            if self._state != _PENDING:
+                return False
+            self._state = _RUNNING
+            return True
+
+    def _finish(self, value: Any, error: BaseException | None, state: int = _FINISHED) -> bool:
+        with _state_lock:
+            if self._state >= _FINISHED:
+                return False
+            self._value, self._error, self._state = value, error, state
+            callbacks, self._callbacks = self._callbacks, None
+            waiter = self._waiter
+        if waiter is not None:
+            waiter.set()
+        if callbacks:
+            for fn in callbacks:
+                fn(self)
+        return True
+
+    def result(self, timeout: float | None = None) -> Any:
+        self._wait(timeout)
+        if self._error is not None:
+            raise self._error
+        return self._value
+
+    def exception(self, timeout: float | None = None) -> BaseException | None:
+        self._wait(timeout)
+        return self._error
+
+    def _wait(self, timeout: float | None) -> None:
+        if self._state >= _FINISHED:
+            return
+        with _state_lock:
+            if self._state < _FINISHED and self._waiter is None:
+                self._waiter = threading.Event()
+            waiter = self._waiter
+        if waiter is not None and not waiter.wait(timeout):
+            raise TimeoutError(f"task run {self.run_id} did not finish within {timeout} seconds")
+
+    def add_done_callback(self, fn: Callable[[Any], object]) -> None:
+        with _state_lock:
+            if self._state < _FINISHED:
+                if self._callbacks is None:
+                    self._callbacks = []
+                self._callbacks.append(fn)
+                return
+        fn(self)
+
+
+_WorkItem = tuple[PoolFuture, TaskCall, contextvars.Context]
 
 
 def default_max_workers() -> int:
     return min(32, (os.cpu_count() or 1) + 4)
 
 
-def _run_item(future: Future, call: TaskCall, context: contextvars.Context) -> None:
-    if not future.set_running_or_notify_cancel():
-        return
+def _run_item(future: PoolFuture, call: TaskCall, context: contextvars.Context) -> None:
+    if not future.start():
+        return  # cancelled while queued
     try:
-        values = tuple(f.result() for f in call.upstream)
+        values = tuple([f.result() for f in call.upstream]) if call.upstream else ()
         result = context.run(run_call, call, values)
     except BaseException as exc:  # handed to the future, never dropped
-        future.set_exception(exc)
+        future._finish(None, exc)
     else:
-        future.set_result(result)
+        future._finish(result, None)
 
 
 class _LendingPool:
@@ -142,10 +222,9 @@ class ConcurrentTaskRunner(TaskRunner):
             raise BrokenRunner(
                 "ConcurrentTaskRunner is not running: use it inside a flow or a `with` block"
             )
-        future: Any = Future()
-        future.run_id = call.run_id
+        future = PoolFuture(call.run_id)
         pool.put((future, call, contextvars.copy_context()))
-        return future  # type: ignore[no-any-return]
+        return future
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         if self._pool is not None:

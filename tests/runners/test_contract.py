@@ -172,3 +172,26 @@ def test_concurrent_runner_runs_tasks_at_the_same_time() -> None:
         return [f.result() for f in [meet.submit() for _ in range(3)]]
 
     assert together() == [True, True, True]
+
+
+def test_a_queued_call_can_be_cancelled_and_waiting_times_out() -> None:
+    release = threading.Event()
+
+    def block(payload: Any, upstream: tuple[Any, ...]) -> Any:
+        release.wait(5)
+        return payload
+
+    with ConcurrentTaskRunner(max_workers=1) as runner:
+        running = runner.submit(TaskCall(uuid.uuid4(), block, "first"))
+        queued = runner.submit(TaskCall(uuid.uuid4(), block, "second"))
+        with pytest.raises(TimeoutError):
+            running.result(timeout=0.05)
+        assert queued.cancel() and queued.done()
+        assert not running.cancel()  # already started
+        seen: list[Any] = []
+        queued.add_done_callback(seen.append)
+        release.set()
+        assert running.result(timeout=5) == "first"
+        assert seen == [queued]
+        with pytest.raises(Exception, match="cancelled"):
+            queued.result()
