@@ -16,7 +16,7 @@ PACKAGES = ("headwater", "dask", "distributed", "ray", "prefect", "rich", "psuti
 def machine_info() -> dict[str, Any]:
     """A JSON-ready description of this machine and interpreter."""
     return {
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "cpu_count": os.cpu_count(),
         "cpu_model": cpu_model(),
         "memory_bytes": memory_bytes(),
@@ -42,7 +42,7 @@ def cpu_model() -> str:
 def memory_bytes() -> int | None:
     """Total physical memory, from psutil when installed, else /proc/meminfo."""
     try:
-        import psutil
+        import psutil  # type: ignore[import-untyped, unused-ignore]
 
         return int(psutil.virtual_memory().total)
     except ImportError:

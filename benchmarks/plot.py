@@ -51,10 +51,10 @@ def draw(sweep: dict[str, Any], path: Path, *, title_suffix: str = "") -> str:
     figure, axes = plt.subplots(figsize=(7, 4.5))
     sizes: Sequence[int] = sweep["sizes"]
     for label, values in sweep["series"].items():
-        points = [(n, v) for n, v in zip(sizes, values) if v is not None]
+        points = [(n, v) for n, v in zip(sizes, values, strict=True) if v is not None]
         if points:
             style = "--" if "baseline" in label else "-"
-            axes.plot(*zip(*points), style, marker="o", label=label)
+            axes.plot(*zip(*points, strict=True), style, marker="o", label=label)
     axes.set_xscale("log")
     axes.set_yscale("log")
     axes.set_xlabel("number of no-op tasks in the flow")

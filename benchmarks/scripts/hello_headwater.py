@@ -5,8 +5,7 @@
 
 import sys
 
-from headwater import flow, task
-from headwater import runners
+from headwater import flow, runners, task
 
 
 @task

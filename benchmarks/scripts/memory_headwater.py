@@ -6,12 +6,12 @@
 import json
 import sys
 
-from _rss import current_rss_bytes, peak_rss_bytes
+from _rss import current_rss_bytes, peak_rss_bytes  # type: ignore[import-not-found, unused-ignore]  # a sibling file: run as a script
 from headwater import flow, runners, task, wait
 
 
 @task
-def noop(x=None):
+def noop(x: object = None) -> object:
     return x
 
 

@@ -7,10 +7,10 @@ import json
 import sys
 from concurrent.futures import ThreadPoolExecutor, wait
 
-from _rss import current_rss_bytes, peak_rss_bytes
+from _rss import current_rss_bytes, peak_rss_bytes  # type: ignore[import-not-found, unused-ignore]  # a sibling file: run as a script
 
 
-def noop(x=None):
+def noop(x: object = None) -> object:
     return x
 
 

@@ -5,17 +5,18 @@ A module in this package registers itself by exporting ``WORKLOAD`` (one `Worklo
 together as ``data``). Modules whose name starts with ``_`` are helpers and are not scanned.
 
     # benchmarks/workloads/example.py
-    from benchmarks.engines import headwater, require_baseline, task_runner, threadpool
+    from benchmarks.engines import require_baseline, require_headwater, task_runner, threadpool
     from benchmarks.workload import THROUGHPUT, Trial, Workload
     from benchmarks.workloads._shared import noop
 
     def run(runner: str, n: int) -> Trial:           # runner: a key of Workload.runners
-        hw = headwater()                             # raises HeadwaterUnavailable -> error row
-        noop_task = hw.task(noop)
+        require_headwater()                          # HeadwaterUnavailable -> an error row
+        from headwater import flow, task, wait      # lazily: the suite still runs baselines without it
+        noop_task = task(noop)
 
-        @hw.flow(task_runner=task_runner(runner))
+        @flow(task_runner=task_runner(runner))
         def example(count: int) -> None:
-            hw.wait([noop_task.submit(i) for i in range(count)])
+            wait([noop_task.submit(i) for i in range(count)])
 
         def trial() -> None:                         # timed, called repeatedly; returns None
             example(n)

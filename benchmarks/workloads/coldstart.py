@@ -8,7 +8,7 @@ one task on a raw ThreadPoolExecutor.
 from __future__ import annotations
 
 from benchmarks.children import run_python, script
-from benchmarks.engines import RUNNER_CLASSES, headwater, require_baseline
+from benchmarks.engines import RUNNER_CLASSES, require_baseline, require_headwater
 from benchmarks.workload import Figure, Trial, Workload
 
 HELLO_THREADPOOL = (
@@ -19,7 +19,7 @@ HELLO_THREADPOOL = (
 
 
 def run(runner: str, n: int) -> Trial:
-    headwater()  # fail soft with the import error here, not as a child's traceback
+    require_headwater()  # fail soft with the import error here, not as a child's traceback
     args = [str(script("hello_headwater.py")), RUNNER_CLASSES[runner]]
 
     def trial() -> None:

@@ -7,19 +7,21 @@ Select both with ``python -m benchmarks data``.
 
 from __future__ import annotations
 
-from benchmarks.engines import headwater, require_baseline, task_runner, threadpool
+from benchmarks.engines import require_baseline, require_headwater, task_runner, threadpool
 from benchmarks.workload import SECONDS, US_PER_TASK, Figure, Trial, Workload
 from benchmarks.workloads._shared import make_large, make_small, size_of
 
 
 def run_small(runner: str, n: int) -> Trial:
-    hw = headwater()
-    produce, consume = hw.task(make_small), hw.task(size_of)
+    require_headwater()
+    from headwater import flow, task, wait  # lazily, so baselines run without it
 
-    @hw.flow(task_runner=task_runner(runner))
+    produce, consume = task(make_small), task(size_of)
+
+    @flow(task_runner=task_runner(runner))
     def hand_off_small(pairs: int) -> None:
         consumers = [consume.submit(produce.submit(i)) for i in range(pairs)]
-        hw.wait(consumers)
+        wait(consumers)
 
     def trial() -> None:
         hand_off_small(n)
@@ -41,10 +43,12 @@ def baseline_small(engine: str, n: int) -> Trial:
 
 
 def run_large(runner: str, n: int) -> Trial:
-    hw = headwater()
-    produce, consume = hw.task(make_large), hw.task(size_of)
+    require_headwater()
+    from headwater import flow, task  # lazily, so baselines run without it
 
-    @hw.flow(task_runner=task_runner(runner))
+    produce, consume = task(make_large), task(size_of)
+
+    @flow(task_runner=task_runner(runner))
     def hand_off_large(mebibytes: int) -> int:
         return int(consume.submit(produce.submit(mebibytes)).result())
 

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-from benchmarks.engines import headwater, require_baseline, task_runner, threadpool
+from benchmarks.engines import require_baseline, require_headwater, task_runner, threadpool
 from benchmarks.workload import THROUGHPUT, Trial, Workload
 from benchmarks.workloads._shared import count, noop
 
 
 def run(runner: str, n: int) -> Trial:
-    hw = headwater()
-    noop_task = hw.task(noop)
-    count_task = hw.task(count)
+    require_headwater()
+    from headwater import flow, task  # lazily, so baselines run without it
 
-    @hw.flow(task_runner=task_runner(runner))
+    noop_task = task(noop)
+    count_task = task(count)
+
+    @flow(task_runner=task_runner(runner))
     def fan_out_in(width: int) -> int:
         branches = [noop_task.submit(i) for i in range(width)]
         # A list of futures as an argument: the runtime resolves every one before fan-in.

@@ -8,14 +8,14 @@ the memory a pending task and its future cost while the flow holds them.
 from __future__ import annotations
 
 from benchmarks.children import run_json, script
-from benchmarks.engines import RUNNER_CLASSES, headwater, require_baseline
+from benchmarks.engines import RUNNER_CLASSES, require_baseline, require_headwater
 from benchmarks.workload import Figure, Trial, Workload
 
 MIB = 2**20
 
 
 def run(runner: str, n: int) -> Trial:
-    headwater()  # fail soft with the import error here, not as a child's traceback
+    require_headwater()  # fail soft with the import error here, not as a child's traceback
     args = [str(script("memory_headwater.py")), RUNNER_CLASSES[runner], str(n)]
     return lambda: run_json(args)
 

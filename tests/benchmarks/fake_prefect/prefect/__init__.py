@@ -7,8 +7,9 @@ without installing Prefect. It measures nothing about Prefect.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable
+from typing import Any
 
 __version__ = "0.0.0-fake"
 _pool = ThreadPoolExecutor()
