@@ -377,6 +377,8 @@ class Recorder:
                 return
         self._open = False
         self._sink.close()
+        for p in self._pending.values():
+            p.sent = False  # whatever that stream carried without an ack must go again
         if self._down_since is None and code not in _POISON:
             self._down_since = now
             log.warning("state service unreachable (%s); buffering", code or exc)

@@ -1,0 +1,79 @@
+"""The process-wide recorder against the embedded server, used from many threads."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from headwater.api import StateClient, embedded_server, get_recorder, reset_recorder, worker_environment
+
+from .helpers import flow, state, task
+
+
+@pytest.fixture
+def recorder_env() -> Iterator[None]:
+    yield
+    reset_recorder()
+
+
+def test_embedded_server_records_from_many_threads(recorder_env: None) -> None:
+    recorder = get_recorder()
+    assert get_recorder() is recorder
+    server = embedded_server()
+    assert server is not None and server.url.startswith("grpc://127.0.0.1:")
+    env = worker_environment()
+    assert env["HEADWATER_API_URL"] == server.url and env["HEADWATER_API_TOKEN"]
+    assert os.environ["HEADWATER_API_URL"] == server.url  # inherited by workers started now
+    run = flow()
+    recorder.flow_run_created(run)
+    recorder.state_changed(state(run.id, "RUNNING"))
+
+    def work() -> None:
+        for _ in range(200):
+            t = task(run.id)
+            recorder.task_run_created(t)
+            for type_ in ("PENDING", "RUNNING", "COMPLETED"):
+                recorder.state_changed(state(t.id, type_, "task"))
+        recorder.heartbeat(run.id)
+
+    threads = [threading.Thread(target=work) for _ in range(8)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    recorder.flush(timeout=30)
+    with StateClient(env["HEADWATER_API_URL"], token=env["HEADWATER_API_TOKEN"]) as c:
+        info = c.read_flow_run(run.id)
+        assert info.task_run_count == 1600 and info.last_heartbeat is not None
+        tasks = c.list_task_runs(run.id)
+        assert {t.state_type for t in tasks} == {"COMPLETED"}
+    stats = recorder.statistics()
+    assert stats.applied_states == 1 + 1600 * 3 and stats.rejected_states == 0
+
+
+def test_illegal_transitions_are_reported_not_raised(recorder_env: None) -> None:
+    recorder = get_recorder()
+    run = flow()
+    recorder.flow_run_created(run)
+    recorder.state_changed(state(run.id, "RUNNING"))
+    recorder.state_changed(state(run.id, "COMPLETED"))
+    recorder.state_changed(state(run.id, "RUNNING", timestamp=time.time() + 1))
+    recorder.flush(timeout=10)
+    [rejected] = recorder.rejections()
+    assert rejected.run_id == run.id and "COMPLETED -> RUNNING" in rejected.reason
+
+
+def test_enqueue_is_cheap(recorder_env: None) -> None:
+    recorder = get_recorder()
+    run = flow()
+    records = [state(run.id, "PENDING") for _ in range(20_000)]
+    start = time.perf_counter()
+    for r in records:
+        recorder.state_changed(r)
+    per_call = (time.perf_counter() - start) / len(records)
+    assert per_call < 5e-6, f"{per_call * 1e6:.2f} µs per enqueue"
+    recorder.flush(timeout=30)
