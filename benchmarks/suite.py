@@ -8,15 +8,14 @@ becomes an ``error`` entry on its row; it never stops the suite.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from functools import partial
 from typing import Any, Protocol
 
 from benchmarks.engines import environment
 from benchmarks.stats import figure_values, ratios, summarise
-from benchmarks.timing import run_trials
-from benchmarks.workload import Trial, Workload
+from benchmarks.timing import run_interleaved
+from benchmarks.workload import Trial, TrialFactory, Workload
 
 DEFAULT_REPEATS = {"tiny": 1, "quick": 2, "full": 3}
 
@@ -70,48 +69,44 @@ class Series:
     error: str | None = None
 
 
-def measure(
-    engine: str,
-    make_trial: Callable[[], Trial],
-    *,
-    repeats: int,
-    warmup: bool,
-    progress: ProgressSink,
-) -> Series:
-    """Build a trial and run it; any exception becomes the series' error."""
-    try:
-        trial = make_trial()
-        measurements = run_trials(trial, repeats=repeats, warmup=warmup, on_step=progress.advance)
-        return Series(engine, measurements)
-    except Exception as exc:  # report and carry on: one broken engine must not sink the suite
-        message = str(exc) if "not importable" in str(exc) else f"{type(exc).__name__}: {exc}"
-        return Series(engine, error=message)
+def describe(exc: Exception) -> str:
+    """An error message for a row: the import problem as is, anything else with its type."""
+    text = str(exc)
+    return text if "not importable" in text else f"{type(exc).__name__}: {text}"
 
 
 def run_workload(workload: Workload, config: SuiteConfig, progress: ProgressSink) -> dict[str, Any]:
-    """Measure every baseline and runner of one workload and compare them."""
+    """Measure every baseline and runner of one workload, interleaved, and compare them."""
     n, repeats = config.size_of(workload), config.repeats_of(workload)
-    baselines: dict[str, Series] = {}
-    runners: dict[str, Series] = {}
+    engines: dict[str, tuple[TrialFactory, str]] = {
+        f"baseline {name}": (workload.baseline, name) for name in workload.baselines()
+    }
+    engines.update({f"headwater {name}": (workload.run, name) for name in workload.runners})
+    series: dict[str, Series] = {}
+    trials: dict[str, Trial] = {}
+    steps_per_engine = repeats + (1 if workload.warmup else 0)
     with environment(dict(workload.env)):
-        for engine in workload.baselines():
-            progress.begin(f"{workload.name} · {engine}")
-            baselines[engine] = measure(
-                engine,
-                partial(workload.baseline, engine, n),
-                repeats=repeats,
-                warmup=workload.warmup,
-                progress=progress,
-            )
-        for runner in workload.runners:
-            progress.begin(f"{workload.name} · headwater {runner}")
-            runners[runner] = measure(
-                runner,
-                partial(workload.run, runner, n),
-                repeats=repeats,
-                warmup=workload.warmup,
-                progress=progress,
-            )
+        for label, (factory, name) in engines.items():
+            series[label] = Series(name)
+            try:
+                trials[label] = factory(name, n)  # setup: decorating, building flows; untimed
+            except Exception as exc:  # e.g. headwater not importable: report, keep baselines
+                series[label].error = describe(exc)
+                for _ in range(steps_per_engine):
+                    progress.advance()
+
+        def step(label: str) -> None:
+            progress.begin(f"{workload.name} · {label}")
+            progress.advance()
+
+        outcomes = run_interleaved(trials, repeats=repeats, warmup=workload.warmup, on_step=step)
+    for label, outcome in outcomes.items():
+        if isinstance(outcome, Exception):
+            series[label].error = describe(outcome)
+        else:
+            series[label].measurements = outcome
+    baselines = {name: series[f"baseline {name}"] for name in workload.baselines()}
+    runners = {name: series[f"headwater {name}"] for name in workload.runners}
     return workload_result(workload, n, repeats, baselines, runners)
 
 

@@ -1,4 +1,9 @@
-"""Runs a trial repeatedly and records raw measurements: warm-up first, gc between repeats."""
+"""Times trials: a warm-up each, then repeats interleaved across engines, gc between repeats.
+
+Interleaving (baseline, runner A, runner B, baseline, ...) rather than finishing one engine
+before starting the next means a burst of background load on a shared machine hits every
+engine of a repeat alike, so the ratios stay honest even when absolute figures wobble.
+"""
 
 from __future__ import annotations
 
@@ -8,23 +13,38 @@ from collections.abc import Callable, Mapping
 
 from benchmarks.workload import RawMeasurement, Trial
 
+Outcome = list[dict[str, float]] | Exception
 
-def run_trials(
-    trial: Trial, *, repeats: int, warmup: bool, on_step: Callable[[], None] = lambda: None
-) -> list[dict[str, float]]:
-    """Measure ``trial`` ``repeats`` times after an optional, discarded warm-up call."""
-    if warmup:
-        # The first call pays for imports, thread start-up and caches; a user's steady state
-        # does not, so it is not counted.
-        time_once(trial)
-        on_step()
-    measurements = []
-    for _ in range(repeats):
-        # Collect now so one repeat's garbage is not charged to the next one.
-        gc.collect()
-        measurements.append(time_once(trial))
-        on_step()
-    return measurements
+
+def run_interleaved(
+    trials: Mapping[str, Trial],
+    *,
+    repeats: int,
+    warmup: bool,
+    on_step: Callable[[str], None] = lambda label: None,
+) -> dict[str, Outcome]:
+    """Each trial's measurements, or the exception that stopped it (its later steps skipped)."""
+    outcomes: dict[str, Outcome] = {label: [] for label in trials}
+    rounds = ([None] if warmup else []) + list(range(repeats))
+    for round_index in rounds:
+        for label, trial in trials.items():
+            measurements = outcomes[label]
+            if isinstance(measurements, Exception):
+                on_step(label)  # keep the progress bar honest about skipped work
+                continue
+            if round_index is not None:
+                # Collect now so one repeat's garbage is not charged to the next one.
+                gc.collect()
+            try:
+                measured = time_once(trial)
+            except Exception as exc:  # one broken engine must not stop the others
+                outcomes[label] = exc
+            else:
+                # The warm-up pays for imports, thread start-up and caches; it is not counted.
+                if round_index is not None:
+                    measurements.append(measured)
+            on_step(label)
+    return outcomes
 
 
 def time_once(trial: Trial) -> dict[str, float]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -22,8 +23,15 @@ def make_small(i: int) -> dict[str, Any]:
     return {"index": i, "name": f"item-{i}", "tags": ["a", "b"], "value": i * 0.5}
 
 
+@functools.cache
 def make_large(mebibytes: int) -> bytearray:
-    """A large zeroed buffer (no numpy); its allocation is part of both sides' work."""
+    """A large buffer (no numpy), allocated once per process and handed out again after that.
+
+    Allocating and zeroing 100 MiB costs tens of milliseconds, and how much depends on which
+    thread allocates and what the allocator reuses, noise that would swamp what `data-large`
+    is after: what the runtime does with a big object on its way from one task to the next.
+    The warm-up call allocates it, untimed; in a worker process each worker does so once.
+    """
     return bytearray(mebibytes * 2**20)
 
 
