@@ -2,7 +2,7 @@
 
 Cold start has to pay for interpreter start and imports; peak memory has to start from an
 empty heap. Child scripts live in `benchmarks/scripts/`, are plain files a user can run, and
-report through one JSON object on their last line of stdout.
+report through one JSON object on a line of stdout (the last such line counts).
 """
 
 from __future__ import annotations
@@ -45,8 +45,9 @@ def run_python(args: list[str], *, python: str = sys.executable) -> str:
 def run_json(args: list[str], *, python: str = sys.executable) -> dict[str, Any]:
     """Run a child script and parse the JSON object on its last line of stdout."""
     stdout = run_python(args, python=python)
-    lines = stdout.strip().splitlines()
-    if not lines:
-        raise ChildFailed("child printed nothing")
-    result: dict[str, Any] = json.loads(lines[-1])
+    # The last line that looks like JSON: a runtime may still log after the child's report.
+    reports = [line for line in stdout.splitlines() if line.startswith("{")]
+    if not reports:
+        raise ChildFailed(f"child printed no JSON report: {stdout[-200:]!r}")
+    result: dict[str, Any] = json.loads(reports[-1])
     return result

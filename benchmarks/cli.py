@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -71,10 +72,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if options.plot and plot_workload:
         total += sweep_steps(plot_workload, config)
 
+    started = time.monotonic()
     with progress_bar(total, enabled=not options.no_progress) as progress:
         results = run_suite(selected, config, progress)
         sweep = run_sweep(plot_workload, config, progress) if options.plot and plot_workload else None
 
+    elapsed_s = time.monotonic() - started
     peer = None
     if options.peer_python:
         err.print(f"running the Prefect peer in {options.peer_python} …")
@@ -86,11 +89,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     print_table(results, peer_name="prefect" if peer and peer["available"] else None)
     machine = machine_info()
+    if options.plot and sweep is None:
+        err.print(f"[yellow]plot skipped: no {PLOT_WORKLOAD!r} workload to sweep[/yellow]")
     if sweep is not None and options.plot:
         suffix = f" ({machine['cpu_count']} cores, {machine['date'][:10]})"
         err.print(draw(sweep, options.plot, title_suffix=suffix))
     if options.json:
         document = json_document(options, config, machine, results, peer, sweep)
+        document["suite"]["elapsed_s"] = round(elapsed_s, 1)  # headwater side only, no peer
         options.json.parent.mkdir(parents=True, exist_ok=True)
         options.json.write_text(json.dumps(document, indent=2) + "\n")
         err.print(f"JSON written to {options.json}")
