@@ -1,0 +1,110 @@
+"""`headwater runs ls/show/watch` against a real database, directly and through a server."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from uuid import UUID
+
+import pytest
+
+from headwater.api import StateClient, StateServer
+from headwater.cli import main
+from tests.api.helpers import flow, state, task
+
+TOKEN = "cli-token"
+
+
+@pytest.fixture
+def recorded() -> Iterator[tuple[StateServer, dict[str, UUID]]]:
+    """A server with a parent flow (2 tasks, one fed by the other) and a child flow."""
+    srv = StateServer(Path(os.environ["HEADWATER_HOME"]), port=0, token=TOKEN, synchronous="NORMAL")
+    srv.start()
+    with StateClient(srv.url, token=TOKEN) as c:
+        parent = flow("etl")
+        c.create_flow_run(parent)
+        c.set_state(state(parent.id, "RUNNING"))
+        load = task(parent.id, "load")
+        total = task(parent.id, "total", upstream={"rows": (load.id,)})
+        for t in (load, total):
+            c.create_task_run(t)
+            for type_ in ("PENDING", "RUNNING", "COMPLETED"):
+                c.set_state(state(t.id, type_, "task"))
+        child = flow("report", parent_flow_run_id=parent.id, parent_task_run_id=total.id)
+        c.create_flow_run(child)
+        c.set_state(state(child.id, "RUNNING"))
+        c.set_state(state(child.id, "FAILED", message="boom"))
+        c.set_state(state(parent.id, "COMPLETED"))
+    yield srv, {"parent": parent.id, "child": child.id, "load": load.id, "total": total.id}
+    srv.stop(0.5)
+
+
+def _json(capsys: pytest.CaptureFixture[str], *argv: str) -> object:
+    assert main(list(argv)) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_runs_ls_json_reads_the_database_directly(recorded, capsys) -> None:  # type: ignore[no-untyped-def]
+    _, ids = recorded
+    runs = _json(capsys, "runs", "ls", "--json")
+    assert isinstance(runs, list) and len(runs) == 2
+    by_id = {r["id"]: r for r in runs}
+    parent, child = by_id[str(ids["parent"])], by_id[str(ids["child"])]
+    for key in ("id", "name", "flow_name", "state_type", "state_name", "parent_id", "start_time", "end_time", "task_run_count"):
+        assert key in parent
+    assert (parent["state_type"], parent["task_run_count"], parent["parent_id"]) == ("COMPLETED", 2, None)
+    assert child["parent_id"] == str(ids["parent"]) and child["state_name"] == "Failed"
+    assert parent["start_time"].endswith("+00:00")
+    assert [r["id"] for r in _json(capsys, "runs", "ls", "--json", "--state", "failed")] == [str(ids["child"])]
+    assert [r["id"] for r in _json(capsys, "runs", "ls", "--json", "--flow", "etl")] == [str(ids["parent"])]
+
+
+def test_runs_show_json_accepts_a_prefix(recorded, capsys) -> None:  # type: ignore[no-untyped-def]
+    _, ids = recorded
+    detail = _json(capsys, "runs", "show", str(ids["parent"])[:8], "--json")
+    assert isinstance(detail, dict)
+    assert detail["id"] == str(ids["parent"])
+    assert [s["type"] for s in detail["states"]] == ["RUNNING", "COMPLETED"]
+    assert detail["children"] == [str(ids["child"])]
+    load, total = detail["task_runs"]
+    assert (load["task_name"], load["state_type"], [s["name"] for s in load["states"]]) == (
+        "load", "COMPLETED", ["Pending", "Running", "Completed"])
+    assert total["upstream"] == [str(ids["load"])]
+    child = _json(capsys, "runs", "show", str(ids["child"]), "--json")
+    assert child["states"][-1]["message"] == "boom"  # type: ignore[index]
+
+
+def test_runs_through_the_server_url(recorded, capsys, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    srv, ids = recorded
+    monkeypatch.setenv("HEADWATER_API_URL", srv.url)
+    monkeypatch.setenv("HEADWATER_API_TOKEN", TOKEN)
+    monkeypatch.setenv("HEADWATER_HOME", "/nonexistent")  # proves it did not read the file
+    assert len(_json(capsys, "runs", "ls", "--json")) == 2  # type: ignore[arg-type]
+    assert _json(capsys, "runs", "show", str(ids["child"]), "--json")["parent_id"] == str(ids["parent"])  # type: ignore[index]
+
+
+def test_human_output_and_watch(recorded, capsys) -> None:  # type: ignore[no-untyped-def]
+    _, ids = recorded
+    assert main(["runs", "ls"]) == 0
+    assert "etl" in capsys.readouterr().out
+    assert main(["runs", "show", str(ids["parent"])]) == 0
+    out = capsys.readouterr().out
+    assert "state timeline" in out and "load-0" in out
+    assert main(["runs", "watch", "--iterations", "2", "--interval", "0.05"]) == 0
+    assert "report" in capsys.readouterr().out
+
+
+def test_unknown_id_is_an_error(recorded, capsys) -> None:  # type: ignore[no-untyped-def]
+    assert main(["runs", "show", "ffffffff"]) == 1
+    assert "no flow run" in capsys.readouterr().err
+
+
+def test_cli_in_a_fresh_process(recorded) -> None:  # type: ignore[no-untyped-def]
+    out = subprocess.run([sys.executable, "-m", "headwater.cli", "runs", "ls", "--json"],
+                         capture_output=True, text=True, timeout=60, check=True).stdout
+    assert len(json.loads(out)) == 2
