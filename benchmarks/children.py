@@ -7,9 +7,14 @@ report through one JSON object on a line of stdout (the last such line counts).
 
 from __future__ import annotations
 
+import atexit
+import functools
 import json
+import shutil
 import subprocess
 import sys
+import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -26,10 +31,25 @@ def script(name: str) -> Path:
     return SCRIPTS / name
 
 
-def run_python(args: list[str], *, python: str = sys.executable) -> str:
+@functools.cache
+def scratch_home() -> str:
+    """A HEADWATER_HOME for children that record, so benchmarks never touch ~/.headwater.
+
+    One per suite process, kept across repeats: after the warm-up the state database exists,
+    as it does for a user on every run but their first.
+    """
+    home = tempfile.mkdtemp(prefix="headwater-bench-home-")
+    atexit.register(shutil.rmtree, home, ignore_errors=True)
+    return home
+
+
+def run_python(
+    args: list[str], *, python: str = sys.executable, env: Mapping[str, str] | None = None
+) -> str:
     """Run ``python *args`` in a fresh process; return stdout or raise ChildFailed."""
     completed = subprocess.run(
         [python, *args],
+        env=None if env is None else dict(env),
         capture_output=True,
         text=True,
         timeout=CHILD_TIMEOUT_S,
