@@ -34,7 +34,7 @@ import anyio
 
 from .arguments import fill_upstream
 from .context import TaskRunContext, entered, task_run_var
-from .errors import RunTimedOut
+from .errors import InvalidTransition, RunTimedOut
 from .logs import run_extra, task_logger
 from .portal import run_async
 from .runs import TaskRun, set_state
@@ -167,7 +167,13 @@ class _TaskRunEngine:
         return state
 
     def _set(self, state: State) -> None:
-        set_state(self.run, state)
+        try:
+            set_state(self.run, state)
+        except InvalidTransition:
+            current = self.run.state
+            if current is None or not current.is_final():
+                raise
+            # The run was ended from outside (its flow was interrupted); that state stands.
 
     def _hooks(self, hooks: Sequence[Callable[..., Any]]) -> None:
         for hook in hooks:

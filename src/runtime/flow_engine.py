@@ -41,7 +41,9 @@ from .errors import ParameterValidationError, RunTimedOut
 from .futures import RunFuture
 from .logs import ensure_console_logging, enable_log_prints, flow_logger, run_extra
 from .runs import FlowRun, new_run_id, set_state
+from .recording import ensure_recording
 from .scheduler import TaskScheduler
+from .signals import sigterm_raises
 from .states import (
     AwaitingRetry,
     Cancelled,
@@ -69,6 +71,7 @@ class FlowRunEngine:
         parameters = flow.bind(args, kwargs)
         parent_flow = flow_run_var.get()
         parent_task = task_run_var.get()
+        self.reporter = ensure_recording()
         self.run = FlowRun(
             new_run_id(),
             flow.run_name(parameters),
@@ -105,6 +108,8 @@ class FlowRunEngine:
         run.run_count += 1
         if run.start_time is None:
             run.start_time = time.time()
+            if self.reporter is not None:
+                self.reporter.flow_started(run.id)
             flow_logger.info(
                 "Beginning flow run %r for flow %r", run.name, self.flow.name, extra=run_extra()
             )
@@ -154,9 +159,13 @@ class FlowRunEngine:
             self.scheduler.wait_all()
 
     def interrupted(self, exc: BaseException) -> None:
-        """A BaseException ended the body: cancel what has not run, record, re-raise later."""
+        """A BaseException ended the body: end what has not finished, record, re-raise later."""
         cancelled = isinstance(exc, asyncio.CancelledError)
-        self._cancel_unfinished(f"flow run {self.run.name!r} was interrupted: {exc!r}")
+        self.abandon_running = True
+        if self.scheduler is not None:
+            self.scheduler.cancel_unfinished(
+                f"flow run {self.run.name!r} was interrupted: {exc}", crash_running=True
+            )
         set_state(self.run, Cancelled(exc) if cancelled else Crashed(exc))
         self.reraise = exc
 
@@ -174,7 +183,21 @@ class FlowRunEngine:
         self._hooks(hooks)
         log = flow_logger.info if state.type is StateType.COMPLETED else flow_logger.error
         log("Finished in state %s", state, extra=run_extra())
+        if self.reporter is not None:
+            self.reporter.flow_finished(run.id)
         return state
+
+    def make_durable(self) -> None:
+        """A top-level flow's end: wait until every run it made is recorded, or raise
+        `RecordingError` naming those that are not."""
+        run = self.run
+        if self.reporter is None or run.parent_flow_run_id or run.parent_task_run_id:
+            return
+        try:
+            self.reporter.flush()
+        except Exception as exc:
+            flow_logger.error("Runs of flow run %r are not recorded: %s", run.name, exc)
+            raise
 
     def _hooks(self, hooks: Sequence[Callable[..., Any]]) -> None:
         for hook in hooks:
@@ -222,7 +245,7 @@ def run_flow(engine: FlowRunEngine) -> State:
     runner = engine.flow.task_runner.duplicate()
     runner.start()
     try:
-        with entered(flow_run_var, engine.context(runner)):
+        with entered(flow_run_var, engine.context(runner)), sigterm_raises():
             try:
                 _attempts_sync(engine)
             except BaseException as exc:
@@ -230,6 +253,7 @@ def run_flow(engine: FlowRunEngine) -> State:
             state = engine.finish()
     finally:
         runner.shutdown(wait=not engine.abandon_running, cancel_futures=engine.abandon_running)
+        engine.make_durable()
     if engine.reraise is not None:
         raise engine.reraise
     return state
@@ -264,6 +288,7 @@ async def run_flow_async(engine: FlowRunEngine) -> State:
             state = engine.finish()
     finally:
         runner.shutdown(wait=not engine.abandon_running, cancel_futures=engine.abandon_running)
+        await anyio.to_thread.run_sync(engine.make_durable)
     if engine.reraise is not None:
         raise engine.reraise
     return state

@@ -109,9 +109,10 @@ class TaskScheduler:
         future._set_final(state)
         self._forget(future)
 
-    def cancel_unfinished(self, reason: str) -> None:
+    def cancel_unfinished(self, reason: str, *, crash_running: bool = False) -> None:
         """Cancel runs that have not started: parked ones and those queued in the runner.
-        Runs already running are left to finish; their outcome is still recorded."""
+        Runs already running are left to finish and record their own outcome, unless
+        `crash_running` (the flow was interrupted): then they are marked CRASHED now."""
         with self._lock:
             parked = list(self._parked.values())
             self._parked.clear()
@@ -120,8 +121,11 @@ class TaskScheduler:
             self._forget(entry.future)
         for future in self.unfinished():
             runner_future = getattr(future, "runner_future", None)
-            if runner_future is not None:
-                runner_future.cancel()
+            if runner_future is not None and runner_future.cancel():
+                continue
+            run = getattr(future, "task_run", None)
+            if crash_running and run is not None and run.state is not None and run.state.is_running():
+                _record(future, Crashed(message=reason))  # type: ignore[arg-type]
 
     def _forget(self, future: RunFuture[Any]) -> None:
         self._unfinished.pop(future.run_id, None)

@@ -21,6 +21,7 @@ from .context import flow_run_var, task_run_var
 from .engine import TaskRunPayload, jittered, run_task, run_task_async
 from .errors import MappingLengthMismatch, ParameterBindError
 from .futures import FutureList, RunFuture, TaskFuture
+from .recording import ensure_recording
 from .runs import TaskRun, new_run_id, set_state
 from .states import Pending, State
 from .submission import current_scheduler
@@ -173,6 +174,8 @@ class Task(Generic[P, R]):
         parameters = self.bind(args, kwargs)
         extracted = extract_upstream(parameters, tuple(wait_for) if wait_for else ())
         flow_ctx = flow_run_var.get()
+        if flow_ctx is None:
+            ensure_recording()  # a task run outside any flow is recorded too
         run = TaskRun(
             new_run_id(),
             self._run_name(parameters),
