@@ -59,9 +59,10 @@ The contract:
   and ignore `task_runner` entirely.
 * ``env`` is applied around the whole workload; the default ``{"HEADWATER_RECORD": "0"}``
   measures the in-memory runtime without the state service. Set ``env={}`` (or
-  ``{"HEADWATER_RECORD": "1"}``) to measure with recording. The runtime decides once per
-  process, at its first flow run, whether to record; a workload that needs the other setting
-  than the suite process already chose should run its flows in a child process
+  ``{"HEADWATER_RECORD": "1"}``) to measure with recording. Once the runtime has started
+  recording in a process it keeps recording there (it checks the variable at each flow run
+  until then), so a recording workload must run after the non-recording ones (a higher
+  ``order``) or, better, run its flows in a child process
   (`benchmarks.children`, as ``coldstart``'s ``concurrent+recording`` runner does, with
   `scratch_home()` as ``HEADWATER_HOME`` so benchmarks never write to ``~/.headwater``).
 * ``warmup=False`` for trials that are already fresh processes; ``repeats={"quick": 3}``
