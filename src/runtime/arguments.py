@@ -74,18 +74,28 @@ class Extracted:
 
 
 def _rebuild(value: Any, walk: Callable[[Any], Any]) -> Any:
-    """Apply `walk` to the children of a container; return the same object if none changed."""
+    """Apply `walk` to the children of a container; return the same object if none changed.
+
+    Subclasses of list, set and plain tuples (a `FutureList`, say) come back as the builtin
+    type, since their own constructors may take other arguments; namedtuples keep their type.
+    """
     kind = type(value)
     if kind is list or kind is tuple or kind is set or kind is frozenset:
         items = [walk(item) for item in value]
         if all(new is old for new, old in zip(items, value)):
             return value
         return kind(items)
-    if isinstance(value, tuple) and hasattr(value, "_fields"):  # namedtuple
+    if isinstance(value, tuple):
         items = [walk(item) for item in value]
         if all(new is old for new, old in zip(items, value)):
             return value
-        return kind(*items)
+        return kind(*items) if hasattr(value, "_fields") else tuple(items)
+    if isinstance(value, (list, set, frozenset)):
+        items = [walk(item) for item in value]
+        if all(new is old for new, old in zip(items, value)):
+            return value
+        builtin = list if isinstance(value, list) else set if isinstance(value, set) else frozenset
+        return builtin(items)
     if isinstance(value, Mapping) and kind is dict:
         pairs = {key: walk(item) for key, item in value.items()}
         if all(pairs[key] is item for key, item in value.items()):

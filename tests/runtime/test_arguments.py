@@ -57,3 +57,12 @@ def test_allow_failure_marks_an_upstream_optional_and_wait_for_is_required() -> 
     extracted = extract_upstream({"a": allow_failure(tolerated), "b": required}, wait_for=(waited,))
     assert extracted.futures == [tolerated, required, waited]
     assert extracted.required == frozenset({1, 2})
+
+
+def test_a_future_list_argument_is_walked_and_filled_as_a_plain_list() -> None:
+    from headwater.runtime.futures import FutureList
+
+    f1, f2 = future(), future()
+    extracted = extract_upstream({"values": FutureList([f1, f2])})
+    assert extracted.futures == [f1, f2]
+    assert fill_upstream(extracted.parameters, (1, 2)) == {"values": [1, 2]}

@@ -1,0 +1,217 @@
+"""Every run recorded, end to end: real flow processes, the real embedded or standalone
+state service, real SQLite, read back through the `headwater runs` CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.api.helpers import start_server_process
+
+PYTHON = sys.executable
+
+
+def run_script(home: Path, code: str, *, env: dict[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    full_env = {**os.environ, "HEADWATER_HOME": str(home), **(env or {})}
+    if env is None or "HEADWATER_API_URL" not in env:
+        full_env.pop("HEADWATER_API_URL", None)
+    return subprocess.run(
+        [PYTHON, "-c", textwrap.dedent(code)], capture_output=True, text=True, env=full_env, timeout=timeout
+    )
+
+
+def cli_json(home: Path, *args: str, env: dict[str, str] | None = None) -> Any:
+    full_env = {**os.environ, "HEADWATER_HOME": str(home), **(env or {})}
+    if env is None or "HEADWATER_API_URL" not in env:
+        full_env.pop("HEADWATER_API_URL", None)
+    out = subprocess.run(
+        [PYTHON, "-m", "headwater.cli", "runs", *args, "--json"],
+        capture_output=True, text=True, env=full_env, timeout=60, check=True,
+    )
+    return json.loads(out.stdout)
+
+
+PIPELINE = """
+from headwater import flow, task, allow_failure
+
+@task
+def load(i: int) -> int:
+    return i
+
+@task
+def combine(values: list[int], bonus: int) -> int:
+    return sum(values) + bonus
+
+@task
+def broken() -> int:
+    raise ValueError("broken on purpose")
+
+@flow
+def child(x: int) -> int:
+    return load(x)
+
+@flow
+def pipeline(n: int) -> int:
+    loaded = load.map(range(n))
+    total = combine.submit(loaded, bonus=child(100))
+    broken.submit()
+    return total.result()
+
+print(pipeline(3))
+"""
+
+
+def test_every_run_state_and_lineage_is_recorded_by_default(tmp_path: Path) -> None:
+    result = run_script(tmp_path, PIPELINE)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "103"
+
+    runs = cli_json(tmp_path, "ls")
+    by_flow = {run["flow_name"]: run for run in runs}
+    parent, child = by_flow["pipeline"], by_flow["child"]
+    assert parent["state_type"] == "COMPLETED"
+    shown = cli_json(tmp_path, "show", parent["id"])
+    assert [s["name"] for s in shown["states"]] == ["Pending", "Running", "Completed"]
+    tasks = {t["name"]: t for t in shown["task_runs"]}
+    assert set(tasks) == {"load-0", "load-1", "load-2", "combine-0", "broken-0"}
+    assert [s["name"] for s in tasks["load-1"]["states"]] == ["Pending", "Running", "Completed"]
+    assert tasks["broken-0"]["state_type"] == "FAILED"
+    assert sorted(tasks["combine-0"]["upstream"]) == sorted(tasks[f"load-{i}"]["id"] for i in range(3))
+    child_shown = cli_json(tmp_path, "show", child["id"])
+    assert child_shown["state_type"] == "COMPLETED"
+    assert child_shown["parent_id"] == parent["id"]
+
+
+def test_a_5000_task_flow_is_fully_recorded_once_its_process_exits(tmp_path: Path) -> None:
+    code = """
+    from headwater import flow, task
+
+    @task
+    def noop(i: int) -> int:
+        return i
+
+    @flow
+    def many() -> None:
+        noop.map(range(5000)).wait()
+
+    many()
+    """
+    result = run_script(tmp_path, code)
+    assert result.returncode == 0, result.stderr
+    (run,) = cli_json(tmp_path, "ls")
+    assert run["task_run_count"] == 5000
+    assert run["state_type"] == "COMPLETED"
+
+
+def test_sigterm_marks_the_flow_crashed_and_its_tasks_ended_never_completed(tmp_path: Path) -> None:
+    code = """
+    import sys, time
+    from headwater import flow, task
+    from headwater.runners import ConcurrentTaskRunner
+
+    @task
+    def slow(i: int) -> None:
+        time.sleep(30)
+
+    @flow(task_runner=ConcurrentTaskRunner(max_workers=2))
+    def doomed() -> None:
+        slow.map(range(4))
+        print("started", flush=True)
+        time.sleep(30)
+
+    doomed()
+    """
+    env = {**os.environ, "HEADWATER_HOME": str(tmp_path)}
+    env.pop("HEADWATER_API_URL", None)
+    proc = subprocess.Popen([PYTHON, "-c", textwrap.dedent(code)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    assert proc.stdout is not None
+    assert proc.stdout.readline().strip() == "started"
+    time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=30) == 143
+
+    (run,) = cli_json(tmp_path, "ls")
+    assert (run["state_type"], run["state_name"]) == ("CRASHED", "Crashed")
+    shown = cli_json(tmp_path, "show", run["id"])
+    ended = {t["state_type"] for t in shown["task_runs"]}
+    assert ended <= {"CRASHED", "CANCELLED"} and len(shown["task_runs"]) == 4
+
+
+@pytest.fixture()
+def standalone(tmp_path: Path):
+    home = tmp_path / "server-home"
+    proc, url = start_server_process(home)
+    yield proc, url, home
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+def test_two_flow_processes_record_into_one_standalone_server(tmp_path: Path, standalone: Any) -> None:
+    _proc, url, _home = standalone
+    env = {"HEADWATER_API_URL": url}
+    for name in ("first", "second"):
+        code = f"""
+        from headwater import flow, task
+
+        @task
+        def work(i: int) -> int:
+            return i
+
+        @flow(name="{name}")
+        def pipeline() -> int:
+            return sum(work.map(range(10)).result())
+
+        print(pipeline())
+        """
+        result = run_script(tmp_path / name, code, env=env)
+        assert result.returncode == 0, result.stderr
+    runs = cli_json(tmp_path, "ls", env=env)
+    assert sorted(r["flow_name"] for r in runs) == ["first", "second"]
+    assert all(r["task_run_count"] == 10 and r["state_type"] == "COMPLETED" for r in runs)
+
+
+def test_a_server_gone_for_good_fails_the_flow_naming_the_unrecorded_runs(tmp_path: Path, standalone: Any) -> None:
+    proc, url, _home = standalone
+    gate = tmp_path / "go"
+    code = f"""
+    import pathlib, time
+    from headwater import flow, task
+
+    @task
+    def work(i: int) -> int:
+        return i
+
+    @flow
+    def stranded() -> int:
+        print("running", flush=True)
+        while not pathlib.Path({str(gate)!r}).exists():
+            time.sleep(0.05)
+        return sum(work.map(range(3)).result())
+
+    stranded()
+    """
+    env = {
+        **os.environ, "HEADWATER_HOME": str(tmp_path), "HEADWATER_API_URL": url,
+        "HEADWATER_RECORDER_GRACE_SECONDS": "1",
+    }  # fmt: skip
+    flow_proc = subprocess.Popen([PYTHON, "-c", textwrap.dedent(code)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    assert flow_proc.stdout is not None
+    assert flow_proc.stdout.readline().strip() == "running"
+    proc.kill()
+    proc.wait(timeout=10)
+    gate.write_text("go")
+    _out, err = flow_proc.communicate(timeout=60)
+    assert flow_proc.returncode != 0
+    assert "RecordingError" in err and "state service unreachable" in err
+    unrecorded = re.findall(r"[0-9a-f]{8}-[0-9a-f-]{27}", err.split("unrecorded runs:")[-1])
+    assert len(unrecorded) == 4  # the flow run and its three task runs
