@@ -6,6 +6,7 @@ so code inside a task sees both its own task run and the flow run that submitted
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -30,7 +31,7 @@ class FlowRunContext:
     scheduler: TaskScheduler
     log_prints: bool
     # per task name, how many runs this flow run has created (names them "task-0", "task-1")
-    task_run_counts: dict[str, int] = field(default_factory=dict)
+    task_run_counts: dict[str, itertools.count[int]] = field(default_factory=dict)
 
 
 @dataclass(slots=True, eq=False)

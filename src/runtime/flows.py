@@ -67,7 +67,7 @@ class Flow(Generic[P, R]):
                 f"got {task_runner!r}"
             )
         self.fn = fn
-        self.name = name or getattr(fn, "__name__", type(fn).__name__)
+        self.name: str = str(name or getattr(fn, "__name__", type(fn).__name__))
         self.description = description or inspect.getdoc(fn)
         self.version = version
         self.task_runner: TaskRunner = task_runner or ConcurrentTaskRunner()
@@ -94,7 +94,7 @@ class Flow(Generic[P, R]):
             "on_failure": on_failure, "on_crashed": on_crashed,
             "on_cancellation": on_cancellation, "on_running": on_running,
         }  # fmt: skip
-        functools.update_wrapper(self, fn)  # type: ignore[arg-type]
+        functools.update_wrapper(self, fn)
 
     def with_options(self, **overrides: Any) -> Flow[P, R]:
         """A copy of this flow with some options changed."""
@@ -125,10 +125,11 @@ class Flow(Generic[P, R]):
             validator = self._validator = _ParameterValidator.for_signature(
                 self.name, self._signature, getattr(self.fn, "__globals__", {})
             )
-        return validator.validate(parameters)
+        validated: dict[str, Any] = validator.validate(parameters)
+        return validated
 
     def call_with(self, parameters: dict[str, Any]) -> Any:
-        bound = inspect.BoundArguments(self._signature, parameters)  # type: ignore[arg-type]
+        bound = inspect.BoundArguments(self._signature, parameters)  # type: ignore[arg-type,unused-ignore]
         return self.fn(*bound.args, **bound.kwargs)
 
     def run_name(self, parameters: dict[str, Any]) -> str:
@@ -152,7 +153,7 @@ class Flow(Generic[P, R]):
     @overload
     def __call__(self, *args: Any, return_state: bool, **kwargs: Any) -> Any: ...
 
-    def __call__(self, *args: Any, return_state: bool = False, **kwargs: Any) -> Any:
+    def __call__(self, *args: Any, return_state: bool = False, **kwargs: Any) -> Any:  # type: ignore[misc]
         """Run the flow now; return its value (raise its failure), or its final state."""
         engine = FlowRunEngine(self, args, kwargs)
         if self.is_async:
@@ -218,7 +219,7 @@ class _ParameterValidator:
             return cls(flow_name, None, frozenset())
         import pydantic  # only flows with annotated parameters pay for importing pydantic
 
-        model = pydantic.create_model(  # type: ignore[call-overload]
+        model = pydantic.create_model(
             f"{flow_name}_parameters",
             __config__=pydantic.ConfigDict(arbitrary_types_allowed=True),
             **fields,

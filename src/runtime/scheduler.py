@@ -13,6 +13,7 @@ result lives exactly as long as the user keeps its future.
 from __future__ import annotations
 
 import threading
+from functools import partial
 from collections.abc import Callable
 from concurrent.futures import CancelledError
 from dataclasses import dataclass
@@ -69,14 +70,16 @@ class TaskScheduler:
     def _execute(self, instructions: list[Instruction], targets: dict[UUID, RunFuture[Any]]) -> None:
         for instruction in instructions:
             if type(instruction) is Watch:
-                run_id = instruction.run_id
-                targets[run_id].add_done_callback(lambda _f, r=run_id: self._finished(r))
+                targets[instruction.run_id].add_done_callback(partial(self._upstream_done, instruction.run_id))
             else:
                 assert type(instruction) is Dispatch
                 with self._lock:
                     parked = self._parked.pop(instruction.run_id, None)
                 if parked is not None:  # None: cancelled while it waited
                     self._dispatch(parked.future, parked.payload, parked.upstream)
+
+    def _upstream_done(self, run_id: UUID, _future: object) -> None:
+        self._finished(run_id)
 
     def _finished(self, run_id: UUID) -> None:
         with self._lock:

@@ -75,7 +75,7 @@ class Task(Generic[P, R]):
         if retry_jitter_factor is not None and retry_jitter_factor < 0:
             raise ValueError(f"retry_jitter_factor must be 0 or more, got {retry_jitter_factor}")
         self.fn = fn
-        self.name = name or getattr(fn, "__name__", type(fn).__name__)
+        self.name: str = str(name or getattr(fn, "__name__", type(fn).__name__))
         self.description = description or inspect.getdoc(fn)
         self.tags = tuple(tags or ())
         self.version = version
@@ -106,7 +106,7 @@ class Task(Generic[P, R]):
             "task_run_name": task_run_name, "on_completion": on_completion,
             "on_failure": on_failure, "on_running": on_running,
         }  # fmt: skip
-        functools.update_wrapper(self, fn)  # type: ignore[arg-type]
+        functools.update_wrapper(self, fn)
 
     def with_options(self, **overrides: Any) -> Task[P, R]:
         """A copy of this task with some options changed."""
@@ -142,7 +142,7 @@ class Task(Generic[P, R]):
         """Call the function with a parameter dict made by `bind`."""
         if self._plain:
             return self.fn(**parameters)  # type: ignore[call-arg]
-        bound = inspect.BoundArguments(self._signature, parameters)  # type: ignore[arg-type]
+        bound = inspect.BoundArguments(self._signature, parameters)  # type: ignore[arg-type,unused-ignore]
         return self.fn(*bound.args, **bound.kwargs)
 
     def retry_delay_for(self, retries_used: int) -> float:
@@ -209,7 +209,7 @@ class Task(Generic[P, R]):
     @overload
     def __call__(self, *args: Any, return_state: bool, **kwargs: Any) -> Any: ...
 
-    def __call__(self, *args: Any, return_state: bool = False, **kwargs: Any) -> Any:
+    def __call__(self, *args: Any, return_state: bool = False, **kwargs: Any) -> Any:  # type: ignore[misc]
         """Run now, in this thread; return the value (or the final state)."""
         payload, upstream = self._prepare(args, kwargs, None)
         states = tuple(_final_state(u) for u in upstream)
