@@ -25,6 +25,7 @@ def machine_info() -> dict[str, Any]:
         "python_implementation": platform.python_implementation(),
         "packages": package_versions(),
         "git_commit": git_commit(),
+        "git_dirty_src": git_dirty_src(),
     }
 
 
@@ -69,10 +70,20 @@ def package_versions() -> dict[str, str]:
 
 def git_commit() -> str | None:
     """The checkout's commit, so a result can be tied to the code that produced it."""
+    return _git("rev-parse", "--short", "HEAD") or None
+
+
+def git_dirty_src() -> bool | None:
+    """Whether tracked files under src/ differ from the commit (the measured code is then not it)."""
+    changes = _git("status", "--porcelain", "--untracked-files=no", "--", "src")
+    return None if changes is None else bool(changes)
+
+
+def _git(*args: str) -> str | None:
     try:
         completed = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            cwd=Path(__file__).parent,
+            ["git", *args],
+            cwd=Path(__file__).parent.parent,
             capture_output=True,
             text=True,
             timeout=5,
@@ -80,4 +91,4 @@ def git_commit() -> str | None:
         )
     except (OSError, subprocess.SubprocessError):
         return None
-    return completed.stdout.strip() or None
+    return completed.stdout.strip() if completed.returncode == 0 else None

@@ -21,7 +21,9 @@ def render(document: dict[str, Any]) -> str:
         f"Measured {machine['date']} on {machine['cpu_count']} cores ({machine['cpu_model']}), "
         f"{memory_gib:.0f} GiB, {machine['os']}, Python {machine['python']}, "
         f"headwater {machine['packages'].get('headwater', '?')} at commit "
-        f"{machine.get('git_commit') or '?'}; mode `{document['suite']['mode']}`.",
+        f"{machine.get('git_commit') or '?'}"
+        f"{' plus uncommitted changes under src/' if machine.get('git_dirty_src') else ''}; "
+        f"mode `{document['suite']['mode']}`.",
         "",
         "| workload | n | runner | figure | headwater | baseline | engine | ratio |",
         "| --- | ---: | --- | --- | ---: | ---: | --- | ---: |",
