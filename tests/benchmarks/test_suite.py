@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -18,15 +19,20 @@ REPO = Path(__file__).resolve().parents[2]
 FIGURE_STATS = {"min", "median", "max", "best", "values"}
 
 
-def run_suite(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "benchmarks", *args],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
+def run_suite(
+    *args: str, timeout: float = 120, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    # Module-scoped fixtures run before the autouse HEADWATER_HOME fixture: isolate here too.
+    with tempfile.TemporaryDirectory(prefix="bench-test-home-") as home:
+        return subprocess.run(
+            [sys.executable, "-m", "benchmarks", *args],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+            env={**os.environ, "HEADWATER_HOME": home, **(env or {})},
+        )
 
 
 @pytest.fixture(scope="module")
@@ -101,11 +107,10 @@ def test_peer_column_through_the_peer_protocol(tmp_path: Path) -> None:
     # use of the API and the suite's handling of its JSON, not Prefect's speed.
     out = tmp_path / "r.json"
     fake = Path(__file__).parent / "fake_prefect"
-    completed = subprocess.run(
-        [sys.executable, "-m", "benchmarks", "submit", "memory", "--tiny", "--repeats", "1",
-         "--no-progress", "--peer-python", sys.executable, "--json", str(out)],
-        cwd=REPO, capture_output=True, text=True, timeout=120, check=False,
-        env={**os.environ, "PYTHONPATH": str(fake)},
+    completed = run_suite(
+        "submit", "memory", "--tiny", "--repeats", "1", "--no-progress",
+        "--peer-python", sys.executable, "--json", str(out),
+        env={"PYTHONPATH": str(fake)},
     )
     assert completed.returncode == 0, completed.stderr
     document = json.loads(out.read_text())
