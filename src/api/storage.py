@@ -75,21 +75,26 @@ SCHEMA_VERSION = len(MIGRATIONS)
 
 _FLOW_UPSERT = """
 INSERT INTO flow_runs (id, name, flow_name, parameters, parent_flow_run_id,
-                       parent_task_run_id, tags, created)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+                       parent_task_run_id, tags, created, state_type, state_name,
+                       state_timestamp, start_time, end_time, last_heartbeat)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (id) DO UPDATE SET name = excluded.name, flow_name = excluded.flow_name,
     parameters = excluded.parameters, parent_flow_run_id = excluded.parent_flow_run_id,
     parent_task_run_id = excluded.parent_task_run_id, tags = excluded.tags,
     created = excluded.created
 """
 _TASK_UPSERT = """
-INSERT INTO task_runs (id, flow_run_id, name, task_name, tags, upstream, created)
-VALUES (?, ?, ?, ?, ?, ?, ?)
+INSERT INTO task_runs (id, flow_run_id, name, task_name, tags, upstream, created,
+                       state_type, state_name, state_timestamp, start_time, end_time)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (id) DO UPDATE SET flow_run_id = excluded.flow_run_id, name = excluded.name,
     task_name = excluded.task_name, tags = excluded.tags, upstream = excluded.upstream,
     created = excluded.created
 """
 _TABLE = {"flow": "flow_runs", "task": "task_runs"}
+_STATE_COLUMNS = "state_type, state_name, state_timestamp, start_time, end_time"
+# A state change of a flow run is also proof of life: the sweeper counts from it.
+_ALIVE = {"flow": ", last_heartbeat", "task": ""}
 _FLOW_COLUMNS = (
     "f.id, f.name, f.flow_name, f.parameters, f.parent_flow_run_id, f.parent_task_run_id, "
     "f.tags, f.created, f.start_time, f.end_time, f.state_type, f.state_name, "
@@ -114,6 +119,7 @@ class _RunState:
     start: float | None = None
     end: float | None = None
     dirty: bool = False
+    inserted: bool = False
 
 
 def connect(path: Path, *, synchronous: str = "FULL") -> sqlite3.Connection:
@@ -197,7 +203,7 @@ class Storage:
             for batch in batches:
                 cur.execute("SAVEPOINT batch")
                 try:
-                    results.append(self._apply(cur, batch, now))
+                    results.append(self._apply_once(cur, batch, now))
                     cur.execute("RELEASE batch")
                 except sqlite3.Error as exc:
                     cur.execute("ROLLBACK TO batch")
@@ -209,44 +215,51 @@ class Storage:
             raise
         return results
 
-    def _apply(self, cur: sqlite3.Cursor, batch: Batch, now: float) -> BatchResult:
-        if batch.flows:
-            cur.executemany(_FLOW_UPSERT, [_flow_row(r) for r in batch.flows])
-        if batch.tasks:
-            cur.executemany(_TASK_UPSERT, [_task_row(r) for r in batch.tasks])
-        applied, rejections = (0, []) if not batch.states else self._apply_states(cur, batch, now)
-        if batch.heartbeats:
-            beats = [(now, str(run_id)) for run_id in batch.heartbeats]
-            cur.executemany("UPDATE flow_runs SET last_heartbeat = ? WHERE id = ?", beats)
-        return BatchResult(applied=applied, rejections=tuple(rejections))
+    def _apply_once(self, cur: sqlite3.Cursor, batch: Batch, now: float) -> BatchResult:
+        # Optimistic: a first send rarely repeats a committed transition, so skip the lookup;
+        # the UNIQUE index catches a repeat and the batch is redone with the lookup.
+        try:
+            return self._apply(cur, batch, now, check_duplicates=False)
+        except sqlite3.IntegrityError:
+            cur.execute("ROLLBACK TO batch")
+            return self._apply(cur, batch, now, check_duplicates=True)
 
-    def _apply_states(
-        self, cur: sqlite3.Cursor, batch: Batch, now: float
-    ) -> tuple[int, list[Rejection]]:
-        runs = self._current_states(cur, batch.states)
-        seen = self._known_transitions(cur, [str(s.transition_id) for s in batch.states])
+    def _apply(
+        self, cur: sqlite3.Cursor, batch: Batch, now: float, *, check_duplicates: bool
+    ) -> BatchResult:
+        keys = [(str(s.run_id), str(s.transition_id)) for s in batch.states]
+        runs = self._current_states(cur, batch.states, keys)
+        seen = self._known_transitions(cur, [t for _, t in keys]) if check_duplicates else set()
         history: list[tuple[Any, ...]] = []
         rejections: list[Rejection] = []
-        for state in batch.states:
-            tid = str(state.transition_id)
+        for state, (rid, tid) in zip(batch.states, keys):
             if tid in seen:
                 continue  # a re-sent change: already recorded exactly once
             seen.add(tid)
-            run = runs[(state.run_kind, str(state.run_id))]
-            reason = _decide(run, state)
+            reason = _decide(runs[(state.run_kind, rid)], state)
             if reason is not None:
                 rejections.append(Rejection(state.run_id, state.transition_id, reason))
                 continue
-            history.append(_state_row(state))
+            history.append(
+                (rid, state.run_kind, state.type, state.name, state.message, state.timestamp, tid)
+            )
+        if rejections and not check_duplicates:
+            # A refused change may be a repeat of one already committed: that is a no-op.
+            known = self._known_transitions(cur, [str(r.transition_id) for r in rejections])
+            rejections = [r for r in rejections if str(r.transition_id) not in known]
+        self._write_runs(cur, batch, runs, now)
         self._write_states(cur, runs, history, now)
-        return len(history), rejections
+        if batch.heartbeats:
+            beats = [(now, str(run_id)) for run_id in batch.heartbeats]
+            cur.executemany("UPDATE flow_runs SET last_heartbeat = ? WHERE id = ?", beats)
+        return BatchResult(applied=len(history), rejections=tuple(rejections))
 
     def _current_states(
-        self, cur: sqlite3.Cursor, states: Sequence[StateRecord]
+        self, cur: sqlite3.Cursor, states: Sequence[StateRecord], keys: list[tuple[str, str]]
     ) -> dict[tuple[str, str], _RunState]:
         runs: dict[tuple[str, str], _RunState] = {}
         for kind, table in _TABLE.items():
-            ids = list({str(s.run_id) for s in states if s.run_kind == kind})
+            ids = list({rid for s, (rid, _) in zip(states, keys) if s.run_kind == kind})
             for chunk in _chunks(ids):
                 marks = ",".join("?" * len(chunk))
                 sql = (
@@ -267,6 +280,24 @@ class Storage:
             known.update(row[0] for row in cur.execute(sql, chunk))
         return known
 
+    def _write_runs(
+        self, cur: sqlite3.Cursor, batch: Batch, runs: dict[tuple[str, str], _RunState], now: float
+    ) -> None:
+        """Upsert the batch's run records; a new row carries its current state right away."""
+        for kind, records, sql in (
+            ("flow", batch.flows, _FLOW_UPSERT), ("task", batch.tasks, _TASK_UPSERT)
+        ):
+            rows = []
+            for rec in records:
+                rid = str(rec.id)
+                run = runs.get((kind, rid))
+                if run is not None and not run.exists:
+                    run.inserted = True  # this INSERT writes its state; no UPDATE needed
+                meta = _flow_row(rec, rid) if kind == "flow" else _task_row(rec, rid)  # type: ignore[arg-type]
+                rows.append((*meta, *_state_columns(run, kind, now)))
+            if rows:
+                cur.executemany(sql, rows)
+
     def _write_states(
         self,
         cur: sqlite3.Cursor,
@@ -274,26 +305,31 @@ class Storage:
         history: list[tuple[Any, ...]],
         now: float,
     ) -> None:
-        # A state may arrive before its run's record (another process created the run):
-        # keep a placeholder row that the create-run upsert fills in later.
         for kind, table in _TABLE.items():
+            # A state may arrive before its run's record (another process created the run):
+            # keep a placeholder row that the create-run upsert fills in later.
+            alive = _ALIVE[kind]
             placeholders = [
-                (rid,) for (k, rid), r in runs.items() if k == kind and r.dirty and not r.exists
+                (rid, *_state_columns(r, kind, now))
+                for (k, rid), r in runs.items()
+                if k == kind and r.dirty and not r.exists and not r.inserted
             ]
             if placeholders:
+                marks = ", ?" * (len(placeholders[0]) - 1)
                 cur.executemany(
-                    f"INSERT OR IGNORE INTO {table} (id, name, {kind}_name) VALUES (?, '', '')",
+                    f"INSERT OR IGNORE INTO {table} (id, name, {kind}_name, {_STATE_COLUMNS}"
+                    f"{alive}) VALUES (?, '', ''{marks})",
                     placeholders,
                 )
             updates = [
-                (r.type, r.name, r.timestamp, r.start, r.end, rid)
+                (*_state_columns(r, kind, now), rid)
                 for (k, rid), r in runs.items()
-                if k == kind and r.dirty
+                if k == kind and r.dirty and r.exists
             ]
             if updates:
                 cur.executemany(
-                    f"UPDATE {table} SET state_type = ?, state_name = ?, state_timestamp = ?, "
-                    f"start_time = ?, end_time = ? WHERE id = ?",
+                    f"UPDATE {table} SET ({_STATE_COLUMNS}{alive}) = "
+                    f"({', '.join('?' * len(updates[0][:-1]))}) WHERE id = ?",
                     updates,
                 )
         if history:
@@ -302,10 +338,6 @@ class Storage:
                 "transition_id) VALUES (?, ?, ?, ?, ?, ?, ?)",
                 history,
             )
-        running = [(now, rid) for (k, rid), r in runs.items() if k == "flow" and r.dirty]
-        if running:
-            # Entering or changing state is proof of life; the sweeper counts from here.
-            cur.executemany("UPDATE flow_runs SET last_heartbeat = ? WHERE id = ?", running)
 
     # -- reads (any thread) ----------------------------------------------------------------
 
@@ -437,23 +469,28 @@ def _opt(value: UUID | None) -> str | None:
     return None if value is None else str(value)
 
 
-def _flow_row(r: FlowRunRecord) -> tuple[Any, ...]:
+def _state_columns(run: _RunState | None, kind: str, now: float) -> tuple[Any, ...]:
+    """The values of `_STATE_COLUMNS` (plus a flow run's liveness stamp) for a run."""
+    if run is None or not run.dirty:
+        values: tuple[Any, ...] = (None, None, None, None, None, None)
+    else:
+        values = (run.type, run.name, run.timestamp, run.start, run.end, now)
+    return values if kind == "flow" else values[:5]
+
+
+def _flow_row(r: FlowRunRecord, rid: str) -> tuple[Any, ...]:
     return (
-        str(r.id), r.name, r.flow_name, json.dumps(r.parameters), _opt(r.parent_flow_run_id),
+        rid, r.name, r.flow_name, json.dumps(r.parameters), _opt(r.parent_flow_run_id),
         _opt(r.parent_task_run_id), json.dumps(list(r.tags)), r.created,
     )
 
 
-def _task_row(r: TaskRunRecord) -> tuple[Any, ...]:
+def _task_row(r: TaskRunRecord, rid: str) -> tuple[Any, ...]:
     upstream = {k: [str(u) for u in v] for k, v in r.upstream.items()}
     return (
-        str(r.id), _opt(r.flow_run_id), r.name, r.task_name, json.dumps(list(r.tags)),
+        rid, _opt(r.flow_run_id), r.name, r.task_name, json.dumps(list(r.tags)),
         json.dumps(upstream), r.created,
     )
-
-
-def _state_row(s: StateRecord) -> tuple[Any, ...]:
-    return (str(s.run_id), s.run_kind, s.type, s.name, s.message, s.timestamp, str(s.transition_id))
 
 
 def _uuid(value: str | None) -> UUID | None:

@@ -89,3 +89,17 @@ def test_many_concurrent_submissions_share_commits(committer) -> None:  # type: 
         f.result(10)
     assert len(storage.list_flow_runs()) == 100  # default limit
     assert c.commits < 500  # grouped
+
+
+def test_a_resent_batch_is_recorded_exactly_once(committer) -> None:  # type: ignore[no-untyped-def]
+    c, storage = committer
+    run = flow()
+    t = task(run.id)
+    batch = Batch((run,), (t,), tuple(state(t.id, s, "task") for s in ("PENDING", "RUNNING", "COMPLETED")))
+    assert c.apply(batch).applied == 3
+    again = c.apply(batch)  # accepted-looking repeats hit the UNIQUE index, refused ones are filtered
+    assert (again.applied, again.rejections) == (0, ())
+    mixed = Batch(states=(batch.states[1], state(t.id, "RUNNING", "task")))
+    result = c.apply(mixed)
+    assert result.applied == 0 and len(result.rejections) == 1  # only the new, illegal one
+    assert len(storage.read_history(t.id)) == 3
