@@ -153,7 +153,7 @@ class _Backoff:
 
 
 def _unavailable(call: _Call[Any], exc: grpc.RpcError) -> ServiceUnavailable:
-    return ServiceUnavailable(f"{call.method}: state service unreachable: {exc.details()}")  # type: ignore[attr-defined]
+    return ServiceUnavailable(f"{call.method}: state service unreachable: {exc.details()}")
 
 
 class StateClient:
@@ -193,12 +193,12 @@ class StateClient:
                 reply = stub(request, timeout=self._timeout, metadata=self._metadata)
                 break
             except grpc.RpcError as exc:
-                code = exc.code()  # type: ignore[attr-defined]
+                code = exc.code()
                 delay = backoff.next_delay() if code in TRANSIENT else None
                 if delay is None:
                     if code in TRANSIENT:
                         raise _unavailable(call, exc) from None
-                    raise error_for_status(code, exc.details()) from None  # type: ignore[attr-defined]
+                    raise error_for_status(code, exc.details()) from None
                 time.sleep(delay)
         return call.convert(codec.decode(call.model, reply, max_bytes=codec.MAX_GRPC_MESSAGE))
 

@@ -23,6 +23,7 @@ from .records import (
     FlowRunInfo,
     FlowRunRecord,
     Rejection,
+    RunKind,
     RunFilter,
     StateInfo,
     StateRecord,
@@ -34,7 +35,7 @@ MAX_UNARY_BYTES = 1 * 1024 * 1024
 MAX_BATCH_BYTES = 12 * 1024 * 1024
 #: gRPC's own receive limit, a little above ours so ours produces the clearer message.
 MAX_GRPC_MESSAGE = 16 * 1024 * 1024
-_KINDS = ("flow", "task")
+_KINDS: tuple[RunKind, RunKind] = ("flow", "task")
 
 W = TypeVar("W", bound=m.Wire)
 

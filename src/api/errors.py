@@ -93,7 +93,7 @@ _CODES: dict[type[StateServiceError], grpc.StatusCode] = {
 def status_code_for(exc: BaseException) -> grpc.StatusCode:
     """The gRPC status a server sends for `exc`; anything unexpected is INTERNAL."""
     for cls in type(exc).__mro__:
-        code = _CODES.get(cls)  # type: ignore[arg-type]
+        code = _CODES.get(cls)
         if code is not None:
             return code
     return grpc.StatusCode.INTERNAL

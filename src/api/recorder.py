@@ -68,7 +68,9 @@ class _LocalSink:
 
     def __init__(self, committer: GroupCommitter) -> None:
         self._committer = committer
-        self._gen, self._on_ack, self._on_error = 0, None, None  # type: ignore[var-annotated]
+        self._gen = 0
+        self._on_ack: OnAck | None = None
+        self._on_error: OnError | None = None
 
     def open(self, gen: int, on_ack: OnAck, on_error: OnError) -> None:
         self._gen, self._on_ack, self._on_error = gen, on_ack, on_error
@@ -186,7 +188,8 @@ class Recorder:
         self._pending: dict[int, _Pending] = {}  # by seq, oldest first
         self._markers: deque[_Marker] = deque()
         self._next_seq, self._resolved, self._gen = 0, -1, 0
-        self._open, self._down_since, self._retry_at, self._backoff = False, None, 0.0, 0.05
+        self._open, self._retry_at, self._backoff = False, 0.0, 0.05
+        self._down_since: float | None = None  # when the server was last seen going away
         self._unreported: set[UUID] = set()
         self._rejections: deque[Rejection] = deque(maxlen=1000)
         self._counts = {"acked": 0, "applied": 0, "rejected": 0, "dropped": 0}
@@ -367,7 +370,7 @@ class Recorder:
                         result.rejections[0].reason)
 
     def _errored(self, now: float, seq: int | None, exc: BaseException) -> None:
-        code = exc.code() if isinstance(exc, grpc.RpcError) else None  # type: ignore[attr-defined]
+        code = exc.code() if isinstance(exc, grpc.RpcError) else None
         if seq is not None or code in _POISON:
             # The server refused a batch outright; re-sending it would fail the same way.
             first = seq if seq is not None else next((p.seq for p in self._pending.values() if p.sent), None)

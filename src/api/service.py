@@ -159,18 +159,19 @@ class _guarded:
     def __enter__(self) -> None:
         return None
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any) -> bool:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any
+    ) -> None:
         if exc is None or not isinstance(exc, Exception):
-            return False
+            return
         if isinstance(exc, StateServiceError):
             message = str(exc)
         elif _is_abort(exc):
-            return False  # already aborted by grpc itself
+            return  # already aborted by grpc itself
         else:
             log.exception("unexpected error in a state service handler")
             message = f"internal error: {type(exc).__name__}"
         self._context.abort(status_code_for(exc), message[:4000])
-        return False
 
 
 def _is_abort(exc: BaseException) -> bool:

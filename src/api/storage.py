@@ -364,7 +364,8 @@ class Storage:
             )
 
     def list_flow_runs(self, flt: RunFilter = RunFilter()) -> list[FlowRunInfo]:
-        where, args = ["1 = 1"], []  # type: ignore[var-annotated]
+        where: list[str] = ["1 = 1"]
+        args: list[Any] = []
         if flt.state_type:
             where.append("f.state_type = ?")
             args.append(flt.state_type.upper())
