@@ -13,7 +13,10 @@ from __future__ import annotations
 
 import hmac
 import logging
+import queue
+import threading
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 from typing import Any
 
 import grpc
@@ -118,12 +121,37 @@ class StateService:
         return {}
 
     def record(self, requests: Iterator[bytes], context: grpc.ServicerContext) -> Iterator[bytes]:
-        """The recorder stream: each batch is committed, then acknowledged, in order."""
+        """The recorder stream: each batch is committed, then acknowledged, in order.
+
+        A reader thread decodes and submits batch k+1 while batch k commits, so decoding
+        (one core) overlaps with SQLite (the other); acks still leave in sequence order.
+        """
         with _guarded(context):
             self._authorize(context)
+            inbox: queue.SimpleQueue[tuple[int, Future[BatchResult]] | BaseException | None]
+            inbox = queue.SimpleQueue()
+            threading.Thread(
+                target=self._read_batches, args=(requests, inbox), daemon=True,
+                name="headwater-record-reader",
+            ).start()
+            while (item := inbox.get()) is not None:
+                if isinstance(item, BaseException):
+                    raise item
+                seq, fut = item
+                try:
+                    result = fut.result(COMMIT_TIMEOUT)
+                except TimeoutError:
+                    raise ServiceUnavailable("storage is busy; commit timed out, retry") from None
+                yield codec.ack_body(seq, result)
+
+    def _read_batches(self, requests: Iterator[bytes], inbox: queue.SimpleQueue[Any]) -> None:
+        try:
             for data in requests:
                 seq, batch = codec.decode_batch(data)
-                yield codec.ack_body(seq, self._commit(batch))
+                inbox.put((seq, self._committer.submit(batch)))
+            inbox.put(None)
+        except Exception as exc:  # a bad batch, or the client went away
+            inbox.put(exc)
 
     # -- reads -----------------------------------------------------------------------------
 
