@@ -100,6 +100,14 @@ def _clamp_message(message: str | None) -> str | None:
     return message
 
 
+def _n(name: str) -> str:
+    return name if len(name) <= m.MAX_NAME else name[: m.MAX_NAME]
+
+
+def _tags(tags: tuple[str, ...]) -> list[str]:
+    return [_n(t) for t in tags[: m.MAX_TAGS]]
+
+
 def _clamp_parameters(parameters: dict[str, Any]) -> dict[str, Any]:
     """Parameters the server would refuse become a short note instead of failing the batch."""
     if len(parameters) > m.MAX_PARAMETERS:
@@ -237,19 +245,23 @@ def task_run_info(out: m.TaskRunOut) -> TaskRunInfo:
 
 
 def batch_body(seq: int, batch: Batch) -> bytes:
-    """One recorder batch as `[seq, flows, tasks, states, heartbeats]` of positional rows."""
+    """One recorder batch as `[seq, flows, tasks, states, heartbeats]` of positional rows.
+
+    Over-long names and tags are cut here: one odd record must not get a whole batch refused.
+    """
     flows = [
-        (r.id.bytes, r.name, r.flow_name, _clamp_parameters(r.parameters),
-         _b(r.parent_flow_run_id), _b(r.parent_task_run_id), list(r.tags), float(r.created))
+        (r.id.bytes, _n(r.name), _n(r.flow_name), _clamp_parameters(r.parameters),
+         _b(r.parent_flow_run_id), _b(r.parent_task_run_id), _tags(r.tags), float(r.created))
         for r in batch.flows
     ]
     tasks = [
-        (r.id.bytes, _b(r.flow_run_id), r.name, r.task_name, list(r.tags),
-         {k: [u.bytes for u in v] for k, v in r.upstream.items()}, float(r.created))
+        (r.id.bytes, _b(r.flow_run_id), _n(r.name), _n(r.task_name), _tags(r.tags),
+         {_n(k): [u.bytes for u in v[: m.MAX_UPSTREAM]] for k, v in r.upstream.items()},
+         float(r.created))
         for r in batch.tasks
     ]
     states = [
-        (s.run_id.bytes, 0 if s.run_kind == "flow" else 1, s.type, s.name,
+        (s.run_id.bytes, 0 if s.run_kind == "flow" else 1, _n(s.type), _n(s.name),
          _clamp_message(s.message), float(s.timestamp), s.transition_id.bytes, s.retry)
         for s in batch.states
     ]

@@ -100,9 +100,11 @@ class _GrpcSink:
         self._method = self._channel.stream_stream(method_path("Record"))
         self._requests: queue.SimpleQueue[Any] | None = None
         self._call: Any = None
+        self._gen, self._on_error = 0, None
 
     def open(self, gen: int, on_ack: OnAck, on_error: OnError) -> None:
         self.close()
+        self._gen, self._on_error = gen, on_error
         requests: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._requests = requests
         self._call = self._method(iter(requests.get, _END), metadata=self._metadata)
@@ -123,8 +125,13 @@ class _GrpcSink:
             on_error(gen, exc)
 
     def send(self, seq: int, batch: Batch) -> None:
-        assert self._requests is not None
-        self._requests.put(codec.batch_body(seq, batch))
+        assert self._requests is not None and self._on_error is not None
+        try:
+            body = codec.batch_body(seq, batch)
+        except Exception as exc:  # a record msgpack cannot carry: fail this batch alone
+            self._on_error(self._gen, exc, seq)
+            return
+        self._requests.put(body)
 
     def close(self) -> None:
         if self._requests is not None:

@@ -77,3 +77,28 @@ def test_enqueue_is_cheap(recorder_env: None) -> None:
     per_call = (time.perf_counter() - start) / len(records)
     assert per_call < 5e-6, f"{per_call * 1e6:.2f} µs per enqueue"
     recorder.flush(timeout=30)
+
+
+def test_odd_records_do_not_poison_a_batch_sent_over_grpc(client) -> None:  # type: ignore[no-untyped-def]
+    from headwater.api.client import Target
+    from headwater.api.recorder import Recorder, _GrpcSink
+
+    from .conftest import TOKEN
+
+    nested: object = 1
+    for _ in range(50):
+        nested = [nested]
+    recorder = Recorder(_GrpcSink(Target.resolve(client.target.address, TOKEN, None)))
+    try:
+        odd = flow(parameters={"deep": nested})
+        odd = type(odd)(odd.id, "n" * 5000, "f", odd.parameters)
+        normal = flow()
+        for run in (odd, normal):
+            recorder.flow_run_created(run)
+            recorder.state_changed(state(run.id, "RUNNING", message="m" * 100_000))
+        recorder.flush(timeout=10)
+        info = client.read_flow_run(odd.id)
+        assert len(info.name) == 1000 and "__headwater__" in info.parameters
+        assert client.read_flow_run(normal.id).state_type == "RUNNING"
+    finally:
+        recorder.close(timeout=5)
