@@ -100,7 +100,8 @@ class _GrpcSink:
         self._method = self._channel.stream_stream(method_path("Record"))
         self._requests: queue.SimpleQueue[Any] | None = None
         self._call: Any = None
-        self._gen, self._on_error = 0, None
+        self._gen = 0
+        self._on_error: OnError | None = None
 
     def open(self, gen: int, on_ack: OnAck, on_error: OnError) -> None:
         self.close()
