@@ -165,6 +165,8 @@ class _LendingPool:
             self._idle.release()
 
     def _surplus_thread_exits(self) -> bool:
+        if len(self._threads) - self._blocked <= self._max:
+            return False  # the common case, decided without the lock; rechecked under it below
         with self._lock:
             if len(self._threads) - self._blocked > self._max:
                 self._threads.discard(threading.current_thread())
