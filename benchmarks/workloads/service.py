@@ -82,13 +82,18 @@ def _records(n: int) -> list[Any]:
 
 def run_batched(runner: str, n: int) -> Trial:
     require_headwater()
-    from headwater.api import get_recorder
+    from headwater.api import StateServer
     from headwater.api.client import Target
-    from headwater.api.recorder import Recorder, _GrpcSink
+    from headwater.api.recorder import Recorder, _GrpcSink, _LocalSink
 
     if runner == "embedded":
-        os.environ.setdefault("HEADWATER_HOME", tempfile.mkdtemp(prefix="headwater-bench-"))
-        recorder = get_recorder()
+        # What get_recorder() builds without HEADWATER_API_URL, but over a scratch database
+        # so the benchmark never writes into the user's HEADWATER_HOME.
+        server = StateServer(Path(tempfile.mkdtemp(prefix="headwater-bench-")), port=0)
+        server.start()
+        atexit.register(server.stop)
+        assert server.committer is not None
+        recorder = Recorder(_LocalSink(server.committer))
     else:
         recorder = Recorder(_GrpcSink(Target.resolve(_standalone_server(), TOKEN, None)))
 
