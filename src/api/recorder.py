@@ -287,7 +287,10 @@ class Recorder:
 
     def _step(self, now: float) -> None:
         self._handle_events(now)
-        if self._down_since is not None or not any(not p.sent for p in self._pending.values()):
+        # Up and busy: let records pile into the next (bigger) batch, but never past one
+        # batch's worth, so everything buffered counts against `max_buffered`.
+        waiting = any(not p.sent for p in self._pending.values())
+        if self._down_since is not None or not waiting or len(self._fifo) >= self._max_batch:
             self._drain(now)
         self._expire(now)
         self._send(now)
