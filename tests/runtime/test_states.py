@@ -128,3 +128,11 @@ def test_every_pair_is_decided() -> None:
             assert not allowed
         else:
             assert allowed
+
+
+def test_run_ids_are_random_v4_uuids_whose_short_prefixes_differ() -> None:
+    from headwater.runtime.runs import new_run_id
+
+    ids = [new_run_id() for _ in range(1000)]
+    assert all(i.version == 4 for i in ids)
+    assert len({str(i)[:8] for i in ids}) > 990  # the CLI's short ids tell runs apart
