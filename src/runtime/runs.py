@@ -7,7 +7,6 @@ keeps the run's history and tells the observers (the state-service recorder, whe
 
 from __future__ import annotations
 
-from random import getrandbits
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from random import getrandbits
