@@ -122,3 +122,15 @@ def test_peer_column_through_the_peer_protocol(tmp_path: Path) -> None:
         for row in workload["rows"]:
             if row["error"] is None:
                 assert "peer" in row["figures"][workload["headline"]]
+
+
+def test_the_quick_suite_runs_every_workload_end_to_end(tmp_path: Path) -> None:
+    # `--quick` is the documented CI smoke run: every workload, small sizes, no timing checks.
+    out = tmp_path / "quick.json"
+    completed = run_suite("--quick", "--strict", "--no-progress", "--json", str(out), timeout=400)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    document = json.loads(out.read_text())
+    listed = run_suite("--list").stdout
+    assert {w["name"] for w in document["workloads"]} == {
+        line.split()[0] for line in listed.splitlines() if line and not line.startswith(" ")
+    }
