@@ -113,32 +113,41 @@ def test_a_5000_task_flow_is_fully_recorded_once_its_process_exits(tmp_path: Pat
     assert run["state_type"] == "COMPLETED"
 
 
-def test_sigterm_marks_the_flow_crashed_and_its_tasks_ended_never_completed(tmp_path: Path) -> None:
-    code = """
-    import sys, time
-    from headwater import flow, task
-    from headwater.runners import ConcurrentTaskRunner
+DOOMED = """
+import sys, time
+from headwater import flow, task
+from headwater.runners import ConcurrentTaskRunner
 
-    @task
-    def slow(i: int) -> None:
-        time.sleep(30)
+@task
+def slow(i: int) -> None:
+    time.sleep(30)
 
-    @flow(task_runner=ConcurrentTaskRunner(max_workers=2))
-    def doomed() -> None:
-        slow.map(range(4))
-        print("started", flush=True)
-        time.sleep(30)
+@flow(task_runner=ConcurrentTaskRunner(max_workers=2))
+def doomed() -> None:
+    slow.map(range(4))
+    print("started", flush=True)
+    time.sleep(30)
 
-    doomed()
-    """
-    env = {**os.environ, "HEADWATER_HOME": str(tmp_path)}
-    env.pop("HEADWATER_API_URL", None)
-    proc = subprocess.Popen([PYTHON, "-c", textwrap.dedent(code)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+doomed()
+"""
+
+
+def start_doomed(home: Path, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    full_env = {**os.environ, "HEADWATER_HOME": str(home), **(env or {})}
+    if env is None or "HEADWATER_API_URL" not in env:
+        full_env.pop("HEADWATER_API_URL", None)
+    proc = subprocess.Popen([PYTHON, "-c", DOOMED], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=full_env)
     assert proc.stdout is not None
     assert proc.stdout.readline().strip() == "started"
     time.sleep(0.2)
-    proc.send_signal(signal.SIGTERM)
-    assert proc.wait(timeout=30) == 143
+    return proc
+
+
+@pytest.mark.parametrize(("signum", "exit_code"), [(signal.SIGTERM, 143), (signal.SIGINT, -signal.SIGINT)])
+def test_sigterm_or_ctrl_c_marks_the_flow_crashed_and_its_tasks_ended(tmp_path: Path, signum: int, exit_code: int) -> None:
+    proc = start_doomed(tmp_path)
+    proc.send_signal(signum)
+    assert proc.wait(timeout=30) == exit_code
 
     (run,) = cli_json(tmp_path, "ls")
     assert (run["state_type"], run["state_name"]) == ("CRASHED", "Crashed")
@@ -215,3 +224,25 @@ def test_a_server_gone_for_good_fails_the_flow_naming_the_unrecorded_runs(tmp_pa
     assert "RecordingError" in err and "state service unreachable" in err
     unrecorded = re.findall(r"[0-9a-f]{8}-[0-9a-f-]{27}", err.split("unrecorded runs:")[-1])
     assert len(unrecorded) == 4  # the flow run and its three task runs
+
+
+def test_a_killed_flow_process_is_marked_crashed_once_its_heartbeats_stop(tmp_path: Path) -> None:
+    home = tmp_path / "server-home"
+    server, url = start_server_process(home, "--heartbeat-timeout", "1")
+    try:
+        flow_proc = start_doomed(tmp_path, env={"HEADWATER_API_URL": url})
+        flow_proc.kill()  # SIGKILL: no chance to record anything more
+        flow_proc.wait(timeout=10)
+        deadline = time.monotonic() + 20
+        while True:
+            (run,) = cli_json(tmp_path, "ls", env={"HEADWATER_API_URL": url})
+            if run["state_type"] != "RUNNING" or time.monotonic() > deadline:
+                break
+            time.sleep(0.3)
+        assert run["state_type"] == "CRASHED"
+        shown = cli_json(tmp_path, "show", run["id"], env={"HEADWATER_API_URL": url})
+        assert "heartbeat" in shown["states"][-1]["message"]
+        assert all(t["state_type"] != "RUNNING" for t in shown["task_runs"])
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
