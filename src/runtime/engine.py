@@ -8,7 +8,7 @@ The order of work, fixed and the same on every runner:
 2. PENDING -> RUNNING (or SCHEDULED("AwaitingRetry") -> RUNNING("Retrying")); `on_running`
    hooks run.
 3. The function runs, under `timeout_seconds` if set (see `timeouts.py` for what a timeout
-   can interrupt).
+   can interrupt); `attempts.py` sequences steps 2-4.
 4. It returned: COMPLETED with the value (a returned `State` is used as the final state).
    It raised an `Exception`: if retries remain and `retry_condition_fn` agrees, the run goes
    to SCHEDULED("AwaitingRetry"), sleeps the retry delay (with jitter) and returns to step 2;
@@ -30,9 +30,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import anyio
-
 from .arguments import fill_upstream
+from .attempts import run_attempts, run_attempts_async
 from .context import TaskRunContext, entered, task_run_var
 from .errors import InvalidTransition, RunTimedOut
 from .logs import run_extra, task_logger
@@ -51,7 +50,6 @@ from .states import (
     StateType,
     TimedOut,
 )
-from .timeouts import call_with_timeout, call_with_timeout_async
 
 if TYPE_CHECKING:
     from .tasks import Task
@@ -118,11 +116,19 @@ class _TaskRunEngine:
     def call(self) -> Any:
         return self.task.call_with(self.parameters)
 
-    def succeeded(self, value: Any) -> None:
+    @property
+    def timeout(self) -> float | None:
+        return self.task.timeout_seconds
+
+    @property
+    def label(self) -> str:
+        return f"task run {self.run.name!r}"
+
+    def returned(self, value: Any) -> None:
         """Step 4, returned."""
         self._set(value if isinstance(value, State) else Completed(value))
 
-    def failed(self, exc: Exception) -> float | None:
+    def raised(self, exc: Exception) -> float | None:
         """Step 4, raised. Returns the delay before the next attempt, or None if final."""
         final = (TimedOut if isinstance(exc, RunTimedOut) else Failed)(exc)
         task, run = self.task, self.run
@@ -194,7 +200,7 @@ def run_task(payload: TaskRunPayload, upstream: Sequence[Any]) -> State:
     token = task_run_var.set(engine.context())  # not a context manager: this is per task
     try:
         if engine.inputs_ready():
-            _attempts_sync(engine)
+            run_attempts(engine)
     except BaseException as exc:
         engine.interrupted(exc)
     finally:
@@ -205,52 +211,19 @@ def run_task(payload: TaskRunPayload, upstream: Sequence[Any]) -> State:
     return state
 
 
-def _attempts_sync(engine: _TaskRunEngine) -> None:
-    timeout = engine.task.timeout_seconds
-    while True:
-        engine.start()
-        try:
-            value = call_with_timeout(engine.call, timeout, f"task run {engine.run.name!r}")
-        except Exception as exc:
-            delay = engine.failed(exc)
-            if delay is None:
-                return
-            if delay > 0:
-                time.sleep(delay)
-            continue
-        engine.succeeded(value)
-        return
-
-
 async def run_task_async(payload: TaskRunPayload, upstream: Sequence[Any]) -> State:
     """`run_task` for `async def` tasks, on the caller's event loop."""
     engine = _TaskRunEngine(payload, upstream)
     with entered(task_run_var, engine.context()):
         try:
             if engine.inputs_ready():
-                await _attempts_async(engine)
+                await run_attempts_async(engine)
         except BaseException as exc:
             engine.interrupted(exc)
         state = engine.finish()
     if engine.reraise is not None:
         raise engine.reraise
     return state
-
-
-async def _attempts_async(engine: _TaskRunEngine) -> None:
-    timeout = engine.task.timeout_seconds
-    while True:
-        engine.start()
-        try:
-            value = await call_with_timeout_async(engine.call, timeout, f"task run {engine.run.name!r}")
-        except Exception as exc:
-            delay = engine.failed(exc)
-            if delay is None:
-                return
-            await anyio.sleep(delay)
-            continue
-        engine.succeeded(value)
-        return
 
 
 def jittered(delay: float, jitter_factor: float | None) -> float:

@@ -35,13 +35,14 @@ import anyio
 
 from ..runners.base import TaskRunner
 from .arguments import _ATOMS, _rebuild
+from .attempts import run_attempts, run_attempts_async
 from .context import FlowRunContext, entered, flow_run_var, task_run_var
 from .engine import run_task
 from .errors import ParameterValidationError, RunTimedOut
 from .futures import RunFuture
-from .logs import ensure_console_logging, enable_log_prints, flow_logger, run_extra
-from .runs import FlowRun, new_run_id, set_state
+from .logs import enable_log_prints, ensure_console_logging, flow_logger, run_extra
 from .recording import ensure_recording
+from .runs import FlowRun, new_run_id, set_state
 from .scheduler import TaskScheduler
 from .signals import sigterm_raises
 from .states import (
@@ -57,7 +58,6 @@ from .states import (
     StateType,
     TimedOut,
 )
-from .timeouts import call_with_timeout, call_with_timeout_async
 
 if TYPE_CHECKING:
     from .flows import Flow
@@ -115,6 +115,14 @@ class FlowRunEngine:
             )
         set_state(run, Running() if run.run_count == 1 else Retrying())
         self._hooks(self.flow.on_running)
+
+    @property
+    def timeout(self) -> float | None:
+        return self.flow.timeout_seconds
+
+    @property
+    def label(self) -> str:
+        return f"flow run {self.run.name!r}"
 
     def call(self) -> Any:
         return self.flow.call_with(self.parameters)
@@ -247,7 +255,7 @@ def run_flow(engine: FlowRunEngine) -> State:
     try:
         with entered(flow_run_var, engine.context(runner)), sigterm_raises():
             try:
-                _attempts_sync(engine)
+                run_attempts(engine)
             except BaseException as exc:
                 engine.interrupted(exc)
             state = engine.finish()
@@ -259,21 +267,6 @@ def run_flow(engine: FlowRunEngine) -> State:
     return state
 
 
-def _attempts_sync(engine: FlowRunEngine) -> None:
-    timeout = engine.flow.timeout_seconds
-    while True:
-        engine.start()
-        try:
-            value = call_with_timeout(engine.call, timeout, f"flow run {engine.run.name!r}")
-        except Exception as exc:
-            delay = engine.raised(exc)
-        else:
-            delay = engine.returned(value)
-        if delay is None:
-            return
-        time.sleep(delay)
-
-
 async def run_flow_async(engine: FlowRunEngine) -> State:
     """Drive an `async def` flow run on the caller's event loop."""
     engine.validate()
@@ -282,7 +275,7 @@ async def run_flow_async(engine: FlowRunEngine) -> State:
     try:
         with entered(flow_run_var, engine.context(runner)):
             try:
-                await _attempts_async(engine)
+                await run_attempts_async(engine, settle_in_thread=True)
             except BaseException as exc:
                 engine.interrupted(exc)
             state = engine.finish()
@@ -292,19 +285,3 @@ async def run_flow_async(engine: FlowRunEngine) -> State:
     if engine.reraise is not None:
         raise engine.reraise
     return state
-
-
-async def _attempts_async(engine: FlowRunEngine) -> None:
-    timeout = engine.flow.timeout_seconds
-    while True:
-        engine.start()
-        try:
-            value = await call_with_timeout_async(engine.call, timeout, f"flow run {engine.run.name!r}")
-        except Exception as exc:
-            delay = await anyio.to_thread.run_sync(engine.raised, exc)
-        else:
-            delay = await anyio.to_thread.run_sync(engine.returned, value)
-        if delay is None:
-            return
-        await anyio.sleep(delay)
-

@@ -18,10 +18,10 @@ from typing import Any, Generic, ParamSpec, TypeVar, overload
 from ..runners import ConcurrentTaskRunner
 from ..runners.base import TaskRunner
 from .context import flow_run_var
+from .engine import jittered
 from .errors import ParameterBindError, ParameterValidationError
 from .flow_engine import FlowRunEngine, run_flow, run_flow_async
 from .futures import FlowFuture
-from .engine import jittered
 from .names import generate_run_name
 from .portal import run_async
 from .states import Crashed

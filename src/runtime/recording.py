@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 import threading
 from typing import TYPE_CHECKING, Any
-from uuid import UUID
+from uuid import UUID, SafeUUID
 
 from .runs import FlowRun, Run, TaskRun, add_state_observer
 from .states import State
@@ -29,6 +29,10 @@ if TYPE_CHECKING:
 FLUSH_TIMEOUT = 60.0
 _JSON_ATOMS = (str, int, float, bool, type(None))
 _MAX_REPR = 1000
+
+_tuple_new = tuple.__new__
+_new_object = object.__new__
+_set_attribute = object.__setattr__
 
 _lock = threading.Lock()
 _reporter: _RunReporter | None = None
@@ -71,30 +75,32 @@ class _RunReporter:
         self._flow_record = FlowRunRecord
         self._task_record = TaskRunRecord
         self._state_record = StateRecord
+        self._state_changed = recorder.state_changed
         self._heartbeats = _Heartbeats(recorder)
 
     def __call__(self, run: Run, state: State) -> None:
-        recorder = self.recorder
+        # Three of these per task run: `tuple.__new__` skips the NamedTuple's Python-level
+        # __new__, and the record is appended as is (the recorder batches it later).
         history_length = len(run.history)
         if history_length == 1:
             self._announce(run, state)
-        recorder.state_changed(
-            self._state_record(
-                run.id,
-                run.kind,  # type: ignore[arg-type]
-                state.type.value,
-                state.name,
-                state.message,
-                state.ts,
-                _transition_id(run.id, history_length),
+        run_id = run.id
+        self._state_changed(
+            _tuple_new(
+                self._state_record,
+                (
+                    run_id, run.kind, state.type.value, state.name, state.message, state.ts,
+                    _transition_id(run_id, history_length), False,
+                ),
             )
         )
 
     def _announce(self, run: Run, state: State) -> None:
         if isinstance(run, TaskRun):
             self.recorder.task_run_created(
-                self._task_record(
-                    run.id, run.flow_run_id, run.name, run.task_name, run.tags, run.upstream, state.ts
+                _tuple_new(
+                    self._task_record,
+                    (run.id, run.flow_run_id, run.name, run.task_name, run.tags, run.upstream, state.ts),
                 )
             )
         else:
@@ -124,8 +130,14 @@ class _RunReporter:
 
 def _transition_id(run_id: UUID, index: int) -> UUID:
     """A unique, stable id for the `index`-th state of a run: the run id with the index
-    folded into its high bits (run ids differ in their low bits), so no random draw per state."""
-    return UUID(int=run_id.int ^ (index << 96))
+    folded into its high bits (run ids differ in their low bits), so no random draw per state.
+
+    Built without `UUID.__init__`, whose argument checks cost more than the rest of recording a
+    state; the value is a run id's 128-bit int XOR a small shifted index, so always in range."""
+    tid = _new_object(UUID)
+    _set_attribute(tid, "int", run_id.int ^ (index << 96))
+    _set_attribute(tid, "is_safe", SafeUUID.unknown)
+    return tid
 
 
 def json_safe(value: Any, depth: int = 0) -> Any:

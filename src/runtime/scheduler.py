@@ -13,17 +13,17 @@ result lives exactly as long as the user keeps its future.
 from __future__ import annotations
 
 import threading
-from functools import partial
 from collections.abc import Callable
 from concurrent.futures import CancelledError
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 from uuid import UUID
 
 from ..runners.base import FinishedFuture, TaskCall, TaskRunner
+from .errors import InvalidTransition
 from .futures import RunFuture, TaskFuture
 from .graph import Dispatch, Finished, GraphState, Instruction, Submitted, Watch
-from .errors import InvalidTransition
 from .runs import set_state
 from .states import Cancelled, Crashed, State
 
