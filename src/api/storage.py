@@ -22,6 +22,8 @@ import sqlite3
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import cache, lru_cache
+from itertools import chain, islice
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -91,10 +93,27 @@ ON CONFLICT (id) DO UPDATE SET flow_run_id = excluded.flow_run_id, name = exclud
     task_name = excluded.task_name, tags = excluded.tags, upstream = excluded.upstream,
     created = excluded.created
 """
+_FLOW_INSERT = """
+INSERT INTO flow_runs (id, name, flow_name, parameters, parent_flow_run_id,
+                       parent_task_run_id, tags, created, state_type, state_name,
+                       state_timestamp, start_time, end_time, last_heartbeat) VALUES """
+_TASK_INSERT = """
+INSERT INTO task_runs (id, flow_run_id, name, task_name, tags, upstream, created,
+                       state_type, state_name, state_timestamp, start_time, end_time) VALUES """
+_RUN_WRITES = {"flow": (_FLOW_INSERT, _FLOW_UPSERT), "task": (_TASK_INSERT, _TASK_UPSERT)}
+_HISTORY_INSERT = (
+    "INSERT INTO states (run_id, run_kind, type, name, message, timestamp, transition_id) VALUES "
+)
 _TABLE = {"flow": "flow_runs", "task": "task_runs"}
 _STATE_COLUMNS = "state_type, state_name, state_timestamp, start_time, end_time"
 # A state change of a flow run is also proof of life: the sweeper counts from it.
 _ALIVE = {"flow": ", last_heartbeat", "task": ""}
+_MOVED = "state_type, state_name, state_timestamp, start_time, end_time"
+_MOVE = {
+    kind: " ON CONFLICT (id) DO UPDATE SET "
+    + ", ".join(f"{c} = excluded.{c}" for c in (_MOVED + alive).split(", "))
+    for kind, alive in _ALIVE.items()
+}
 _FLOW_COLUMNS = (
     "f.id, f.name, f.flow_name, f.parameters, f.parent_flow_run_id, f.parent_task_run_id, "
     "f.tags, f.created, f.start_time, f.end_time, f.state_type, f.state_name, "
@@ -105,6 +124,8 @@ _TASK_COLUMNS = (
     "state_type, state_name"
 )
 _CHUNK = 900  # stay under SQLite's bound-parameter limit on old builds
+_MAX_ROWS = 512  # rows per multi-row INSERT: big enough that per-statement costs vanish
+_CACHE_RUNS = 50_000  # current states of recently written runs kept by the writer
 _PREFIX = re.compile(r"^[0-9a-fA-F-]{1,36}$")
 
 
@@ -120,6 +141,42 @@ class _RunState:
     end: float | None = None
     dirty: bool = False
     inserted: bool = False
+
+
+_Runs = dict[tuple[str, str], _RunState]
+
+
+class _RunCache:
+    """The current states of runs this storage wrote lately, so a state arriving in a later
+    batch needs no SELECT. Valid only while no other connection writes the database (another
+    process's embedded server on the same file): `check` asks SQLite's `data_version`, which
+    changes exactly when another connection commits, and forgets everything if it did."""
+
+    def __init__(self) -> None:
+        self._states: dict[tuple[str, str], tuple[Any, ...]] = {}
+        self._version: int | None = None
+        self.get = self._states.get
+
+    def check(self, cur: sqlite3.Cursor) -> None:
+        """Call inside the write transaction, where no other connection can commit."""
+        version = cur.execute("PRAGMA data_version").fetchone()[0]
+        if version != self._version:
+            self._states.clear()
+            self._version = version
+
+    def remember(self, runs: _Runs) -> None:
+        """Keep the states of one applied batch's runs (those that now have a row)."""
+        states = self._states
+        for key, r in runs.items():
+            if r.exists or r.inserted or r.dirty:
+                states[key] = (r.type, r.name, r.timestamp, r.start, r.end)
+        if len(states) > _CACHE_RUNS:  # drop the oldest half: dicts keep insertion order
+            for key in list(islice(states, len(states) // 2)):
+                del states[key]
+
+    def forget(self) -> None:
+        self._states.clear()
+        self._version = None
 
 
 def connect(path: Path, *, synchronous: str = "FULL") -> sqlite3.Connection:
@@ -181,10 +238,13 @@ class Storage:
         self.read_only = read_only
         self._local = threading.local()
         self._writer: sqlite3.Connection | None = None
+        self._cache = _RunCache()
+        self._max_vars = 999
         if read_only:
             self._check_readable()
         else:
             self._writer = connect(path, synchronous=synchronous)
+            self._max_vars = self._writer.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
 
     def close(self) -> None:
         if self._writer is not None:
@@ -200,73 +260,87 @@ class Storage:
         results: list[BatchResult | Exception] = []
         cur.execute("BEGIN IMMEDIATE")
         try:
+            self._cache.check(cur)
             for batch in batches:
                 cur.execute("SAVEPOINT batch")
                 try:
-                    results.append(self._apply_once(cur, batch, now))
+                    result, runs = self._apply_once(cur, batch, now)
                     cur.execute("RELEASE batch")
+                    self._cache.remember(runs)
+                    results.append(result)
                 except sqlite3.Error as exc:
                     cur.execute("ROLLBACK TO batch")
                     cur.execute("RELEASE batch")
                     results.append(exc)
             cur.execute("COMMIT")
         except BaseException:
+            self._cache.forget()  # it may hold states this rollback undid
             cur.execute("ROLLBACK")
             raise
         return results
 
-    def _apply_once(self, cur: sqlite3.Cursor, batch: Batch, now: float) -> BatchResult:
-        # Optimistic: a first send rarely repeats a committed transition, so skip the lookup;
-        # the UNIQUE index catches a repeat and the batch is redone with the lookup.
+    def _apply_once(self, cur: sqlite3.Cursor, batch: Batch, now: float) -> tuple[BatchResult, _Runs]:
+        # Optimistic: a first send rarely repeats a committed transition or re-creates a stored
+        # run, so skip both lookups; the UNIQUE index and the run's PRIMARY KEY catch a repeat
+        # and the batch is redone with the lookups.
         try:
-            return self._apply(cur, batch, now, check_duplicates=False)
+            return self._apply(cur, batch, now, careful=False)
         except sqlite3.IntegrityError:
             cur.execute("ROLLBACK TO batch")
-            return self._apply(cur, batch, now, check_duplicates=True)
+            return self._apply(cur, batch, now, careful=True)
 
     def _apply(
-        self, cur: sqlite3.Cursor, batch: Batch, now: float, *, check_duplicates: bool
-    ) -> BatchResult:
-        keys = [(str(s.run_id), str(s.transition_id)) for s in batch.states]
-        runs = self._current_states(cur, batch.states, keys)
-        seen = self._known_transitions(cur, [t for _, t in keys]) if check_duplicates else set()
+        self, cur: sqlite3.Cursor, batch: Batch, now: float, *, careful: bool
+    ) -> tuple[BatchResult, _Runs]:
+        keys = [(s.run_kind, str(s.run_id), str(s.transition_id)) for s in batch.states]
+        created = {("flow", str(r.id)): r for r in batch.flows}
+        created.update((("task", str(r.id)), r) for r in batch.tasks)
+        runs = self._current_states(cur, {(k, rid) for k, rid, _ in keys} | created.keys(), careful)
+        seen = self._known_transitions(cur, [t for _, _, t in keys]) if careful else set()
         history: list[tuple[Any, ...]] = []
         rejections: list[Rejection] = []
-        for state, (rid, tid) in zip(batch.states, keys):
+        for state, (kind, rid, tid) in zip(batch.states, keys):
             if tid in seen:
                 continue  # a re-sent change: already recorded exactly once
             seen.add(tid)
-            reason = _decide(runs[(state.run_kind, rid)], state)
+            reason = _decide(runs[(kind, rid)], state)
             if reason is not None:
                 rejections.append(Rejection(state.run_id, state.transition_id, reason))
                 continue
-            history.append(
-                (rid, state.run_kind, state.type, state.name, state.message, state.timestamp, tid)
-            )
-        if rejections and not check_duplicates:
+            history.append((rid, kind, state.type, state.name, state.message, state.timestamp, tid))
+        if rejections and not careful:
             # A refused change may be a repeat of one already committed: that is a no-op.
             known = self._known_transitions(cur, [str(r.transition_id) for r in rejections])
             rejections = [r for r in rejections if str(r.transition_id) not in known]
-        self._write_runs(cur, batch, runs, now)
+        self._write_runs(cur, created, runs, now)
         self._write_states(cur, runs, history, now)
         if batch.heartbeats:
             beats = [(now, str(run_id)) for run_id in batch.heartbeats]
             cur.executemany("UPDATE flow_runs SET last_heartbeat = ? WHERE id = ?", beats)
-        return BatchResult(applied=len(history), rejections=tuple(rejections))
+        return BatchResult(applied=len(history), rejections=tuple(rejections)), runs
 
     def _current_states(
-        self, cur: sqlite3.Cursor, states: Sequence[StateRecord], keys: list[tuple[str, str]]
-    ) -> dict[tuple[str, str], _RunState]:
-        runs: dict[tuple[str, str], _RunState] = {}
-        for kind, table in _TABLE.items():
-            ids = list({rid for s, (rid, _) in zip(states, keys) if s.run_kind == kind})
+        self, cur: sqlite3.Cursor, wanted: set[tuple[str, str]], careful: bool
+    ) -> _Runs:
+        """The current state of every run in `wanted`: from the cache of runs this storage
+        wrote, else from the table, else (a run created in this batch, when not `careful`)
+        assumed new, which the INSERT's PRIMARY KEY checks."""
+        runs: _Runs = {}
+        missing: dict[str, list[str]] = {"flow": [], "task": []}
+        cached = self._cache.get
+        for key in wanted:
+            values = cached(key)
+            if values is None:
+                missing[key[0]].append(key[1])
+            else:
+                runs[key] = _RunState(True, *values)
+        for kind, ids in missing.items():
             for chunk in _chunks(ids):
-                marks = ",".join("?" * len(chunk))
                 sql = (
                     f"SELECT id, state_type, state_name, state_timestamp, start_time, end_time "
-                    f"FROM {table} WHERE id IN ({marks})"
+                    f"FROM {_TABLE[kind]} WHERE id IN ({','.join('?' * len(chunk))})"
                 )
-                for row in cur.execute(sql, chunk):
+                for row in cur.execute(sql, chunk).fetchall():
                     runs[(kind, row[0])] = _RunState(True, *row[1:])
             for run_id in ids:
                 runs.setdefault((kind, run_id), _RunState(False))
@@ -277,67 +351,70 @@ class Storage:
         for chunk in _chunks(tids):
             marks = ",".join("?" * len(chunk))
             sql = f"SELECT transition_id FROM states WHERE transition_id IN ({marks})"
-            known.update(row[0] for row in cur.execute(sql, chunk))
+            known.update(row[0] for row in cur.execute(sql, chunk).fetchall())
         return known
 
     def _write_runs(
-        self, cur: sqlite3.Cursor, batch: Batch, runs: dict[tuple[str, str], _RunState], now: float
+        self, cur: sqlite3.Cursor, created: dict[tuple[str, str], Any], runs: _Runs, now: float
     ) -> None:
-        """Upsert the batch's run records; a new row carries its current state right away."""
-        for kind, records, sql in (
-            ("flow", batch.flows, _FLOW_UPSERT), ("task", batch.tasks, _TASK_UPSERT)
-        ):
-            rows = []
-            for rec in records:
-                rid = str(rec.id)
-                run = runs.get((kind, rid))
-                if run is not None and not run.exists:
-                    run.inserted = True  # this INSERT writes its state; no UPDATE needed
-                meta = _flow_row(rec, rid) if kind == "flow" else _task_row(rec, rid)  # type: ignore[arg-type]
-                rows.append((*meta, *_state_columns(run, kind, now)))
-            if rows:
-                cur.executemany(sql, rows)
+        """Write the batch's run records; a new row carries its current state right away.
+
+        A run not yet stored gets a plain INSERT (a stored one makes it fail, and the batch is
+        redone carefully); a stored one an upsert of its metadata, its state written after."""
+        fresh: dict[str, list[tuple[Any, ...]]] = {"flow": [], "task": []}
+        stored: dict[str, list[tuple[Any, ...]]] = {"flow": [], "task": []}
+        for (kind, rid), rec in created.items():
+            run = runs[(kind, rid)]
+            meta = _flow_row(rec, rid) if kind == "flow" else _task_row(rec, rid)
+            if run.exists:
+                stored[kind].append((*meta, *_state_columns(None, kind, now)))
+            else:
+                run.inserted = True  # this INSERT writes its state; no UPDATE needed
+                fresh[kind].append((*meta, *_state_columns(run, kind, now)))
+        for kind, (insert, upsert) in _RUN_WRITES.items():
+            if fresh[kind]:
+                self._insert_rows(cur, insert, "", fresh[kind])
+            if stored[kind]:
+                cur.executemany(upsert, stored[kind])
 
     def _write_states(
-        self,
-        cur: sqlite3.Cursor,
-        runs: dict[tuple[str, str], _RunState],
-        history: list[tuple[Any, ...]],
-        now: float,
+        self, cur: sqlite3.Cursor, runs: _Runs, history: list[tuple[Any, ...]], now: float
     ) -> None:
         for kind, table in _TABLE.items():
-            # A state may arrive before its run's record (another process created the run):
-            # keep a placeholder row that the create-run upsert fills in later.
-            alive = _ALIVE[kind]
-            placeholders = [
+            # One upsert moves stored runs and makes a placeholder row for a state that came
+            # before its run's record (another process created the run); the create-run
+            # upsert fills the placeholder in later.
+            rows = [
                 (rid, *_state_columns(r, kind, now))
                 for (k, rid), r in runs.items()
-                if k == kind and r.dirty and not r.exists and not r.inserted
+                if k == kind and r.dirty and not r.inserted
             ]
-            if placeholders:
-                marks = ", ?" * (len(placeholders[0]) - 1)
-                cur.executemany(
-                    f"INSERT OR IGNORE INTO {table} (id, name, {kind}_name, {_STATE_COLUMNS}"
-                    f"{alive}) VALUES (?, '', ''{marks})",
-                    placeholders,
-                )
-            updates = [
-                (*_state_columns(r, kind, now), rid)
-                for (k, rid), r in runs.items()
-                if k == kind and r.dirty and r.exists
-            ]
-            if updates:
-                cur.executemany(
-                    f"UPDATE {table} SET ({_STATE_COLUMNS}{alive}) = "
-                    f"({', '.join('?' * len(updates[0][:-1]))}) WHERE id = ?",
-                    updates,
+            if rows:
+                columns = f"id, name, {kind}_name, {_STATE_COLUMNS}{_ALIVE[kind]}"
+                self._insert_rows(
+                    cur, f"INSERT INTO {table} ({columns}) VALUES ", _MOVE[kind], rows, "?, '', ''"
                 )
         if history:
-            cur.executemany(
-                "INSERT INTO states (run_id, run_kind, type, name, message, timestamp, "
-                "transition_id) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                history,
-            )
+            self._insert_rows(cur, _HISTORY_INSERT, "", history)
+
+    def _insert_rows(
+        self, cur: sqlite3.Cursor, head: str, tail: str, rows: list[tuple[Any, ...]],
+        first: str = "?",
+    ) -> None:
+        """INSERT many rows with a few multi-row statements rather than `executemany`.
+
+        Each statement step releases and re-takes the GIL; while the runtime keeps the GIL
+        busy, every re-take waits, so one step per row (executemany) made the committer many
+        times slower than SQLite itself. Chunks are powers of two so the statements repeat
+        and stay in the connection's statement cache."""
+        width = len(rows[0])
+        most = max(1, min(_MAX_ROWS, self._max_vars // width))
+        start = 0
+        while start < len(rows):
+            size = 1 << (min(most, len(rows) - start).bit_length() - 1)
+            params = list(chain.from_iterable(rows[start : start + size]))
+            cur.execute(_multi_row_sql(head, tail, first, width - first.count("?"), size), params)
+            start += size
 
     # -- reads (any thread) ----------------------------------------------------------------
 
@@ -442,10 +519,10 @@ class Storage:
 
 def _decide(run: _RunState, state: StateRecord) -> str | None:
     """Apply `state` to `run` in memory; returns why it was refused, or None."""
-    reason = rules.check_state(state.type, state.name) or rules.check_transition(
-        state.run_id, run.type, state.type, retry=state.retry
-    )
-    if reason is not None:
+    if not _legal(run.type, state.type, state.name, state.retry):
+        reason = rules.check_state(state.type, state.name) or rules.check_transition(
+            state.run_id, run.type, state.type, retry=state.retry
+        )
         if run.timestamp is not None and state.timestamp < run.timestamp and not rules.check_state(
             state.type, state.name
         ):
@@ -459,6 +536,19 @@ def _decide(run: _RunState, state: StateRecord) -> str | None:
     elif state.retry:
         run.end = None
     return None
+
+
+@lru_cache(maxsize=1024)
+def _legal(current: str | None, type_: str, name: str, retry: bool) -> bool:
+    """The rules' verdict, memoized: a few dozen distinct questions, asked for every state.
+    Bounded, because state names are free text from clients."""
+    return rules.check_state(type_, name) is None and rules.is_allowed(current, type_, retry=retry)
+
+
+@cache
+def _multi_row_sql(head: str, tail: str, first: str, rest: int, rows: int) -> str:
+    row = "(" + first + ", ?" * rest + ")"
+    return head + ",".join([row] * rows) + tail
 
 
 def _chunks(items: list[str]) -> Iterable[list[str]]:
@@ -481,17 +571,25 @@ def _state_columns(run: _RunState | None, kind: str, now: float) -> tuple[Any, .
 
 def _flow_row(r: FlowRunRecord, rid: str) -> tuple[Any, ...]:
     return (
-        rid, r.name, r.flow_name, json.dumps(r.parameters), _opt(r.parent_flow_run_id),
-        _opt(r.parent_task_run_id), json.dumps(list(r.tags)), r.created,
+        rid, r.name, r.flow_name, json.dumps(r.parameters) if r.parameters else "{}",
+        _opt(r.parent_flow_run_id), _opt(r.parent_task_run_id), _json_tags(r.tags), r.created,
     )
 
 
 def _task_row(r: TaskRunRecord, rid: str) -> tuple[Any, ...]:
-    upstream = {k: [str(u) for u in v] for k, v in r.upstream.items()}
+    # Most task runs have no tags and no upstream: skip json.dumps for those.
+    upstream = "{}"
+    if r.upstream:
+        upstream = json.dumps({k: [str(u) for u in v] for k, v in r.upstream.items()})
+    flow_run_id = r.flow_run_id
     return (
-        rid, _opt(r.flow_run_id), r.name, r.task_name, json.dumps(list(r.tags)),
-        json.dumps(upstream), r.created,
+        rid, None if flow_run_id is None else str(flow_run_id), r.name, r.task_name,
+        _json_tags(r.tags), upstream, r.created,
     )
+
+
+def _json_tags(tags: Iterable[str]) -> str:
+    return json.dumps(list(tags)) if tags else "[]"
 
 
 def _uuid(value: str | None) -> UUID | None:
