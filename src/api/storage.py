@@ -14,6 +14,7 @@ arrives late from another process (older than the run's current state and not a 
 from it) is kept in the history without moving the run's current state.
 """
 
+
 from __future__ import annotations
 
 import json
@@ -71,47 +72,104 @@ CREATE INDEX flow_runs_by_state ON flow_runs (state_type);
 CREATE INDEX flow_runs_by_parent ON flow_runs (parent_flow_run_id);
 """
 
+# v3: append-friendly indexes. Ids are random, and every commit rewrote each index page a
+# random insert touched: with three indexes keyed by 36-char text UUIDs that was most of the
+# cost of recording (pwrite of WAL frames), growing with the database. Now ids are 16-byte
+# BLOBs, each run has an integer `seq` (its rowid, handed out in creation order), and a
+# state is keyed by (run_kind, run_seq, transition_id): one index, appended at its right
+# edge, which also makes a re-sent state idempotent (a re-send is the same run and the same
+# transition id). Only a run's own id index takes random inserts. `uuid_blob` is a Python
+# function `connect` registers, as SQLite before 3.41 has no unhex().
+_V3 = """
+CREATE TABLE flow_runs_v3 (
+    seq INTEGER PRIMARY KEY, id BLOB NOT NULL UNIQUE, name TEXT NOT NULL,
+    flow_name TEXT NOT NULL, parameters TEXT NOT NULL DEFAULT '{}', parent_flow_run_id BLOB,
+    parent_task_run_id BLOB, tags TEXT NOT NULL DEFAULT '[]', created REAL, start_time REAL,
+    end_time REAL, state_type TEXT, state_name TEXT, state_timestamp REAL, last_heartbeat REAL
+);
+INSERT INTO flow_runs_v3 SELECT rowid, uuid_blob(id), name, flow_name, parameters,
+    uuid_blob(parent_flow_run_id), uuid_blob(parent_task_run_id), tags, created, start_time,
+    end_time, state_type, state_name, state_timestamp, last_heartbeat FROM flow_runs;
+CREATE TABLE task_runs_v3 (
+    seq INTEGER PRIMARY KEY, id BLOB NOT NULL UNIQUE, flow_run_id BLOB, name TEXT NOT NULL,
+    task_name TEXT NOT NULL, tags TEXT NOT NULL DEFAULT '[]', upstream TEXT NOT NULL DEFAULT '{}',
+    created REAL, start_time REAL, end_time REAL, state_type TEXT, state_name TEXT,
+    state_timestamp REAL
+);
+INSERT INTO task_runs_v3 SELECT rowid, uuid_blob(id), uuid_blob(flow_run_id), name, task_name,
+    tags, upstream, created, start_time, end_time, state_type, state_name, state_timestamp
+    FROM task_runs;
+CREATE TABLE states_v3 (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, run_kind TEXT NOT NULL, run_seq INTEGER NOT NULL,
+    run_id BLOB NOT NULL, type TEXT NOT NULL, name TEXT NOT NULL, message TEXT,
+    timestamp REAL NOT NULL, transition_id BLOB NOT NULL
+);
+INSERT INTO states_v3 SELECT s.seq, s.run_kind, coalesce(CASE s.run_kind
+        WHEN 'flow' THEN (SELECT f.rowid FROM flow_runs f WHERE f.id = s.run_id)
+        ELSE (SELECT t.rowid FROM task_runs t WHERE t.id = s.run_id) END, -1),
+    uuid_blob(s.run_id), s.type, s.name, s.message, s.timestamp, uuid_blob(s.transition_id)
+    FROM states s ORDER BY s.seq;
+DROP TABLE states;
+DROP TABLE task_runs;
+DROP TABLE flow_runs;
+ALTER TABLE flow_runs_v3 RENAME TO flow_runs;
+ALTER TABLE task_runs_v3 RENAME TO task_runs;
+ALTER TABLE states_v3 RENAME TO states;
+CREATE UNIQUE INDEX states_by_run ON states (run_kind, run_seq, transition_id);
+CREATE INDEX task_runs_by_flow ON task_runs (flow_run_id);
+CREATE INDEX flow_runs_by_state ON flow_runs (state_type);
+CREATE INDEX flow_runs_by_parent ON flow_runs (parent_flow_run_id);
+"""
+
 #: MIGRATIONS[i] upgrades a database from version i to version i + 1.
-MIGRATIONS: tuple[str, ...] = (_V1, _V2)
+MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3)
 SCHEMA_VERSION = len(MIGRATIONS)
 
-_FLOW_UPSERT = """
-INSERT INTO flow_runs (id, name, flow_name, parameters, parent_flow_run_id,
-                       parent_task_run_id, tags, created, state_type, state_name,
-                       state_timestamp, start_time, end_time, last_heartbeat)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+# Writes name every column, so they are the same in a new database and a migrated one.
+_FLOW_COLUMNS_IN = (
+    "seq, id, name, flow_name, parameters, parent_flow_run_id, parent_task_run_id, tags, "
+    "created, state_type, state_name, state_timestamp, start_time, end_time, last_heartbeat"
+)
+_TASK_COLUMNS_IN = (
+    "seq, id, flow_run_id, name, task_name, tags, upstream, created, "
+    "state_type, state_name, state_timestamp, start_time, end_time"
+)
+_FLOW_INSERT = f"INSERT INTO flow_runs ({_FLOW_COLUMNS_IN}) VALUES "
+_TASK_INSERT = f"INSERT INTO task_runs ({_TASK_COLUMNS_IN}) VALUES "
+# A stored run re-announced (a re-send): update its metadata, never its state or seq.
+_FLOW_UPSERT = f"""
+INSERT INTO flow_runs ({_FLOW_COLUMNS_IN}) VALUES ({", ".join("?" * 15)})
 ON CONFLICT (id) DO UPDATE SET name = excluded.name, flow_name = excluded.flow_name,
     parameters = excluded.parameters, parent_flow_run_id = excluded.parent_flow_run_id,
     parent_task_run_id = excluded.parent_task_run_id, tags = excluded.tags,
     created = excluded.created
 """
-_TASK_UPSERT = """
-INSERT INTO task_runs (id, flow_run_id, name, task_name, tags, upstream, created,
-                       state_type, state_name, state_timestamp, start_time, end_time)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+_TASK_UPSERT = f"""
+INSERT INTO task_runs ({_TASK_COLUMNS_IN}) VALUES ({", ".join("?" * 13)})
 ON CONFLICT (id) DO UPDATE SET flow_run_id = excluded.flow_run_id, name = excluded.name,
     task_name = excluded.task_name, tags = excluded.tags, upstream = excluded.upstream,
     created = excluded.created
 """
-_FLOW_INSERT = """
-INSERT INTO flow_runs (id, name, flow_name, parameters, parent_flow_run_id,
-                       parent_task_run_id, tags, created, state_type, state_name,
-                       state_timestamp, start_time, end_time, last_heartbeat) VALUES """
-_TASK_INSERT = """
-INSERT INTO task_runs (id, flow_run_id, name, task_name, tags, upstream, created,
-                       state_type, state_name, state_timestamp, start_time, end_time) VALUES """
 _RUN_WRITES = {"flow": (_FLOW_INSERT, _FLOW_UPSERT), "task": (_TASK_INSERT, _TASK_UPSERT)}
 _HISTORY_INSERT = (
-    "INSERT INTO states (run_id, run_kind, type, name, message, timestamp, transition_id) VALUES "
+    "INSERT INTO states (run_kind, run_seq, run_id, type, name, message, timestamp, "
+    "transition_id) VALUES "
 )
 _TABLE = {"flow": "flow_runs", "task": "task_runs"}
 _STATE_COLUMNS = "state_type, state_name, state_timestamp, start_time, end_time"
 # A state change of a flow run is also proof of life: the sweeper counts from it.
 _ALIVE = {"flow": ", last_heartbeat", "task": ""}
-_MOVED = "state_type, state_name, state_timestamp, start_time, end_time"
+# Moves a stored run (its own seq conflicts) or makes a placeholder row for a state that came
+# before its run's record (another process created the run); the create-run upsert fills the
+# placeholder in later.
 _MOVE = {
-    kind: " ON CONFLICT (id) DO UPDATE SET "
-    + ", ".join(f"{c} = excluded.{c}" for c in (_MOVED + alive).split(", "))
+    kind: f"INSERT INTO {_TABLE[kind]} (seq, id, name, {kind}_name, {_STATE_COLUMNS}{alive}) "
+    "VALUES "
+    for kind, alive in _ALIVE.items()
+}
+_MOVE_TAIL = {
+    kind: " ON CONFLICT (seq) DO UPDATE SET "
+    + ", ".join(f"{c} = excluded.{c}" for c in (_STATE_COLUMNS + alive).split(", "))
     for kind, alive in _ALIVE.items()
 }
 _FLOW_COLUMNS = (
@@ -126,7 +184,7 @@ _TASK_COLUMNS = (
 _CHUNK = 900  # stay under SQLite's bound-parameter limit on old builds
 _MAX_ROWS = 512  # rows per multi-row INSERT: big enough that per-statement costs vanish
 _CACHE_RUNS = 50_000  # current states of recently written runs kept by the writer
-_PREFIX = re.compile(r"^[0-9a-fA-F-]{1,36}$")
+_PREFIX = re.compile(r"^[0-9a-f]{1,32}$")
 
 
 @dataclass(slots=True)
@@ -134,6 +192,7 @@ class _RunState:
     """The mutable view of one run's current state while a batch is applied."""
 
     exists: bool
+    seq: int
     type: str | None = None
     name: str | None = None
     timestamp: float | None = None
@@ -143,7 +202,7 @@ class _RunState:
     inserted: bool = False
 
 
-_Runs = dict[tuple[str, str], _RunState]
+_Runs = dict[tuple[str, bytes], _RunState]
 
 
 class _RunCache:
@@ -153,7 +212,7 @@ class _RunCache:
     changes exactly when another connection commits, and forgets everything if it did."""
 
     def __init__(self) -> None:
-        self._states: dict[tuple[str, str], tuple[Any, ...]] = {}
+        self._states: dict[tuple[str, bytes], tuple[Any, ...]] = {}
         self._version: int | None = None
         self.get = self._states.get
 
@@ -169,7 +228,7 @@ class _RunCache:
         states = self._states
         for key, r in runs.items():
             if r.exists or r.inserted or r.dirty:
-                states[key] = (r.type, r.name, r.timestamp, r.start, r.end)
+                states[key] = (r.seq, r.type, r.name, r.timestamp, r.start, r.end)
         if len(states) > _CACHE_RUNS:  # drop the oldest half: dicts keep insertion order
             for key in list(islice(states, len(states) // 2)):
                 del states[key]
@@ -185,8 +244,13 @@ def connect(path: Path, *, synchronous: str = "FULL") -> sqlite3.Connection:
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute(f"PRAGMA synchronous={_pragma_value(synchronous)}")
+    conn.create_function("uuid_blob", 1, _uuid_blob, deterministic=True)
     migrate(conn)
     return conn
+
+
+def _uuid_blob(text: str | None) -> bytes | None:
+    return None if text is None else UUID(text).bytes
 
 
 def _pragma_value(value: str) -> str:
@@ -239,6 +303,7 @@ class Storage:
         self._local = threading.local()
         self._writer: sqlite3.Connection | None = None
         self._cache = _RunCache()
+        self._next_seq = {"flow": 0, "task": 0}
         self._max_vars = 999
         if read_only:
             self._check_readable()
@@ -261,6 +326,8 @@ class Storage:
         cur.execute("BEGIN IMMEDIATE")
         try:
             self._cache.check(cur)
+            for kind, table in _TABLE.items():  # new runs' seqs continue from the stored ones
+                self._next_seq[kind] = cur.execute(f"SELECT max(seq) FROM {table}").fetchone()[0] or 0
             for batch in batches:
                 cur.execute("SAVEPOINT batch")
                 try:
@@ -281,7 +348,7 @@ class Storage:
 
     def _apply_once(self, cur: sqlite3.Cursor, batch: Batch, now: float) -> tuple[BatchResult, _Runs]:
         # Optimistic: a first send rarely repeats a committed transition or re-creates a stored
-        # run, so skip both lookups; the UNIQUE index and the run's PRIMARY KEY catch a repeat
+        # run, so skip both lookups; the states' UNIQUE index and the run id's catch a repeat
         # and the batch is redone with the lookups.
         try:
             return self._apply(cur, batch, now, careful=False)
@@ -292,70 +359,83 @@ class Storage:
     def _apply(
         self, cur: sqlite3.Cursor, batch: Batch, now: float, *, careful: bool
     ) -> tuple[BatchResult, _Runs]:
-        keys = [(s.run_kind, str(s.run_id), str(s.transition_id)) for s in batch.states]
-        created = {("flow", str(r.id)): r for r in batch.flows}
-        created.update((("task", str(r.id)), r) for r in batch.tasks)
-        runs = self._current_states(cur, {(k, rid) for k, rid, _ in keys} | created.keys(), careful)
-        seen = self._known_transitions(cur, [t for _, _, t in keys]) if careful else set()
+        keys = [(s.run_kind, s.run_id.bytes) for s in batch.states]
+        created = {("flow", r.id.bytes): r for r in batch.flows}
+        created.update((("task", r.id.bytes), r) for r in batch.tasks)
+        runs = self._current_states(cur, set(keys) | created.keys(), created, careful)
+        seen = self._known_transitions(cur, runs) if careful else set()
         history: list[tuple[Any, ...]] = []
-        rejections: list[Rejection] = []
-        for state, (kind, rid, tid) in zip(batch.states, keys):
-            if tid in seen:
+        refused: list[tuple[tuple[Any, bytes], Rejection]] = []
+        for state, key in zip(batch.states, keys):
+            run = runs[key]
+            tid = state.transition_id.bytes
+            if (key, tid) in seen:
                 continue  # a re-sent change: already recorded exactly once
-            seen.add(tid)
-            reason = _decide(runs[(kind, rid)], state)
+            seen.add((key, tid))
+            reason = _decide(run, state)
             if reason is not None:
-                rejections.append(Rejection(state.run_id, state.transition_id, reason))
+                refused.append(((key, tid), Rejection(state.run_id, state.transition_id, reason)))
                 continue
-            history.append((rid, kind, state.type, state.name, state.message, state.timestamp, tid))
-        if rejections and not careful:
+            history.append(
+                (key[0], run.seq, key[1], state.type, state.name, state.message, state.timestamp, tid)
+            )
+        if refused and not careful:
             # A refused change may be a repeat of one already committed: that is a no-op.
-            known = self._known_transitions(cur, [str(r.transition_id) for r in rejections])
-            rejections = [r for r in rejections if str(r.transition_id) not in known]
+            known = self._known_transitions(cur, runs)
+            refused = [(pair, r) for pair, r in refused if pair not in known]
+        rejections = [r for _, r in refused]
         self._write_runs(cur, created, runs, now)
         self._write_states(cur, runs, history, now)
         if batch.heartbeats:
-            beats = [(now, str(run_id)) for run_id in batch.heartbeats]
+            beats = [(now, run_id.bytes) for run_id in batch.heartbeats]
             cur.executemany("UPDATE flow_runs SET last_heartbeat = ? WHERE id = ?", beats)
         return BatchResult(applied=len(history), rejections=tuple(rejections)), runs
 
     def _current_states(
-        self, cur: sqlite3.Cursor, wanted: set[tuple[str, str]], careful: bool
+        self, cur: sqlite3.Cursor, wanted: set[tuple[str, bytes]], created: dict[Any, Any],
+        careful: bool,
     ) -> _Runs:
         """The current state of every run in `wanted`: from the cache of runs this storage
-        wrote, else from the table, else (a run created in this batch, when not `careful`)
-        assumed new, which the INSERT's PRIMARY KEY checks."""
+        wrote, else from the table, else new (with the next seq). A run created in this batch
+        is not looked up unless `careful`: the INSERT's UNIQUE id checks it is new."""
         runs: _Runs = {}
-        missing: dict[str, list[str]] = {"flow": [], "task": []}
+        missing: dict[str, list[bytes]] = {"flow": [], "task": []}
         cached = self._cache.get
         for key in wanted:
             values = cached(key)
-            if values is None:
-                missing[key[0]].append(key[1])
-            else:
+            if values is not None:
                 runs[key] = _RunState(True, *values)
+            elif careful or key not in created:
+                missing[key[0]].append(key[1])
         for kind, ids in missing.items():
             for chunk in _chunks(ids):
                 sql = (
-                    f"SELECT id, state_type, state_name, state_timestamp, start_time, end_time "
-                    f"FROM {_TABLE[kind]} WHERE id IN ({','.join('?' * len(chunk))})"
+                    f"SELECT id, seq, state_type, state_name, state_timestamp, start_time, "
+                    f"end_time FROM {_TABLE[kind]} WHERE id IN ({','.join('?' * len(chunk))})"
                 )
                 for row in cur.execute(sql, chunk).fetchall():
                     runs[(kind, row[0])] = _RunState(True, *row[1:])
-            for run_id in ids:
-                runs.setdefault((kind, run_id), _RunState(False))
+        for key in wanted:
+            if key not in runs:
+                self._next_seq[key[0]] += 1
+                runs[key] = _RunState(False, self._next_seq[key[0]])
         return runs
 
-    def _known_transitions(self, cur: sqlite3.Cursor, tids: list[str]) -> set[str]:
-        known: set[str] = set()
-        for chunk in _chunks(tids):
-            marks = ",".join("?" * len(chunk))
-            sql = f"SELECT transition_id FROM states WHERE transition_id IN ({marks})"
-            known.update(row[0] for row in cur.execute(sql, chunk).fetchall())
+    def _known_transitions(self, cur: sqlite3.Cursor, runs: _Runs) -> set[tuple[Any, bytes]]:
+        """The (run key, transition id) pairs already stored for the stored runs of `runs`."""
+        known: set[tuple[Any, bytes]] = set()
+        for kind in _TABLE:
+            by_seq = {r.seq: key for key, r in runs.items() if key[0] == kind and r.exists}
+            for chunk in _chunks(list(by_seq)):
+                sql = (
+                    f"SELECT run_seq, transition_id FROM states WHERE run_kind = ? "
+                    f"AND run_seq IN ({','.join('?' * len(chunk))})"
+                )
+                known.update((by_seq[s], t) for s, t in cur.execute(sql, (kind, *chunk)).fetchall())
         return known
 
     def _write_runs(
-        self, cur: sqlite3.Cursor, created: dict[tuple[str, str], Any], runs: _Runs, now: float
+        self, cur: sqlite3.Cursor, created: dict[tuple[str, bytes], Any], runs: _Runs, now: float
     ) -> None:
         """Write the batch's run records; a new row carries its current state right away.
 
@@ -363,14 +443,15 @@ class Storage:
         redone carefully); a stored one an upsert of its metadata, its state written after."""
         fresh: dict[str, list[tuple[Any, ...]]] = {"flow": [], "task": []}
         stored: dict[str, list[tuple[Any, ...]]] = {"flow": [], "task": []}
-        for (kind, rid), rec in created.items():
-            run = runs[(kind, rid)]
-            meta = _flow_row(rec, rid) if kind == "flow" else _task_row(rec, rid)
+        for key, rec in created.items():
+            run = runs[key]
+            kind = key[0]
+            meta = _flow_row(rec, key[1]) if kind == "flow" else _task_row(rec, key[1])
             if run.exists:
-                stored[kind].append((*meta, *_state_columns(None, kind, now)))
+                stored[kind].append((None, *meta, *_state_columns(None, kind, now)))
             else:
                 run.inserted = True  # this INSERT writes its state; no UPDATE needed
-                fresh[kind].append((*meta, *_state_columns(run, kind, now)))
+                fresh[kind].append((run.seq, *meta, *_state_columns(run, kind, now)))
         for kind, (insert, upsert) in _RUN_WRITES.items():
             if fresh[kind]:
                 self._insert_rows(cur, insert, "", fresh[kind])
@@ -380,20 +461,14 @@ class Storage:
     def _write_states(
         self, cur: sqlite3.Cursor, runs: _Runs, history: list[tuple[Any, ...]], now: float
     ) -> None:
-        for kind, table in _TABLE.items():
-            # One upsert moves stored runs and makes a placeholder row for a state that came
-            # before its run's record (another process created the run); the create-run
-            # upsert fills the placeholder in later.
+        for kind in _TABLE:
             rows = [
-                (rid, *_state_columns(r, kind, now))
+                (r.seq, rid, *_state_columns(r, kind, now))
                 for (k, rid), r in runs.items()
                 if k == kind and r.dirty and not r.inserted
             ]
             if rows:
-                columns = f"id, name, {kind}_name, {_STATE_COLUMNS}{_ALIVE[kind]}"
-                self._insert_rows(
-                    cur, f"INSERT INTO {table} ({columns}) VALUES ", _MOVE[kind], rows, "?, '', ''"
-                )
+                self._insert_rows(cur, _MOVE[kind], _MOVE_TAIL[kind], rows, "?, ?, '', ''")
         if history:
             self._insert_rows(cur, _HISTORY_INSERT, "", history)
 
@@ -408,12 +483,13 @@ class Storage:
         times slower than SQLite itself. Chunks are powers of two so the statements repeat
         and stay in the connection's statement cache."""
         width = len(rows[0])
+        rest = width - first.count("?")
         most = max(1, min(_MAX_ROWS, self._max_vars // width))
         start = 0
         while start < len(rows):
             size = 1 << (min(most, len(rows) - start).bit_length() - 1)
             params = list(chain.from_iterable(rows[start : start + size]))
-            cur.execute(_multi_row_sql(head, tail, first, width - first.count("?"), size), params)
+            cur.execute(_multi_row_sql(head, tail, first, rest, size), params)
             start += size
 
     # -- reads (any thread) ----------------------------------------------------------------
@@ -451,10 +527,10 @@ class Storage:
             args.append(flt.flow_name)
         if flt.parent_flow_run_id:
             where.append("f.parent_flow_run_id = ?")
-            args.append(str(flt.parent_flow_run_id))
+            args.append(flt.parent_flow_run_id.bytes)
         sql = (
             f"SELECT {_FLOW_COLUMNS} FROM flow_runs f WHERE {' AND '.join(where)} "
-            f"ORDER BY coalesce(f.created, f.start_time, 0) DESC, f.rowid DESC LIMIT ?"
+            f"ORDER BY coalesce(f.created, f.start_time, 0) DESC, f.seq DESC LIMIT ?"
         )
         rows = self._reader().execute(sql, [*args, max(0, flt.limit)]).fetchall()
         return [_flow_info(row) for row in rows]
@@ -462,42 +538,49 @@ class Storage:
     def resolve_id(self, kind: str, ident: str | UUID) -> UUID:
         """The full run id for `ident`, which may be a unique prefix of one."""
         text = str(ident).lower()
-        if not _PREFIX.match(text):
+        digits = text.replace("-", "")
+        if len(text) > 36 or not _PREFIX.match(digits):
             raise RunNotFound(f"{text!r} is not a run id or id prefix")
+        # Ids are 16-byte BLOBs: a hex prefix is the range [prefix000..., prefixfff...].
+        low, high = bytes.fromhex(digits.ljust(32, "0")), bytes.fromhex(digits.ljust(32, "f"))
         rows = self._reader().execute(
-            f"SELECT id FROM {_TABLE[kind]} WHERE id LIKE ? LIMIT 2", (text + "%",)
+            f"SELECT id FROM {_TABLE[kind]} WHERE id BETWEEN ? AND ? LIMIT 2", (low, high)
         ).fetchall()
+        rows = [r for r in rows if str(UUID(bytes=r[0])).startswith(text)]  # dashes must match too
         if not rows:
             raise RunNotFound(f"no {kind} run with id {text!r}")
         if len(rows) > 1:
             raise AmbiguousRunId(f"id prefix {text!r} matches more than one {kind} run")
-        return UUID(rows[0][0])
+        return UUID(bytes=rows[0][0])
 
     def read_flow_run(self, ident: str | UUID) -> FlowRunInfo:
         run_id = self.resolve_id("flow", ident)
         sql = f"SELECT {_FLOW_COLUMNS} FROM flow_runs f WHERE f.id = ?"
-        return _flow_info(self._reader().execute(sql, (str(run_id),)).fetchone())
+        return _flow_info(self._reader().execute(sql, (run_id.bytes,)).fetchone())
 
     def read_task_run(self, ident: str | UUID) -> TaskRunInfo:
         run_id = self.resolve_id("task", ident)
         sql = f"SELECT {_TASK_COLUMNS} FROM task_runs WHERE id = ?"
-        return _task_info(self._reader().execute(sql, (str(run_id),)).fetchone())
+        return _task_info(self._reader().execute(sql, (run_id.bytes,)).fetchone())
 
     def list_task_runs(self, flow_run_id: UUID) -> list[TaskRunInfo]:
         sql = (
             f"SELECT {_TASK_COLUMNS} FROM task_runs WHERE flow_run_id = ? "
-            f"ORDER BY coalesce(created, start_time, 0), rowid"
+            f"ORDER BY coalesce(created, start_time, 0), seq"
         )
-        rows = self._reader().execute(sql, (str(flow_run_id),)).fetchall()
+        rows = self._reader().execute(sql, (flow_run_id.bytes,)).fetchall()
         return [_task_info(row) for row in rows]
 
     def read_history(self, run_id: UUID) -> list[StateInfo]:
-        sql = (
-            "SELECT run_id, type, name, message, timestamp, transition_id FROM states "
-            "WHERE run_id = ? ORDER BY timestamp, seq"
-        )
-        rows = self._reader().execute(sql, (str(run_id),)).fetchall()
-        return [StateInfo(UUID(r[0]), r[1], r[2], r[3], r[4], UUID(r[5])) for r in rows]
+        rows: list[Any] = []
+        for kind, table in _TABLE.items():  # a state is keyed by its run's seq, per kind
+            sql = (
+                "SELECT timestamp, seq, type, name, message, transition_id FROM states "
+                f"WHERE run_kind = ? AND run_seq = (SELECT seq FROM {table} WHERE id = ?)"
+            )
+            rows += self._reader().execute(sql, (kind, run_id.bytes)).fetchall()
+        rows.sort(key=lambda r: (r[0], r[1]))
+        return [StateInfo(run_id, r[2], r[3], r[4], r[0], UUID(bytes=r[5])) for r in rows]
 
     def stale_flow_runs(self, cutoff: float) -> list[tuple[UUID, float | None]]:
         """RUNNING flow runs whose last sign of life is older than `cutoff`."""
@@ -506,7 +589,7 @@ class Storage:
             "AND coalesce(last_heartbeat, state_timestamp, 0) < ?"
         )
         rows = self._reader().execute(sql, (cutoff,)).fetchall()
-        return [(UUID(r[0]), r[1]) for r in rows]
+        return [(UUID(bytes=r[0]), r[1]) for r in rows]
 
     def live_task_runs(self, flow_run_id: UUID) -> list[UUID]:
         """Task runs of a flow run that are still RUNNING or PENDING."""
@@ -514,7 +597,7 @@ class Storage:
             "SELECT id FROM task_runs WHERE flow_run_id = ? "
             "AND state_type IN ('RUNNING', 'PENDING')"
         )
-        return [UUID(r[0]) for r in self._reader().execute(sql, (str(flow_run_id),))]
+        return [UUID(bytes=r[0]) for r in self._reader().execute(sql, (flow_run_id.bytes,))]
 
 
 def _decide(run: _RunState, state: StateRecord) -> str | None:
@@ -551,13 +634,13 @@ def _multi_row_sql(head: str, tail: str, first: str, rest: int, rows: int) -> st
     return head + ",".join([row] * rows) + tail
 
 
-def _chunks(items: list[str]) -> Iterable[list[str]]:
+def _chunks(items: list[Any]) -> Iterable[list[Any]]:
     for i in range(0, len(items), _CHUNK):
         yield items[i : i + _CHUNK]
 
 
-def _opt(value: UUID | None) -> str | None:
-    return None if value is None else str(value)
+def _opt(value: UUID | None) -> bytes | None:
+    return None if value is None else value.bytes
 
 
 def _state_columns(run: _RunState | None, kind: str, now: float) -> tuple[Any, ...]:
@@ -569,21 +652,21 @@ def _state_columns(run: _RunState | None, kind: str, now: float) -> tuple[Any, .
     return values if kind == "flow" else values[:5]
 
 
-def _flow_row(r: FlowRunRecord, rid: str) -> tuple[Any, ...]:
+def _flow_row(r: FlowRunRecord, rid: bytes) -> tuple[Any, ...]:
     return (
         rid, r.name, r.flow_name, json.dumps(r.parameters) if r.parameters else "{}",
         _opt(r.parent_flow_run_id), _opt(r.parent_task_run_id), _json_tags(r.tags), r.created,
     )
 
 
-def _task_row(r: TaskRunRecord, rid: str) -> tuple[Any, ...]:
+def _task_row(r: TaskRunRecord, rid: bytes) -> tuple[Any, ...]:
     # Most task runs have no tags and no upstream: skip json.dumps for those.
     upstream = "{}"
     if r.upstream:
         upstream = json.dumps({k: [str(u) for u in v] for k, v in r.upstream.items()})
     flow_run_id = r.flow_run_id
     return (
-        rid, None if flow_run_id is None else str(flow_run_id), r.name, r.task_name,
+        rid, None if flow_run_id is None else flow_run_id.bytes, r.name, r.task_name,
         _json_tags(r.tags), upstream, r.created,
     )
 
@@ -592,13 +675,13 @@ def _json_tags(tags: Iterable[str]) -> str:
     return json.dumps(list(tags)) if tags else "[]"
 
 
-def _uuid(value: str | None) -> UUID | None:
-    return None if value is None else UUID(value)
+def _uuid(value: bytes | None) -> UUID | None:
+    return None if value is None else UUID(bytes=value)
 
 
 def _flow_info(row: Sequence[Any]) -> FlowRunInfo:
     return FlowRunInfo(
-        id=UUID(row[0]), name=row[1], flow_name=row[2], parameters=json.loads(row[3]),
+        id=UUID(bytes=row[0]), name=row[1], flow_name=row[2], parameters=json.loads(row[3]),
         parent_flow_run_id=_uuid(row[4]), parent_task_run_id=_uuid(row[5]),
         tags=tuple(json.loads(row[6])), created=row[7], start_time=row[8], end_time=row[9],
         state_type=row[10], state_name=row[11], last_heartbeat=row[12], task_run_count=row[13],
@@ -608,7 +691,7 @@ def _flow_info(row: Sequence[Any]) -> FlowRunInfo:
 def _task_info(row: Sequence[Any]) -> TaskRunInfo:
     upstream = {k: tuple(UUID(u) for u in v) for k, v in json.loads(row[5]).items()}
     return TaskRunInfo(
-        id=UUID(row[0]), flow_run_id=_uuid(row[1]), name=row[2], task_name=row[3],
+        id=UUID(bytes=row[0]), flow_run_id=_uuid(row[1]), name=row[2], task_name=row[3],
         tags=tuple(json.loads(row[4])), upstream=upstream, created=row[6], start_time=row[7],
         end_time=row[8], state_type=row[9], state_name=row[10],
     )

@@ -11,7 +11,7 @@ import pytest
 
 from headwater.api import SchemaVersionError
 from headwater.api.committer import GroupCommitter
-from headwater.api.records import Batch
+from headwater.api.records import Batch, FlowRunRecord
 from headwater.api.storage import MIGRATIONS, SCHEMA_VERSION, Storage, schema_version
 
 from .helpers import flow, state, task
@@ -103,3 +103,89 @@ def test_a_resent_batch_is_recorded_exactly_once(committer) -> None:  # type: ig
     result = c.apply(mixed)
     assert result.applied == 0 and len(result.rejections) == 1  # only the new, illegal one
     assert len(storage.read_history(t.id)) == 3
+
+
+def _v2_database(path: Path) -> tuple[uuid.UUID, uuid.UUID, list[uuid.UUID]]:
+    """A version-2 database (text ids) with a flow run, a task run and its history."""
+    old = sqlite3.connect(path)
+    for script in MIGRATIONS[:2]:
+        old.executescript(script)
+    old.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+    old.execute("INSERT INTO schema_version VALUES (2)")
+    flow_id, task_id = uuid.uuid4(), uuid.uuid4()
+    tids = [uuid.uuid4() for _ in range(2)]
+    old.execute(
+        "INSERT INTO flow_runs (id, name, flow_name, state_type, last_heartbeat) "
+        "VALUES (?, 'old', 'f', 'RUNNING', 5.0)", (str(flow_id),),
+    )
+    old.execute(
+        "INSERT INTO task_runs (id, flow_run_id, name, task_name, upstream, state_type) "
+        "VALUES (?, ?, 't-0', 't', ?, 'RUNNING')",
+        (str(task_id), str(flow_id), f'{{"x": ["{flow_id}"]}}'),
+    )
+    for i, (type_, tid) in enumerate(zip(("PENDING", "RUNNING"), tids)):
+        old.execute(
+            "INSERT INTO states (run_id, run_kind, type, name, timestamp, transition_id) "
+            "VALUES (?, 'task', ?, ?, ?, ?)", (str(task_id), type_, type_.title(), 1.0 + i, str(tid)),
+        )
+    old.commit()
+    old.close()
+    return flow_id, task_id, tids
+
+
+def test_a_version_2_database_moves_to_blob_ids_and_keeps_history(tmp_path: Path) -> None:
+    path = tmp_path / "headwater.db"
+    flow_id, task_id, tids = _v2_database(path)
+    storage = Storage(path, synchronous="NORMAL")
+    c = GroupCommitter(storage)
+    try:
+        assert schema_version(sqlite3.connect(path)) == SCHEMA_VERSION == 3
+        [run] = storage.list_flow_runs()
+        assert (run.id, run.last_heartbeat, run.task_run_count) == (flow_id, 5.0, 1)
+        info = storage.read_task_run(str(task_id)[:8])  # prefixes still resolve
+        assert (info.flow_run_id, info.upstream) == (flow_id, {"x": (flow_id,)})
+        history = storage.read_history(task_id)
+        assert [(s.type, s.transition_id) for s in history] == list(zip(("PENDING", "RUNNING"), tids))
+        # The migrated history still makes a re-send idempotent, and new states follow it.
+        resent = state(task_id, "RUNNING", "task", transition_id=tids[1], timestamp=2.0)
+        done = state(task_id, "COMPLETED", "task", timestamp=3.0)
+        result = c.apply(Batch(states=(resent, done)))
+        assert (result.applied, result.rejections) == (1, ())
+        assert [s.type for s in storage.read_history(task_id)] == ["PENDING", "RUNNING", "COMPLETED"]
+        assert storage.read_task_run(task_id).state_type == "COMPLETED"
+    finally:
+        c.close()
+        storage.close()
+
+
+def test_another_writer_on_the_same_file_is_seen(tmp_path: Path) -> None:
+    """The writer caches current states; a second embedded server on the same file must not
+    be overruled by that cache (it checks SQLite's data_version)."""
+    first, second = Storage(tmp_path / "h.db"), Storage(tmp_path / "h.db")
+    try:
+        t = task(None)
+        assert first.apply_batches([Batch(tasks=(t,), states=(state(t.id, "PENDING", "task"),))], 0.0)[0].applied == 1  # type: ignore[union-attr]
+        assert second.apply_batches([Batch(states=(state(t.id, "RUNNING", "task"),))], 0.0)[0].applied == 1  # type: ignore[union-attr]
+        # `first` cached PENDING; RUNNING -> RUNNING is illegal, PENDING -> RUNNING is not.
+        [result] = first.apply_batches([Batch(states=(state(t.id, "RUNNING", "task"),))], 0.0)
+        assert len(result.rejections) == 1  # type: ignore[union-attr]
+        assert [s.type for s in first.read_history(t.id)] == ["PENDING", "RUNNING"]
+    finally:
+        first.close()
+        second.close()
+
+
+def test_an_ambiguous_or_malformed_prefix_is_refused(committer) -> None:  # type: ignore[no-untyped-def]
+    from headwater.api import AmbiguousRunId, RunNotFound
+
+    c, storage = committer
+    a = flow()
+    b = FlowRunRecord(uuid.UUID(int=a.id.int ^ 1), "b", "f")  # the same first 31 hex digits
+    c.apply(Batch(flows=(a, b)))
+    with pytest.raises(AmbiguousRunId):
+        storage.read_flow_run(str(a.id)[:30])
+    assert storage.read_flow_run(str(b.id)).name == "b"
+    with pytest.raises(RunNotFound):
+        storage.read_flow_run("xyz")
+    with pytest.raises(RunNotFound):
+        storage.read_flow_run(str(a.id).replace("-", "")[:12])  # dashes must be where ids have them
