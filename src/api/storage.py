@@ -182,7 +182,7 @@ _TASK_COLUMNS = (
     "state_type, state_name"
 )
 _CHUNK = 900  # stay under SQLite's bound-parameter limit on old builds
-_MAX_ROWS = 512  # rows per multi-row INSERT: big enough that per-statement costs vanish
+_MAX_ROWS = 4096  # rows per multi-row INSERT: few statements per batch (see _insert_rows)
 _CACHE_RUNS = 50_000  # current states of recently written runs kept by the writer
 _PREFIX = re.compile(r"^[0-9a-f]{1,32}$")
 
