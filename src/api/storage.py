@@ -155,6 +155,8 @@ _HISTORY_INSERT = (
     "INSERT INTO states (run_kind, run_seq, run_id, type, name, message, timestamp, "
     "transition_id) VALUES "
 )
+# An absent message is bound as 0 (see `Storage._insert_rows`); messages are never ints.
+_HISTORY_ROW = "(?, ?, ?, ?, ?, NULLIF(?, 0), ?, ?)"
 _TABLE = {"flow": "flow_runs", "task": "task_runs"}
 _STATE_COLUMNS = "state_type, state_name, state_timestamp, start_time, end_time"
 # A state change of a flow run is also proof of life: the sweeper counts from it.
@@ -359,26 +361,36 @@ class Storage:
     def _apply(
         self, cur: sqlite3.Cursor, batch: Batch, now: float, *, careful: bool
     ) -> tuple[BatchResult, _Runs]:
-        keys = [(s.run_kind, s.run_id.bytes) for s in batch.states]
-        created = {("flow", r.id.bytes): r for r in batch.flows}
-        created.update((("task", r.id.bytes), r) for r in batch.tasks)
+        keys = [(s.run_kind, _blob(s.run_id)) for s in batch.states]
+        created = {("flow", _blob(r.id)): r for r in batch.flows}
+        created.update((("task", _blob(r.id)), r) for r in batch.tasks)
         runs = self._current_states(cur, set(keys) | created.keys(), created, careful)
-        seen = self._known_transitions(cur, runs) if careful else set()
+        known = self._known_transitions(cur, runs) if careful else set()
+        seen: dict[bytes, tuple[str, bytes]] = {}
         history: list[tuple[Any, ...]] = []
         refused: list[tuple[tuple[Any, bytes], Rejection]] = []
         for state, key in zip(batch.states, keys):
+            tid = _blob(state.transition_id)
+            # A re-sent change is recorded once. Optimistically only repeats within the batch
+            # are skipped (cheaply, by transition id); anything else trips the UNIQUE index.
+            if careful:
+                if (key, tid) in known:
+                    continue
+                known.add((key, tid))
+            elif seen.get(tid) == key:
+                continue
+            else:
+                seen[tid] = key
             run = runs[key]
-            tid = state.transition_id.bytes
-            if (key, tid) in seen:
-                continue  # a re-sent change: already recorded exactly once
-            seen.add((key, tid))
             reason = _decide(run, state)
             if reason is not None:
                 refused.append(((key, tid), Rejection(state.run_id, state.transition_id, reason)))
                 continue
-            history.append(
-                (key[0], run.seq, key[1], state.type, state.name, state.message, state.timestamp, tid)
-            )
+            message = state.message
+            history.append((
+                key[0], run.seq, bytearray(key[1]), state.type, state.name,
+                0 if message is None else message, state.timestamp, bytearray(tid),
+            ))
         if refused and not careful:
             # A refused change may be a repeat of one already committed: that is a no-op.
             known = self._known_transitions(cur, runs)
@@ -387,7 +399,7 @@ class Storage:
         self._write_runs(cur, created, runs, now)
         self._write_states(cur, runs, history, now)
         if batch.heartbeats:
-            beats = [(now, run_id.bytes) for run_id in batch.heartbeats]
+            beats = [(now, _blob(run_id)) for run_id in batch.heartbeats]
             cur.executemany("UPDATE flow_runs SET last_heartbeat = ? WHERE id = ?", beats)
         return BatchResult(applied=len(history), rejections=tuple(rejections)), runs
 
@@ -431,7 +443,8 @@ class Storage:
                     f"SELECT run_seq, transition_id FROM states WHERE run_kind = ? "
                     f"AND run_seq IN ({','.join('?' * len(chunk))})"
                 )
-                known.update((by_seq[s], t) for s, t in cur.execute(sql, (kind, *chunk)).fetchall())
+                rows = cur.execute(sql, (kind, *chunk)).fetchall()
+                known.update((by_seq[s], bytes(t)) for s, t in rows)
         return known
 
     def _write_runs(
@@ -446,7 +459,8 @@ class Storage:
         for key, rec in created.items():
             run = runs[key]
             kind = key[0]
-            meta = _flow_row(rec, key[1]) if kind == "flow" else _task_row(rec, key[1])
+            rid = bytearray(key[1])
+            meta = _flow_row(rec, rid) if kind == "flow" else _task_row(rec, rid)
             if run.exists:
                 stored[kind].append((None, *meta, *_state_columns(None, kind, now)))
             else:
@@ -463,33 +477,38 @@ class Storage:
     ) -> None:
         for kind in _TABLE:
             rows = [
-                (r.seq, rid, *_state_columns(r, kind, now))
+                (r.seq, bytearray(rid), *_state_columns(r, kind, now))
                 for (k, rid), r in runs.items()
                 if k == kind and r.dirty and not r.inserted
             ]
             if rows:
-                self._insert_rows(cur, _MOVE[kind], _MOVE_TAIL[kind], rows, "?, ?, '', ''")
+                row = "(?, ?, '', ''" + ", ?" * (len(rows[0]) - 2) + ")"
+                self._insert_rows(cur, _MOVE[kind], _MOVE_TAIL[kind], rows, row)
         if history:
-            self._insert_rows(cur, _HISTORY_INSERT, "", history)
+            self._insert_rows(cur, _HISTORY_INSERT, "", history, _HISTORY_ROW)
 
     def _insert_rows(
         self, cur: sqlite3.Cursor, head: str, tail: str, rows: list[tuple[Any, ...]],
-        first: str = "?",
+        row: str | None = None,
     ) -> None:
         """INSERT many rows with a few multi-row statements rather than `executemany`.
 
         Each statement step releases and re-takes the GIL; while the runtime keeps the GIL
         busy, every re-take waits, so one step per row (executemany) made the committer many
         times slower than SQLite itself. Chunks are powers of two so the statements repeat
-        and stay in the connection's statement cache."""
+        and stay in the connection's statement cache. `row` is one row's VALUES template.
+
+        Values are bound fastest as int, float, str or bytearray: sqlite3 runs anything else
+        (bytes, None) through its adapter lookup, which cost more than binding itself, hence
+        bytearray ids and NULLIF(?, 0) for an absent message."""
         width = len(rows[0])
-        rest = width - first.count("?")
+        template = row or "(" + ", ".join("?" * width) + ")"
         most = max(1, min(_MAX_ROWS, self._max_vars // width))
         start = 0
         while start < len(rows):
             size = 1 << (min(most, len(rows) - start).bit_length() - 1)
             params = list(chain.from_iterable(rows[start : start + size]))
-            cur.execute(_multi_row_sql(head, tail, first, rest, size), params)
+            cur.execute(_multi_row_sql(head, tail, template, size), params)
             start += size
 
     # -- reads (any thread) ----------------------------------------------------------------
@@ -629,9 +648,13 @@ def _legal(current: str | None, type_: str, name: str, retry: bool) -> bool:
 
 
 @cache
-def _multi_row_sql(head: str, tail: str, first: str, rest: int, rows: int) -> str:
-    row = "(" + first + ", ?" * rest + ")"
+def _multi_row_sql(head: str, tail: str, row: str, rows: int) -> str:
     return head + ",".join([row] * rows) + tail
+
+
+def _blob(value: UUID) -> bytes:
+    """`value.bytes` without the property's Python-level call: ids are converted per record."""
+    return value.int.to_bytes(16, "big")
 
 
 def _chunks(items: list[Any]) -> Iterable[list[Any]]:
@@ -639,8 +662,8 @@ def _chunks(items: list[Any]) -> Iterable[list[Any]]:
         yield items[i : i + _CHUNK]
 
 
-def _opt(value: UUID | None) -> bytes | None:
-    return None if value is None else value.bytes
+def _opt(value: UUID | None) -> bytearray | None:
+    return None if value is None else bytearray(_blob(value))
 
 
 def _state_columns(run: _RunState | None, kind: str, now: float) -> tuple[Any, ...]:
@@ -652,21 +675,20 @@ def _state_columns(run: _RunState | None, kind: str, now: float) -> tuple[Any, .
     return values if kind == "flow" else values[:5]
 
 
-def _flow_row(r: FlowRunRecord, rid: bytes) -> tuple[Any, ...]:
+def _flow_row(r: FlowRunRecord, rid: bytearray) -> tuple[Any, ...]:
     return (
         rid, r.name, r.flow_name, json.dumps(r.parameters) if r.parameters else "{}",
         _opt(r.parent_flow_run_id), _opt(r.parent_task_run_id), _json_tags(r.tags), r.created,
     )
 
 
-def _task_row(r: TaskRunRecord, rid: bytes) -> tuple[Any, ...]:
+def _task_row(r: TaskRunRecord, rid: bytearray) -> tuple[Any, ...]:
     # Most task runs have no tags and no upstream: skip json.dumps for those.
     upstream = "{}"
     if r.upstream:
         upstream = json.dumps({k: [str(u) for u in v] for k, v in r.upstream.items()})
-    flow_run_id = r.flow_run_id
     return (
-        rid, None if flow_run_id is None else flow_run_id.bytes, r.name, r.task_name,
+        rid, _opt(r.flow_run_id), r.name, r.task_name,
         _json_tags(r.tags), upstream, r.created,
     )
 
