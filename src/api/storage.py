@@ -134,8 +134,8 @@ _TASK_COLUMNS_IN = (
     "seq, id, flow_run_id, name, task_name, tags, upstream, created, "
     "state_type, state_name, state_timestamp, start_time, end_time"
 )
-_FLOW_INSERT = f"INSERT INTO flow_runs ({_FLOW_COLUMNS_IN}) VALUES "
-_TASK_INSERT = f"INSERT INTO task_runs ({_TASK_COLUMNS_IN}) VALUES "
+_FLOW_INSERT = f"INSERT INTO flow_runs ({_FLOW_COLUMNS_IN}) "
+_TASK_INSERT = f"INSERT INTO task_runs ({_TASK_COLUMNS_IN}) "
 # A stored run re-announced (a re-send): update its metadata, never its state or seq.
 _FLOW_UPSERT = f"""
 INSERT INTO flow_runs ({_FLOW_COLUMNS_IN}) VALUES ({", ".join("?" * 15)})
@@ -152,12 +152,17 @@ ON CONFLICT (id) DO UPDATE SET flow_run_id = excluded.flow_run_id, name = exclud
 """
 _RUN_WRITES = {"flow": (_FLOW_INSERT, _FLOW_UPSERT), "task": (_TASK_INSERT, _TASK_UPSERT)}
 _HISTORY_INSERT = (
-    "INSERT INTO states (run_kind, run_seq, run_id, type, name, message, timestamp, "
-    "transition_id) VALUES "
+    "INSERT INTO states (run_seq, run_kind, run_id, type, name, message, timestamp, "
+    "transition_id) "
 )
 # An absent message is bound as 0 (see `Storage._insert_rows`); messages are never ints.
-_HISTORY_ROW = "(?, ?, ?, ?, ?, NULLIF(?, 0), ?, ?)"
+_HISTORY_SELECT = "column1, column2, column3, column4, column5, NULLIF(column6, 0), column7, column8"
 _TABLE = {"flow": "flow_runs", "task": "task_runs"}
+# One statement (one GIL round trip) at the start of each write transaction.
+_BEGIN = (
+    "SELECT (SELECT data_version FROM pragma_data_version), "
+    "(SELECT max(seq) FROM flow_runs), (SELECT max(seq) FROM task_runs)"
+)
 _STATE_COLUMNS = "state_type, state_name, state_timestamp, start_time, end_time"
 # A state change of a flow run is also proof of life: the sweeper counts from it.
 _ALIVE = {"flow": ", last_heartbeat", "task": ""}
@@ -166,7 +171,6 @@ _ALIVE = {"flow": ", last_heartbeat", "task": ""}
 # placeholder in later.
 _MOVE = {
     kind: f"INSERT INTO {_TABLE[kind]} (seq, id, name, {kind}_name, {_STATE_COLUMNS}{alive}) "
-    "VALUES "
     for kind, alive in _ALIVE.items()
 }
 _MOVE_TAIL = {
@@ -218,9 +222,9 @@ class _RunCache:
         self._version: int | None = None
         self.get = self._states.get
 
-    def check(self, cur: sqlite3.Cursor) -> None:
-        """Call inside the write transaction, where no other connection can commit."""
-        version = cur.execute("PRAGMA data_version").fetchone()[0]
+    def check(self, version: int) -> None:
+        """Call with `data_version` read inside the write transaction, where no other
+        connection can commit."""
         if version != self._version:
             self._states.clear()
             self._version = version
@@ -324,23 +328,14 @@ class Storage:
         """Apply every batch in one transaction; a failing batch is rolled back alone."""
         assert self._writer is not None, "storage opened read-only"
         cur = self._writer.cursor()
-        results: list[BatchResult | Exception] = []
         cur.execute("BEGIN IMMEDIATE")
         try:
-            self._cache.check(cur)
-            for kind, table in _TABLE.items():  # new runs' seqs continue from the stored ones
-                self._next_seq[kind] = cur.execute(f"SELECT max(seq) FROM {table}").fetchone()[0] or 0
-            for batch in batches:
-                cur.execute("SAVEPOINT batch")
-                try:
-                    result, runs = self._apply_once(cur, batch, now)
-                    cur.execute("RELEASE batch")
-                    self._cache.remember(runs)
-                    results.append(result)
-                except sqlite3.Error as exc:
-                    cur.execute("ROLLBACK TO batch")
-                    cur.execute("RELEASE batch")
-                    results.append(exc)
+            version, *seqs = cur.execute(_BEGIN).fetchone()
+            self._cache.check(version)
+            self._next_seq = dict(zip(_TABLE, (seq or 0 for seq in seqs)))
+            results = self._apply_group(cur, batches, now) if len(batches) > 1 else None
+            if results is None:
+                results = [self._apply_alone(cur, batch, now) for batch in batches]
             cur.execute("COMMIT")
         except BaseException:
             self._cache.forget()  # it may hold states this rollback undid
@@ -348,60 +343,70 @@ class Storage:
             raise
         return results
 
-    def _apply_once(self, cur: sqlite3.Cursor, batch: Batch, now: float) -> tuple[BatchResult, _Runs]:
-        # Optimistic: a first send rarely repeats a committed transition or re-creates a stored
-        # run, so skip both lookups; the states' UNIQUE index and the run id's catch a repeat
-        # and the batch is redone with the lookups.
+    def _apply_group(
+        self, cur: sqlite3.Cursor, batches: Sequence[Batch], now: float
+    ) -> list[BatchResult | Exception] | None:
+        """All batches as one: a batch costs a few statements, and each statement's GIL round
+        trip waits while the runtime is busy. None when anything fails: then one by one."""
+        cur.execute("SAVEPOINT batch")
         try:
-            return self._apply(cur, batch, now, careful=False)
-        except sqlite3.IntegrityError:
+            results, runs = self._apply(cur, batches, now, careful=False)
+        except sqlite3.Error:
             cur.execute("ROLLBACK TO batch")
-            return self._apply(cur, batch, now, careful=True)
+            cur.execute("RELEASE batch")
+            return None
+        cur.execute("RELEASE batch")
+        self._cache.remember(runs)
+        return list(results)
+
+    def _apply_alone(self, cur: sqlite3.Cursor, batch: Batch, now: float) -> BatchResult | Exception:
+        cur.execute("SAVEPOINT batch")
+        try:
+            # Optimistic: a first send rarely repeats a committed transition or re-creates a
+            # stored run, so skip both lookups; the states' UNIQUE index and the run id's
+            # catch a repeat and the batch is redone with the lookups.
+            try:
+                [result], runs = self._apply(cur, [batch], now, careful=False)
+            except sqlite3.IntegrityError:
+                cur.execute("ROLLBACK TO batch")
+                [result], runs = self._apply(cur, [batch], now, careful=True)
+            cur.execute("RELEASE batch")
+            self._cache.remember(runs)
+            return result
+        except sqlite3.Error as exc:
+            cur.execute("ROLLBACK TO batch")
+            cur.execute("RELEASE batch")
+            return exc
 
     def _apply(
-        self, cur: sqlite3.Cursor, batch: Batch, now: float, *, careful: bool
-    ) -> tuple[BatchResult, _Runs]:
-        keys = [(s.run_kind, _blob(s.run_id)) for s in batch.states]
-        created = {("flow", _blob(r.id)): r for r in batch.flows}
-        created.update((("task", _blob(r.id)), r) for r in batch.tasks)
+        self, cur: sqlite3.Cursor, batches: Sequence[Batch], now: float, *, careful: bool
+    ) -> tuple[list[BatchResult], _Runs]:
+        """Apply `batches` in order as one write; a result per batch."""
+        states = [s for b in batches for s in b.states]
+        keys = [(s.run_kind, _blob(s.run_id)) for s in states]
+        created = {("flow", _blob(r.id)): r for b in batches for r in b.flows}
+        created.update((("task", _blob(r.id)), r) for b in batches for r in b.tasks)
         runs = self._current_states(cur, set(keys) | created.keys(), created, careful)
         known = self._known_transitions(cur, runs) if careful else set()
         seen: dict[bytes, tuple[str, bytes]] = {}
         history: list[tuple[Any, ...]] = []
-        refused: list[tuple[tuple[Any, bytes], Rejection]] = []
-        for state, key in zip(batch.states, keys):
-            tid = _blob(state.transition_id)
-            # A re-sent change is recorded once. Optimistically only repeats within the batch
-            # are skipped (cheaply, by transition id); anything else trips the UNIQUE index.
-            if careful:
-                if (key, tid) in known:
-                    continue
-                known.add((key, tid))
-            elif seen.get(tid) == key:
-                continue
-            else:
-                seen[tid] = key
-            run = runs[key]
-            reason = _decide(run, state)
-            if reason is not None:
-                refused.append(((key, tid), Rejection(state.run_id, state.transition_id, reason)))
-                continue
-            message = state.message
-            history.append((
-                key[0], run.seq, bytearray(key[1]), state.type, state.name,
-                0 if message is None else message, state.timestamp, bytearray(tid),
-            ))
-        if refused and not careful:
+        applied, refused, start = [], [], 0
+        for b in batches:
+            before, end = len(history), start + len(b.states)
+            refused.append(_decide_all(b.states, keys[start:end], runs, seen, known, careful, history))
+            applied.append(len(history) - before)
+            start = end
+        if any(refused) and not careful:
             # A refused change may be a repeat of one already committed: that is a no-op.
             known = self._known_transitions(cur, runs)
-            refused = [(pair, r) for pair, r in refused if pair not in known]
-        rejections = [r for _, r in refused]
+            refused = [[(pair, r) for pair, r in each if pair not in known] for each in refused]
         self._write_runs(cur, created, runs, now)
         self._write_states(cur, runs, history, now)
-        if batch.heartbeats:
-            beats = [(now, _blob(run_id)) for run_id in batch.heartbeats]
+        beats = [(now, _blob(run_id)) for b in batches for run_id in b.heartbeats]
+        if beats:
             cur.executemany("UPDATE flow_runs SET last_heartbeat = ? WHERE id = ?", beats)
-        return BatchResult(applied=len(history), rejections=tuple(rejections)), runs
+        results = [BatchResult(n, tuple(r for _, r in each)) for n, each in zip(applied, refused)]
+        return results, runs
 
     def _current_states(
         self, cur: sqlite3.Cursor, wanted: set[tuple[str, bytes]], created: dict[Any, Any],
@@ -482,33 +487,40 @@ class Storage:
                 if k == kind and r.dirty and not r.inserted
             ]
             if rows:
-                row = "(?, ?, '', ''" + ", ?" * (len(rows[0]) - 2) + ")"
-                self._insert_rows(cur, _MOVE[kind], _MOVE_TAIL[kind], rows, row)
+                rest = ", ".join(f"column{i}" for i in range(3, len(rows[0]) + 1))
+                select = f"column1, column2, '', '', {rest}"
+                self._insert_rows(cur, _MOVE[kind], _MOVE_TAIL[kind], rows, select)
         if history:
-            self._insert_rows(cur, _HISTORY_INSERT, "", history, _HISTORY_ROW)
+            self._insert_rows(cur, _HISTORY_INSERT, "", history, _HISTORY_SELECT)
 
     def _insert_rows(
         self, cur: sqlite3.Cursor, head: str, tail: str, rows: list[tuple[Any, ...]],
-        row: str | None = None,
+        select: str | None = None,
     ) -> None:
-        """INSERT many rows with a few multi-row statements rather than `executemany`.
+        """INSERT many rows with as few statements as possible: `executemany` steps once per
+        row, and every step releases and re-takes the GIL. While the runtime keeps the GIL
+        busy, each re-take waits up to the switch interval: profiling showed the committer
+        spending ~9x more wall time than CPU in a commit, so it could not keep up.
 
-        Each statement step releases and re-takes the GIL; while the runtime keeps the GIL
-        busy, every re-take waits, so one step per row (executemany) made the committer many
-        times slower than SQLite itself. Chunks are powers of two so the statements repeat
-        and stay in the connection's statement cache. `row` is one row's VALUES template.
+        Rows go in chunks of a few fixed sizes (powers of 4), the last one padded with rows of
+        zeros that `WHERE column1 <> 0` drops (the first column is a run's seq, never 0), so
+        the statements stay in the connection's statement cache and a batch takes one or two.
+        `select` maps the VALUES columns to the table's; the first must be the seq.
 
         Values are bound fastest as int, float, str or bytearray: sqlite3 runs anything else
         (bytes, None) through its adapter lookup, which cost more than binding itself, hence
-        bytearray ids and NULLIF(?, 0) for an absent message."""
+        bytearray ids and NULLIF(column, 0) for an absent message."""
         width = len(rows[0])
-        template = row or "(" + ", ".join("?" * width) + ")"
-        most = max(1, min(_MAX_ROWS, self._max_vars // width))
+        sizes = _chunk_sizes(min(_MAX_ROWS, self._max_vars // width))
+        select = select or ", ".join(f"column{i}" for i in range(1, width + 1))
         start = 0
         while start < len(rows):
-            size = 1 << (min(most, len(rows) - start).bit_length() - 1)
-            params = list(chain.from_iterable(rows[start : start + size]))
-            cur.execute(_multi_row_sql(head, tail, template, size), params)
+            chunk = rows[start : start + sizes[-1]]
+            size = next(s for s in sizes if s >= len(chunk))
+            params = list(chain.from_iterable(chunk))
+            if size > len(chunk):
+                params += (0,) * (width * (size - len(chunk)))
+            cur.execute(_multi_row_sql(head, tail, select, width, size), params)
             start += size
 
     # -- reads (any thread) ----------------------------------------------------------------
@@ -619,6 +631,38 @@ class Storage:
         return [UUID(bytes=r[0]) for r in self._reader().execute(sql, (flow_run_id.bytes,))]
 
 
+def _decide_all(
+    states: Sequence[StateRecord], keys: list[tuple[str, bytes]], runs: _Runs,
+    seen: dict[bytes, tuple[str, bytes]], known: set[tuple[Any, bytes]], careful: bool,
+    history: list[tuple[Any, ...]],
+) -> list[tuple[tuple[Any, bytes], Rejection]]:
+    """Decide each state in order, appending accepted ones to `history`; returns the refused."""
+    refused = []
+    for state, key in zip(states, keys):
+        tid = _blob(state.transition_id)
+        # A re-sent change is recorded once. Optimistically only repeats within the write are
+        # skipped (cheaply, by transition id); anything else trips the UNIQUE index.
+        if careful:
+            if (key, tid) in known:
+                continue
+            known.add((key, tid))
+        elif seen.get(tid) == key:
+            continue
+        else:
+            seen[tid] = key
+        run = runs[key]
+        reason = _decide(run, state)
+        if reason is not None:
+            refused.append(((key, tid), Rejection(state.run_id, state.transition_id, reason)))
+            continue
+        message = state.message
+        history.append((
+            run.seq, key[0], bytearray(key[1]), state.type, state.name,
+            0 if message is None else message, state.timestamp, bytearray(tid),
+        ))
+    return refused
+
+
 def _decide(run: _RunState, state: StateRecord) -> str | None:
     """Apply `state` to `run` in memory; returns why it was refused, or None."""
     if not _legal(run.type, state.type, state.name, state.retry):
@@ -648,8 +692,15 @@ def _legal(current: str | None, type_: str, name: str, retry: bool) -> bool:
 
 
 @cache
-def _multi_row_sql(head: str, tail: str, row: str, rows: int) -> str:
-    return head + ",".join([row] * rows) + tail
+def _multi_row_sql(head: str, tail: str, select: str, width: int, rows: int) -> str:
+    values = ",".join(["(" + ", ".join("?" * width) + ")"] * rows)
+    return f"{head}SELECT {select} FROM (VALUES {values}) WHERE column1 <> 0{tail}"
+
+
+@cache
+def _chunk_sizes(most: int) -> tuple[int, ...]:
+    """Statement sizes in rows, smallest first: powers of 4 up to `most` (at least 1)."""
+    return tuple(4**k for k in range(8) if 4**k <= max(1, most))
 
 
 def _blob(value: UUID) -> bytes:

@@ -189,3 +189,25 @@ def test_an_ambiguous_or_malformed_prefix_is_refused(committer) -> None:  # type
         storage.read_flow_run("xyz")
     with pytest.raises(RunNotFound):
         storage.read_flow_run(str(a.id).replace("-", "")[:12])  # dashes must be where ids have them
+
+
+def test_a_bad_batch_in_a_group_fails_alone_and_repeats_are_no_ops(tmp_path: Path) -> None:
+    """A group is first written as one; when that fails, batch by batch, as before."""
+    storage = Storage(tmp_path / "h.db", synchronous="NORMAL")
+    try:
+        run = flow()
+        t = task(run.id)
+        first = Batch((run,), (t,), (state(t.id, "PENDING", "task"),))
+        later = Batch(states=(state(t.id, "RUNNING", "task"), state(t.id, "COMPLETED", "task")))
+        bad = Batch(flows=(FlowRunRecord(uuid.uuid4(), None, "f"),))  # type: ignore[arg-type]
+        results = storage.apply_batches([first, bad, later, first], time.time())
+        assert isinstance(results[1], sqlite3.IntegrityError)
+        assert [(r.applied, r.rejections) for r in (results[0], results[2], results[3])] == [  # type: ignore[union-attr]
+            (1, ()), (2, ()), (0, ())
+        ]
+        grouped = storage.apply_batches([later, Batch(states=(state(t.id, "RUNNING", "task"),))], 0.0)
+        assert grouped[0].applied == 0 and len(grouped[1].rejections) == 1  # type: ignore[union-attr]
+        assert [s.type for s in storage.read_history(t.id)] == ["PENDING", "RUNNING", "COMPLETED"]
+        assert storage.read_task_run(t.id).state_type == "COMPLETED"
+    finally:
+        storage.close()
