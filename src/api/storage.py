@@ -5,8 +5,12 @@ One database file (WAL mode) under `HEADWATER_HOME`. The schema is versioned in 
 newer headwater fails with `SchemaVersionError` instead of being guessed at.
 
 Writes happen only on the committer thread (`committer.py`) through `apply_batches`, which
-applies many batches in one transaction (group commit) with `executemany`. Each batch gets a
-SAVEPOINT so one bad batch does not undo its neighbours. Reads use one connection per thread.
+applies many batches in one transaction (group commit), first as one write, and batch by batch
+under a SAVEPOINT each when that fails, so one bad batch does not undo its neighbours. Rows go
+in with a few multi-row INSERTs (see `Storage._insert_rows` for why not `executemany`), and
+the current state of recently written runs is cached (`_RunCache`) instead of re-read. Ids are
+16-byte BLOBs; states are keyed by their run's integer seq (schema v3). Reads use one
+connection per thread.
 
 Ordering: states are applied in the order they appear in a batch (the order the client
 produced them), and history is shown ordered by (timestamp, commit sequence). A state that
