@@ -15,7 +15,6 @@ to keep a program's start fast.
 
 from __future__ import annotations
 
-import gc
 import os
 import threading
 from typing import TYPE_CHECKING, Any
@@ -59,12 +58,6 @@ def _start() -> _RunReporter:
             reporter = _RunReporter(get_recorder())
             add_state_observer(reporter)
             _reporter = reporter
-            # The api import and the embedded server bring ~20,000 long-lived objects (grpc,
-            # pydantic), doubling what every full collection walks; recording also doubles
-            # the allocations that trigger collections. Freezing them halved the time the
-            # runtime spent in gen-2 collections while recording (0.43 -> 0.20 s per 30,000
-            # tasks). Frozen objects are still freed by reference counting.
-            gc.freeze()
     return _reporter
 
 
