@@ -1,8 +1,7 @@
-"""SQLite storage of flow runs, task runs and their state history: schema, migrations, I/O.
+"""SQLite storage of flow runs, task runs and their state history: reads and writes.
 
-One database file (WAL mode) under `HEADWATER_HOME`. The schema is versioned in the
-`schema_version` table and upgraded step by step by `MIGRATIONS`; a database written by a
-newer headwater fails with `SchemaVersionError` instead of being guessed at.
+One database file (WAL mode) under `HEADWATER_HOME`; its tables and their migrations live in
+`schema.py`.
 
 Writes happen only on the committer thread (`committer.py`) through `apply_batches`, which
 applies many batches in one transaction (group commit), first as one write, and batch by batch
@@ -47,87 +46,9 @@ from .records import (
     TaskRunInfo,
     TaskRunRecord,
 )
-
-_V1 = """
-CREATE TABLE flow_runs (
-    id TEXT PRIMARY KEY, name TEXT NOT NULL, flow_name TEXT NOT NULL,
-    parameters TEXT NOT NULL DEFAULT '{}', parent_flow_run_id TEXT, parent_task_run_id TEXT,
-    tags TEXT NOT NULL DEFAULT '[]', created REAL, start_time REAL, end_time REAL,
-    state_type TEXT, state_name TEXT, state_timestamp REAL
-);
-CREATE TABLE task_runs (
-    id TEXT PRIMARY KEY, flow_run_id TEXT, name TEXT NOT NULL, task_name TEXT NOT NULL,
-    tags TEXT NOT NULL DEFAULT '[]', upstream TEXT NOT NULL DEFAULT '{}', created REAL,
-    start_time REAL, end_time REAL, state_type TEXT, state_name TEXT, state_timestamp REAL
-);
-CREATE TABLE states (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT NOT NULL, run_kind TEXT NOT NULL,
-    type TEXT NOT NULL, name TEXT NOT NULL, message TEXT, timestamp REAL NOT NULL,
-    transition_id TEXT NOT NULL UNIQUE
-);
-CREATE INDEX states_by_run ON states (run_id, timestamp);
-CREATE INDEX task_runs_by_flow ON task_runs (flow_run_id);
-"""
-
-# v2: liveness. Heartbeats live on the flow run; the sweeper finds stale RUNNING runs by index.
-_V2 = """
-ALTER TABLE flow_runs ADD COLUMN last_heartbeat REAL;
-CREATE INDEX flow_runs_by_state ON flow_runs (state_type);
-CREATE INDEX flow_runs_by_parent ON flow_runs (parent_flow_run_id);
-"""
-
-# v3: append-friendly indexes. Ids are random, and every commit rewrote each index page a
-# random insert touched: with three indexes keyed by 36-char text UUIDs that was most of the
-# cost of recording (pwrite of WAL frames), growing with the database. Now ids are 16-byte
-# BLOBs, each run has an integer `seq` (its rowid, handed out in creation order), and a
-# state is keyed by (run_kind, run_seq, transition_id): one index, appended at its right
-# edge, which also makes a re-sent state idempotent (a re-send is the same run and the same
-# transition id). Only a run's own id index takes random inserts. `uuid_blob` is a Python
-# function `connect` registers, as SQLite before 3.41 has no unhex().
-_V3 = """
-CREATE TABLE flow_runs_v3 (
-    seq INTEGER PRIMARY KEY, id BLOB NOT NULL UNIQUE, name TEXT NOT NULL,
-    flow_name TEXT NOT NULL, parameters TEXT NOT NULL DEFAULT '{}', parent_flow_run_id BLOB,
-    parent_task_run_id BLOB, tags TEXT NOT NULL DEFAULT '[]', created REAL, start_time REAL,
-    end_time REAL, state_type TEXT, state_name TEXT, state_timestamp REAL, last_heartbeat REAL
-);
-INSERT INTO flow_runs_v3 SELECT rowid, uuid_blob(id), name, flow_name, parameters,
-    uuid_blob(parent_flow_run_id), uuid_blob(parent_task_run_id), tags, created, start_time,
-    end_time, state_type, state_name, state_timestamp, last_heartbeat FROM flow_runs;
-CREATE TABLE task_runs_v3 (
-    seq INTEGER PRIMARY KEY, id BLOB NOT NULL UNIQUE, flow_run_id BLOB, name TEXT NOT NULL,
-    task_name TEXT NOT NULL, tags TEXT NOT NULL DEFAULT '[]', upstream TEXT NOT NULL DEFAULT '{}',
-    created REAL, start_time REAL, end_time REAL, state_type TEXT, state_name TEXT,
-    state_timestamp REAL
-);
-INSERT INTO task_runs_v3 SELECT rowid, uuid_blob(id), uuid_blob(flow_run_id), name, task_name,
-    tags, upstream, created, start_time, end_time, state_type, state_name, state_timestamp
-    FROM task_runs;
-CREATE TABLE states_v3 (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT, run_kind TEXT NOT NULL, run_seq INTEGER NOT NULL,
-    run_id BLOB NOT NULL, type TEXT NOT NULL, name TEXT NOT NULL, message TEXT,
-    timestamp REAL NOT NULL, transition_id BLOB NOT NULL
-);
-INSERT INTO states_v3 SELECT s.seq, s.run_kind, coalesce(CASE s.run_kind
-        WHEN 'flow' THEN (SELECT f.rowid FROM flow_runs f WHERE f.id = s.run_id)
-        ELSE (SELECT t.rowid FROM task_runs t WHERE t.id = s.run_id) END, -1),
-    uuid_blob(s.run_id), s.type, s.name, s.message, s.timestamp, uuid_blob(s.transition_id)
-    FROM states s ORDER BY s.seq;
-DROP TABLE states;
-DROP TABLE task_runs;
-DROP TABLE flow_runs;
-ALTER TABLE flow_runs_v3 RENAME TO flow_runs;
-ALTER TABLE task_runs_v3 RENAME TO task_runs;
-ALTER TABLE states_v3 RENAME TO states;
-CREATE UNIQUE INDEX states_by_run ON states (run_kind, run_seq, transition_id);
-CREATE INDEX task_runs_by_flow ON task_runs (flow_run_id);
-CREATE INDEX flow_runs_by_state ON flow_runs (state_type);
-CREATE INDEX flow_runs_by_parent ON flow_runs (parent_flow_run_id);
-"""
-
-#: MIGRATIONS[i] upgrades a database from version i to version i + 1.
-MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3)
-SCHEMA_VERSION = len(MIGRATIONS)
+from .schema import MIGRATIONS as MIGRATIONS
+from .schema import SCHEMA_VERSION as SCHEMA_VERSION
+from .schema import connect, schema_version
 
 # Writes name every column, so they are the same in a new database and a migrated one.
 _FLOW_COLUMNS_IN = (
@@ -246,62 +167,6 @@ class _RunCache:
     def forget(self) -> None:
         self._states.clear()
         self._version = None
-
-
-def connect(path: Path, *, synchronous: str = "FULL") -> sqlite3.Connection:
-    """A read-write connection with the schema created or upgraded to `SCHEMA_VERSION`."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute(f"PRAGMA synchronous={_pragma_value(synchronous)}")
-    conn.create_function("uuid_blob", 1, _uuid_blob, deterministic=True)
-    migrate(conn)
-    return conn
-
-
-def _uuid_blob(text: str | None) -> bytes | None:
-    return None if text is None else UUID(text).bytes
-
-
-def _pragma_value(value: str) -> str:
-    if value.upper() not in {"OFF", "NORMAL", "FULL", "EXTRA"}:
-        raise ValueError(f"HEADWATER_DB_SYNCHRONOUS must be OFF/NORMAL/FULL/EXTRA, not {value!r}")
-    return value.upper()
-
-
-def schema_version(conn: sqlite3.Connection) -> int:
-    """The stored schema version; 0 for an empty database."""
-    row = conn.execute(
-        "SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'"
-    ).fetchone()
-    if row is None:
-        return 0
-    found = conn.execute("SELECT max(version) FROM schema_version").fetchone()
-    return int(found[0] or 0)
-
-
-def migrate(conn: sqlite3.Connection) -> int:
-    """Upgrade to `SCHEMA_VERSION`, one migration per transaction; returns the old version."""
-    conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
-    old = schema_version(conn)
-    if old > SCHEMA_VERSION:
-        raise SchemaVersionError(
-            f"database schema version {old} is newer than this headwater understands "
-            f"(version {SCHEMA_VERSION}); upgrade headwater or point HEADWATER_HOME elsewhere"
-        )
-    for version in range(old, SCHEMA_VERSION):
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            for statement in MIGRATIONS[version].split(";"):
-                if statement.strip():
-                    conn.execute(statement)
-            conn.execute("DELETE FROM schema_version")
-            conn.execute("INSERT INTO schema_version (version) VALUES (?)", (version + 1,))
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-    return old
 
 
 class Storage:
