@@ -252,8 +252,10 @@ class Storage:
     ) -> tuple[list[BatchResult], _Runs]:
         """Apply `batches` in order as one write; a result per batch."""
         states = [s for b in batches for s in b.states]
-        keys = [(s.run_kind, _blob(s.run_id)) for s in states]
-        created = {("flow", _blob(r.id)): r for b in batches for r in b.flows}
+        keys: list[tuple[str, bytes]] = [(s.run_kind, _blob(s.run_id)) for s in states]
+        created: dict[tuple[str, bytes], FlowRunRecord | TaskRunRecord] = {
+            ("flow", _blob(r.id)): r for b in batches for r in b.flows
+        }
         created.update((("task", _blob(r.id)), r) for b in batches for r in b.tasks)
         runs = self._current_states(cur, set(keys) | created.keys(), created, careful)
         known = self._known_transitions(cur, runs) if careful else set()
