@@ -129,8 +129,9 @@ class _RunReporter:
 
 
 def _transition_id(run_id: UUID, index: int) -> UUID:
-    """A unique, stable id for the `index`-th state of a run: the run id with the index
-    folded into its high bits (run ids differ in their low bits), so no random draw per state.
+    """A unique, stable id for the `index`-th state of a run: the (random) run id with the
+    index folded into its top bits, so no random draw per state and a re-sent state keeps
+    its id.
 
     Built without `UUID.__init__`, whose argument checks cost more than the rest of recording a
     state; the value is a run id's 128-bit int XOR a small shifted index, so always in range."""
