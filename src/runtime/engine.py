@@ -34,6 +34,7 @@ from .arguments import fill_upstream
 from .attempts import run_attempts, run_attempts_async
 from .context import TaskRunContext, entered, task_run_var
 from .errors import InvalidTransition, RunTimedOut
+from .hooks import call_hooks
 from .logs import run_extra, task_logger
 from .portal import run_async
 from .runs import TaskRun, set_state
@@ -182,14 +183,7 @@ class _TaskRunEngine:
             # The run was ended from outside (its flow was interrupted); that state stands.
 
     def _hooks(self, hooks: Sequence[Callable[..., Any]]) -> None:
-        for hook in hooks:
-            try:
-                hook(self.task, self.run, self.run.state)
-            except Exception:  # a broken hook must not change the run's outcome; it is logged
-                task_logger.exception(
-                    "Hook %r raised; the run's state is unchanged", getattr(hook, "__name__", hook),
-                    extra=run_extra(),
-                )
+        call_hooks(hooks, self.task, self.run, task_logger)
 
 
 def run_task(payload: TaskRunPayload, upstream: Sequence[Any]) -> State:

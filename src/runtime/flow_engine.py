@@ -40,6 +40,7 @@ from .context import FlowRunContext, entered, flow_run_var, task_run_var
 from .engine import run_task
 from .errors import ParameterValidationError, RunTimedOut
 from .futures import RunFuture
+from .hooks import call_hooks
 from .logs import enable_log_prints, ensure_console_logging, flow_logger, run_extra
 from .recording import ensure_recording
 from .runs import FlowRun, new_run_id, set_state
@@ -208,14 +209,7 @@ class FlowRunEngine:
             raise
 
     def _hooks(self, hooks: Sequence[Callable[..., Any]]) -> None:
-        for hook in hooks:
-            try:
-                hook(self.flow, self.run, self.run.state)
-            except Exception:  # a broken hook must not change the run's outcome; it is logged
-                flow_logger.exception(
-                    "Hook %r raised; the run's state is unchanged", getattr(hook, "__name__", hook),
-                    extra=run_extra(),
-                )
+        call_hooks(hooks, self.flow, self.run, flow_logger)
 
 
 def final_state_of(value: Any) -> State:
