@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from typing import TYPE_CHECKING, Any
 from uuid import UUID, SafeUUID
 
@@ -27,6 +28,11 @@ if TYPE_CHECKING:
     from ..api import Recorder
 
 FLUSH_TIMEOUT = 60.0
+# The committer thread gives up the GIL for each SQLite call and, while the flow's thread is
+# busy, gets it back only at the interpreter's switch interval (5 ms): it falls behind and
+# the flow ends waiting on a long final flush. Yielding the GIL once every 64 new runs lets
+# it keep pace: recorded throughput rose by a third to a half (benchmarks/workloads/recording.py).
+_YIELD_EVERY_MASK = 63
 _JSON_ATOMS = (str, int, float, bool, type(None))
 _MAX_REPR = 1000
 
@@ -77,6 +83,7 @@ class _RunReporter:
         self._state_record = StateRecord
         self._state_changed = recorder.state_changed
         self._heartbeats = _Heartbeats(recorder)
+        self._announced = 0
 
     def __call__(self, run: Run, state: State) -> None:
         # Three of these per task run: `tuple.__new__` skips the NamedTuple's Python-level
@@ -84,6 +91,9 @@ class _RunReporter:
         history_length = len(run.history)
         if history_length == 1:
             self._announce(run, state)
+            self._announced += 1
+            if not self._announced & _YIELD_EVERY_MASK:
+                time.sleep(0)
         run_id = run.id
         self._state_changed(
             _tuple_new(
