@@ -22,16 +22,21 @@ import functools
 import gc
 import json
 import platform
-import resource
 import subprocess
 import sys
 import time
 import traceback
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from prefect import flow, task
 from prefect.futures import wait
+
+# Run as a script under another interpreter, from this checkout: the RSS readers are shared
+# with the memory scripts in ../scripts.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
+from _rss import current_rss_bytes, peak_rss_bytes  # type: ignore[import-not-found, unused-ignore]  # noqa: E402
 
 
 @task
@@ -150,27 +155,6 @@ def child(args: list[str]) -> None:
     before = current_rss_bytes()
     submit_flow(n)
     print(json.dumps({"rss_before_bytes": before, "peak_rss_bytes": peak_rss_bytes()}))
-
-
-def current_rss_bytes() -> int:
-    try:
-        with open("/proc/self/statm") as statm:
-            return int(statm.read().split()[1]) * resource.getpagesize()
-    except OSError:
-        return peak_rss_bytes()
-
-
-def peak_rss_bytes() -> int:
-    # VmHWM, not ru_maxrss: ru_maxrss survives fork+exec and would report the parent's peak.
-    try:
-        with open("/proc/self/status") as status:
-            for line in status:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak if sys.platform == "darwin" else peak * 1024
 
 
 def measure(name: str, n: int, repeats: int, warmup: bool) -> dict[str, Any]:
