@@ -22,7 +22,10 @@ from .errors import Unauthenticated as Unauthenticated
 from .recorder import Recorder as Recorder
 from .recorder import RecorderStatistics as RecorderStatistics
 from .recorder import embedded_server as embedded_server
+from .recorder import RecorderTarget as RecorderTarget
 from .recorder import get_recorder as get_recorder
+from .recorder import recorder_for as recorder_for
+from .recorder import recorder_target as recorder_target
 from .recorder import reset_recorder as reset_recorder
 from .recorder import worker_environment as worker_environment
 from .records import HEARTBEAT_INTERVAL as HEARTBEAT_INTERVAL
@@ -49,6 +52,7 @@ __all__ = [
     "PayloadTooLarge",
     "Recorder",
     "RecorderStatistics",
+    "RecorderTarget",
     "RecordingError",
     "Rejection",
     "RunFilter",
@@ -69,6 +73,8 @@ __all__ = [
     "embedded_server",
     "get_recorder",
     "get_settings",
+    "recorder_for",
+    "recorder_target",
     "reset_recorder",
     "worker_environment",
 ]

@@ -33,6 +33,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 from uuid import UUID
 
@@ -433,33 +434,72 @@ class Recorder:
             marker.event.set()
 
 
-# -- the process-wide recorder -------------------------------------------------------------------
+# -- the recorders of this process -----------------------------------------------------------
+
+#: Where a recorder sends its records: (URL, token, TLS CA path). It travels with every task
+#: call, so a worker process records into the same server as the flow that sent the call.
+RecorderTarget = tuple[str, str | None, str | None]
 
 _lock = threading.Lock()
 _recorder: Recorder | None = None
+_target: RecorderTarget | None = None
 _owner_pid: int | None = None
 _embedded: StateServer | None = None
-_exported: dict[str, str | None] = {}
+_foreign: dict[RecorderTarget, Recorder] = {}
 
 
 def get_recorder() -> Recorder:
-    """The recorder of this process, created on first use.
+    """This process's own recorder, created on first use.
 
     With `HEADWATER_API_URL` set it is a client of that server (token from
     `HEADWATER_API_TOKEN`). Otherwise it starts the embedded server on 127.0.0.1 with a random
-    token against `$HEADWATER_HOME`, records into it directly, and exports its URL and token
-    into `os.environ` so worker processes started afterwards (Dask, Ray) record into it too.
-    A forked child gets a fresh recorder of its own.
+    token against `$HEADWATER_HOME` and records into it directly. A forked child gets a fresh
+    recorder of its own (the parent's threads did not survive the fork).
     """
-    global _recorder, _owner_pid
     recorder = _recorder
     if recorder is not None and _owner_pid == os.getpid():
         return recorder
     with _lock:
-        if _recorder is None or _owner_pid != os.getpid():
-            _recorder, _owner_pid = _create_recorder(), os.getpid()
+        _forget_parent_locked()
+        if _recorder is None:
+            _create_recorder_locked()
             atexit.register(_shutdown_at_exit)
+        assert _recorder is not None
         return _recorder
+
+
+def recorder_target() -> RecorderTarget:
+    """Where this process's own recorder sends records (starting it if need be)."""
+    get_recorder()
+    assert _target is not None
+    return _target
+
+
+def recorder_for(target: RecorderTarget) -> tuple[Recorder, bool]:
+    """A recorder for `target`, and whether it is this process's own.
+
+    A task call carries its flow's target. In the flow's process that is the process's own
+    recorder; anywhere else (a worker process, a forked child) it is a client of the same
+    server, created on first use and kept for the life of the process."""
+    with _lock:
+        _forget_parent_locked()
+        if _recorder is not None and target == _target:
+            return _recorder, True
+        recorder = _foreign.get(target)
+        if recorder is None:
+            url, token, tls_ca = target
+            settings = get_settings()
+            sink = _GrpcSink(Target.resolve(url, token, Path(tls_ca) if tls_ca else None))
+            recorder = Recorder(
+                sink,
+                grace=settings.recorder_grace_seconds,
+                max_buffered=settings.recorder_max_buffered,
+            )
+            if not _foreign and _recorder is None:
+                atexit.register(_shutdown_at_exit)
+            _foreign[target] = recorder
+            _set_owner_locked()
+        return recorder, False
 
 
 def embedded_server() -> StateServer | None:
@@ -470,59 +510,85 @@ def embedded_server() -> StateServer | None:
 def worker_environment() -> dict[str, str]:
     """Environment variables that point another process at the server this one records into.
 
-    Pass these to Dask/Ray workers (e.g. a runtime_env) when they are not started as children
-    of this process after `get_recorder()` (children inherit them automatically).
-    """
-    get_recorder()
-    settings = get_settings()
-    env = {"HEADWATER_API_URL": settings.api_url or ""}
-    if settings.api_token:
-        env["HEADWATER_API_TOKEN"] = settings.api_token
-    if settings.api_tls_ca:
-        env["HEADWATER_API_TLS_CA"] = str(settings.api_tls_ca)
+    Task calls carry this already; these are for programs of your own (a subprocess running
+    another flow, say) that should record into the same server."""
+    url, token, tls_ca = recorder_target()
+    env = {"HEADWATER_API_URL": url}
+    if token:
+        env["HEADWATER_API_TOKEN"] = token
+    if tls_ca:
+        env["HEADWATER_API_TLS_CA"] = tls_ca
     return env
 
 
-def _create_recorder() -> Recorder:
-    global _embedded
+def _forget_parent_locked() -> None:
+    """In a forked child, drop the parent's recorders: their threads and sockets stayed behind."""
+    global _recorder, _target, _embedded, _owner_pid
+    if _owner_pid is not None and _owner_pid != os.getpid():
+        _recorder = _target = _embedded = _owner_pid = None
+        _foreign.clear()
+
+
+def _set_owner_locked() -> None:
+    global _owner_pid
+    _owner_pid = os.getpid()
+
+
+def _create_recorder_locked() -> None:
+    global _recorder, _target, _embedded
     settings = get_settings()
     options = {"grace": settings.recorder_grace_seconds, "max_buffered": settings.recorder_max_buffered}
     if settings.api_url:
         target = Target.resolve(settings.api_url, settings.api_token, settings.api_tls_ca)
-        return Recorder(_GrpcSink(target), **options)  # type: ignore[arg-type]
-    token = secrets.token_urlsafe(24)
-    server = StateServer(
-        settings.home, host="127.0.0.1", port=0, token=token,
-        heartbeat_timeout=settings.heartbeat_timeout_seconds,
-        synchronous=settings.db_synchronous,
-    )
-    url = server.start()
-    _embedded = server
-    for key, value in (("HEADWATER_API_URL", url), ("HEADWATER_API_TOKEN", token)):
-        _exported.setdefault(key, os.environ.get(key))
-        os.environ[key] = value
-    assert server.committer is not None
-    return Recorder(_LocalSink(server.committer), **options)  # type: ignore[arg-type]
+        ca = str(settings.api_tls_ca) if settings.api_tls_ca else None
+        _recorder = Recorder(_GrpcSink(target), **options)  # type: ignore[arg-type]
+        _target = (settings.api_url, settings.api_token, ca)
+    else:
+        token = secrets.token_urlsafe(24)
+        server = StateServer(
+            settings.home, host="127.0.0.1", port=0, token=token,
+            heartbeat_timeout=settings.heartbeat_timeout_seconds,
+            synchronous=settings.db_synchronous,
+        )
+        url = server.start()
+        _embedded = server
+        assert server.committer is not None
+        _recorder = Recorder(_LocalSink(server.committer), **options)  # type: ignore[arg-type]
+        _target = (url, token, None)
+    _set_owner_locked()
 
 
 def reset_recorder(timeout: float | None = 5.0) -> None:
-    """Close this process's recorder and embedded server and undo the exported environment."""
-    global _recorder, _embedded, _owner_pid
+    """Close this process's recorders and embedded server; the next use starts afresh."""
+    global _recorder, _target, _embedded, _owner_pid
     with _lock:
-        recorder, server = _recorder, _embedded
-        _recorder = _embedded = _owner_pid = None
+        _forget_parent_locked()
+        recorders = [r for r in (_recorder, *_foreign.values()) if r is not None]
+        server = _embedded
+        _recorder = _target = _embedded = _owner_pid = None
+        _foreign.clear()
+    errors: list[RecordingError] = []
     try:
-        if recorder is not None:
-            recorder.close(timeout)
+        for recorder in recorders:
+            try:
+                recorder.close(timeout)
+            except RecordingError as exc:
+                errors.append(exc)
     finally:
         if server is not None:
             server.stop()
-        for key, value in _exported.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-        _exported.clear()
+    if errors:
+        raise errors[0]
+
+
+def _after_fork_in_child() -> None:
+    # The parent's lock may have been held by one of its threads at the fork: a fresh one.
+    global _lock
+    _lock = threading.Lock()
+    _forget_parent_locked()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _shutdown_at_exit() -> None:

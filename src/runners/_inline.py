@@ -6,7 +6,7 @@ submission order. `submit` returns an already finished future.
 
 from __future__ import annotations
 
-from .base import FinishedFuture, RunnerFuture, TaskCall, TaskRunner, run_call
+from .base import FinishedFuture, RunnerFuture, TaskCall, TaskRunner, resolve_upstream
 
 
 class SequentialTaskRunner(TaskRunner):
@@ -16,7 +16,8 @@ class SequentialTaskRunner(TaskRunner):
 
     def submit(self, call: TaskCall) -> RunnerFuture:
         try:
-            result = run_call(call, tuple(f.result() for f in call.upstream))
+            upstream = resolve_upstream(call.upstream, FinishedFuture) if call.upstream else ()
+            result = call.entrypoint(call.payload, upstream)
         except BaseException as exc:  # handed to the future, never dropped
             return FinishedFuture(call.run_id, error=exc)
         return FinishedFuture(call.run_id, result)

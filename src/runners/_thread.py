@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from ..runtime.errors import BrokenRunner
-from .base import RunnerFuture, TaskCall, TaskRunner, run_call, set_blocking_hook
+from .base import RunnerFuture, TaskCall, TaskRunner, resolve_upstream, set_blocking_hook
 
 _PENDING, _RUNNING, _FINISHED, _CANCELLED = range(4)
 # One lock for every pool future's bookkeeping: held for a few instructions, so a shared lock
@@ -42,6 +42,9 @@ class PoolFuture:
 
     def done(self) -> bool:
         return self._state >= _FINISHED
+
+    def running(self) -> bool:
+        return self._state == _RUNNING
 
     def cancel(self) -> bool:
         """Cancel if not started yet; True if it is (now) cancelled."""
@@ -112,8 +115,8 @@ def _run_item(future: PoolFuture, call: TaskCall, context: contextvars.Context) 
     if not future.start():
         return  # cancelled while queued
     try:
-        values = tuple([f.result() for f in call.upstream]) if call.upstream else ()
-        result = context.run(run_call, call, values)
+        upstream = resolve_upstream(call.upstream, PoolFuture) if call.upstream else ()
+        result = context.run(call.entrypoint, call.payload, upstream)
     except BaseException as exc:  # handed to the future, never dropped
         future._finish(None, exc)
     else:

@@ -1,18 +1,24 @@
 """The one interface every task runner implements, and the types that cross it.
 
-A runner is an executor in the `concurrent.futures` sense with three duties:
+A runner is an executor in the `concurrent.futures` sense:
 
-- `submit(call) -> RunnerFuture`: run `call.entrypoint(call.payload, upstream_values)`
-  somewhere, where `upstream_values` are the results of `call.upstream` (runner futures this
-  call depends on). The runtime only submits a call once its upstreams are done, so a runner
-  never has to wait inside a worker; a remote runner may still pass its own native futures
-  through so that data stays on the workers.
+- `submit(call) -> RunnerFuture`: run `call.entrypoint(call.payload, upstream)` somewhere and
+  return at once. `call.upstream` holds, per upstream run, either a future this runner
+  returned earlier or an outcome that is already here; the runner hands the entrypoint the
+  *outcomes* (a future of its own is resolved where the call runs, so a cluster runner passes
+  its native future and the data moves worker to worker). The runtime submits a call only once
+  its upstreams are done, so a worker never waits inside a task for an argument.
 - `shutdown(wait=True, cancel_futures=False)`, also run by `__exit__`.
 - `duplicate()`: a fresh, unstarted runner with the same settings, so one runner object given
   to `@flow(task_runner=...)` serves many flow runs, each with its own workers.
 
 The entrypoint is the runtime's task engine, never the bare user function: retries, caching,
-slots and state reporting behave the same on every backend. The runner knows nothing of them.
+slots and state reporting behave the same on every backend, and the runner knows nothing of
+them. Its return value is an `Outcome`: the run's final state with the data where it ran. A
+runner whose data stays remote returns `outcome.detach(handle)` from `RunnerFuture.result()`:
+the same outcome, with the data left behind and fetched through `handle` only when asked
+(Hamilton's executors keep `get_state` and `get_result` apart the same way). In-process
+runners return the outcome as it is.
 
 A runner owns only what it created: an executor or client passed in is never shut down by it.
 """
@@ -20,6 +26,7 @@ A runner owns only what it created: an executor or client passed in is never shu
 from __future__ import annotations
 
 import abc
+import logging
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -27,12 +34,33 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol, runtime_checkable
 from uuid import UUID
 
+log = logging.getLogger("headwater.runners")
+
+
+class DataHandle(Protocol):
+    """Where a run's data lives when it is not here; `fetch` brings it here."""
+
+    def fetch(self, timeout: float | None = None) -> Any: ...
+
+
+@runtime_checkable
+class Outcome(Protocol):
+    """What an entrypoint returns: a run's final state (opaque to runners) and its data."""
+
+    def detach(self, handle: DataHandle) -> Outcome:
+        """The same outcome without its data, which stays behind `handle`."""
+        ...
+
+
+#: `entrypoint(payload, upstream_outcomes) -> Outcome`; must be picklable for remote runners.
 Entrypoint = Callable[[Any, tuple[Any, ...]], Any]
 
 
 @dataclass(frozen=True, slots=True)
 class TaskCall:
-    """Everything a runner needs to run one task run; picklable when its parts are."""
+    """Everything a runner needs to run one task run; picklable when its parts are.
+
+    `upstream` items are futures this runner returned or outcomes already at hand."""
 
     run_id: UUID
     entrypoint: Entrypoint
@@ -42,7 +70,8 @@ class TaskCall:
 
 @runtime_checkable
 class RunnerFuture(Protocol):
-    """The stdlib future surface, plus the id of the run it belongs to."""
+    """The stdlib future surface, plus the id of the run it belongs to. `result()` is the
+    run's outcome (its data possibly detached), never a bare value."""
 
     run_id: UUID
 
@@ -51,6 +80,8 @@ class RunnerFuture(Protocol):
     def exception(self, timeout: float | None = None) -> BaseException | None: ...
 
     def done(self) -> bool: ...
+
+    def running(self) -> bool: ...
 
     def cancel(self) -> bool: ...
 
@@ -64,7 +95,7 @@ class TaskRunner(abc.ABC):
 
     @abc.abstractmethod
     def submit(self, call: TaskCall) -> RunnerFuture:
-        """Start running `call`; return at once with a future for its result."""
+        """Start running `call`; return at once with a future for its outcome."""
 
     @abc.abstractmethod
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
@@ -86,6 +117,16 @@ class TaskRunner(abc.ABC):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
+
+
+def run_callbacks(future: object, callbacks: list[Callable[[Any], object]]) -> None:
+    """Call each done-callback; one that raises is logged and the others still run, as the
+    stdlib does: a callback's bug must never kill the thread that completed the future."""
+    for fn in callbacks:
+        try:
+            fn(future)
+        except Exception:
+            log.exception("exception calling callback for %r", future)
 
 
 class FinishedFuture:
@@ -110,16 +151,20 @@ class FinishedFuture:
     def done(self) -> bool:
         return True
 
+    def running(self) -> bool:
+        return False
+
     def cancel(self) -> bool:
         return False
 
     def add_done_callback(self, fn: Callable[[Any], object]) -> None:
-        fn(self)
+        run_callbacks(self, [fn])
 
 
-def run_call(call: TaskCall, upstream_values: tuple[Any, ...]) -> Any:
-    """Run a call's entrypoint with its upstream values; shared by in-process runners."""
-    return call.entrypoint(call.payload, upstream_values)
+def resolve_upstream(upstream: tuple[Any, ...], own: type) -> tuple[Any, ...]:
+    """The outcomes of a call's upstreams: futures of type `own` (the runner's) are resolved,
+    outcomes already at hand pass through. Shared by in-process runners."""
+    return tuple([u.result() if type(u) is own else u for u in upstream])  # type: ignore[attr-defined]
 
 
 # A worker thread that blocks on another task's future can starve its pool (every worker
@@ -131,6 +176,11 @@ _blocking_hooks = threading.local()
 def set_blocking_hook(hook: Callable[[], Any] | None) -> None:
     """Register, for the current thread, a context-manager factory used around blocking waits."""
     _blocking_hooks.hook = hook
+
+
+def current_blocking_hook() -> Callable[[], Any] | None:
+    """The current thread's hook, so a helper thread doing its work can take it on."""
+    return getattr(_blocking_hooks, "hook", None)
 
 
 @contextmanager

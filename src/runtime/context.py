@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .errors import MissingContext
+from .recording import RunServices, services_here
 
 if TYPE_CHECKING:
     from ..runners.base import TaskRunner
@@ -30,6 +31,7 @@ class FlowRunContext:
     runner: TaskRunner
     scheduler: TaskScheduler
     log_prints: bool
+    services: RunServices
     # per task name, how many runs this flow run has created (names them "task-0", "task-1")
     task_run_counts: dict[str, itertools.count[int]] = field(default_factory=dict)
 
@@ -39,6 +41,7 @@ class TaskRunContext:
     task: Task[..., Any]
     task_run: TaskRun
     log_prints: bool
+    services: RunServices
 
 
 flow_run_var: ContextVar[FlowRunContext | None] = ContextVar("headwater_flow_run", default=None)
@@ -60,3 +63,11 @@ def get_run_context() -> TaskRunContext | FlowRunContext:
     if ctx is None:
         raise MissingContext("no flow or task is running here; call this inside a @flow or @task")
     return ctx
+
+
+def current_services() -> RunServices:
+    """The services of the innermost run here, or this process's own outside any run."""
+    ctx = task_run_var.get() or flow_run_var.get()
+    if ctx is not None:
+        return ctx.services
+    return services_here()

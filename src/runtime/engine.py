@@ -1,24 +1,29 @@
-"""One task run's lifecycle, wherever it runs: the entrypoint every runner executes.
+"""One attempt of a task run, wherever it runs: the entrypoint every runner executes.
 
 The order of work, fixed and the same on every runner:
 
-1. Inputs: each upstream's final state arrives as a value. If an upstream the run needs did
-   not complete (and was not wrapped in `allow_failure`), the run ends PENDING("NotReady")
-   without running. Otherwise futures in the arguments are replaced by upstream results.
+0. The run's services resolve in this process (`recording.py`): a worker away from the
+   flow re-announces the run to the state service before its first state.
+1. Inputs: each upstream's outcome arrives (a remote runner resolves its own futures where
+   the call runs). If an upstream the run needs did not complete (and was not wrapped in
+   `allow_failure`), the run ends PENDING("NotReady") without running. Otherwise the refs in
+   the arguments are replaced by the upstream values (fetched if they were left remote).
 2. PENDING -> RUNNING (or SCHEDULED("AwaitingRetry") -> RUNNING("Retrying")); `on_running`
    hooks run.
 3. The function runs, under `timeout_seconds` if set (see `timeouts.py` for what a timeout
-   can interrupt); `attempts.py` sequences steps 2-4.
+   can interrupt).
 4. It returned: COMPLETED with the value (a returned `State` is used as the final state).
    It raised an `Exception`: if retries remain and `retry_condition_fn` agrees, the run goes
-   to SCHEDULED("AwaitingRetry"), sleeps the retry delay (with jitter) and returns to step 2;
-   otherwise FAILED (named "TimedOut" for a timeout). It raised a `BaseException` that is not
-   an `Exception` (KeyboardInterrupt, SystemExit, cancellation): CRASHED or CANCELLED, and the
+   to SCHEDULED("AwaitingRetry") and the attempt ends there with the delay (with jitter): the
+   flow's lifecycle waits it out and dispatches the run again, so no worker sleeps; otherwise
+   FAILED (named "TimedOut" for a timeout). It raised a `BaseException` that is not an
+   `Exception` (KeyboardInterrupt, SystemExit, cancellation): CRASHED or CANCELLED, and the
    exception is re-raised after step 5 so interrupts still stop the program.
-5. `on_completion` or `on_failure` hooks run; the final state is returned to the runner.
+5. On a final state, `on_completion` or `on_failure` hooks run. Away from the flow's process
+   the run's records are made durable. The attempt returns a `RunOutcome`.
 
-Sync and async tasks share `_TaskRunEngine`; only the two small drivers differ, in how they
-call, sleep and time out.
+A direct call (`task(x)`, no runner) runs every attempt in the caller's thread
+(`run_task_now`). Sync and async tasks share `_TaskRunEngine`; only the small drivers differ.
 """
 
 from __future__ import annotations
@@ -27,22 +32,26 @@ import asyncio
 import random
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
+import anyio
+
 from .arguments import fill_upstream
-from .attempts import run_attempts, run_attempts_async
 from .context import TaskRunContext, entered, task_run_var
 from .errors import InvalidTransition, RunTimedOut
 from .hooks import call_hooks
 from .logs import run_extra, task_logger
 from .portal import run_async
+from .timeouts import call_with_timeout, call_with_timeout_async
+from .recording import RunServices
 from .runs import TaskRun, set_state
 from .states import (
     AwaitingRetry,
     Cancelled,
     Completed,
     Crashed,
+    Detached,
     Failed,
     NotReady,
     Retrying,
@@ -56,15 +65,62 @@ if TYPE_CHECKING:
     from .tasks import Task
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class TaskRunPayload:
-    """What the engine needs to run one task run: the task, its run and its arguments."""
+    """What the engine needs to run one task run, picklable for remote runners: the task (it
+    pickles as its function and options), the run record, the arguments with `UpstreamRef`s
+    where upstream values go, which upstreams must have completed, and the run's services."""
 
     task: Task[..., Any]
     task_run: TaskRun
     parameters: dict[str, Any]
     required: frozenset[int]  # upstream indexes that must complete for the run to start
     log_prints: bool
+    services: RunServices
+
+
+@dataclass(frozen=True, slots=True)
+class RunOutcome:
+    """What an attempt returns to the flow: its last state and the run's bookkeeping.
+
+    `state` is final, or SCHEDULED("AwaitingRetry") with `retry_delay` set: the flow's
+    lifecycle waits the delay without holding a worker and dispatches the run again.
+    `earlier` holds the states the attempt went through before `state` (none carry data), so
+    a flow whose run executed elsewhere can bring its own record up to date (`adopt_into`).
+    `unrecorded` says why a worker could not make the run's records durable, if it could not.
+    """
+
+    state: State
+    earlier: tuple[State, ...] = ()
+    run_count: int = 0
+    start_time: float | None = None
+    end_time: float | None = None
+    retry_delay: float | None = None
+    unrecorded: str | None = None
+
+    def detach(self, handle: Any) -> RunOutcome:
+        """This outcome with its state's data left where it is, behind `handle`."""
+        if self.state.data is None:
+            return self
+        return replace(self, state=self.state.with_data(Detached(handle)))
+
+    def adopt_into(self, run: TaskRun) -> None:
+        """Bring the flow's record of the run up to date. An in-process runner's engine
+        changed that very record already; a run the flow has ended meanwhile stays ended."""
+        current = run.state
+        if current is self.state or (current is not None and current.is_final()):
+            return
+        run.history.extend(self.earlier)
+        run.history.append(self.state)
+        run.state = self.state
+        run.run_count = self.run_count
+        run.start_time = self.start_time
+        run.end_time = self.end_time
+
+
+def outcome_of(state: State) -> RunOutcome:
+    """An outcome for a run that was not dispatched by a runner (a subflow, say)."""
+    return RunOutcome(state)
 
 
 def _is_cancellation(exc: BaseException) -> bool:
@@ -72,35 +128,46 @@ def _is_cancellation(exc: BaseException) -> bool:
 
 
 class _TaskRunEngine:
-    """The state changes of one task run; the drivers below decide when each happens."""
+    """The state changes of one attempt of a task run; the drivers below sequence them."""
 
-    __slots__ = ("task", "run", "payload", "upstream", "parameters", "log_prints", "reraise")
+    __slots__ = (
+        "task", "run", "payload", "upstream", "parameters", "log_prints", "reraise",
+        "reporter", "report", "first_index", "retry_delay",
+    )  # fmt: skip
 
     def __init__(self, payload: TaskRunPayload, upstream: Sequence[Any]) -> None:
         self.payload = payload
         self.task = payload.task
-        self.run = payload.task_run
+        self.run = run = payload.task_run
         self.upstream = upstream
         self.parameters: dict[str, Any] = payload.parameters
         self.log_prints = payload.log_prints
         self.reraise: BaseException | None = None
+        self.retry_delay: float | None = None
+        self.first_index = len(run.history)
+        self.reporter = reporter = payload.services.reporter()
+        self.report = reporter
+        if reporter is not None and not reporter.home:
+            reporter.adopt(run)
 
     def context(self) -> TaskRunContext:
-        return TaskRunContext(self.task, self.run, self.log_prints)
+        return TaskRunContext(self.task, self.run, self.log_prints, self.payload.services)
 
     def inputs_ready(self) -> bool:
         """Step 1. False when the run ended NotReady because an upstream did not complete."""
         if not self.upstream:
             return True
+        states: list[State] = [outcome.state for outcome in self.upstream]
         for index in self.payload.required:
-            state: State = self.upstream[index]
+            state = states[index]
             if state.type is not StateType.COMPLETED:
                 message = f"upstream run ended {state}; this run did not start"
                 self._set(NotReady(message))
                 return False
         values = tuple(
-            s.data if s.type is StateType.COMPLETED else s.result(raise_on_failure=False)
-            for s in self.upstream
+            s.data if s.type is StateType.COMPLETED and type(s.data) is not Detached
+            else s.result(raise_on_failure=False)
+            for s in states
         )
         self.parameters = fill_upstream(self.parameters, values)
         return True
@@ -129,8 +196,8 @@ class _TaskRunEngine:
         """Step 4, returned."""
         self._set(value if isinstance(value, State) else Completed(value))
 
-    def raised(self, exc: Exception) -> float | None:
-        """Step 4, raised. Returns the delay before the next attempt, or None if final."""
+    def raised(self, exc: Exception) -> None:
+        """Step 4, raised: a retry is due (`retry_delay` set), or the run failed."""
         final = (TimedOut if isinstance(exc, RunTimedOut) else Failed)(exc)
         task, run = self.task, self.run
         retries_used = run.run_count - 1
@@ -141,13 +208,13 @@ class _TaskRunEngine:
                 final.message, retries_used + 1, task.retries, delay, extra=run_extra(),
             )
             self._set(AwaitingRetry(f"retry {retries_used + 1} of {task.retries} in {delay:.3g}s"))
-            return delay
+            self.retry_delay = delay
+            return
         self._set(final)
         if task_logger.isEnabledFor(40):
             task_logger.error(
                 "Finished in state %s", final, exc_info=exc, extra=run_extra()
             )
-        return None
 
     def _should_retry(self, failed: State) -> bool:
         condition = self.task.retry_condition_fn
@@ -158,24 +225,31 @@ class _TaskRunEngine:
     def interrupted(self, exc: BaseException) -> None:
         """Step 4, a BaseException: recorded now, re-raised by the driver after hooks."""
         state = Cancelled(exc) if _is_cancellation(exc) else Crashed(exc)
+        self.retry_delay = None
         self._set(state)
         self.reraise = exc
 
-    def finish(self) -> State:
-        """Step 5."""
+    def finish(self) -> RunOutcome:
+        """Step 5, and the outcome of this attempt."""
         run = self.run
         state = run.state
         assert state is not None
-        run.end_time = time.time()
-        if state.type is StateType.COMPLETED:
-            self._hooks(self.task.on_completion)
-        elif state.type in (StateType.FAILED, StateType.CRASHED):
-            self._hooks(self.task.on_failure)
-        return state
+        if self.retry_delay is None:
+            run.end_time = time.time()
+            if state.type is StateType.COMPLETED:
+                self._hooks(self.task.on_completion)
+            elif state.type in (StateType.FAILED, StateType.CRASHED):
+                self._hooks(self.task.on_failure)
+        reporter = self.reporter
+        unrecorded = reporter.settle() if reporter is not None and not reporter.home else None
+        return RunOutcome(
+            state, tuple(run.history[self.first_index : -1]), run.run_count, run.start_time,
+            run.end_time, self.retry_delay, unrecorded,
+        )
 
     def _set(self, state: State) -> None:
         try:
-            set_state(self.run, state)
+            set_state(self.run, state, self.report)
         except InvalidTransition:
             current = self.run.state
             if current is None or not current.is_final():
@@ -186,38 +260,76 @@ class _TaskRunEngine:
         call_hooks(hooks, self.task, self.run, task_logger)
 
 
-def run_task(payload: TaskRunPayload, upstream: Sequence[Any]) -> State:
-    """The entrypoint runners execute: run one task run to a final state and return it."""
+def _attempt(engine: _TaskRunEngine) -> None:
+    engine.start()
+    try:
+        value = call_with_timeout(engine.call, engine.timeout, engine.label)
+    except Exception as exc:
+        engine.raised(exc)
+    else:
+        engine.returned(value)
+
+
+async def _attempt_async(engine: _TaskRunEngine) -> None:
+    engine.start()
+    try:
+        value = await call_with_timeout_async(engine.call, engine.timeout, engine.label)
+    except Exception as exc:
+        engine.raised(exc)
+    else:
+        engine.returned(value)
+
+
+def run_task(payload: TaskRunPayload, upstream: Sequence[Any]) -> RunOutcome:
+    """The entrypoint runners execute: one attempt of a task run, to a final state or to
+    AwaitingRetry. `upstream` holds the upstream runs' outcomes, in the order of their refs."""
     if payload.task.is_async:
         return run_async(run_task_async, payload, upstream)
     engine = _TaskRunEngine(payload, upstream)
     token = task_run_var.set(engine.context())  # not a context manager: this is per task
     try:
         if engine.inputs_ready():
-            run_attempts(engine)
+            _attempt(engine)
     except BaseException as exc:
         engine.interrupted(exc)
     finally:
-        state = engine.finish()
+        outcome = engine.finish()
         task_run_var.reset(token)
     if engine.reraise is not None:
         raise engine.reraise
-    return state
+    return outcome
 
 
-async def run_task_async(payload: TaskRunPayload, upstream: Sequence[Any]) -> State:
+async def run_task_async(payload: TaskRunPayload, upstream: Sequence[Any]) -> RunOutcome:
     """`run_task` for `async def` tasks, on the caller's event loop."""
     engine = _TaskRunEngine(payload, upstream)
     with entered(task_run_var, engine.context()):
         try:
             if engine.inputs_ready():
-                await run_attempts_async(engine)
+                await _attempt_async(engine)
         except BaseException as exc:
             engine.interrupted(exc)
-        state = engine.finish()
+        outcome = engine.finish()
     if engine.reraise is not None:
         raise engine.reraise
-    return state
+    return outcome
+
+
+def run_task_now(payload: TaskRunPayload, upstream: Sequence[Any]) -> State:
+    """Every attempt of a task run in this thread, sleeping between them: a direct call."""
+    while True:
+        outcome = run_task(payload, upstream)
+        if outcome.retry_delay is None:
+            return outcome.state
+        time.sleep(outcome.retry_delay)
+
+
+async def run_task_now_async(payload: TaskRunPayload, upstream: Sequence[Any]) -> State:
+    while True:
+        outcome = await run_task_async(payload, upstream)
+        if outcome.retry_delay is None:
+            return outcome.state
+        await anyio.sleep(outcome.retry_delay)
 
 
 def jittered(delay: float, jitter_factor: float | None) -> float:

@@ -42,7 +42,7 @@ from .errors import ParameterValidationError, RunTimedOut
 from .futures import RunFuture
 from .hooks import call_hooks
 from .logs import enable_log_prints, ensure_console_logging, flow_logger, run_extra
-from .recording import ensure_recording
+from .context import current_services
 from .runs import FlowRun, new_run_id, set_state
 from .scheduler import TaskScheduler
 from .signals import sigterm_raises
@@ -72,7 +72,9 @@ class FlowRunEngine:
         parameters = flow.bind(args, kwargs)
         parent_flow = flow_run_var.get()
         parent_task = task_run_var.get()
-        self.reporter = ensure_recording()
+        # A flow inside a task records where that task does (a subflow on a worker, say).
+        self.services = parent_task.services if parent_task else current_services()
+        self.reporter = self.services.reporter()
         self.run = FlowRun(
             new_run_id(),
             flow.run_name(parameters),
@@ -81,7 +83,7 @@ class FlowRunEngine:
             parent_flow.flow_run.id if parent_flow else None,
             parent_task.task_run.id if parent_task else None,
         )
-        set_state(self.run, Pending())
+        self._set(Pending())
         self.parameters = parameters
         self.reraise: BaseException | None = None
         self.scheduler: TaskScheduler | None = None
@@ -97,12 +99,14 @@ class FlowRunEngine:
         try:
             self.parameters = self.flow.validate(self.parameters)
         except ParameterValidationError as exc:
-            set_state(self.run, Failed(exc))
+            self._set(Failed(exc))
             raise
 
     def context(self, runner: TaskRunner) -> FlowRunContext:
         self.scheduler = TaskScheduler(runner, run_task)
-        return FlowRunContext(self.flow, self.run, runner, self.scheduler, bool(self.flow.log_prints))
+        return FlowRunContext(
+            self.flow, self.run, runner, self.scheduler, bool(self.flow.log_prints), self.services
+        )
 
     def start(self) -> None:
         run = self.run
@@ -114,7 +118,7 @@ class FlowRunEngine:
             flow_logger.info(
                 "Beginning flow run %r for flow %r", run.name, self.flow.name, extra=run_extra()
             )
-        set_state(run, Running() if run.run_count == 1 else Retrying())
+        self._set(Running() if run.run_count == 1 else Retrying())
         self._hooks(self.flow.on_running)
 
     @property
@@ -134,7 +138,7 @@ class FlowRunEngine:
         state = final_state_of(value)
         if state.type is StateType.FAILED:
             return self._failed(state)
-        set_state(self.run, state)
+        self._set(state)
         return None
 
     def raised(self, exc: Exception) -> float | None:
@@ -158,9 +162,9 @@ class FlowRunEngine:
                 "Flow run failed with %s - retry %d/%d in %.3gs",
                 state.message, retries_used + 1, flow.retries, delay, extra=run_extra(),
             )
-            set_state(run, AwaitingRetry(f"retry {retries_used + 1} of {flow.retries}"))
+            self._set(AwaitingRetry(f"retry {retries_used + 1} of {flow.retries}"))
             return delay
-        set_state(run, state)
+        self._set(state)
         return None
 
     def wait_for_runs(self) -> None:
@@ -175,7 +179,7 @@ class FlowRunEngine:
             self.scheduler.cancel_unfinished(
                 f"flow run {self.run.name!r} was interrupted: {exc}", crash_running=True
             )
-        set_state(self.run, Cancelled(exc) if cancelled else Crashed(exc))
+        self._set(Cancelled(exc) if cancelled else Crashed(exc))
         self.reraise = exc
 
     def finish(self) -> State:
@@ -204,9 +208,20 @@ class FlowRunEngine:
             return
         try:
             self.reporter.flush()
+            unrecorded = self.scheduler.unrecorded if self.scheduler is not None else {}
+            if unrecorded:
+                from ..api.errors import RecordingError  # TODO(merge): headwater.errors
+
+                reason = next(iter(unrecorded.values()))
+                raise RecordingError(
+                    f"workers could not record some task runs ({reason})", set(unrecorded)
+                )
         except Exception as exc:
             flow_logger.error("Runs of flow run %r are not recorded: %s", run.name, exc)
             raise
+
+    def _set(self, state: State) -> None:
+        set_state(self.run, state, self.reporter)
 
     def _hooks(self, hooks: Sequence[Callable[..., Any]]) -> None:
         call_hooks(hooks, self.flow, self.run, flow_logger)

@@ -104,12 +104,14 @@ class RunFuture(Generic[R]):
 class TaskFuture(RunFuture[R]):
     """A task run submitted with `.submit()` or `.map()`."""
 
-    __slots__ = ("task_run", "runner_future")
+    __slots__ = ("task_run", "runner_future", "outcome", "scheduler")
 
     def __init__(self, task_run: TaskRun) -> None:
         super().__init__()
         self.task_run = task_run
         self.runner_future: Any = None  # set when the run is handed to its runner
+        self.outcome: Any = None  # the final attempt's RunOutcome, once done
+        self.scheduler: Any = None  # the flow run's scheduler that dispatches it
 
     @property
     def run_id(self) -> UUID:

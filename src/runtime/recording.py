@@ -1,13 +1,21 @@
-"""Reporting every run and state change to the state service.
+"""Reporting every run and state change to the state service, from wherever the run executes.
 
-Recording starts with the first flow run (or task run outside a flow) of the process, unless
-`HEADWATER_RECORD=0`. From then on a state observer turns each new run into a run record and
-each state change into a state record, handed to the api's recorder, which batches them in
-the background: a task never waits on the service to say "Running".
+`RunServices` is how a run reaches its orchestration services (today: the recorder; later
+slots and the shared cache). It names the server (URL, token, TLS CA) and travels inside
+every task call, so an engine in a worker process, a forked child or a cluster node records
+into the same server as the flow that sent it. Nothing is read from process globals or the
+environment on the way: a flow resolves its services once, when it starts.
 
-A top-level flow run ends with `flush()`: its final state is returned only once every state of
-every run it made is durable. If the service cannot make them durable, the flow raises
-`RecordingError` naming the unrecorded runs rather than exit as if all were well.
+Resolving a `RunServices` in a process gives a reporter bound to a recorder (`api.recorder_for`):
+
+- in the flow's own process, the process's recorder: the run's records join one FIFO with the
+  flow's, so they reach the server in order, and the flow's end waits for them (`flush`);
+- anywhere else, a client of the same server. That reporter first re-announces the run and
+  re-sends the states the flow already recorded (idempotent by transition id; whichever
+  copy arrives second is ignored), and `settle()`s at the end of each attempt: the outcome goes
+  back only once the worker's records are durable, so the flow's own durability wait covers
+  them too. If they cannot be made durable the outcome says so and the flow raises
+  `RecordingError` naming the run.
 
 The api package (grpc, pydantic, msgpack) is imported on first use, not at `import headwater`,
 to keep a program's start fast.
@@ -18,14 +26,15 @@ from __future__ import annotations
 import os
 import threading
 import time
+import weakref
 from typing import TYPE_CHECKING, Any
 from uuid import UUID, SafeUUID
 
-from .runs import FlowRun, Run, TaskRun, add_state_observer
+from .runs import FlowRun, Run, TaskRun
 from .states import State
 
 if TYPE_CHECKING:
-    from ..api import Recorder
+    from ..api import Recorder, RecorderTarget
 
 FLUSH_TIMEOUT = 60.0
 # The committer thread gives up the GIL for each SQLite call and, while the flow's thread is
@@ -33,6 +42,10 @@ FLUSH_TIMEOUT = 60.0
 # the flow ends waiting on a long final flush. Yielding the GIL once every 64 new runs lets
 # it keep pace: recorded throughput rose by a third to a half (benchmarks/workloads/recording.py).
 _YIELD_EVERY_MASK = 63
+#: States a flow sets on a run after handing it to a runner (cancelled while queued, crashed
+#: by an interrupt) take transition indexes from here, so they never share an id with a state
+#: the worker recorded for the same run from its own copy of the history.
+LATE_INDEX_BASE = 1 << 24
 _JSON_ATOMS = (str, int, float, bool, type(None))
 _MAX_REPR = 1000
 
@@ -40,39 +53,88 @@ _tuple_new = tuple.__new__
 _new_object = object.__new__
 _set_attribute = object.__setattr__
 
-_lock = threading.Lock()
-_reporter: _RunReporter | None = None
-
 
 def recording_enabled() -> bool:
     return os.environ.get("HEADWATER_RECORD", "1").strip().lower() not in ("0", "false", "no", "off")
 
 
-def ensure_recording() -> _RunReporter | None:
-    """Start reporting runs (once per process); None when recording is switched off."""
-    if _reporter is not None or not recording_enabled():
-        return _reporter
-    return _start()
+class RunServices:
+    """Where a run's orchestration services are; picklable, resolved lazily in each process.
+
+    `target` is (URL, token, TLS CA path) of the state service, or None when recording is off.
+    """
+
+    __slots__ = ("target", "_reporter", "_pid")
+
+    def __init__(self, target: RecorderTarget | None) -> None:
+        self.target = target
+        self._reporter: RunReporter | None = None
+        self._pid = 0
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (RunServices, (self.target,))  # the resolved reporter stays in this process
+
+    def reporter(self) -> RunReporter | None:
+        """The reporter for these services in this process (None when recording is off)."""
+        reporter = self._reporter
+        if reporter is not None and self._pid == os.getpid():
+            return reporter
+        if self.target is None:
+            return None
+        self._reporter, self._pid = _reporter_for(self.target), os.getpid()
+        return self._reporter
+
+    def __repr__(self) -> str:
+        url = self.target[0] if self.target else None
+        return f"RunServices(url={url!r})"
 
 
-def _start() -> _RunReporter:
-    global _reporter
+NO_SERVICES = RunServices(None)
+
+_lock = threading.Lock()
+_here: tuple[Any, RunServices] | None = None  # (this process's recorder, its services)
+_reporters: weakref.WeakKeyDictionary[Any, RunReporter] = weakref.WeakKeyDictionary()
+
+
+def services_here() -> RunServices:
+    """The services a new top-level run in this process uses: this process's recorder (the
+    embedded server, or `HEADWATER_API_URL`), or none when `HEADWATER_RECORD=0`."""
+    if not recording_enabled():
+        return NO_SERVICES
+    from ..api import get_recorder, recorder_target  # deferred: see the module docstring
+
+    recorder = get_recorder()
+    here = _here
+    if here is not None and here[0] is recorder:
+        return here[1]
+    return _remember_here(recorder, RunServices(recorder_target()))
+
+
+def _remember_here(recorder: Any, services: RunServices) -> RunServices:
+    global _here
     with _lock:
-        if _reporter is None:
-            from ..api import get_recorder  # deferred: see the module docstring
-
-            reporter = _RunReporter(get_recorder())
-            add_state_observer(reporter)
-            _reporter = reporter
-    return _reporter
+        _here = (recorder, services)
+    return services
 
 
-def current_reporter() -> _RunReporter | None:
-    return _reporter
+def _reporter_for(target: RecorderTarget) -> RunReporter:
+    from ..api import recorder_for
+
+    recorder, own = recorder_for(target)
+    with _lock:
+        reporter = _reporters.get(recorder)
+        if reporter is None:
+            reporter = (RunReporter if own else RemoteReporter)(recorder)
+            _reporters[recorder] = reporter
+    return reporter
 
 
-class _RunReporter:
-    """The state observer: announces each run on its first state, then every state change."""
+class RunReporter:
+    """Turns run records and state changes into the recorder's records. Called as
+    `reporter(run, state)` right after `set_state` appended `state` to `run.history`."""
+
+    #: True where the flow's own recorder is used: nothing to re-announce or settle.
+    home = True
 
     def __init__(self, recorder: Recorder) -> None:
         from ..api import FlowRunRecord, StateRecord, TaskRunRecord
@@ -94,13 +156,20 @@ class _RunReporter:
             self._announced += 1
             if not self._announced & _YIELD_EVERY_MASK:
                 time.sleep(0)
+        self._send(run, state, history_length)
+
+    def late(self, run: Run, state: State) -> None:
+        """Report a state the flow set after handing the run over (see LATE_INDEX_BASE)."""
+        self._send(run, state, LATE_INDEX_BASE + len(run.history))
+
+    def _send(self, run: Run, state: State, index: int) -> None:
         run_id = run.id
         self._state_changed(
             _tuple_new(
                 self._state_record,
                 (
                     run_id, run.kind, state.type.value, state.name, state.message, state.ts,
-                    _transition_id(run_id, history_length), False,
+                    _transition_id(run_id, index), False,
                 ),
             )
         )
@@ -128,6 +197,14 @@ class _RunReporter:
                 )
             )
 
+    def adopt(self, run: Run) -> None:
+        """Start reporting a run whose earlier states another process recorded."""
+
+    def settle(self) -> str | None:
+        """Make this process's records durable before an outcome leaves it; None when they
+        are, else why not. The flow's own recorder is flushed at the flow's end instead."""
+        return None
+
     def flow_started(self, flow_run_id: UUID) -> None:
         self._heartbeats.add(flow_run_id)
 
@@ -136,6 +213,28 @@ class _RunReporter:
 
     def flush(self, timeout: float = FLUSH_TIMEOUT) -> None:
         self.recorder.flush(timeout)
+
+
+class RemoteReporter(RunReporter):
+    """A reporter away from the flow's process: see the module docstring."""
+
+    home = False
+
+    def adopt(self, run: Run) -> None:
+        if not run.history:
+            return
+        self._announce(run, run.history[0])
+        for index, state in enumerate(run.history, start=1):
+            self._send(run, state, index)
+
+    def settle(self) -> str | None:
+        from ..api import RecordingError
+
+        try:
+            self.recorder.flush(FLUSH_TIMEOUT)
+        except RecordingError as exc:
+            return str(exc)
+        return None
 
 
 def _transition_id(run_id: UUID, index: int) -> UUID:

@@ -2,7 +2,13 @@
 
 `TaskRun` and `FlowRun` are what hooks receive and what the state service records. Every
 state change of every run goes through `set_state`, which enforces the transition table,
-keeps the run's history and tells the observers (the state-service recorder, when one is on).
+keeps the run's history and reports the change to the run's recorder, when it has one.
+
+A `TaskRun` travels with its call: an in-process runner shares the flow's record (so the flow
+sees each state as it happens), a process or cluster runner works on a pickled copy and the
+flow applies the returned outcome to its own record (`adopt`). Both are plain data: identity,
+tags, lineage and the history so far, which holds no run data (values and exceptions ride only
+on final states, which are never shipped out).
 """
 
 from __future__ import annotations
@@ -68,24 +74,16 @@ class FlowRun:
 
 
 Run = TaskRun | FlowRun
-StateObserver = Callable[[Run, State], None]
-_observers: list[StateObserver] = []
+#: Reports one state change of a run to the state service: `report(run, state)`, called
+#: after `state` was appended to `run.history`.
+Report = Callable[[Run, State], None]
 
 
-def add_state_observer(observer: StateObserver) -> None:
-    """Call `observer(run, state)` after every state change of every run in this process."""
-    _observers.append(observer)
-
-
-def remove_state_observer(observer: StateObserver) -> None:
-    _observers.remove(observer)
-
-
-def set_state(run: Run, proposed: State) -> State:
-    """Move `run` to `proposed` if the state machine allows it; record and announce it."""
+def set_state(run: Run, proposed: State, report: Report | None = None) -> State:
+    """Move `run` to `proposed` if the state machine allows it; keep it and report it."""
     state = transition(run.state, proposed)
     run.state = state
     run.history.append(state)
-    for observer in _observers:
-        observer(run, state)
+    if report is not None:
+        report(run, state)
     return state

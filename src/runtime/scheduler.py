@@ -1,13 +1,16 @@
-"""The driver between the pure `GraphState` and a task runner, one per flow run.
+"""The driver between the pure `RunLifecycle` and a task runner, one per flow run.
 
-`submit` hands a task run to the runner at once when its upstreams are finished, otherwise
-parks it in the graph; completions of watched upstreams are fed back as `Finished` events and
-the resulting `Dispatch` instructions submit the parked runs. So no worker ever waits inside a
-task for an argument to be ready.
+It turns what happens (a submit, an upstream finishing, a runner future completing, a retry
+timer firing, the flow asking to cancel) into lifecycle events and carries out the
+instructions that come back: dispatch a call to the runner, watch an upstream, complete a
+future, start a timer, revoke a queued call, record a state the engine never set. It decides
+nothing itself.
 
-It also knows which of its runs are unfinished, so a flow can wait for all of them at its end
-and mark them if the flow is interrupted. It holds no reference to a run once it finishes: a
-result lives exactly as long as the user keeps its future.
+It consumes outcomes only: a runner future's `result()` is the attempt's `RunOutcome`, whose
+data may have stayed where the run ran. The outcome is applied to the flow's own record of
+the run (`RunOutcome.adopt_into`), so the flow's view and the state service agree whatever
+the runner. It keeps a run's call only until the run is finished (retries send it again), so
+a result lives exactly as long as the user keeps its future.
 """
 
 from __future__ import annotations
@@ -20,146 +23,230 @@ from functools import partial
 from typing import Any
 from uuid import UUID
 
-from ..runners.base import FinishedFuture, TaskCall, TaskRunner
+from ..runners.base import TaskCall, TaskRunner
+from .engine import RunOutcome, TaskRunPayload, outcome_of
 from .errors import InvalidTransition
 from .futures import RunFuture, TaskFuture
-from .graph import Dispatch, Finished, GraphState, Instruction, Submitted, Watch
+from .lifecycle import (
+    AttemptEnded,
+    AttemptLost,
+    CancelRequested,
+    Dispatch,
+    End,
+    Event,
+    Instruction,
+    Mark,
+    Resolve,
+    RetryDue,
+    Revoke,
+    Revoked,
+    RunLifecycle,
+    StartTimer,
+    Submitted,
+    UpstreamFinished,
+    Watch,
+)
 from .runs import set_state
-from .states import Cancelled, Crashed, State
+from .states import Cancelled, Crashed, State, StateType
 
-RunnerEntrypoint = Callable[[Any, tuple[Any, ...]], State]
+RunnerEntrypoint = Callable[[Any, tuple[Any, ...]], RunOutcome]
 
 
 @dataclass(slots=True)
-class _Parked:
+class _Entry:
+    """A run this flow has not seen finish: its future, its call's parts, its last outcome."""
+
     future: TaskFuture[Any]
-    payload: Any
+    payload: TaskRunPayload
     upstream: list[RunFuture[Any]]
+    outcome: RunOutcome | None = None
 
 
 class TaskScheduler:
-    """Dispatches task runs to `runner` as their upstreams finish. See the module docstring."""
+    """Feeds a flow run's task runs through the lifecycle to `runner`. See the module docstring."""
 
     def __init__(self, runner: TaskRunner, entrypoint: RunnerEntrypoint) -> None:
         self.runner = runner
         self._entrypoint = entrypoint
-        self._graph = GraphState()
+        self._lifecycle = RunLifecycle()
         self._lock = threading.Lock()
-        self._parked: dict[UUID, _Parked] = {}
-        self._unfinished: dict[UUID, RunFuture[Any]] = {}
+        self._entries: dict[UUID, _Entry] = {}
+        self._tracked: dict[UUID, RunFuture[Any]] = {}  # subflows submitted in this flow
         self._all_done = threading.Condition(threading.Lock())
         self._someone_waits = False  # notify only when wait_all is blocked: saves a lock per run
+        #: run id -> why a worker could not make that run's records durable
+        self.unrecorded: dict[UUID, str] = {}
 
-    def submit(self, future: TaskFuture[Any], payload: Any, upstream: list[RunFuture[Any]]) -> None:
-        self._unfinished[future.run_id] = future
-        waiting = [u for u in upstream if not u.done()] if upstream else upstream
-        if not waiting:
-            self._dispatch(future, payload, upstream)
-            return
-        targets = {u.run_id: u for u in waiting}
-        with self._lock:
-            self._parked[future.run_id] = _Parked(future, payload, upstream)
-            instructions = self._graph.handle(Submitted(future.run_id, tuple(targets)))
-        self._execute(instructions, targets)
+    # -- what happens ------------------------------------------------------------------------
+
+    def submit(self, future: TaskFuture[Any], payload: TaskRunPayload, upstream: list[RunFuture[Any]]) -> None:
+        run_id = future.run_id
+        future.scheduler = self
+        self._entries[run_id] = _Entry(future, payload, upstream)
+        waiting = tuple([u.run_id for u in upstream if not u.done()]) if upstream else ()
+        self._feed(Submitted(run_id, waiting), upstream)
 
     def track(self, future: RunFuture[Any]) -> None:
         """Count a run not dispatched here (a submitted subflow) among this flow's unfinished."""
-        self._unfinished[future.run_id] = future
-        future.add_done_callback(self._forget)
+        self._tracked[future.run_id] = future
+        future.add_done_callback(self._untrack)
 
-    def _execute(self, instructions: list[Instruction], targets: dict[UUID, RunFuture[Any]]) -> None:
-        for instruction in instructions:
-            if type(instruction) is Watch:
-                targets[instruction.run_id].add_done_callback(partial(self._upstream_done, instruction.run_id))
-            else:
-                assert type(instruction) is Dispatch
-                with self._lock:
-                    parked = self._parked.pop(instruction.run_id, None)
-                if parked is not None:  # None: cancelled while it waited
-                    self._dispatch(parked.future, parked.payload, parked.upstream)
+    def cancel_unfinished(self, reason: str, *, crash_running: bool = False) -> None:
+        """Cancel runs that have not started: waiting ones, those queued in the runner and
+        those waiting to retry. Runs already running are left to finish and record their own
+        outcome, unless `crash_running` (the flow was interrupted): then they are marked
+        CRASHED now."""
+        self._feed(CancelRequested(reason, crash_running))
 
-    def _upstream_done(self, run_id: UUID, _future: object) -> None:
-        self._finished(run_id)
-
-    def _finished(self, run_id: UUID) -> None:
+    def _feed(self, event: Event, upstream: list[RunFuture[Any]] | None = None) -> None:
         with self._lock:
-            instructions = self._graph.handle(Finished(run_id))
+            instructions = self._lifecycle.handle(event)
         if instructions:
-            self._execute(instructions, {})
+            self._execute(instructions, upstream)
 
-    def _dispatch(self, future: TaskFuture[Any], payload: Any, upstream: list[RunFuture[Any]]) -> None:
+    def _upstream_finished(self, run_id: UUID, _future: object) -> None:
+        self._feed(UpstreamFinished(run_id))
+
+    def _attempt_done(self, entry: _Entry, runner_future: Any) -> None:
+        run_id = entry.future.run_id
+        try:
+            outcome: RunOutcome = runner_future.result()
+        except CancelledError:
+            self._feed(AttemptLost(run_id, StateType.CANCELLED, "cancelled before it started"))
+            return
+        except BaseException as exc:  # the runner lost the run: a crash, not a task failure
+            entry.outcome = RunOutcome(Crashed(exc, f"the task runner could not run it: {exc!r}"))
+            self._feed(AttemptLost(run_id, StateType.CRASHED, str(entry.outcome.state.message)))
+            return
+        outcome.adopt_into(entry.future.task_run)
+        entry.outcome = outcome
+        if outcome.unrecorded is not None:
+            self.unrecorded[run_id] = outcome.unrecorded
+        self._feed(AttemptEnded(run_id, outcome.retry_delay))
+
+    # -- carrying out instructions -----------------------------------------------------------
+
+    def _execute(self, instructions: list[Instruction], upstream: list[RunFuture[Any]] | None) -> None:
+        targets: dict[UUID, RunFuture[Any]] | None = None
+        for instruction in instructions:
+            kind = type(instruction)
+            if kind is Dispatch:
+                self._dispatch(self._entries[instruction.run_id])
+            elif kind is Resolve:
+                entry = self._entries.pop(instruction.run_id)
+                assert entry.outcome is not None
+                self._finish(entry, entry.outcome)
+            elif kind is Watch:
+                if targets is None:
+                    targets = {u.run_id: u for u in upstream or ()}
+                targets[instruction.run_id].add_done_callback(partial(self._upstream_finished, instruction.run_id))
+            elif kind is StartTimer:
+                self._start_timer(instruction)  # type: ignore[arg-type]
+            elif kind is End:
+                self._end(instruction)  # type: ignore[arg-type]
+            elif kind is Revoke:
+                self._revoke(instruction.run_id)
+            else:
+                assert kind is Mark
+                entry = self._entries[instruction.run_id]
+                _record(entry, Crashed(message=instruction.reason))  # type: ignore[union-attr]
+
+    def _dispatch(self, entry: _Entry) -> None:
+        future = entry.future
+        upstream = entry.upstream
         call = TaskCall(
             future.run_id,
             self._entrypoint,
-            payload,
-            tuple(_runner_future_of(u) for u in upstream) if upstream else (),
+            entry.payload,
+            tuple([self._upstream_for_runner(u) for u in upstream]) if upstream else (),
         )
         try:
             runner_future = self.runner.submit(call)
         except BaseException as exc:  # the run cannot start: it crashed, and says why
-            self._complete(future, FinishedFuture(future.run_id, error=exc))
+            message = f"the task runner could not run it: {exc!r}"
+            entry.outcome = RunOutcome(Crashed(exc, message))
+            self._feed(AttemptLost(future.run_id, StateType.CRASHED, message))
             return
         future.runner_future = runner_future
-        runner_future.add_done_callback(lambda rf: self._complete(future, rf))
+        runner_future.add_done_callback(partial(self._attempt_done, entry))
 
-    def _complete(self, future: TaskFuture[Any], runner_future: Any) -> None:
-        try:
-            state = runner_future.result()
-        except CancelledError as exc:
-            state = _record(future, Cancelled(exc, "cancelled before it started"))
-        except BaseException as exc:  # the runner lost the run: a crash, not a task failure
-            state = _record(future, Crashed(exc, f"the task runner could not run it: {exc!r}"))
-        future._set_final(state)
-        self._forget(future)
+    def _upstream_for_runner(self, upstream: RunFuture[Any]) -> Any:
+        """What the runner gets for an upstream: its own future when it ran the upstream (so a
+        cluster keeps the data on its workers), else the outcome, which is here."""
+        if type(upstream) is TaskFuture:
+            outcome = upstream.outcome
+            runner_future = upstream.runner_future
+            if runner_future is not None and upstream.scheduler is self:
+                return runner_future
+            if outcome is not None:
+                return outcome
+        return outcome_of(upstream.state)
 
-    def cancel_unfinished(self, reason: str, *, crash_running: bool = False) -> None:
-        """Cancel runs that have not started: parked ones and those queued in the runner.
-        Runs already running are left to finish and record their own outcome, unless
-        `crash_running` (the flow was interrupted): then they are marked CRASHED now."""
-        with self._lock:
-            parked = list(self._parked.values())
-            self._parked.clear()
-        for entry in parked:
-            entry.future._set_final(_record(entry.future, Cancelled(message=reason)))
-            self._forget(entry.future)
-        for future in self.unfinished():
-            runner_future = getattr(future, "runner_future", None)
-            if runner_future is not None and runner_future.cancel():
-                continue
-            run = getattr(future, "task_run", None)
-            if crash_running and run is not None and run.state is not None and run.state.is_running():
-                _record(future, Crashed(message=reason))  # type: ignore[arg-type]
+    def _finish(self, entry: _Entry, outcome: RunOutcome) -> None:
+        future = entry.future
+        future.outcome = outcome
+        future._set_final(outcome.state)
+        self._forget(future.run_id)
 
-    def _forget(self, future: RunFuture[Any]) -> None:
-        self._unfinished.pop(future.run_id, None)
-        if not self._unfinished and self._someone_waits:
+    def _start_timer(self, instruction: StartTimer) -> None:
+        event = RetryDue(instruction.run_id)
+        if instruction.delay <= 0:
+            self._feed(event)
+            return
+        timer = threading.Timer(instruction.delay, self._feed, (event,))
+        timer.daemon = True
+        timer.start()
+
+    def _revoke(self, run_id: UUID) -> None:
+        entry = self._entries.get(run_id)
+        runner_future = entry.future.runner_future if entry is not None else None
+        if runner_future is None or runner_future.cancel():
+            return  # a cancelled call's future completes with CancelledError: AttemptLost
+        self._feed(Revoked(run_id, running=not runner_future.done()))
+
+    def _end(self, instruction: End) -> None:
+        entry = self._entries.pop(instruction.run_id)
+        lost = entry.outcome.state if entry.outcome is not None else None
+        if instruction.type is StateType.CRASHED:
+            data = lost.data if lost is not None and lost.is_crashed() else None
+            state = Crashed(data, instruction.reason)
+        else:
+            state = Cancelled(message=instruction.reason)
+        final = _record(entry, state)
+        self._finish(entry, RunOutcome(final))
+
+    # -- waiting for the end -----------------------------------------------------------------
+
+    def _untrack(self, future: RunFuture[Any]) -> None:
+        self._tracked.pop(future.run_id, None)
+        self._forget(future.run_id)
+
+    def _forget(self, run_id: UUID) -> None:
+        if self._someone_waits and not self._entries and not self._tracked:
             with self._all_done:
                 self._all_done.notify_all()
 
     def unfinished(self) -> list[RunFuture[Any]]:
-        return list(self._unfinished.values())
+        return [e.future for e in list(self._entries.values())] + list(self._tracked.values())
 
     def wait_all(self, timeout: float | None = None) -> bool:
         """Block until every run submitted here has finished; False if `timeout` passed."""
         with self._all_done:
             self._someone_waits = True
             try:
-                return self._all_done.wait_for(lambda: not self._unfinished, timeout)
+                return self._all_done.wait_for(
+                    lambda: not self._entries and not self._tracked, timeout
+                )
             finally:
                 self._someone_waits = False
 
 
-def _record(future: TaskFuture[Any], state: State) -> State:
-    """Put a state the engine never got to set on the run's record, if still allowed."""
+def _record(entry: _Entry, state: State) -> State:
+    """Put a state the engine never got to set on the flow's record of the run, if still
+    allowed, and report it as a state set after the hand-over (`RunReporter.late`)."""
+    run = entry.future.task_run
+    reporter = entry.payload.services.reporter()
     try:
-        return set_state(future.task_run, state)
+        return set_state(run, state, reporter.late if reporter is not None else None)
     except InvalidTransition:  # the run had already ended; its own final state stands
-        return future.task_run.state or state
-
-
-def _runner_future_of(upstream: RunFuture[Any]) -> Any:
-    """What a runner resolves for an upstream: its runner future, or the final state itself
-    wrapped in a finished future (subflows and failed dispatches have no runner future)."""
-    if isinstance(upstream, TaskFuture) and upstream.runner_future is not None:
-        return upstream.runner_future
-    return FinishedFuture(upstream.run_id, upstream.state)
+        return run.state or state

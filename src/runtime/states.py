@@ -136,17 +136,21 @@ class State:
         return self.type in TERMINAL or self.name == "NotReady"
 
     def result(self, raise_on_failure: bool = True) -> Any:
-        """The run's value; for a failed run, raise its exception (or return it)."""
+        """The run's value; for a failed run, raise its exception (or return it). A value
+        that stayed where the run ran (`Detached`) is fetched from there now."""
+        data = self.data
+        if type(data) is Detached:
+            data = data.fetch()
         if self.type is StateType.COMPLETED:
-            return self.data
-        exc = self._exception()
+            return data
+        exc = self._exception(data)
         if raise_on_failure:
             raise exc
         return exc
 
-    def _exception(self) -> BaseException:
-        if isinstance(self.data, BaseException):
-            return self.data
+    def _exception(self, data: Any) -> BaseException:
+        if isinstance(data, BaseException):
+            return data
         if self.name == "NotReady":
             return UpstreamFailed(self.message or "an upstream run did not complete")
         if self.type is StateType.CANCELLED:
@@ -164,6 +168,22 @@ class State:
 
     def __str__(self) -> str:
         return f"{self.name}({self.message!r})" if self.message else f"{self.name}()"
+
+
+class Detached:
+    """A state's data that stayed where the run ran (a Dask or Ray worker, say): `fetch()`
+    brings it here through the runner's handle. `State.result()` fetches it transparently."""
+
+    __slots__ = ("handle",)
+
+    def __init__(self, handle: Any) -> None:
+        self.handle = handle
+
+    def fetch(self, timeout: float | None = None) -> Any:
+        return self.handle.fetch(timeout)
+
+    def __repr__(self) -> str:
+        return f"Detached({self.handle!r})"
 
 
 # Constructors, named as Prefect users know them. Each returns a fresh `State`.

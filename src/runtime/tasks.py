@@ -17,11 +17,10 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
 from .arguments import extract_upstream, unmapped
-from .context import flow_run_var, task_run_var
-from .engine import TaskRunPayload, jittered, run_task, run_task_async
+from .context import current_services, flow_run_var, task_run_var
+from .engine import RunOutcome, TaskRunPayload, jittered, outcome_of, run_task_now, run_task_now_async
 from .errors import MappingLengthMismatch, ParameterBindError
 from .futures import FutureList, RunFuture, TaskFuture
-from .recording import ensure_recording
 from .runs import TaskRun, new_run_id, set_state
 from .states import Pending, State
 from .submission import current_scheduler
@@ -118,6 +117,10 @@ class Task(Generic[P, R]):
     def __repr__(self) -> str:
         return f"Task({self.name!r})"
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # A task travels to remote workers as its function and options, nothing derived.
+        return (_task_from, (self.fn, self._options))
+
     # -- binding -----------------------------------------------------------------------
 
     def bind(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -174,8 +177,8 @@ class Task(Generic[P, R]):
         parameters = self.bind(args, kwargs)
         extracted = extract_upstream(parameters, tuple(wait_for) if wait_for else ())
         flow_ctx = flow_run_var.get()
-        if flow_ctx is None:
-            ensure_recording()  # a task run outside any flow is recorded too
+        # A task run outside any flow is recorded too; inside a task it records where that does.
+        services = flow_ctx.services if flow_ctx is not None else current_services()
         run = TaskRun(
             new_run_id(),
             self._run_name(parameters),
@@ -189,9 +192,10 @@ class Task(Generic[P, R]):
                 name: tuple(futures[i].run_id for i in indexes)
                 for name, indexes in extracted.lineage.items()
             }
-        set_state(run, Pending())
+        set_state(run, Pending(), services.reporter())
         payload = TaskRunPayload(
-            self, run, extracted.parameters, extracted.required, self._log_prints(flow_ctx)
+            self, run, extracted.parameters, extracted.required, self._log_prints(flow_ctx),
+            services,
         )
         return payload, extracted.futures
 
@@ -212,10 +216,10 @@ class Task(Generic[P, R]):
     def __call__(self, *args: Any, return_state: bool = False, **kwargs: Any) -> Any:  # type: ignore[misc]
         """Run now, in this thread; return the value (or the final state)."""
         payload, upstream = self._prepare(args, kwargs, None)
-        states = tuple(_final_state(u) for u in upstream)
+        outcomes = tuple(_final_outcome(u) for u in upstream)
         if self.is_async:
-            return _finish_async(payload, states, return_state)
-        state = run_task(payload, states)
+            return _finish_async(payload, outcomes, return_state)
+        state = run_task_now(payload, outcomes)
         return state if return_state else state.result()
 
     def submit(
@@ -255,18 +259,23 @@ class Task(Generic[P, R]):
         return futures
 
 
+def _task_from(fn: Callable[..., Any], options: dict[str, Any]) -> Task[..., Any]:
+    return Task(fn, **options)
+
+
 def _enclosing_flow_run_id() -> Any:
     task_ctx = task_run_var.get()
     return task_ctx.task_run.flow_run_id if task_ctx is not None else None
 
 
-def _final_state(upstream: RunFuture[Any]) -> State:
+def _final_outcome(upstream: RunFuture[Any]) -> RunOutcome:
     upstream.wait()
-    return upstream.state
+    outcome = getattr(upstream, "outcome", None)
+    return outcome if outcome is not None else outcome_of(upstream.state)
 
 
-async def _finish_async(payload: TaskRunPayload, states: tuple[State, ...], return_state: bool) -> Any:
-    state = await run_task_async(payload, states)
+async def _finish_async(payload: TaskRunPayload, outcomes: tuple[RunOutcome, ...], return_state: bool) -> Any:
+    state = await run_task_now_async(payload, outcomes)
     return state if return_state else state.result()
 
 

@@ -1,0 +1,291 @@
+"""The lifecycle of one flow run's task runs, as a pure state machine: events in, instructions
+out. No threads, no I/O, no clocks; `scheduler.py` is the thin driver that feeds it events and
+carries out its instructions (the split distributed's worker state machine makes).
+
+A run is held here from submission until it is finished, in one phase:
+
+    WAITING      submitted; some upstream runs are unfinished
+    DISPATCHED   handed to the runner (queued there or running)
+    RETRY_WAIT   an attempt ended AwaitingRetry; the retry delay is running out
+
+    event                                  phase before   -> phase after, instructions
+    Submitted(run, waiting_on=())          (new)          -> DISPATCHED, Dispatch
+    Submitted(run, waiting_on=(u, ...))    (new)          -> WAITING, Watch(u) for each upstream
+                                                             not watched yet
+    UpstreamFinished(u)                    WAITING        -> DISPATCHED, Dispatch, for each run
+                                                             whose last unfinished upstream was u
+    AttemptEnded(run, retry_delay=None)    DISPATCHED     -> (gone), Resolve
+    AttemptEnded(run, retry_delay=d)       DISPATCHED     -> RETRY_WAIT, StartTimer(run, d)
+    RetryDue(run)                          RETRY_WAIT     -> DISPATCHED, Dispatch
+    AttemptLost(run, type, reason)         DISPATCHED     -> (gone), End(run, type, reason)
+    CancelRequested(reason, crash_running) WAITING        -> (gone), End(run, CANCELLED, reason)
+                                           RETRY_WAIT     -> (gone), End(run, CANCELLED, reason)
+                                           DISPATCHED     -> DISPATCHED, Revoke(run)
+    Revoked(run, running=True)             DISPATCHED     -> DISPATCHED, Mark(run, reason) if the
+                                                             request said crash_running
+
+`AttemptEnded` means the runner returned the engine's outcome; `AttemptLost` that it could not
+(the call was cancelled while queued, or the runner failed). A run being cancelled does not
+retry: its next `AttemptEnded` with a delay ends it CANCELLED instead. Events about a run that
+is no longer held (a timer firing after a cancel, say) change nothing.
+
+Deciding what a failed upstream means for its dependents is the task engine's job, not this
+machine's: an upstream that finished in any state releases its dependents.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from uuid import UUID
+
+from .states import StateType
+
+
+class Phase(enum.Enum):
+    WAITING = "WAITING"
+    DISPATCHED = "DISPATCHED"
+    RETRY_WAIT = "RETRY_WAIT"
+
+
+# -- events -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Submitted:
+    run_id: UUID
+    waiting_on: tuple[UUID, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamFinished:
+    run_id: UUID
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptEnded:
+    run_id: UUID
+    retry_delay: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptLost:
+    run_id: UUID
+    type: StateType
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class RetryDue:
+    run_id: UUID
+
+
+@dataclass(frozen=True, slots=True)
+class CancelRequested:
+    reason: str
+    crash_running: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Revoked:
+    run_id: UUID
+    running: bool
+
+
+Event = (
+    Submitted | UpstreamFinished | AttemptEnded | AttemptLost | RetryDue | CancelRequested | Revoked
+)
+
+# -- instructions -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Watch:
+    """Subscribe to the completion of upstream `run_id`; feed back `UpstreamFinished`."""
+
+    run_id: UUID
+
+
+@dataclass(frozen=True, slots=True)
+class Dispatch:
+    """Hand the run to the runner; feed back `AttemptEnded` or `AttemptLost`."""
+
+    run_id: UUID
+
+
+@dataclass(frozen=True, slots=True)
+class Resolve:
+    """The last attempt's outcome is final: complete the run's future with it."""
+
+    run_id: UUID
+
+
+@dataclass(frozen=True, slots=True)
+class StartTimer:
+    """Feed back `RetryDue(run_id)` after `delay` seconds."""
+
+    run_id: UUID
+    delay: float
+
+
+@dataclass(frozen=True, slots=True)
+class Revoke:
+    """Ask the runner to cancel the queued call; if it is already running, feed back
+    `Revoked(run_id, running=True)`."""
+
+    run_id: UUID
+
+
+@dataclass(frozen=True, slots=True)
+class End:
+    """Record `type` (CANCELLED or CRASHED) with `reason` on a run its engine did not
+    finish, and complete its future with that state."""
+
+    run_id: UUID
+    type: StateType
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Mark:
+    """Record CRASHED on a run still running elsewhere; its future completes when the
+    attempt returns (the engine's own final state is then refused)."""
+
+    run_id: UUID
+    reason: str
+
+
+Instruction = Watch | Dispatch | Resolve | StartTimer | Revoke | End | Mark
+
+
+@dataclass(frozen=True, slots=True)
+class LifecycleStatistics:
+    waiting: int
+    dispatched: int
+    retry_wait: int
+    watched_upstreams: int
+
+
+class RunLifecycle:
+    """The phases of a flow run's task runs. See the module docstring for the table."""
+
+    __slots__ = ("_phase", "_remaining", "_dependents", "_cancelling")
+
+    def __init__(self) -> None:
+        self._phase: dict[UUID, Phase] = {}
+        self._remaining: dict[UUID, int] = {}  # WAITING run -> upstreams it still waits for
+        self._dependents: dict[UUID, list[UUID]] = {}  # watched upstream -> runs waiting on it
+        self._cancelling: dict[UUID, CancelRequested] = {}
+
+    def handle(self, event: Event) -> list[Instruction]:
+        kind = type(event)
+        if kind is Submitted:
+            return self._submitted(event)  # type: ignore[arg-type]
+        if kind is AttemptEnded:
+            return self._attempt_ended(event)  # type: ignore[arg-type]
+        if kind is UpstreamFinished:
+            return self._upstream_finished(event)  # type: ignore[arg-type]
+        if kind is AttemptLost:
+            return self._attempt_lost(event)  # type: ignore[arg-type]
+        if kind is RetryDue:
+            return self._retry_due(event)  # type: ignore[arg-type]
+        if kind is CancelRequested:
+            return self._cancel_requested(event)  # type: ignore[arg-type]
+        if kind is Revoked:
+            return self._revoked(event)  # type: ignore[arg-type]
+        raise TypeError(f"not a lifecycle event: {event!r}")
+
+    def phase(self, run_id: UUID) -> Phase | None:
+        """The run's phase, or None if it is not held (never submitted, or finished)."""
+        return self._phase.get(run_id)
+
+    def _submitted(self, event: Submitted) -> list[Instruction]:
+        run_id = event.run_id
+        if run_id in self._phase:
+            raise ValueError(f"run {run_id} was submitted twice")
+        upstreams = dict.fromkeys(event.waiting_on)  # distinct, in order
+        if not upstreams:
+            self._phase[run_id] = Phase.DISPATCHED
+            return [Dispatch(run_id)]
+        self._phase[run_id] = Phase.WAITING
+        self._remaining[run_id] = len(upstreams)
+        instructions: list[Instruction] = []
+        for upstream in upstreams:
+            waiting = self._dependents.get(upstream)
+            if waiting is None:
+                self._dependents[upstream] = [run_id]
+                instructions.append(Watch(upstream))
+            else:
+                waiting.append(run_id)
+        return instructions
+
+    def _upstream_finished(self, event: UpstreamFinished) -> list[Instruction]:
+        instructions: list[Instruction] = []
+        for run_id in self._dependents.pop(event.run_id, ()):
+            if self._phase.get(run_id) is not Phase.WAITING:
+                continue  # cancelled meanwhile
+            left = self._remaining[run_id] - 1
+            if left:
+                self._remaining[run_id] = left
+            else:
+                del self._remaining[run_id]
+                self._phase[run_id] = Phase.DISPATCHED
+                instructions.append(Dispatch(run_id))
+        return instructions
+
+    def _attempt_ended(self, event: AttemptEnded) -> list[Instruction]:
+        run_id = event.run_id
+        if self._phase.get(run_id) is not Phase.DISPATCHED:
+            return []
+        if event.retry_delay is None:
+            del self._phase[run_id]
+            self._cancelling.pop(run_id, None)
+            return [Resolve(run_id)]
+        request = self._cancelling.pop(run_id, None)
+        if request is not None:
+            del self._phase[run_id]
+            return [End(run_id, StateType.CANCELLED, request.reason)]
+        self._phase[run_id] = Phase.RETRY_WAIT
+        return [StartTimer(run_id, event.retry_delay)]
+
+    def _attempt_lost(self, event: AttemptLost) -> list[Instruction]:
+        if self._phase.get(event.run_id) is not Phase.DISPATCHED:
+            return []
+        del self._phase[event.run_id]
+        self._cancelling.pop(event.run_id, None)
+        return [End(event.run_id, event.type, event.reason)]
+
+    def _retry_due(self, event: RetryDue) -> list[Instruction]:
+        if self._phase.get(event.run_id) is not Phase.RETRY_WAIT:
+            return []
+        self._phase[event.run_id] = Phase.DISPATCHED
+        return [Dispatch(event.run_id)]
+
+    def _cancel_requested(self, event: CancelRequested) -> list[Instruction]:
+        instructions: list[Instruction] = []
+        for run_id, phase in list(self._phase.items()):
+            if phase is Phase.DISPATCHED:
+                self._cancelling[run_id] = event
+                instructions.append(Revoke(run_id))
+            else:
+                del self._phase[run_id]
+                self._remaining.pop(run_id, None)
+                instructions.append(End(run_id, StateType.CANCELLED, event.reason))
+        return instructions
+
+    def _revoked(self, event: Revoked) -> list[Instruction]:
+        request = self._cancelling.get(event.run_id)
+        if request is None or not event.running or not request.crash_running:
+            return []
+        if self._phase.get(event.run_id) is not Phase.DISPATCHED:
+            return []
+        return [Mark(event.run_id, request.reason)]
+
+    def statistics(self) -> LifecycleStatistics:
+        phases = list(self._phase.values())
+        return LifecycleStatistics(
+            waiting=phases.count(Phase.WAITING),
+            dispatched=phases.count(Phase.DISPATCHED),
+            retry_wait=phases.count(Phase.RETRY_WAIT),
+            watched_upstreams=len(self._dependents),
+        )
