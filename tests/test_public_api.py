@@ -14,7 +14,7 @@ EXPECTED_TOP_LEVEL = {
     "Flow", "Task", "TaskFuture", "FlowFuture", "FutureList", "TaskRun", "FlowRun",
     "State", "StateType", "Scheduled", "Pending", "Running", "Completed", "Cached", "Failed",
     "Crashed", "Cancelled", "Paused", "Retrying", "AwaitingRetry", "TimedOut", "NotReady",
-    "TaskRuntimeError", "InvalidTransition", "UpstreamFailed", "UnfinishedRun",
+    "HeadwaterError", "FailedRun", "InvalidTransition", "UpstreamFailed", "UnfinishedRun",
     "ParameterBindError", "ParameterValidationError", "MappingLengthMismatch", "RunTimedOut",
     "CancelledRun", "CrashedRun", "MissingContext", "SlotTimeout", "BrokenRunner",
     "RunnerUnavailable",

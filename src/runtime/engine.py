@@ -30,10 +30,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from ..errors import InvalidTransition, RunTimedOut
 from .arguments import fill_upstream
 from .attempts import run_attempts, run_attempts_async
 from .context import TaskRunContext, entered, task_run_var
-from .errors import InvalidTransition, RunTimedOut
 from .hooks import call_hooks
 from .logs import run_extra, task_logger
 from .portal import run_async

@@ -20,8 +20,8 @@ from functools import partial
 from typing import Any
 from uuid import UUID
 
+from ..errors import InvalidTransition
 from ..runners.base import FinishedFuture, TaskCall, TaskRunner
-from .errors import InvalidTransition
 from .futures import RunFuture, TaskFuture
 from .graph import Dispatch, Finished, GraphState, Instruction, Submitted, Watch
 from .runs import set_state

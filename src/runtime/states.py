@@ -25,11 +25,11 @@ from datetime import datetime, timezone
 from typing import Any
 from uuid import UUID
 
-from .errors import (
+from ..errors import (
     CancelledRun,
     CrashedRun,
+    FailedRun,
     InvalidTransition,
-    TaskRuntimeError,
     UnfinishedRun,
     UpstreamFailed,
 )
@@ -154,7 +154,7 @@ class State:
         if self.type is StateType.CRASHED:
             return CrashedRun(self.message or "the run crashed")
         if self.type is StateType.FAILED:
-            return TaskRuntimeError(self.message or "the run failed")
+            return FailedRun(self.message or "the run failed")
         return UnfinishedRun(
             f"the run is {self.type.value}({self.name}), not finished; wait for it first"
         )

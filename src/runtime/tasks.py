@@ -16,10 +16,10 @@ import itertools
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
+from ..errors import MappingLengthMismatch, ParameterBindError
 from .arguments import extract_upstream, unmapped
 from .context import flow_run_var, task_run_var
 from .engine import TaskRunPayload, jittered, run_task, run_task_async
-from .errors import MappingLengthMismatch, ParameterBindError
 from .futures import FutureList, RunFuture, TaskFuture
 from .recording import ensure_recording
 from .runs import TaskRun, new_run_id, set_state

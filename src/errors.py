@@ -1,9 +1,10 @@
-"""Every error the runtime raises, in one tree.
+"""Every error headwater raises, in one tree, at the bottom of the package.
 
-    TaskRuntimeError
+    HeadwaterError
     ├── InvalidTransition            a state change the state machine forbids
     ├── UpstreamFailed               a run did not start because an upstream did not complete
     ├── UnfinishedRun                asked for the result of a run that has not finished
+    ├── FailedRun                    a run failed without an exception to re-raise
     ├── ParameterBindError (TypeError)        arguments don't fit the function's signature
     ├── ParameterValidationError (ValueError) a flow parameter failed pydantic validation
     ├── MappingLengthMismatch (ValueError)    `.map()` iterables of different lengths
@@ -15,6 +16,9 @@
     ├── BrokenRunner                          a task runner can no longer accept work
     └── RunnerUnavailable (ImportError)       a runner's optional dependency is missing
 
+This module imports nothing of ours, so every package (runtime, runners, cache, api) can
+raise these without an arrow pointing back up.
+
 Failures inside user code are not wrapped: they become FAILED states that carry the original
 exception, and `result()` re-raises that same exception object.
 """
@@ -22,57 +26,62 @@ exception, and `result()` re-raises that same exception object.
 from __future__ import annotations
 
 
-class TaskRuntimeError(Exception):
+class HeadwaterError(Exception):
     """Root of every error raised by headwater itself."""
 
 
-class InvalidTransition(TaskRuntimeError):
+class InvalidTransition(HeadwaterError):
     """A proposed state change is not allowed from the run's current state."""
 
 
-class UpstreamFailed(TaskRuntimeError):
+class UpstreamFailed(HeadwaterError):
     """A task run never started because an upstream run did not complete."""
 
 
-class UnfinishedRun(TaskRuntimeError):
+class UnfinishedRun(HeadwaterError):
     """The result of a run was requested before the run reached a final state."""
 
 
-class ParameterBindError(TaskRuntimeError, TypeError):
+class FailedRun(HeadwaterError):
+    """A run failed without an exception to re-raise (e.g. a FAILED state built from a
+    message alone, or read back from the state service)."""
+
+
+class ParameterBindError(HeadwaterError, TypeError):
     """The arguments given do not match the function's signature."""
 
 
-class ParameterValidationError(TaskRuntimeError, ValueError):
+class ParameterValidationError(HeadwaterError, ValueError):
     """A flow parameter did not validate against its type annotation."""
 
 
-class MappingLengthMismatch(TaskRuntimeError, ValueError):
+class MappingLengthMismatch(HeadwaterError, ValueError):
     """`.map()` was given iterables of different lengths."""
 
 
-class RunTimedOut(TaskRuntimeError, TimeoutError):
+class RunTimedOut(HeadwaterError, TimeoutError):
     """A task or flow run exceeded its `timeout_seconds`."""
 
 
-class CancelledRun(TaskRuntimeError):
+class CancelledRun(HeadwaterError):
     """A run was cancelled before it could finish."""
 
 
-class CrashedRun(TaskRuntimeError):
+class CrashedRun(HeadwaterError):
     """A run was ended by something other than its own code (interrupt, dead worker)."""
 
 
-class MissingContext(TaskRuntimeError, RuntimeError):
+class MissingContext(HeadwaterError, RuntimeError):
     """A helper that needs a running flow or task was called outside of one."""
 
 
-class SlotTimeout(TaskRuntimeError, TimeoutError):
+class SlotTimeout(HeadwaterError, TimeoutError):
     """Waiting for a concurrency slot took longer than allowed."""
 
 
-class BrokenRunner(TaskRuntimeError):
+class BrokenRunner(HeadwaterError):
     """A task runner was shut down or lost its workers and cannot accept work."""
 
 
-class RunnerUnavailable(TaskRuntimeError, ImportError):
+class RunnerUnavailable(HeadwaterError, ImportError):
     """A task runner's optional dependency is not installed; the message names the extra."""
