@@ -14,16 +14,28 @@
     ├── MissingContext (RuntimeError)         a run-scoped helper used outside any run
     ├── SlotTimeout (TimeoutError)            waited too long for a concurrency slot
     ├── BrokenRunner                          a task runner can no longer accept work
-    └── RunnerUnavailable (ImportError)       a runner's optional dependency is missing
+    ├── RunnerUnavailable (ImportError)       a runner's optional dependency is missing
+    ├── RecordingError                        some runs never reached the state service
+    │   └── FlushTimeout (TimeoutError)       flush() ran out of time before all was committed
+    └── StateServiceError                     the state service refused a call or was away;
+        └── ...                               its subtree lives in `headwater.api.errors`
 
 This module imports nothing of ours, so every package (runtime, runners, cache, api) can
 raise these without an arrow pointing back up.
+
+`StateServiceError` and its subtree live in `api/errors.py`, next to the one function that
+maps them to gRPC status codes, because that module imports grpc. `RecordingError` is raised
+by the api's recorder but lives here: a top-level flow re-raises it, so users catch it by
+`headwater.RecordingError`, and `import headwater` must not import grpc.
 
 Failures inside user code are not wrapped: they become FAILED states that carry the original
 exception, and `result()` re-raises that same exception object.
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterable
+from uuid import UUID
 
 
 class HeadwaterError(Exception):
@@ -85,3 +97,17 @@ class BrokenRunner(HeadwaterError):
 
 class RunnerUnavailable(HeadwaterError, ImportError):
     """A task runner's optional dependency is not installed; the message names the extra."""
+
+
+class RecordingError(HeadwaterError):
+    """Some recorded runs never reached the server; `run_ids` names them."""
+
+    def __init__(self, message: str, run_ids: Iterable[UUID] = ()) -> None:
+        self.run_ids: frozenset[UUID] = frozenset(run_ids)
+        shown = ", ".join(sorted(str(r) for r in self.run_ids)[:20])
+        more = f" (+{len(self.run_ids) - 20} more)" if len(self.run_ids) > 20 else ""
+        super().__init__(f"{message}; unrecorded runs: {shown or 'none'}{more}")
+
+
+class FlushTimeout(RecordingError, TimeoutError):
+    """`Recorder.flush` timed out before everything enqueued was committed."""
