@@ -13,6 +13,11 @@ COMPLETED, FAILED, CRASHED and CANCELLED are terminal: nothing leaves them. A ru
 retried never enters FAILED; it goes RUNNING -> SCHEDULED("AwaitingRetry") -> RUNNING("Retrying").
 
 This module is pure: no I/O, no clocks beyond stamping a new state, no threads.
+
+The state service checks the same table, restated in strings in `api/rules.py` (the runtime
+imports the api only lazily, for grpc's sake, and the api may not import the runtime).
+`tests/api/test_rules.py` ties the two: `StateType`, `TERMINAL`, `ALLOWED` and the sub-state
+name of every constructor below must match `rules`, so change both together.
 """
 
 from __future__ import annotations
