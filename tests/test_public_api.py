@@ -14,10 +14,10 @@ EXPECTED_TOP_LEVEL = {
     "Flow", "Task", "TaskFuture", "FlowFuture", "FutureList", "TaskRun", "FlowRun",
     "State", "StateType", "Scheduled", "Pending", "Running", "Completed", "Cached", "Failed",
     "Crashed", "Cancelled", "Paused", "Retrying", "AwaitingRetry", "TimedOut", "NotReady",
-    "TaskRuntimeError", "InvalidTransition", "UpstreamFailed", "UnfinishedRun",
+    "HeadwaterError", "FailedRun", "InvalidTransition", "UpstreamFailed", "UnfinishedRun",
     "ParameterBindError", "ParameterValidationError", "MappingLengthMismatch", "RunTimedOut",
     "CancelledRun", "CrashedRun", "MissingContext", "SlotTimeout", "BrokenRunner",
-    "RunnerUnavailable",
+    "RunnerUnavailable", "RecordingError",
 }  # fmt: skip
 
 
@@ -42,3 +42,38 @@ def test_importing_headwater_does_not_import_heavy_optional_modules() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+def _error_classes(module: object) -> list[type[BaseException]]:
+    return [
+        obj
+        for obj in vars(module).values()
+        if isinstance(obj, type)
+        and issubclass(obj, BaseException)
+        and obj.__module__ == getattr(module, "__name__")
+    ]
+
+
+def test_every_error_is_a_headwater_error_and_drawn_in_its_module_tree() -> None:
+    import headwater.api
+    import headwater.api.errors
+    import headwater.errors
+
+    for module in (headwater.errors, headwater.api.errors):
+        classes = _error_classes(module)
+        assert classes
+        for cls in classes:
+            assert issubclass(cls, headwater.HeadwaterError), cls
+            assert f" {cls.__name__}" in (module.__doc__ or ""), f"{cls.__name__} not in the tree"
+    assert headwater.api.RecordingError is headwater.RecordingError
+    assert headwater.api.FlushTimeout is headwater.errors.FlushTimeout
+
+
+def test_recording_error_names_the_unrecorded_runs() -> None:
+    from uuid import uuid4
+
+    ids = [uuid4() for _ in range(3)]
+    err = headwater.RecordingError("records were not committed", ids)
+    assert err.run_ids == frozenset(ids)
+    assert all(str(i) in str(err) for i in ids)
+    assert headwater.RecordingError("nothing").run_ids == frozenset()

@@ -5,13 +5,13 @@ The runtime reports through `get_recorder()` (non-blocking, batched); tools read
 Importing this package imports grpc, pydantic and msgpack; `import headwater` does not.
 """
 
+from ..errors import FlushTimeout as FlushTimeout
+from ..errors import RecordingError as RecordingError
 from .client import AsyncStateClient as AsyncStateClient
 from .client import StateClient as StateClient
 from .errors import AmbiguousRunId as AmbiguousRunId
-from .errors import FlushTimeout as FlushTimeout
 from .errors import InvalidPayload as InvalidPayload
 from .errors import PayloadTooLarge as PayloadTooLarge
-from .errors import RecordingError as RecordingError
 from .errors import RunNotFound as RunNotFound
 from .errors import SchemaVersionError as SchemaVersionError
 from .errors import ServerConfigError as ServerConfigError

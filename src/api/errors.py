@@ -1,17 +1,22 @@
 """Every error the state service and its clients raise, and their gRPC status codes.
 
-    StateServiceError
-    ├── InvalidPayload (ValueError)      malformed msgpack, wrong types, unknown fields, too deep
-    ├── PayloadTooLarge (ValueError)     a message or field over its size limit
-    ├── TransitionRejected               the orchestration rules refused a state change
-    ├── RunNotFound (LookupError)        no run with that id (or id prefix)
-    ├── AmbiguousRunId (LookupError)     an id prefix that matches more than one run
-    ├── Unauthenticated (PermissionError) missing or wrong bearer token
-    ├── ServiceUnavailable (ConnectionError) the server could not be reached in time
-    ├── SchemaVersionError               the database was written by a newer, unknown schema
-    ├── ServerConfigError (ValueError)   the server refuses to start as configured
-    └── RecordingError                   the recorder could not record some runs
-        └── FlushTimeout (TimeoutError)  flush() ran out of time before everything committed
+    HeadwaterError                           (headwater.errors, the root of every error of ours)
+    ├── StateServiceError                    a call to the state service was refused or failed
+    │   ├── InvalidPayload (ValueError)      malformed msgpack, wrong types, unknown fields
+    │   ├── PayloadTooLarge (ValueError)     a message or field over its size limit
+    │   ├── TransitionRejected               the orchestration rules refused a state change
+    │   ├── RunNotFound (LookupError)        no run with that id (or id prefix)
+    │   ├── AmbiguousRunId (LookupError)     an id prefix that matches more than one run
+    │   ├── Unauthenticated (PermissionError)     missing or wrong bearer token
+    │   ├── ServiceUnavailable (ConnectionError)  the server could not be reached in time
+    │   ├── SchemaVersionError               the database was written by a newer schema
+    │   └── ServerConfigError (ValueError)   the server refuses to start as configured
+    └── RecordingError                       the recorder could not record some runs
+        └── FlushTimeout (TimeoutError)      flush() ran out of time before all was committed
+
+`RecordingError` and `FlushTimeout` are defined in `headwater.errors` (no grpc there, so
+`import headwater` can name them) and re-exported by `headwater.api`. They are not
+`StateServiceError`s: a recording failure is the recorder's verdict, not a refused call.
 
 `status_code_for` is the one place that maps an error to a `grpc.StatusCode`;
 `error_for_status` is its inverse, used by clients to re-raise the server's error.
@@ -19,14 +24,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from uuid import UUID
-
 import grpc
 
+from ..errors import HeadwaterError
 
-class StateServiceError(Exception):
-    """Root of every error raised by `headwater.api`."""
+
+class StateServiceError(HeadwaterError):
+    """Root of the errors of state service calls: refused by the server, or never answered."""
 
 
 class InvalidPayload(StateServiceError, ValueError):
@@ -63,20 +67,6 @@ class SchemaVersionError(StateServiceError):
 
 class ServerConfigError(StateServiceError, ValueError):
     """The server refuses to start with this configuration (e.g. no token off loopback)."""
-
-
-class RecordingError(StateServiceError):
-    """Some recorded runs never reached the server; `run_ids` names them."""
-
-    def __init__(self, message: str, run_ids: Iterable[UUID] = ()) -> None:
-        self.run_ids: frozenset[UUID] = frozenset(run_ids)
-        shown = ", ".join(sorted(str(r) for r in self.run_ids)[:20])
-        more = f" (+{len(self.run_ids) - 20} more)" if len(self.run_ids) > 20 else ""
-        super().__init__(f"{message}; unrecorded runs: {shown or 'none'}{more}")
-
-
-class FlushTimeout(RecordingError, TimeoutError):
-    """`Recorder.flush` timed out before everything enqueued was committed."""
 
 
 _CODES: dict[type[StateServiceError], grpc.StatusCode] = {

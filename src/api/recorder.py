@@ -39,10 +39,10 @@ from uuid import UUID
 
 import grpc
 
+from ..errors import FlushTimeout, RecordingError
 from . import codec
 from .client import Target
 from .committer import GroupCommitter
-from .errors import FlushTimeout, RecordingError
 from .records import Batch, BatchResult, FlowRunRecord, Heartbeat, Rejection, StateRecord, TaskRunRecord
 from .server import StateServer
 from .service import method_path

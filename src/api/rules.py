@@ -4,6 +4,12 @@ State types are plain strings on the wire (the runtime owns the `StateType` enum
 sub-states ride on a type, e.g. "Retrying" is a RUNNING state. `check_transition` is the only
 decision function; storage calls it for every proposed state.
 
+`STATE_TYPES`, `TERMINAL`, `ALLOWED` and `STATE_NAMES` restate `runtime/states.py` in strings,
+because the api may not import the runtime. They are one table written twice, and
+`tests/api/test_rules.py` ties them: it fails when the two disagree in any key, allowed
+set, terminal state or sub-state name, so change both together. `RETRY_ALLOWED` is the
+server's alone.
+
     (new run) -> PENDING | SCHEDULED | RUNNING
     SCHEDULED -> PENDING | RUNNING | CANCELLED | CRASHED | PAUSED
     PENDING   -> PENDING | RUNNING | SCHEDULED | CANCELLED | CRASHED | PAUSED | FAILED

@@ -11,7 +11,7 @@ from importlib import import_module
 from importlib.util import find_spec
 from typing import Any
 
-from ..runtime.errors import RunnerUnavailable
+from ..errors import RunnerUnavailable
 from ._inline import SequentialTaskRunner as SequentialTaskRunner
 from ._thread import ConcurrentTaskRunner as ConcurrentTaskRunner
 from .base import RunnerFuture as RunnerFuture

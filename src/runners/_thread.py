@@ -18,7 +18,7 @@ from concurrent.futures import CancelledError
 from contextlib import contextmanager
 from typing import Any
 
-from ..runtime.errors import BrokenRunner
+from ..errors import BrokenRunner
 from .base import RunnerFuture, TaskCall, TaskRunner, resolve_upstream, set_blocking_hook
 
 _PENDING, _RUNNING, _FINISHED, _CANCELLED = range(4)

@@ -1,22 +1,24 @@
 """The runtime: flows, tasks, futures, states and the engines that run them."""
 
+from ..errors import BrokenRunner as BrokenRunner
+from ..errors import CancelledRun as CancelledRun
+from ..errors import CrashedRun as CrashedRun
+from ..errors import FailedRun as FailedRun
+from ..errors import HeadwaterError as HeadwaterError
+from ..errors import InvalidTransition as InvalidTransition
+from ..errors import MappingLengthMismatch as MappingLengthMismatch
+from ..errors import MissingContext as MissingContext
+from ..errors import ParameterBindError as ParameterBindError
+from ..errors import ParameterValidationError as ParameterValidationError
+from ..errors import RecordingError as RecordingError
+from ..errors import RunnerUnavailable as RunnerUnavailable
+from ..errors import RunTimedOut as RunTimedOut
+from ..errors import SlotTimeout as SlotTimeout
+from ..errors import UnfinishedRun as UnfinishedRun
+from ..errors import UpstreamFailed as UpstreamFailed
 from .arguments import allow_failure as allow_failure
 from .arguments import unmapped as unmapped
 from .context import get_run_context as get_run_context
-from .errors import BrokenRunner as BrokenRunner
-from .errors import CancelledRun as CancelledRun
-from .errors import CrashedRun as CrashedRun
-from .errors import InvalidTransition as InvalidTransition
-from .errors import MappingLengthMismatch as MappingLengthMismatch
-from .errors import MissingContext as MissingContext
-from .errors import ParameterBindError as ParameterBindError
-from .errors import ParameterValidationError as ParameterValidationError
-from .errors import RunnerUnavailable as RunnerUnavailable
-from .errors import RunTimedOut as RunTimedOut
-from .errors import SlotTimeout as SlotTimeout
-from .errors import TaskRuntimeError as TaskRuntimeError
-from .errors import UnfinishedRun as UnfinishedRun
-from .errors import UpstreamFailed as UpstreamFailed
 from .flows import Flow as Flow
 from .flows import flow as flow
 from .futures import FlowFuture as FlowFuture
@@ -48,11 +50,12 @@ from .tasks import task as task
 
 __all__ = [
     "AwaitingRetry", "BrokenRunner", "Cached", "Cancelled", "CancelledRun", "Completed",
-    "Crashed", "CrashedRun", "Failed", "Flow", "FlowFuture", "FlowRun", "FutureList",
-    "InvalidTransition", "MappingLengthMismatch", "MissingContext", "NotReady",
-    "ParameterBindError", "ParameterValidationError", "Paused", "Pending", "Retrying",
-    "RunTimedOut", "RunnerUnavailable", "Running", "Scheduled", "SlotTimeout", "State",
-    "StateType", "Task", "TaskFuture", "TaskRun", "TaskRuntimeError", "TimedOut",
-    "UnfinishedRun", "UpstreamFailed", "allow_failure", "as_completed", "exponential_backoff",
-    "flow", "get_run_context", "get_run_logger", "task", "unmapped", "wait",
+    "Crashed", "CrashedRun", "Failed", "FailedRun", "Flow", "FlowFuture", "FlowRun",
+    "FutureList", "HeadwaterError", "InvalidTransition", "MappingLengthMismatch",
+    "MissingContext", "NotReady", "ParameterBindError", "ParameterValidationError", "Paused",
+    "Pending", "RecordingError", "Retrying", "RunTimedOut", "RunnerUnavailable", "Running",
+    "Scheduled", "SlotTimeout", "State", "StateType", "Task", "TaskFuture", "TaskRun",
+    "TimedOut", "UnfinishedRun", "UpstreamFailed", "allow_failure", "as_completed",
+    "exponential_backoff", "flow", "get_run_context", "get_run_logger", "task", "unmapped",
+    "wait",
 ]  # fmt: skip

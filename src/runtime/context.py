@@ -13,7 +13,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .errors import MissingContext
+from ..errors import MissingContext
 from .recording import RunServices, services_here
 
 if TYPE_CHECKING:

@@ -37,9 +37,9 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
+from ..errors import InvalidTransition, RunTimedOut
 from .arguments import fill_upstream
 from .context import TaskRunContext, entered, task_run_var
-from .errors import InvalidTransition, RunTimedOut
 from .hooks import call_hooks
 from .logs import run_extra, task_logger
 from .portal import run_async

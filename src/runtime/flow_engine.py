@@ -33,12 +33,12 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
+from ..errors import ParameterValidationError, RecordingError, RunTimedOut
 from ..runners.base import TaskRunner
 from .arguments import _ATOMS, _rebuild
 from .attempts import run_attempts, run_attempts_async
 from .context import FlowRunContext, entered, flow_run_var, task_run_var
 from .engine import run_task
-from .errors import ParameterValidationError, RunTimedOut
 from .futures import RunFuture
 from .hooks import call_hooks
 from .logs import enable_log_prints, ensure_console_logging, flow_logger, run_extra
@@ -210,8 +210,6 @@ class FlowRunEngine:
             self.reporter.flush()
             unrecorded = self.scheduler.unrecorded if self.scheduler is not None else {}
             if unrecorded:
-                from ..api.errors import RecordingError  # TODO(merge): headwater.errors
-
                 reason = next(iter(unrecorded.values()))
                 raise RecordingError(
                     f"workers could not record some task runs ({reason})", set(unrecorded)

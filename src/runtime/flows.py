@@ -15,11 +15,11 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
+from ..errors import ParameterBindError, ParameterValidationError
 from ..runners import ConcurrentTaskRunner
 from ..runners.base import TaskRunner
 from .context import flow_run_var
 from .engine import jittered
-from .errors import ParameterBindError, ParameterValidationError
 from .flow_engine import FlowRunEngine, run_flow, run_flow_async
 from .futures import FlowFuture
 from .names import generate_run_name

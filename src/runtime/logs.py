@@ -13,8 +13,8 @@ import sys
 import threading
 from typing import Any
 
+from ..errors import MissingContext
 from .context import flow_run_var, task_run_var
-from .errors import MissingContext
 
 flow_logger = logging.getLogger("headwater.flow_runs")
 task_logger = logging.getLogger("headwater.task_runs")

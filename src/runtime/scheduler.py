@@ -23,9 +23,9 @@ from functools import partial
 from typing import Any
 from uuid import UUID
 
+from ..errors import InvalidTransition
 from ..runners.base import TaskCall, TaskRunner
 from .engine import RunOutcome, TaskRunPayload, outcome_of
-from .errors import InvalidTransition
 from .futures import RunFuture, TaskFuture
 from .lifecycle import (
     AttemptEnded,

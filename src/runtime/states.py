@@ -13,6 +13,11 @@ COMPLETED, FAILED, CRASHED and CANCELLED are terminal: nothing leaves them. A ru
 retried never enters FAILED; it goes RUNNING -> SCHEDULED("AwaitingRetry") -> RUNNING("Retrying").
 
 This module is pure: no I/O, no clocks beyond stamping a new state, no threads.
+
+The state service checks the same table, restated in strings in `api/rules.py` (the runtime
+imports the api only lazily, for grpc's sake, and the api may not import the runtime).
+`tests/api/test_rules.py` ties the two: `StateType`, `TERMINAL`, `ALLOWED` and the sub-state
+name of every constructor below must match `rules`, so change both together.
 """
 
 from __future__ import annotations
@@ -25,11 +30,11 @@ from datetime import datetime, timezone
 from typing import Any
 from uuid import UUID
 
-from .errors import (
+from ..errors import (
     CancelledRun,
     CrashedRun,
+    FailedRun,
     InvalidTransition,
-    TaskRuntimeError,
     UnfinishedRun,
     UpstreamFailed,
 )
@@ -158,7 +163,7 @@ class State:
         if self.type is StateType.CRASHED:
             return CrashedRun(self.message or "the run crashed")
         if self.type is StateType.FAILED:
-            return TaskRuntimeError(self.message or "the run failed")
+            return FailedRun(self.message or "the run failed")
         return UnfinishedRun(
             f"the run is {self.type.value}({self.name}), not finished; wait for it first"
         )

@@ -16,10 +16,10 @@ import itertools
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
+from ..errors import MappingLengthMismatch, ParameterBindError
 from .arguments import extract_upstream, unmapped
 from .context import current_services, flow_run_var, task_run_var
 from .engine import RunOutcome, TaskRunPayload, jittered, outcome_of, run_task_now, run_task_now_async
-from .errors import MappingLengthMismatch, ParameterBindError
 from .futures import FutureList, RunFuture, TaskFuture
 from .runs import TaskRun, new_run_id, set_state
 from .states import Pending, State

@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 
 import anyio
 
-from .errors import RunTimedOut
+from ..errors import RunTimedOut
 
 T = TypeVar("T")
 

@@ -1,10 +1,18 @@
-"""The orchestration table, tested as a table: no server, no threads."""
+"""The orchestration table, tested as a table: no server, no threads.
+
+The last tests tie `api/rules.py` to `runtime/states.py`: the two must state one table.
+"""
 
 from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
 
 import pytest
 
 from headwater.api import rules
+from headwater.runtime import states
+from headwater.runtime.states import State, StateType
 
 ALL = sorted(rules.STATE_TYPES)
 LEGAL = {
@@ -45,3 +53,51 @@ def test_sub_state_names_must_match_their_type() -> None:
     assert "belongs to FAILED" in (rules.check_state("COMPLETED", "TimedOut") or "")
     assert "unknown state type" in (rules.check_state("DONE", "Done") or "")
     assert rules.check_state("PENDING", "AwaitingConcurrencySlot") is None
+
+
+# -- the server's table and the runtime's are one table written twice ----------------------
+# The api may not import the runtime, and the runtime imports the api only lazily (grpc), so
+# rules.py spells the table in strings and runtime/states.py in StateType. These tests tie
+# them: change one and not the other, and they fail.
+
+
+def _runtime_state_constructors() -> dict[str, Callable[..., State]]:
+    """Every public state constructor in runtime/states.py (`Scheduled`, `Cached`, ...)."""
+    return {
+        name: fn
+        for name, fn in vars(states).items()
+        if inspect.isfunction(fn) and fn.__module__ == states.__name__ and name[:1].isupper()
+    }
+
+
+def _build(constructor: Callable[..., State]) -> State:
+    required = {
+        p.name: "x"
+        for p in inspect.signature(constructor).parameters.values()
+        if p.default is inspect.Parameter.empty
+    }
+    return constructor(**required)
+
+
+def test_state_types_agree_with_the_runtime() -> None:
+    assert {t.value for t in StateType} == rules.STATE_TYPES
+
+
+def test_terminal_states_agree_with_the_runtime() -> None:
+    assert {t.value for t in states.TERMINAL} == rules.TERMINAL
+
+
+def test_transition_table_agrees_with_the_runtime() -> None:
+    runtime = {
+        (None if current is None else current.value): {t.value for t in allowed}
+        for current, allowed in states.ALLOWED.items()
+    }
+    server = {current: set(allowed) for current, allowed in rules.ALLOWED.items()}
+    assert runtime == server
+
+
+def test_every_runtime_sub_state_has_the_same_type_on_the_server() -> None:
+    built = [_build(constructor) for constructor in _runtime_state_constructors().values()]
+    assert len(built) >= 13  # guards the introspection itself
+    runtime = {state.name: state.type.value for state in built}
+    assert runtime == dict(rules.STATE_NAMES)

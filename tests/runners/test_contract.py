@@ -17,7 +17,7 @@ import pytest
 from headwater import allow_failure, flow, task, unmapped
 from headwater.runners import ConcurrentTaskRunner, SequentialTaskRunner, TaskCall, TaskRunner
 from headwater.runners.base import RunnerFuture
-from headwater.runtime.errors import BrokenRunner, UpstreamFailed
+from headwater.errors import BrokenRunner, UpstreamFailed
 
 RUNNERS: dict[str, Callable[[], TaskRunner]] = {
     "sequential": SequentialTaskRunner,

@@ -21,7 +21,7 @@ from headwater import (
     task,
 )
 from headwater.runners import ConcurrentTaskRunner
-from headwater.runtime.errors import MissingContext
+from headwater.errors import MissingContext
 
 
 @task

@@ -6,7 +6,15 @@ import itertools
 
 import pytest
 
-from headwater.runtime.errors import CancelledRun, InvalidTransition, UnfinishedRun, UpstreamFailed
+from headwater.errors import (
+    CancelledRun,
+    CrashedRun,
+    FailedRun,
+    HeadwaterError,
+    InvalidTransition,
+    UnfinishedRun,
+    UpstreamFailed,
+)
 from headwater.runtime.states import (
     ALLOWED,
     TERMINAL,
@@ -104,11 +112,18 @@ def test_result_returns_data_or_raises_the_original_exception() -> None:
 
 @pytest.mark.parametrize(
     ("state", "error"),
-    [(NotReady("up failed"), UpstreamFailed), (Cancelled(), CancelledRun), (Running(), UnfinishedRun)],
+    [
+        (NotReady("up failed"), UpstreamFailed),
+        (Cancelled(), CancelledRun),
+        (Crashed(), CrashedRun),
+        (Failed(message="lost its exception"), FailedRun),
+        (Running(), UnfinishedRun),
+    ],
 )
 def test_result_of_states_without_an_exception_raises_a_named_error(state, error) -> None:
-    with pytest.raises(error):
+    with pytest.raises(error) as raised:
         state.result()
+    assert isinstance(raised.value, HeadwaterError)
 
 
 def test_message_defaults_to_the_exception_and_timestamp_is_utc() -> None:

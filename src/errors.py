@@ -1,0 +1,113 @@
+"""Every error headwater raises, in one tree, at the bottom of the package.
+
+    HeadwaterError
+    ├── InvalidTransition            a state change the state machine forbids
+    ├── UpstreamFailed               a run did not start because an upstream did not complete
+    ├── UnfinishedRun                asked for the result of a run that has not finished
+    ├── FailedRun                    a run failed without an exception to re-raise
+    ├── ParameterBindError (TypeError)        arguments don't fit the function's signature
+    ├── ParameterValidationError (ValueError) a flow parameter failed pydantic validation
+    ├── MappingLengthMismatch (ValueError)    `.map()` iterables of different lengths
+    ├── RunTimedOut (TimeoutError)            a run passed its `timeout_seconds`
+    ├── CancelledRun                          a run was cancelled
+    ├── CrashedRun                            a run ended by something other than its own code
+    ├── MissingContext (RuntimeError)         a run-scoped helper used outside any run
+    ├── SlotTimeout (TimeoutError)            waited too long for a concurrency slot
+    ├── BrokenRunner                          a task runner can no longer accept work
+    ├── RunnerUnavailable (ImportError)       a runner's optional dependency is missing
+    ├── RecordingError                        some runs never reached the state service
+    │   └── FlushTimeout (TimeoutError)       flush() ran out of time before all was committed
+    └── StateServiceError                     the state service refused a call or was away;
+        └── ...                               its subtree lives in `headwater.api.errors`
+
+This module imports nothing of ours, so every package (runtime, runners, cache, api) can
+raise these without an arrow pointing back up.
+
+`StateServiceError` and its subtree live in `api/errors.py`, next to the one function that
+maps them to gRPC status codes, because that module imports grpc. `RecordingError` is raised
+by the api's recorder but lives here: a top-level flow re-raises it, so users catch it by
+`headwater.RecordingError`, and `import headwater` must not import grpc.
+
+Failures inside user code are not wrapped: they become FAILED states that carry the original
+exception, and `result()` re-raises that same exception object.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from uuid import UUID
+
+
+class HeadwaterError(Exception):
+    """Root of every error raised by headwater itself."""
+
+
+class InvalidTransition(HeadwaterError):
+    """A proposed state change is not allowed from the run's current state."""
+
+
+class UpstreamFailed(HeadwaterError):
+    """A task run never started because an upstream run did not complete."""
+
+
+class UnfinishedRun(HeadwaterError):
+    """The result of a run was requested before the run reached a final state."""
+
+
+class FailedRun(HeadwaterError):
+    """A run failed without an exception to re-raise (e.g. a FAILED state built from a
+    message alone, or read back from the state service)."""
+
+
+class ParameterBindError(HeadwaterError, TypeError):
+    """The arguments given do not match the function's signature."""
+
+
+class ParameterValidationError(HeadwaterError, ValueError):
+    """A flow parameter did not validate against its type annotation."""
+
+
+class MappingLengthMismatch(HeadwaterError, ValueError):
+    """`.map()` was given iterables of different lengths."""
+
+
+class RunTimedOut(HeadwaterError, TimeoutError):
+    """A task or flow run exceeded its `timeout_seconds`."""
+
+
+class CancelledRun(HeadwaterError):
+    """A run was cancelled before it could finish."""
+
+
+class CrashedRun(HeadwaterError):
+    """A run was ended by something other than its own code (interrupt, dead worker)."""
+
+
+class MissingContext(HeadwaterError, RuntimeError):
+    """A helper that needs a running flow or task was called outside of one."""
+
+
+class SlotTimeout(HeadwaterError, TimeoutError):
+    """Waiting for a concurrency slot took longer than allowed."""
+
+
+class BrokenRunner(HeadwaterError):
+    """A task runner was shut down or lost its workers and cannot accept work."""
+
+
+class RunnerUnavailable(HeadwaterError, ImportError):
+    """A task runner's optional dependency is not installed; the message names the extra."""
+
+
+class RecordingError(HeadwaterError):
+    """Some recorded runs never reached the server; `run_ids` names them."""
+
+    def __init__(self, message: str, run_ids: Iterable[UUID] = ()) -> None:
+        self.run_ids: frozenset[UUID] = frozenset(run_ids)
+        shown = ", ".join(sorted(str(r) for r in self.run_ids)[:20])
+        more = f" (+{len(self.run_ids) - 20} more)" if len(self.run_ids) > 20 else ""
+        super().__init__(f"{message}; unrecorded runs: {shown or 'none'}{more}")
+
+
+class FlushTimeout(RecordingError, TimeoutError):
+    """`Recorder.flush` timed out before everything enqueued was committed."""
