@@ -15,6 +15,8 @@
     ├── SlotTimeout (TimeoutError)            waited too long for a concurrency slot
     ├── BrokenRunner                          a task runner can no longer accept work
     ├── RunnerUnavailable (ImportError)       a runner's optional dependency is missing
+    ├── ShippingError (TypeError)             a call or a value could not cross to or from
+    │                                         a worker process (it does not pickle)
     ├── RecordingError                        some runs never reached the state service
     │   └── FlushTimeout (TimeoutError)       flush() ran out of time before all was committed
     └── StateServiceError                     the state service refused a call or was away;
@@ -93,6 +95,11 @@ class SlotTimeout(HeadwaterError, TimeoutError):
 
 class BrokenRunner(HeadwaterError):
     """A task runner was shut down or lost its workers and cannot accept work."""
+
+
+class ShippingError(HeadwaterError, TypeError):
+    """A task call could not be sent to a worker process, or its value back: it does not
+    pickle. The message names the run and what failed to pickle."""
 
 
 class RunnerUnavailable(HeadwaterError, ImportError):

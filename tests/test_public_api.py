@@ -17,7 +17,7 @@ EXPECTED_TOP_LEVEL = {
     "HeadwaterError", "FailedRun", "InvalidTransition", "UpstreamFailed", "UnfinishedRun",
     "ParameterBindError", "ParameterValidationError", "MappingLengthMismatch", "RunTimedOut",
     "CancelledRun", "CrashedRun", "MissingContext", "SlotTimeout", "BrokenRunner",
-    "RunnerUnavailable", "RecordingError",
+    "RunnerUnavailable", "ShippingError", "RecordingError",
 }  # fmt: skip
 
 
@@ -29,7 +29,7 @@ def test_top_level_exports_exactly_the_public_surface() -> None:
 
 def test_runners_exports() -> None:
     assert set(headwater.runners.__all__) == {
-        "ConcurrentTaskRunner", "RunnerFuture", "SequentialTaskRunner", "TaskCall",
+        "ConcurrentTaskRunner", "ProcessPoolTaskRunner", "RunnerFuture", "SequentialTaskRunner", "TaskCall",
         "TaskRunner", "ThreadPoolTaskRunner", "get_runner",
     }  # fmt: skip
 

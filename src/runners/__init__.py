@@ -13,6 +13,7 @@ from typing import Any
 
 from ..errors import RunnerUnavailable
 from ._inline import SequentialTaskRunner as SequentialTaskRunner
+from ._process import ProcessPoolTaskRunner as ProcessPoolTaskRunner
 from ._thread import ConcurrentTaskRunner as ConcurrentTaskRunner
 from .base import RunnerFuture as RunnerFuture
 from .base import TaskCall as TaskCall
@@ -30,6 +31,7 @@ _BUILTIN: dict[str, type[TaskRunner]] = {
     "sequential": SequentialTaskRunner,
     "concurrent": ConcurrentTaskRunner,
     "threads": ConcurrentTaskRunner,
+    "processes": ProcessPoolTaskRunner,
 }
 
 
@@ -53,7 +55,7 @@ def __getattr__(name: str) -> Any:
 
 
 def get_runner(name: str, **options: Any) -> TaskRunner:
-    """A runner by name: 'sequential', 'concurrent' (or 'threads'), 'dask', 'ray'."""
+    """A runner by name: 'sequential', 'concurrent' (or 'threads'), 'processes', 'dask', 'ray'."""
     if name in _BUILTIN:
         return _BUILTIN[name](**options)
     lazy = {"dask": "DaskTaskRunner", "ray": "RayTaskRunner"}.get(name)
@@ -66,6 +68,7 @@ def get_runner(name: str, **options: Any) -> TaskRunner:
 
 __all__ = [
     "ConcurrentTaskRunner",
+    "ProcessPoolTaskRunner",
     "RunnerFuture",
     "SequentialTaskRunner",
     "TaskCall",

@@ -11,6 +11,7 @@ from ..errors import MissingContext as MissingContext
 from ..errors import ParameterBindError as ParameterBindError
 from ..errors import ParameterValidationError as ParameterValidationError
 from ..errors import RecordingError as RecordingError
+from ..errors import ShippingError as ShippingError
 from ..errors import RunnerUnavailable as RunnerUnavailable
 from ..errors import RunTimedOut as RunTimedOut
 from ..errors import SlotTimeout as SlotTimeout
@@ -53,7 +54,7 @@ __all__ = [
     "Crashed", "CrashedRun", "Failed", "FailedRun", "Flow", "FlowFuture", "FlowRun",
     "FutureList", "HeadwaterError", "InvalidTransition", "MappingLengthMismatch",
     "MissingContext", "NotReady", "ParameterBindError", "ParameterValidationError", "Paused",
-    "Pending", "RecordingError", "Retrying", "RunTimedOut", "RunnerUnavailable", "Running",
+    "Pending", "RecordingError", "Retrying", "RunTimedOut", "RunnerUnavailable", "Running", "ShippingError",
     "Scheduled", "SlotTimeout", "State", "StateType", "Task", "TaskFuture", "TaskRun",
     "TimedOut", "UnfinishedRun", "UpstreamFailed", "allow_failure", "as_completed",
     "exponential_backoff", "flow", "get_run_context", "get_run_logger", "task", "unmapped",

@@ -242,7 +242,11 @@ def final_state_of(value: Any) -> State:
             if not item.is_completed():
                 failures.append(item)
                 return item.result(raise_on_failure=False)
-            return item.data
+            try:
+                return item.result()  # fetched here if the runner left it where it ran
+            except Exception as exc:  # it could not be fetched: the flow cannot return it
+                failures.append(Failed(exc))
+                return exc
         return _rebuild(item, resolve)
 
     resolved = resolve(value)

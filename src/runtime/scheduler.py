@@ -115,7 +115,7 @@ class TaskScheduler:
             self._feed(AttemptLost(run_id, StateType.CANCELLED, "cancelled before it started"))
             return
         except BaseException as exc:  # the runner lost the run: a crash, not a task failure
-            entry.outcome = RunOutcome(Crashed(exc, f"the task runner could not run it: {exc!r}"))
+            entry.outcome = RunOutcome(Crashed(exc, _could_not_run(exc)))
             self._feed(AttemptLost(run_id, StateType.CRASHED, str(entry.outcome.state.message)))
             return
         outcome.adopt_into(entry.future.task_run)
@@ -163,7 +163,7 @@ class TaskScheduler:
         try:
             runner_future = self.runner.submit(call)
         except BaseException as exc:  # the run cannot start: it crashed, and says why
-            message = f"the task runner could not run it: {exc!r}"
+            message = _could_not_run(exc)
             entry.outcome = RunOutcome(Crashed(exc, message))
             self._feed(AttemptLost(future.run_id, StateType.CRASHED, message))
             return
@@ -239,6 +239,10 @@ class TaskScheduler:
                 )
             finally:
                 self._someone_waits = False
+
+
+def _could_not_run(exc: BaseException) -> str:
+    return f"the task runner could not run it: {type(exc).__name__}: {exc}"
 
 
 def _record(entry: _Entry, state: State) -> State:

@@ -16,6 +16,7 @@ from .helpers import flow, state, task
 
 @pytest.fixture
 def recorder_env() -> Iterator[None]:
+    reset_recorder()  # counts below start from a fresh recorder, whatever ran before
     yield
     reset_recorder()
 

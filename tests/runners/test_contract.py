@@ -10,18 +10,26 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from headwater import allow_failure, flow, task, unmapped
-from headwater.runners import ConcurrentTaskRunner, SequentialTaskRunner, TaskCall, TaskRunner
+from headwater.runners import (
+    ConcurrentTaskRunner,
+    ProcessPoolTaskRunner,
+    SequentialTaskRunner,
+    TaskCall,
+    TaskRunner,
+)
 from headwater.runners.base import RunnerFuture
 from headwater.errors import BrokenRunner, UpstreamFailed
 
 RUNNERS: dict[str, Callable[[], TaskRunner]] = {
     "sequential": SequentialTaskRunner,
     "concurrent": lambda: ConcurrentTaskRunner(max_workers=4),
+    "processes": lambda: ProcessPoolTaskRunner(max_workers=2),
 }
 
 
@@ -134,13 +142,11 @@ def test_a_failed_task_that_is_not_returned_does_not_fail_the_flow(runner: TaskR
     assert tolerant() == 7
 
 
-def test_every_submitted_task_finishes_before_the_flow_does(runner: TaskRunner) -> None:
-    finished: list[int] = []
-
+def test_every_submitted_task_finishes_before_the_flow_does(runner: TaskRunner, tmp_path: Path) -> None:
     @task
-    def slow(i: int) -> None:
+    def slow(i: int) -> None:  # leaves a file: the runner may be in another process
         time.sleep(0.01)
-        finished.append(i)
+        (tmp_path / str(i)).touch()
 
     @flow(task_runner=runner)
     def fire_and_forget() -> None:
@@ -148,7 +154,7 @@ def test_every_submitted_task_finishes_before_the_flow_does(runner: TaskRunner) 
             slow.submit(i)
 
     fire_and_forget()
-    assert sorted(finished) == [0, 1, 2, 3, 4]
+    assert sorted(int(p.name) for p in tmp_path.iterdir()) == [0, 1, 2, 3, 4]
 
 
 def test_a_runner_that_was_shut_down_refuses_work() -> None:
@@ -195,3 +201,71 @@ def test_a_queued_call_can_be_cancelled_and_waiting_times_out() -> None:
         assert seen == [queued]
         with pytest.raises(Exception, match="cancelled"):
             queued.result()
+
+
+def test_retries_are_new_attempts_and_the_flow_sees_the_whole_history(runner: TaskRunner, tmp_path: Path) -> None:
+    @task(retries=2)
+    def flaky() -> str:  # the attempt count lives in a file: the runner may be another process
+        marker = tmp_path / "attempts"
+        attempts = int(marker.read_text()) + 1 if marker.exists() else 1
+        marker.write_text(str(attempts))
+        if attempts < 3:
+            raise RuntimeError(f"attempt {attempts}")
+        return f"ok after {attempts}"
+
+    @flow(task_runner=runner)
+    def retrying() -> Any:
+        future = flaky.submit()
+        value = future.result()
+        run = future.task_run
+        return value, run.run_count, run.end_time is not None, [s.name for s in run.history]
+
+    value, run_count, ended, history = retrying()
+    assert (value, run_count, ended) == ("ok after 3", 3, True)
+    assert history == [
+        "Pending", "Running", "AwaitingRetry", "Retrying", "AwaitingRetry", "Retrying", "Completed",
+    ]  # fmt: skip
+
+
+ONE_WORKER: dict[str, Callable[[], TaskRunner]] = {
+    "sequential": SequentialTaskRunner,
+    "concurrent": lambda: ConcurrentTaskRunner(max_workers=1),
+    "processes": lambda: ProcessPoolTaskRunner(max_workers=1),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(ONE_WORKER))
+def test_a_retry_delay_does_not_hold_a_worker(kind: str, tmp_path: Path) -> None:
+    @task(retries=1, retry_delay_seconds=1.0)
+    def flaky() -> float:
+        marker = tmp_path / "failed-once"
+        if not marker.exists():
+            marker.touch()
+            raise RuntimeError("first attempt")
+        return time.monotonic()
+
+    @task
+    def quick() -> float:
+        return time.monotonic()
+
+    @flow(task_runner=ONE_WORKER[kind]())
+    def both() -> tuple[float, float]:
+        slow = flaky.submit()
+        while not (tmp_path / "failed-once").exists():
+            time.sleep(0.01)
+        fast = quick.submit()  # the only worker must be free while `slow` waits to retry
+        return slow.result(), fast.result()
+
+    retried_at, quick_at = both()
+    assert quick_at < retried_at  # the quick task did not wait behind the retry delay
+
+
+def test_the_flow_record_of_each_task_run_ends_in_its_final_state(runner: TaskRunner) -> None:
+    @flow(task_runner=runner)
+    def mixed() -> list[Any]:
+        futures = [add.submit(1), boom.submit()]
+        for future in futures:
+            future.wait()
+        return [(f.task_run.state.name, f.task_run.run_count) for f in futures]
+
+    assert mixed() == [("Completed", 1), ("Failed", 1)]

@@ -246,3 +246,67 @@ def test_a_killed_flow_process_is_marked_crashed_once_its_heartbeats_stop(tmp_pa
     finally:
         server.terminate()
         server.wait(timeout=10)
+
+
+FORKED = """
+import os, time
+from headwater import flow, task
+
+@task
+def one() -> int:
+    return 1
+
+@flow
+def parent_flow() -> int:
+    return one()
+
+@flow
+def child_flow() -> int:
+    return one() + one()
+
+parent_flow()
+started = time.monotonic()
+pid = os.fork()
+if pid == 0:
+    child_flow()  # a recorder of its own: the parent's threads did not survive the fork
+    os._exit(0)
+_, status = os.waitpid(pid, 0)
+print(os.waitstatus_to_exitcode(status), round(time.monotonic() - started, 1))
+"""
+
+
+def test_a_forked_child_records_its_flows_without_waiting_on_the_parents_recorder(tmp_path: Path) -> None:
+    result = run_script(tmp_path, FORKED)
+    assert result.returncode == 0, result.stderr
+    exit_code, seconds = result.stdout.split()
+    assert exit_code == "0" and float(seconds) < 20, result.stderr
+    runs = {run["flow_name"]: run for run in cli_json(tmp_path, "ls")}
+    assert {name: run["state_type"] for name, run in runs.items()} == {
+        "parent_flow": "COMPLETED", "child_flow": "COMPLETED",
+    }  # fmt: skip
+    assert runs["child_flow"]["task_run_count"] == 2
+
+
+def test_after_reset_recorder_the_next_flow_is_recorded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from headwater import flow, task
+    from headwater.api import reset_recorder
+
+    @task
+    def one() -> int:
+        return 1
+
+    @flow
+    def counted() -> int:
+        return one()
+
+    monkeypatch.setenv("HEADWATER_HOME", str(tmp_path))
+    reset_recorder()  # whatever recorder an earlier test started, this one starts afresh
+    try:
+        counted()
+        reset_recorder()
+        counted()
+    finally:
+        reset_recorder()
+    runs = cli_json(tmp_path, "ls")
+    assert [run["state_type"] for run in runs] == ["COMPLETED", "COMPLETED"]
+    assert all(run["task_run_count"] == 1 for run in runs)

@@ -1,0 +1,132 @@
+"""`ProcessPoolTaskRunner` beyond the contract: recording from worker processes, values and
+arguments that do not pickle, and a worker that dies. Real spawn pools, real flow processes,
+the real embedded state service, read back through the `headwater runs` CLI."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from headwater import ShippingError, flow, task
+from headwater.runners import ProcessPoolTaskRunner
+from tests.runtime.test_recording import cli_json, run_script
+
+RECORDED_PIPELINE = """
+from pathlib import Path
+from headwater import flow, task
+from headwater.runners import ProcessPoolTaskRunner
+
+MARKER = Path({marker!r})
+
+@task
+def double(i: int) -> int:
+    return 2 * i
+
+@task(retries=1)
+def flaky() -> str:
+    if not MARKER.exists():
+        MARKER.touch()
+        raise RuntimeError("first attempt fails")
+    return "second attempt"
+
+@task
+def broken() -> None:
+    raise ValueError("broken on purpose")
+
+@flow(task_runner=ProcessPoolTaskRunner(max_workers=2))
+def pipeline(n: int) -> int:
+    doubled = double.map(range(n))
+    total = sum(double.map(doubled).result())
+    flaky.submit()
+    broken.submit()
+    return total
+
+if __name__ == "__main__":
+    print(pipeline(20))
+"""
+
+
+def test_runs_in_worker_processes_are_recorded_completely(tmp_path: Path) -> None:
+    code = RECORDED_PIPELINE.format(marker=str(tmp_path / "flaky-marker"))
+    result = run_script(tmp_path, code, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == str(4 * sum(range(20)))
+
+    (run,) = cli_json(tmp_path, "ls")
+    assert run["state_type"] == "COMPLETED"
+    shown = cli_json(tmp_path, "show", run["id"])
+    tasks = {t["name"]: t for t in shown["task_runs"]}
+    assert len(tasks) == 42
+    doubles = [t for name, t in tasks.items() if name.startswith("double-")]
+    assert all(t["state_type"] == "COMPLETED" for t in doubles)
+    assert all([s["name"] for s in t["states"]] == ["Pending", "Running", "Completed"] for t in doubles)
+    assert [s["name"] for s in tasks["flaky-0"]["states"]] == [
+        "Pending", "Running", "AwaitingRetry", "Retrying", "Completed",
+    ]  # fmt: skip
+    assert tasks["broken-0"]["state_type"] == "FAILED"
+    assert "broken on purpose" in tasks["broken-0"]["states"][-1]["message"]
+
+
+class _Unpicklable:
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+
+
+@task
+def identity(value: Any) -> Any:
+    return value
+
+
+@task
+def make_lock() -> Any:
+    return threading.Lock()
+
+
+def test_an_argument_that_does_not_pickle_crashes_that_run_and_says_why() -> None:
+    @flow(task_runner=ProcessPoolTaskRunner(max_workers=1))
+    def shipping() -> tuple[str, Any, str, int]:
+        bad = identity.submit(_Unpicklable())
+        good = identity.submit(5)
+        bad.wait()
+        return bad.state.name, bad.exception(), str(bad.state.message), good.result()
+
+    name, error, message, good = shipping()
+    assert name == "Crashed" and isinstance(error, ShippingError)
+    assert "cannot be sent to a worker process" in message and "_thread.lock" in message
+    assert good == 5
+
+
+def test_a_value_that_does_not_pickle_back_leaves_the_run_completed_without_its_value() -> None:
+    @flow(task_runner=ProcessPoolTaskRunner(max_workers=1))
+    def returns_a_lock() -> Any:
+        future = make_lock.submit()
+        future.wait()
+        with pytest.raises(ShippingError, match="could not be sent back from its worker"):
+            future.result()
+        return future.state.type.value
+
+    assert returns_a_lock() == "COMPLETED"
+
+
+def test_a_worker_killed_mid_task_crashes_its_run_and_the_flow_ends() -> None:
+    @task
+    def die() -> None:
+        import os
+        import signal
+
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    @flow(task_runner=ProcessPoolTaskRunner(max_workers=1))
+    def doomed() -> tuple[str, str, str]:
+        dead = die.submit()
+        dead.wait()
+        after = identity.submit(1)
+        after.wait()
+        return dead.state.name, str(dead.state.message), after.state.name
+
+    dead, message, after = doomed()
+    assert dead == "Crashed" and "BrokenProcessPool" in message
+    assert after == "Crashed"  # the pool is broken: later runs crash, nothing hangs
