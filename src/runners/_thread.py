@@ -19,7 +19,14 @@ from contextlib import contextmanager
 from typing import Any
 
 from ..runtime.errors import BrokenRunner
-from .base import RunnerFuture, TaskCall, TaskRunner, run_call, set_blocking_hook
+from .base import (
+    RunnerFuture,
+    TaskCall,
+    TaskRunner,
+    call_done_callback,
+    run_call,
+    set_blocking_hook,
+)
 
 _PENDING, _RUNNING, _FINISHED, _CANCELLED = range(4)
 # One lock for every pool future's bookkeeping: held for a few instructions, so a shared lock
@@ -68,7 +75,7 @@ class PoolFuture:
             waiter.set()
         if callbacks:
             for fn in callbacks:
-                fn(self)
+                call_done_callback(fn, self)
         return True
 
     def result(self, timeout: float | None = None) -> Any:
@@ -98,7 +105,10 @@ class PoolFuture:
                     self._callbacks = []
                 self._callbacks.append(fn)
                 return
-        fn(self)
+        call_done_callback(fn, self)
+
+    def __repr__(self) -> str:
+        return f"<PoolFuture run_id={self.run_id}>"
 
 
 _WorkItem = tuple[PoolFuture, TaskCall, contextvars.Context]

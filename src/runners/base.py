@@ -20,6 +20,7 @@ A runner owns only what it created: an executor or client passed in is never shu
 from __future__ import annotations
 
 import abc
+import logging
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -28,6 +29,8 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 from uuid import UUID
 
 Entrypoint = Callable[[Any, tuple[Any, ...]], Any]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,7 +117,20 @@ class FinishedFuture:
         return False
 
     def add_done_callback(self, fn: Callable[[Any], object]) -> None:
-        fn(self)
+        call_done_callback(fn, self)
+
+
+def call_done_callback(fn: Callable[[Any], object], future: Any) -> None:
+    """`fn(future)`, logging what it raises instead of raising, as `concurrent.futures` does.
+
+    Callbacks run on whichever thread finishes the future, usually a pool worker or the
+    runtime's own bookkeeping: an exception escaping there would kill the worker (and hang the
+    runs queued behind it) or skip the callbacks after it, which the runtime relies on.
+    """
+    try:
+        fn(future)
+    except Exception:
+        log.exception("exception calling callback for %r", future)
 
 
 def run_call(call: TaskCall, upstream_values: tuple[Any, ...]) -> Any:
