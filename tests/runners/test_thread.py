@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import logging
+import sys
 import threading
+import time
 import uuid
 from typing import Any
 
 import pytest
 
 from headwater.runners import ConcurrentTaskRunner, TaskCall
+from headwater.runners._thread import PoolFuture
 
 
 def _echo(payload: Any, upstream: tuple[Any, ...]) -> Any:
@@ -54,3 +57,44 @@ def test_a_raising_callback_added_to_a_done_future_is_logged_not_raised(
         with caplog.at_level(logging.ERROR, logger="headwater"):
             future.add_done_callback(_raise)
     assert "exception calling callback" in caplog.text
+
+
+def test_cancel_and_start_never_both_win() -> None:
+    # A worker calls start() on a queued future while a shutdown or a flow's cancellation may
+    # call cancel(): exactly one may win, or a run reported cancelled still executes. Two
+    # threads sweep the same fresh futures from a barrier, one cancelling, one starting, so
+    # they meet on many futures at once. A tiny switch interval makes the interpreter switch
+    # threads every few microseconds, inside any window cancel() leaves between its check and
+    # its transition: a non-atomic cancel() lost dozens of races a second here, even on a
+    # loaded 2-core machine.
+    batch, deadline = 1000, time.monotonic() + 1.0
+    both = played = 0
+    previous = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        while time.monotonic() < deadline:
+            futures = [PoolFuture(i) for i in range(batch)]
+            cancelled, started = [False] * batch, [False] * batch
+            barrier = threading.Barrier(2, timeout=10)
+
+            def cancel_all() -> None:
+                barrier.wait()
+                for i, future in enumerate(futures):
+                    cancelled[i] = future.cancel()
+
+            def start_all() -> None:
+                barrier.wait()
+                for i, future in enumerate(futures):
+                    started[i] = future.start()
+
+            threads = [threading.Thread(target=f, daemon=True) for f in (cancel_all, start_all)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join(10)
+            both += sum(c and s for c, s in zip(cancelled, started))
+            assert all(c or s for c, s in zip(cancelled, started))  # and one always won
+            played += batch
+    finally:
+        sys.setswitchinterval(previous)
+    assert not both, f"{both} of {played} futures were both cancelled and started"
