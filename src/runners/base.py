@@ -149,10 +149,15 @@ def set_blocking_hook(hook: Callable[[], Any] | None) -> None:
     _blocking_hooks.hook = hook
 
 
+def current_blocking_hook() -> Callable[[], Any] | None:
+    """The current thread's hook, for a helper thread that waits on the thread's behalf."""
+    return getattr(_blocking_hooks, "hook", None)
+
+
 @contextmanager
 def blocking_wait() -> Iterator[None]:
     """Wrap a wait on another run; lets the current worker's pool compensate for the wait."""
-    hook = getattr(_blocking_hooks, "hook", None)
+    hook = current_blocking_hook()
     if hook is None:
         yield
         return
