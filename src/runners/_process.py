@@ -27,7 +27,7 @@ from uuid import UUID
 import cloudpickle
 
 from ..errors import BrokenRunner, ShippingError
-from .base import RunnerFuture, TaskCall, TaskRunner, resolve_upstream, run_callbacks
+from .base import RunnerFuture, TaskCall, TaskRunner, call_done_callback, resolve_upstream
 
 _DECODED = object()  # marker: the future's bytes were decoded already
 
@@ -61,7 +61,7 @@ class ProcessFuture:
         return self._inner.cancel()
 
     def add_done_callback(self, fn: Callable[[Any], object]) -> None:
-        self._inner.add_done_callback(lambda _inner: run_callbacks(self, [fn]))
+        self._inner.add_done_callback(lambda _inner: call_done_callback(fn, self))
 
 
 class _Unavailable:

@@ -19,7 +19,14 @@ from contextlib import contextmanager
 from typing import Any
 
 from ..errors import BrokenRunner
-from .base import RunnerFuture, TaskCall, TaskRunner, resolve_upstream, set_blocking_hook
+from .base import (
+    RunnerFuture,
+    TaskCall,
+    TaskRunner,
+    call_done_callback,
+    resolve_upstream,
+    set_blocking_hook,
+)
 
 _PENDING, _RUNNING, _FINISHED, _CANCELLED = range(4)
 # One lock for every pool future's bookkeeping: held for a few instructions, so a shared lock
@@ -48,10 +55,17 @@ class PoolFuture:
 
     def cancel(self) -> bool:
         """Cancel if not started yet; True if it is (now) cancelled."""
+        error = CancelledError(f"task run {self.run_id} was cancelled")
         with _state_lock:
             if self._state != _PENDING:
                 return self._state == _CANCELLED
-        return self._finish(None, CancelledError(f"task run {self.run_id} was cancelled"), _CANCELLED)
+            # Check and transition under one lock: a worker's start() racing this one then sees
+            # CANCELLED and skips the run, so a run reported cancelled never executes.
+            self._error, self._state = error, _CANCELLED
+            callbacks, self._callbacks = self._callbacks, None
+            waiter = self._waiter
+        self._notify(callbacks, waiter)
+        return True
 
     def start(self) -> bool:
         with _state_lock:
@@ -60,19 +74,25 @@ class PoolFuture:
             self._state = _RUNNING
             return True
 
-    def _finish(self, value: Any, error: BaseException | None, state: int = _FINISHED) -> bool:
+    def _finish(self, value: Any, error: BaseException | None) -> bool:
         with _state_lock:
             if self._state >= _FINISHED:
                 return False
-            self._value, self._error, self._state = value, error, state
+            self._value, self._error, self._state = value, error, _FINISHED
             callbacks, self._callbacks = self._callbacks, None
             waiter = self._waiter
+        self._notify(callbacks, waiter)
+        return True
+
+    def _notify(
+        self, callbacks: list[Callable[[Any], object]] | None, waiter: threading.Event | None
+    ) -> None:
+        """Wake waiters and run callbacks, outside the lock: callbacks may take it again."""
         if waiter is not None:
             waiter.set()
         if callbacks:
             for fn in callbacks:
-                fn(self)
-        return True
+                call_done_callback(fn, self)
 
     def result(self, timeout: float | None = None) -> Any:
         self._wait(timeout)
@@ -101,7 +121,10 @@ class PoolFuture:
                     self._callbacks = []
                 self._callbacks.append(fn)
                 return
-        fn(self)
+        call_done_callback(fn, self)
+
+    def __repr__(self) -> str:
+        return f"<PoolFuture run_id={self.run_id}>"
 
 
 _WorkItem = tuple[PoolFuture, TaskCall, contextvars.Context]

@@ -34,9 +34,6 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol, runtime_checkable
 from uuid import UUID
 
-log = logging.getLogger("headwater.runners")
-
-
 class DataHandle(Protocol):
     """Where a run's data lives when it is not here; `fetch` brings it here."""
 
@@ -54,6 +51,8 @@ class Outcome(Protocol):
 
 #: `entrypoint(payload, upstream_outcomes) -> Outcome`; must be picklable for remote runners.
 Entrypoint = Callable[[Any, tuple[Any, ...]], Any]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,16 +118,6 @@ class TaskRunner(abc.ABC):
         return f"{type(self).__name__}()"
 
 
-def run_callbacks(future: object, callbacks: list[Callable[[Any], object]]) -> None:
-    """Call each done-callback; one that raises is logged and the others still run, as the
-    stdlib does: a callback's bug must never kill the thread that completed the future."""
-    for fn in callbacks:
-        try:
-            fn(future)
-        except Exception:
-            log.exception("exception calling callback for %r", future)
-
-
 class FinishedFuture:
     """A runner future that is done from birth: what an inline runner returns. Cheaper than
     a stdlib `Future`, which allocates a condition variable nobody will wait on."""
@@ -158,7 +147,20 @@ class FinishedFuture:
         return False
 
     def add_done_callback(self, fn: Callable[[Any], object]) -> None:
-        run_callbacks(self, [fn])
+        call_done_callback(fn, self)
+
+
+def call_done_callback(fn: Callable[[Any], object], future: Any) -> None:
+    """`fn(future)`, logging what it raises instead of raising, as `concurrent.futures` does.
+
+    Callbacks run on whichever thread finishes the future, usually a pool worker or the
+    runtime's own bookkeeping: an exception escaping there would kill the worker (and hang the
+    runs queued behind it) or skip the callbacks after it, which the runtime relies on.
+    """
+    try:
+        fn(future)
+    except Exception:
+        log.exception("exception calling callback for %r", future)
 
 
 def resolve_upstream(upstream: tuple[Any, ...], own: type) -> tuple[Any, ...]:
@@ -186,7 +188,7 @@ def current_blocking_hook() -> Callable[[], Any] | None:
 @contextmanager
 def blocking_wait() -> Iterator[None]:
     """Wrap a wait on another run; lets the current worker's pool compensate for the wait."""
-    hook = getattr(_blocking_hooks, "hook", None)
+    hook = current_blocking_hook()
     if hook is None:
         yield
         return

@@ -7,7 +7,8 @@ engine's `fill_upstream` swaps the refs back for the upstream results. Arguments
 are passed through untouched, without copying.
 
 `allow_failure(future)` lets a run start even if that upstream failed (it then receives the
-upstream's exception as the value); `unmapped(x)` keeps `x` whole in `.map()`.
+upstream's exception as the value), and `allow_failure([f1, f2])` does so for every future
+nested in its value; `unmapped(x)` keeps `x` whole in `.map()`.
 """
 
 from __future__ import annotations
@@ -44,7 +45,8 @@ class unmapped(Generic[T]):  # noqa: N801 - lowercase, as Prefect users write it
 
 
 class allow_failure(Generic[T]):  # noqa: N801
-    """Run downstream even if this upstream fails; it receives the exception as the value."""
+    """Run downstream even if this upstream fails; it receives the exception as the value.
+    Wrapping a container (`allow_failure([f1, f2])`) covers every future nested in it."""
 
     __slots__ = ("value",)
 
@@ -111,15 +113,20 @@ def _rebuild(value: Any, walk: Callable[[Any], Any]) -> Any:
 
 
 class _Extractor:
-    """Collects the distinct futures in a value, replacing each with an `UpstreamRef`."""
+    """Collects the distinct futures in a value, replacing each with an `UpstreamRef`.
 
-    __slots__ = ("futures", "required", "_index", "_depth")
+    `allow_failure` covers every future nested within it, however deep, as Prefect's does:
+    `allow_failure([a, b])` and `wait_for=[allow_failure(futures)]` tolerate a failure of any.
+    """
+
+    __slots__ = ("futures", "required", "_index", "_depth", "_tolerant")
 
     def __init__(self) -> None:
         self.futures: list[RunFuture[Any]] = []
         self.required: set[int] = set()
         self._index: dict[int, int] = {}
         self._depth = 0
+        self._tolerant = 0  # how many `allow_failure` wrappers enclose the current value
 
     def ref(self, future: RunFuture[Any], failure_ok: bool) -> UpstreamRef:
         index = self._index.get(id(future))
@@ -135,12 +142,13 @@ class _Extractor:
         if kind in _ATOMS:
             return value
         if isinstance(value, RunFuture):
-            return self.ref(value, False)
+            return self.ref(value, self._tolerant > 0)
         if kind is allow_failure:
-            inner = value.value
-            if isinstance(inner, RunFuture):
-                return self.ref(inner, True)
-            return self.walk(inner)
+            self._tolerant += 1
+            try:
+                return self.walk(value.value)
+            finally:
+                self._tolerant -= 1
         if self._depth >= _MAX_DEPTH:
             return value
         self._depth += 1

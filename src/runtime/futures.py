@@ -16,7 +16,7 @@ from queue import Empty, SimpleQueue
 from typing import TYPE_CHECKING, Any, Generic, NamedTuple, TypeVar
 from uuid import UUID
 
-from ..runners.base import blocking_wait
+from ..runners.base import blocking_wait, call_done_callback
 from .states import Pending, State
 
 if TYPE_CHECKING:
@@ -80,14 +80,15 @@ class RunFuture(Generic[R]):
         return None if final.is_completed() else final.result(raise_on_failure=False)
 
     def add_done_callback(self, fn: Callable[[Any], object]) -> None:
-        """Call `fn(self)` once the run finishes (at once, here, if it already has)."""
+        """Call `fn(self)` once the run finishes (at once, here, if it already has). What `fn`
+        raises is logged, never raised, as in `concurrent.futures`."""
         with _callbacks_lock:
             if self._final is None:
                 if self._callbacks is None:
                     self._callbacks = []
                 self._callbacks.append(fn)
                 return
-        fn(self)
+        call_done_callback(fn, self)
 
     def _set_final(self, state: State) -> None:
         with _callbacks_lock:
@@ -97,8 +98,8 @@ class RunFuture(Generic[R]):
             callbacks, self._callbacks = self._callbacks, None
         self._waiter.release()
         if callbacks:
-            for fn in callbacks:
-                fn(self)
+            for fn in callbacks:  # the scheduler's own callbacks share this list: isolate each
+                call_done_callback(fn, self)
 
 
 class TaskFuture(RunFuture[R]):

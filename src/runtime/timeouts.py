@@ -9,6 +9,10 @@ time and its worker is released, and `TimeoutError` is raised *inside* the helpe
 blocked in C (`time.sleep`, a socket read, a long numpy operation) is not interrupted: it runs
 on in the background until that C call returns, and its result is discarded.
 Without a timeout, sync calls run directly in the calling thread, with no helper thread.
+
+The helper runs on behalf of the caller, often a pool worker, so it takes over the caller's
+blocking hook: a timed task that waits on other runs still lends its worker, as an untimed one
+does, instead of starving a small pool and timing out.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from typing import Any, TypeVar
 import anyio
 
 from ..errors import RunTimedOut
+from ..runners.base import current_blocking_hook, set_blocking_hook
 
 T = TypeVar("T")
 
@@ -49,8 +54,10 @@ def call_with_timeout(fn: Callable[[], T], timeout: float | None, what: str) -> 
         return fn()
     outcome = _Outcome()
     context = contextvars.copy_context()
+    hook = current_blocking_hook()
 
     def target() -> None:
+        set_blocking_hook(hook)  # the caller's worker is the one to lend while this waits
         try:
             outcome.value = context.run(fn)
         except BaseException as exc:  # carried back to the waiting thread
