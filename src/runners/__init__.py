@@ -1,25 +1,31 @@
 """Task runners: where task runs execute. One interface (`base.TaskRunner`), several backends.
 
-The in-process runners import eagerly. Backends with optional dependencies (Dask, Ray) load
-lazily on first access, as anyio loads its backends, so `import headwater` never pays for them
-and a missing dependency fails with an error that names the extra to install.
+The in-process runners import eagerly. The others load lazily on first access, as anyio loads
+its backends, so `import headwater` never pays for them: the process pool (multiprocessing and
+cloudpickle cost a sixth of the package's import time), and the backends with optional
+dependencies (Dask, Ray), whose absence fails with an error that names the extra to install.
 """
 
 from __future__ import annotations
 
 from importlib import import_module
 from importlib.util import find_spec
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import RunnerUnavailable
 from ._inline import SequentialTaskRunner as SequentialTaskRunner
-from ._process import ProcessPoolTaskRunner as ProcessPoolTaskRunner
 from ._thread import ConcurrentTaskRunner as ConcurrentTaskRunner
 from .base import RunnerFuture as RunnerFuture
 from .base import TaskCall as TaskCall
 from .base import TaskRunner as TaskRunner
 
+if TYPE_CHECKING:
+    from ._process import ProcessPoolTaskRunner as ProcessPoolTaskRunner
+
 ThreadPoolTaskRunner = ConcurrentTaskRunner  # the name Prefect 3 users reach for
+
+# class name -> module in this package, for runners that need nothing optional
+_LAZY: dict[str, str] = {"ProcessPoolTaskRunner": "._process"}
 
 # class name -> (module in this package, distributions it needs, extra that installs them)
 _OPTIONAL: dict[str, tuple[str, tuple[str, ...], str]] = {
@@ -31,11 +37,12 @@ _BUILTIN: dict[str, type[TaskRunner]] = {
     "sequential": SequentialTaskRunner,
     "concurrent": ConcurrentTaskRunner,
     "threads": ConcurrentTaskRunner,
-    "processes": ProcessPoolTaskRunner,
 }
 
 
 def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(import_module(_LAZY[name], __name__), name)
     if name not in _OPTIONAL:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     module_name, needs, extra = _OPTIONAL[name]
@@ -58,9 +65,9 @@ def get_runner(name: str, **options: Any) -> TaskRunner:
     """A runner by name: 'sequential', 'concurrent' (or 'threads'), 'processes', 'dask', 'ray'."""
     if name in _BUILTIN:
         return _BUILTIN[name](**options)
-    lazy = {"dask": "DaskTaskRunner", "ray": "RayTaskRunner"}.get(name)
+    lazy = {"processes": "ProcessPoolTaskRunner", "dask": "DaskTaskRunner", "ray": "RayTaskRunner"}.get(name)
     if lazy is None:
-        known = sorted([*_BUILTIN, "dask", "ray"])
+        known = sorted([*_BUILTIN, "processes", "dask", "ray"])
         raise ValueError(f"unknown task runner {name!r}; choose one of {known}")
     runner_class: type[TaskRunner] = __getattr__(lazy)
     return runner_class(**options)
