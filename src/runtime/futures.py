@@ -105,14 +105,18 @@ class RunFuture(Generic[R]):
 class TaskFuture(RunFuture[R]):
     """A task run submitted with `.submit()` or `.map()`."""
 
-    __slots__ = ("task_run", "runner_future", "outcome", "scheduler")
+    __slots__ = ("task_run", "runner_future", "outcome", "scheduler", "payload", "upstream")
 
     def __init__(self, task_run: TaskRun) -> None:
         super().__init__()
         self.task_run = task_run
         self.runner_future: Any = None  # set when the run is handed to its runner
-        self.outcome: Any = None  # the final attempt's RunOutcome, once done
+        self.outcome: Any = None  # the latest attempt's RunOutcome
         self.scheduler: Any = None  # the flow run's scheduler that dispatches it
+        # The call's parts, kept by the scheduler until the run is finished (a retry sends
+        # them again), then dropped so the arguments do not live as long as the future.
+        self.payload: Any = None
+        self.upstream: Any = None
 
     @property
     def run_id(self) -> UUID:

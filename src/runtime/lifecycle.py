@@ -36,10 +36,20 @@ machine's: an upstream that finished in any state releases its dependents.
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
-from uuid import UUID
+from typing import Any
 
 from .states import StateType
+
+
+#: A run as the driver names it: any hashable key. The driver uses its futures (hashed by
+#: identity, cheaper than a UUID's Python-level hash); the tests use plain ids.
+RunKey = Hashable
+
+
+# Events and instructions are slotted dataclasses, treated as immutable but not `frozen=True`:
+# four are made per task run on the hot path, and a frozen one costs twice as much to build.
 
 
 class Phase(enum.Enum):
@@ -51,44 +61,44 @@ class Phase(enum.Enum):
 # -- events -------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Submitted:
-    run_id: UUID
-    waiting_on: tuple[UUID, ...] = ()
+    run_id: RunKey
+    waiting_on: tuple[RunKey, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class UpstreamFinished:
-    run_id: UUID
+    run_id: RunKey
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class AttemptEnded:
-    run_id: UUID
+    run_id: RunKey
     retry_delay: float | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class AttemptLost:
-    run_id: UUID
+    run_id: RunKey
     type: StateType
     reason: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class RetryDue:
-    run_id: UUID
+    run_id: RunKey
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class CancelRequested:
     reason: str
     crash_running: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Revoked:
-    run_id: UUID
+    run_id: RunKey
     running: bool
 
 
@@ -99,59 +109,59 @@ Event = (
 # -- instructions -------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Watch:
     """Subscribe to the completion of upstream `run_id`; feed back `UpstreamFinished`."""
 
-    run_id: UUID
+    run_id: RunKey
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Dispatch:
     """Hand the run to the runner; feed back `AttemptEnded` or `AttemptLost`."""
 
-    run_id: UUID
+    run_id: RunKey
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Resolve:
     """The last attempt's outcome is final: complete the run's future with it."""
 
-    run_id: UUID
+    run_id: RunKey
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class StartTimer:
     """Feed back `RetryDue(run_id)` after `delay` seconds."""
 
-    run_id: UUID
+    run_id: RunKey
     delay: float
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Revoke:
     """Ask the runner to cancel the queued call; if it is already running, feed back
     `Revoked(run_id, running=True)`."""
 
-    run_id: UUID
+    run_id: RunKey
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class End:
     """Record `type` (CANCELLED or CRASHED) with `reason` on a run its engine did not
     finish, and complete its future with that state."""
 
-    run_id: UUID
+    run_id: RunKey
     type: StateType
     reason: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Mark:
     """Record CRASHED on a run still running elsewhere; its future completes when the
     attempt returns (the engine's own final state is then refused)."""
 
-    run_id: UUID
+    run_id: RunKey
     reason: str
 
 
@@ -169,44 +179,43 @@ class LifecycleStatistics:
 class RunLifecycle:
     """The phases of a flow run's task runs. See the module docstring for the table."""
 
-    __slots__ = ("_phase", "_remaining", "_dependents", "_cancelling")
+    __slots__ = ("_phase", "_remaining", "_dependents", "_cancelling", "_handlers")
 
     def __init__(self) -> None:
-        self._phase: dict[UUID, Phase] = {}
-        self._remaining: dict[UUID, int] = {}  # WAITING run -> upstreams it still waits for
-        self._dependents: dict[UUID, list[UUID]] = {}  # watched upstream -> runs waiting on it
-        self._cancelling: dict[UUID, CancelRequested] = {}
+        self._phase: dict[RunKey, Phase] = {}
+        self._remaining: dict[RunKey, int] = {}  # WAITING run -> upstreams it still waits for
+        self._dependents: dict[RunKey, list[RunKey]] = {}  # watched upstream -> runs waiting on it
+        self._cancelling: dict[RunKey, CancelRequested] = {}
+        self._handlers: dict[type, Callable[[Any], list[Instruction]]] = {
+            Submitted: self.submitted,
+            AttemptEnded: self.attempt_ended,
+            UpstreamFinished: self._upstream_finished,
+            AttemptLost: self._attempt_lost,
+            RetryDue: self._retry_due,
+            CancelRequested: self._cancel_requested,
+            Revoked: self._revoked,
+        }
 
     def handle(self, event: Event) -> list[Instruction]:
-        kind = type(event)
-        if kind is Submitted:
-            return self._submitted(event)  # type: ignore[arg-type]
-        if kind is AttemptEnded:
-            return self._attempt_ended(event)  # type: ignore[arg-type]
-        if kind is UpstreamFinished:
-            return self._upstream_finished(event)  # type: ignore[arg-type]
-        if kind is AttemptLost:
-            return self._attempt_lost(event)  # type: ignore[arg-type]
-        if kind is RetryDue:
-            return self._retry_due(event)  # type: ignore[arg-type]
-        if kind is CancelRequested:
-            return self._cancel_requested(event)  # type: ignore[arg-type]
-        if kind is Revoked:
-            return self._revoked(event)  # type: ignore[arg-type]
-        raise TypeError(f"not a lifecycle event: {event!r}")
+        """Apply any event; `submitted` and `attempt_ended`, the two every task run meets, may
+        also be called directly (the driver does, to skip this lookup on its hot path)."""
+        handler = self._handlers.get(type(event))
+        if handler is None:
+            raise TypeError(f"not a lifecycle event: {event!r}")
+        return handler(event)
 
-    def phase(self, run_id: UUID) -> Phase | None:
+    def phase(self, run_id: RunKey) -> Phase | None:
         """The run's phase, or None if it is not held (never submitted, or finished)."""
         return self._phase.get(run_id)
 
-    def _submitted(self, event: Submitted) -> list[Instruction]:
+    def submitted(self, event: Submitted) -> list[Instruction]:
         run_id = event.run_id
         if run_id in self._phase:
             raise ValueError(f"run {run_id} was submitted twice")
-        upstreams = dict.fromkeys(event.waiting_on)  # distinct, in order
-        if not upstreams:
+        if not event.waiting_on:
             self._phase[run_id] = Phase.DISPATCHED
             return [Dispatch(run_id)]
+        upstreams = dict.fromkeys(event.waiting_on)  # distinct, in order
         self._phase[run_id] = Phase.WAITING
         self._remaining[run_id] = len(upstreams)
         instructions: list[Instruction] = []
@@ -233,13 +242,14 @@ class RunLifecycle:
                 instructions.append(Dispatch(run_id))
         return instructions
 
-    def _attempt_ended(self, event: AttemptEnded) -> list[Instruction]:
+    def attempt_ended(self, event: AttemptEnded) -> list[Instruction]:
         run_id = event.run_id
         if self._phase.get(run_id) is not Phase.DISPATCHED:
             return []
         if event.retry_delay is None:
             del self._phase[run_id]
-            self._cancelling.pop(run_id, None)
+            if self._cancelling:
+                self._cancelling.pop(run_id, None)
             return [Resolve(run_id)]
         request = self._cancelling.pop(run_id, None)
         if request is not None:
@@ -280,6 +290,10 @@ class RunLifecycle:
         if self._phase.get(event.run_id) is not Phase.DISPATCHED:
             return []
         return [Mark(event.run_id, request.reason)]
+
+    def held(self) -> int:
+        """How many runs are not finished yet."""
+        return len(self._phase)
 
     def statistics(self) -> LifecycleStatistics:
         phases = list(self._phase.values())

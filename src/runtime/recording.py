@@ -64,12 +64,12 @@ class RunServices:
     `target` is (URL, token, TLS CA path) of the state service, or None when recording is off.
     """
 
-    __slots__ = ("target", "_reporter", "_pid")
+    __slots__ = ("target", "_reporter", "_generation")
 
     def __init__(self, target: RecorderTarget | None) -> None:
         self.target = target
         self._reporter: RunReporter | None = None
-        self._pid = 0
+        self._generation = -1
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (RunServices, (self.target,))  # the resolved reporter stays in this process
@@ -77,11 +77,11 @@ class RunServices:
     def reporter(self) -> RunReporter | None:
         """The reporter for these services in this process (None when recording is off)."""
         reporter = self._reporter
-        if reporter is not None and self._pid == os.getpid():
+        if reporter is not None and self._generation == _fork_generation:
             return reporter
         if self.target is None:
             return None
-        self._reporter, self._pid = _reporter_for(self.target), os.getpid()
+        self._reporter, self._generation = _reporter_for(self.target), _fork_generation
         return self._reporter
 
     def __repr__(self) -> str:
@@ -94,6 +94,20 @@ NO_SERVICES = RunServices(None)
 _lock = threading.Lock()
 _here: tuple[Any, RunServices] | None = None  # (this process's recorder, its services)
 _reporters: weakref.WeakKeyDictionary[Any, RunReporter] = weakref.WeakKeyDictionary()
+# Bumped in a forked child: a reporter resolved before the fork is bound to the parent's
+# recorder, whose thread did not survive it. Cheaper to compare than os.getpid() per task.
+_fork_generation = 0
+
+
+def _after_fork_in_child() -> None:
+    global _lock, _here, _fork_generation
+    _lock = threading.Lock()
+    _here = None
+    _reporters.clear()
+    _fork_generation += 1
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def services_here() -> RunServices:

@@ -16,9 +16,9 @@ a result lives exactly as long as the user keeps its future.
 from __future__ import annotations
 
 import threading
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import CancelledError
-from dataclasses import dataclass
 from functools import partial
 from typing import Any
 from uuid import UUID
@@ -49,28 +49,23 @@ from .lifecycle import (
 from .runs import set_state
 from .states import Cancelled, Crashed, State, StateType
 
+_tuple_new = tuple.__new__
+
 RunnerEntrypoint = Callable[[Any, tuple[Any, ...]], RunOutcome]
 
 
-@dataclass(slots=True)
-class _Entry:
-    """A run this flow has not seen finish: its future, its call's parts, its last outcome."""
-
-    future: TaskFuture[Any]
-    payload: TaskRunPayload
-    upstream: list[RunFuture[Any]]
-    outcome: RunOutcome | None = None
-
-
 class TaskScheduler:
-    """Feeds a flow run's task runs through the lifecycle to `runner`. See the module docstring."""
+    """Feeds a flow run's task runs through the lifecycle to `runner`. See the module docstring.
+
+    The lifecycle names each run by its `TaskFuture` (hashed by identity), which also holds
+    the run's call parts while it is unfinished and its latest outcome."""
 
     def __init__(self, runner: TaskRunner, entrypoint: RunnerEntrypoint) -> None:
         self.runner = runner
         self._entrypoint = entrypoint
         self._lifecycle = RunLifecycle()
         self._lock = threading.Lock()
-        self._entries: dict[UUID, _Entry] = {}
+        self._events: deque[Event] = deque()  # queued while another thread held the lock
         self._tracked: dict[UUID, RunFuture[Any]] = {}  # subflows submitted in this flow
         self._all_done = threading.Condition(threading.Lock())
         self._someone_waits = False  # notify only when wait_all is blocked: saves a lock per run
@@ -80,11 +75,15 @@ class TaskScheduler:
     # -- what happens ------------------------------------------------------------------------
 
     def submit(self, future: TaskFuture[Any], payload: TaskRunPayload, upstream: list[RunFuture[Any]]) -> None:
-        run_id = future.run_id
         future.scheduler = self
-        self._entries[run_id] = _Entry(future, payload, upstream)
-        waiting = tuple([u.run_id for u in upstream if not u.done()]) if upstream else ()
-        self._feed(Submitted(run_id, waiting), upstream)
+        future.payload = payload
+        future.upstream = upstream
+        waiting = tuple([u for u in upstream if not u.done()]) if upstream else ()
+        instructions = self._apply(self._lifecycle.submitted, Submitted(future, waiting))
+        if len(instructions) == 1 and type(instructions[0]) is Dispatch:
+            self._dispatch(instructions[0].run_id)  # type: ignore[arg-type]  # the common case
+        elif instructions:
+            self._execute(instructions)
 
     def track(self, future: RunFuture[Any]) -> None:
         """Count a run not dispatched here (a submitted subflow) among this flow's unfinished."""
@@ -98,95 +97,133 @@ class TaskScheduler:
         CRASHED now."""
         self._feed(CancelRequested(reason, crash_running))
 
-    def _feed(self, event: Event, upstream: list[RunFuture[Any]] | None = None) -> None:
-        with self._lock:
-            instructions = self._lifecycle.handle(event)
+    def _feed(self, event: Event) -> None:
+        instructions = self._apply(self._lifecycle.handle, event)
         if instructions:
-            self._execute(instructions, upstream)
+            self._execute(instructions)
 
-    def _upstream_finished(self, run_id: UUID, _future: object) -> None:
-        self._feed(UpstreamFinished(run_id))
+    def _apply(self, handler: Callable[[Any], list[Instruction]], event: Event) -> list[Instruction]:
+        """`handler(event)` on the lifecycle, without ever blocking on its lock.
 
-    def _attempt_done(self, entry: _Entry, runner_future: Any) -> None:
-        run_id = entry.future.run_id
+        Events come from the flow's thread and from every worker thread finishing a run. A
+        thread that finds the lock taken queues its event and leaves; the holder applies the
+        queue before it is done (`_drain`). Blocking instead made a convoy: a thread waiting
+        on the lock gives up the GIL and, once the lock is free, waits up to a switch interval
+        (5 ms) to get the GIL back, while the other workers starve for new runs (measured: a
+        third of the thread runner's throughput)."""
+        lock = self._lock
+        if not lock.acquire(blocking=False):
+            self._events.append(event)
+            return self._drain()  # the holder may have let go meanwhile
+        try:
+            instructions = handler(event)
+        finally:
+            lock.release()
+        if self._events:
+            instructions = instructions + self._drain()
+        return instructions
+
+    def _drain(self) -> list[Instruction]:
+        """Apply queued events while the lock can be had; what is queued after a release is
+        applied by the thread that queued it (it tries the lock after appending)."""
+        events, lock, handle = self._events, self._lock, self._lifecycle.handle
+        instructions: list[Instruction] = []
+        while events and lock.acquire(blocking=False):
+            try:
+                while events:
+                    instructions += handle(events.popleft())
+            finally:
+                lock.release()
+        return instructions
+
+    def _upstream_finished(self, upstream: RunFuture[Any]) -> None:
+        self._feed(UpstreamFinished(upstream))
+
+    def _attempt_done(self, future: TaskFuture[Any], runner_future: Any) -> None:
         try:
             outcome: RunOutcome = runner_future.result()
         except CancelledError:
-            self._feed(AttemptLost(run_id, StateType.CANCELLED, "cancelled before it started"))
+            self._feed(AttemptLost(future, StateType.CANCELLED, "cancelled before it started"))
             return
         except BaseException as exc:  # the runner lost the run: a crash, not a task failure
-            entry.outcome = RunOutcome(Crashed(exc, _could_not_run(exc)))
-            self._feed(AttemptLost(run_id, StateType.CRASHED, str(entry.outcome.state.message)))
+            future.outcome = outcome_of(Crashed(exc, _could_not_run(exc)))
+            self._feed(AttemptLost(future, StateType.CRASHED, str(future.outcome.state.message)))
             return
-        outcome.adopt_into(entry.future.task_run)
-        entry.outcome = outcome
+        if future.task_run.state is not outcome.state:  # else the engine changed our record
+            outcome.adopt_into(future.task_run)
+        future.outcome = outcome
         if outcome.unrecorded is not None:
-            self.unrecorded[run_id] = outcome.unrecorded
-        self._feed(AttemptEnded(run_id, outcome.retry_delay))
+            self.unrecorded[future.run_id] = outcome.unrecorded
+        event = AttemptEnded(future, outcome.retry_delay)
+        instructions = self._apply(self._lifecycle.attempt_ended, event)
+        if len(instructions) == 1 and type(instructions[0]) is Resolve:
+            done: Any = instructions[0].run_id
+            self._finish(done, done.outcome)  # the common case, without the general loop
+        elif instructions:
+            self._execute(instructions)
 
     # -- carrying out instructions -----------------------------------------------------------
 
-    def _execute(self, instructions: list[Instruction], upstream: list[RunFuture[Any]] | None) -> None:
-        targets: dict[UUID, RunFuture[Any]] | None = None
+    def _execute(self, instructions: list[Instruction]) -> None:
         for instruction in instructions:
             kind = type(instruction)
+            future: Any = instruction.run_id
             if kind is Dispatch:
-                self._dispatch(self._entries[instruction.run_id])
+                self._dispatch(future)
             elif kind is Resolve:
-                entry = self._entries.pop(instruction.run_id)
-                assert entry.outcome is not None
-                self._finish(entry, entry.outcome)
+                self._finish(future, future.outcome)
             elif kind is Watch:
-                if targets is None:
-                    targets = {u.run_id: u for u in upstream or ()}
-                targets[instruction.run_id].add_done_callback(partial(self._upstream_finished, instruction.run_id))
+                future.add_done_callback(self._upstream_finished)
             elif kind is StartTimer:
                 self._start_timer(instruction)  # type: ignore[arg-type]
             elif kind is End:
                 self._end(instruction)  # type: ignore[arg-type]
             elif kind is Revoke:
-                self._revoke(instruction.run_id)
+                self._revoke(future)
             else:
                 assert kind is Mark
-                entry = self._entries[instruction.run_id]
-                _record(entry, Crashed(message=instruction.reason))  # type: ignore[union-attr]
+                _record(future, Crashed(message=instruction.reason))  # type: ignore[union-attr]
 
-    def _dispatch(self, entry: _Entry) -> None:
-        future = entry.future
-        upstream = entry.upstream
-        call = TaskCall(
-            future.run_id,
-            self._entrypoint,
-            entry.payload,
-            tuple([self._upstream_for_runner(u) for u in upstream]) if upstream else (),
+    def _dispatch(self, future: TaskFuture[Any]) -> None:
+        upstream = future.upstream
+        call: TaskCall = _tuple_new(  # a NamedTuple, built without its Python-level __new__
+            TaskCall,
+            (
+                future.run_id,
+                self._entrypoint,
+                future.payload,
+                tuple([self._upstream_for_runner(u) for u in upstream]) if upstream else (),
+            ),
         )
         try:
             runner_future = self.runner.submit(call)
         except BaseException as exc:  # the run cannot start: it crashed, and says why
             message = _could_not_run(exc)
-            entry.outcome = RunOutcome(Crashed(exc, message))
-            self._feed(AttemptLost(future.run_id, StateType.CRASHED, message))
+            future.outcome = outcome_of(Crashed(exc, message))
+            self._feed(AttemptLost(future, StateType.CRASHED, message))
             return
         future.runner_future = runner_future
-        runner_future.add_done_callback(partial(self._attempt_done, entry))
+        if runner_future.done():  # an inline runner, or a quick task: no callback to arm
+            self._attempt_done(future, runner_future)
+        else:
+            runner_future.add_done_callback(partial(self._attempt_done, future))
 
     def _upstream_for_runner(self, upstream: RunFuture[Any]) -> Any:
         """What the runner gets for an upstream: its own future when it ran the upstream (so a
         cluster keeps the data on its workers), else the outcome, which is here."""
         if type(upstream) is TaskFuture:
-            outcome = upstream.outcome
-            runner_future = upstream.runner_future
-            if runner_future is not None and upstream.scheduler is self:
-                return runner_future
-            if outcome is not None:
-                return outcome
+            if upstream.runner_future is not None and upstream.scheduler is self:
+                return upstream.runner_future
+            if upstream.outcome is not None:
+                return upstream.outcome
         return outcome_of(upstream.state)
 
-    def _finish(self, entry: _Entry, outcome: RunOutcome) -> None:
-        future = entry.future
+    def _finish(self, future: TaskFuture[Any], outcome: RunOutcome) -> None:
         future.outcome = outcome
+        future.payload = future.upstream = None
         future._set_final(outcome.state)
-        self._forget(future.run_id)
+        if self._someone_waits and self._all_finished():
+            self._notify_all_done()
 
     def _start_timer(self, instruction: StartTimer) -> None:
         event = RetryDue(instruction.run_id)
@@ -197,46 +234,42 @@ class TaskScheduler:
         timer.daemon = True
         timer.start()
 
-    def _revoke(self, run_id: UUID) -> None:
-        entry = self._entries.get(run_id)
-        runner_future = entry.future.runner_future if entry is not None else None
+    def _revoke(self, future: TaskFuture[Any]) -> None:
+        runner_future = future.runner_future
         if runner_future is None or runner_future.cancel():
             return  # a cancelled call's future completes with CancelledError: AttemptLost
-        self._feed(Revoked(run_id, running=not runner_future.done()))
+        self._feed(Revoked(future, running=not runner_future.done()))
 
     def _end(self, instruction: End) -> None:
-        entry = self._entries.pop(instruction.run_id)
-        lost = entry.outcome.state if entry.outcome is not None else None
+        future: TaskFuture[Any] = instruction.run_id  # type: ignore[assignment]
+        lost = future.outcome.state if future.outcome is not None else None
         if instruction.type is StateType.CRASHED:
             data = lost.data if lost is not None and lost.is_crashed() else None
             state = Crashed(data, instruction.reason)
         else:
             state = Cancelled(message=instruction.reason)
-        final = _record(entry, state)
-        self._finish(entry, RunOutcome(final))
+        self._finish(future, outcome_of(_record(future, state)))
 
     # -- waiting for the end -----------------------------------------------------------------
 
     def _untrack(self, future: RunFuture[Any]) -> None:
         self._tracked.pop(future.run_id, None)
-        self._forget(future.run_id)
+        if self._someone_waits and self._all_finished():
+            self._notify_all_done()
 
-    def _forget(self, run_id: UUID) -> None:
-        if self._someone_waits and not self._entries and not self._tracked:
-            with self._all_done:
-                self._all_done.notify_all()
+    def _all_finished(self) -> bool:
+        return not self._lifecycle.held() and not self._tracked
 
-    def unfinished(self) -> list[RunFuture[Any]]:
-        return [e.future for e in list(self._entries.values())] + list(self._tracked.values())
+    def _notify_all_done(self) -> None:
+        with self._all_done:
+            self._all_done.notify_all()
 
     def wait_all(self, timeout: float | None = None) -> bool:
         """Block until every run submitted here has finished; False if `timeout` passed."""
         with self._all_done:
             self._someone_waits = True
             try:
-                return self._all_done.wait_for(
-                    lambda: not self._entries and not self._tracked, timeout
-                )
+                return self._all_done.wait_for(self._all_finished, timeout)
             finally:
                 self._someone_waits = False
 
@@ -245,11 +278,11 @@ def _could_not_run(exc: BaseException) -> str:
     return f"the task runner could not run it: {type(exc).__name__}: {exc}"
 
 
-def _record(entry: _Entry, state: State) -> State:
+def _record(future: TaskFuture[Any], state: State) -> State:
     """Put a state the engine never got to set on the flow's record of the run, if still
     allowed, and report it as a state set after the hand-over (`RunReporter.late`)."""
-    run = entry.future.task_run
-    reporter = entry.payload.services.reporter()
+    run = future.task_run
+    reporter = future.payload.services.reporter()
     try:
         return set_state(run, state, reporter.late if reporter is not None else None)
     except InvalidTransition:  # the run had already ended; its own final state stands

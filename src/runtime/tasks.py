@@ -32,6 +32,7 @@ Hook = Callable[..., Any]
 RetryDelay = float | int | Sequence[float] | Callable[[int], Sequence[float]]
 
 _outside_flow_counts: dict[str, itertools.count[int]] = {}
+_tuple_new = tuple.__new__  # builds a NamedTuple without its Python-level __new__
 
 
 def exponential_backoff(backoff_factor: float) -> Callable[[int], list[float]]:
@@ -193,9 +194,9 @@ class Task(Generic[P, R]):
                 for name, indexes in extracted.lineage.items()
             }
         set_state(run, Pending(), services.reporter())
-        payload = TaskRunPayload(
-            self, run, extracted.parameters, extracted.required, self._log_prints(flow_ctx),
-            services,
+        payload: TaskRunPayload = _tuple_new(
+            TaskRunPayload,
+            (self, run, extracted.parameters, extracted.required, self._log_prints(flow_ctx), services),
         )
         return payload, extracted.futures
 
