@@ -94,7 +94,7 @@ class RunOutcome(NamedTuple):
     """
 
     state: State
-    earlier: tuple[State, ...] = ()
+    earlier: Sequence[State] = ()
     run_count: int = 0
     start_time: float | None = None
     end_time: float | None = None
@@ -121,7 +121,6 @@ class RunOutcome(NamedTuple):
         run.end_time = self.end_time
 
 
-_NO_STATES: tuple[State, ...] = ()
 _tuple_new = tuple.__new__
 
 
@@ -249,8 +248,7 @@ class _TaskRunEngine:
                 self._hooks(self.task.on_failure)
         reporter = self.reporter
         unrecorded = reporter.settle() if reporter is not None and not reporter.home else None
-        first, history = self.first_index, run.history
-        earlier = tuple(history[first:-1]) if len(history) - first > 1 else _NO_STATES
+        earlier = run.history[self.first_index : -1]
         return _tuple_new(
             RunOutcome,
             (state, earlier, run.run_count, run.start_time, run.end_time, self.retry_delay, unrecorded),
@@ -271,8 +269,9 @@ class _TaskRunEngine:
 
 def _attempt(engine: _TaskRunEngine) -> None:
     engine.start()
+    timeout = engine.timeout
     try:
-        value = call_with_timeout(engine.call, engine.timeout, engine.label)
+        value = engine.call() if timeout is None else call_with_timeout(engine.call, timeout, engine.label)
     except Exception as exc:
         engine.raised(exc)
     else:
