@@ -38,3 +38,12 @@ def make_large(mebibytes: int) -> bytearray:
 def size_of(obj: bytes | bytearray | dict[str, Any]) -> int:
     """Consumes an object received from the previous task."""
     return len(obj)
+
+
+def spin(n: int) -> int:
+    """A small CPU-bound body (about a millisecond for n = 20,000): work threads would
+    serialise on the GIL, the reason to run tasks in processes."""
+    total = 0
+    for i in range(n):
+        total += i * i
+    return total
