@@ -1,14 +1,14 @@
 """The process-wide recorder: the runtime's non-blocking path for reporting runs and states.
 
 The hot path (`flow_run_created`, `task_run_created`, `state_changed`, `heartbeat`) is one
-`deque.append` (atomic under the GIL, so any thread may call it; ~0.1-0.3 µs). A background
-thread wakes every `interval` (5 ms), drains the deque into batches, and ships them over a
-sink:
+`deque.append` (atomic under the GIL, so any thread may call it; ~0.1-0.3 µs). While there
+is work a background thread wakes every `interval` (5 ms), drains the deque into batches, and
+ships them over a sink; with none it sleeps until a producer wakes it. Sinks:
 
 - `_LocalSink`: the embedded server lives in this process, so batches go straight to its
   group committer (no encoding, no socket);
-- `_GrpcSink`: a bidi `Record` stream to a remote server; each batch is acknowledged after
-  it is committed.
+- `_GrpcSink`: one unary `RecordBatch` call per batch to a remote server, acknowledged after
+  it is committed; no call, and no server thread, while the process idles.
 
 Ordering: one FIFO, so a run's records reach the server in the order this process produced
 them, create-run records before any state that follows them. Batches are acknowledged in
@@ -54,6 +54,8 @@ OnAck = Callable[[int, int, BatchResult], None]
 OnError = Callable[..., None]  # (gen, exc, seq=None)
 #: Errors that mean "the server refused this batch": re-sending it would fail again.
 _POISON = frozenset({grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.RESOURCE_EXHAUSTED})
+#: How long one batch may take to be committed and acknowledged before it is sent again.
+SEND_TIMEOUT = 30.0
 
 
 class _Sink(Protocol):
@@ -89,60 +91,54 @@ class _LocalSink:
         pass
 
 
-_END = object()
-
-
 class _GrpcSink:
-    """A bidi `Record` stream to a remote server; a reader thread delivers the acks."""
+    """Each batch is one unary `RecordBatch` call, acknowledged by its reply.
+
+    A server thread is held only while the batch commits, never while this process idles: a
+    stream per client pinned one of the server's threads for the client's whole life, and the
+    129th recording process found the server full. Batches go one at a time (the recorder's
+    window is 1 for this sink), so a run's records still commit in the order they were made.
+    """
+
+    window = 1
 
     def __init__(self, target: Target) -> None:
         self._channel = target.channel()
         self._metadata = target.metadata()
-        self._method = self._channel.stream_stream(method_path("Record"))
-        self._requests: queue.SimpleQueue[Any] | None = None
-        self._call: Any = None
+        self._method = self._channel.unary_unary(method_path("RecordBatch"))
         self._gen = 0
+        self._on_ack: OnAck | None = None
         self._on_error: OnError | None = None
 
     def open(self, gen: int, on_ack: OnAck, on_error: OnError) -> None:
-        self.close()
-        self._gen, self._on_error = gen, on_error
-        requests: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self._requests = requests
-        self._call = self._method(iter(requests.get, _END), metadata=self._metadata)
-        reader = threading.Thread(
-            target=self._read, args=(self._call, gen, on_ack, on_error), daemon=True,
-            name="headwater-recorder-acks",
-        )
-        reader.start()
-
-    @staticmethod
-    def _read(call: Any, gen: int, on_ack: OnAck, on_error: OnError) -> None:
-        try:
-            for data in call:
-                seq, result = codec.decode_ack(data)
-                on_ack(gen, seq, result)
-            on_error(gen, ConnectionError("state service closed the record stream"))
-        except Exception as exc:  # grpc.RpcError, or a malformed ack
-            on_error(gen, exc)
+        self._gen, self._on_ack, self._on_error = gen, on_ack, on_error
 
     def send(self, seq: int, batch: Batch) -> None:
-        assert self._requests is not None and self._on_error is not None
+        gen, on_ack, on_error = self._gen, self._on_ack, self._on_error
+        assert on_ack is not None and on_error is not None
         try:
             body = codec.batch_body(seq, batch)
         except Exception as exc:  # a record msgpack cannot carry: fail this batch alone
-            self._on_error(self._gen, exc, seq)
+            on_error(gen, exc, seq)
             return
-        self._requests.put(body)
+        call = self._method.future(body, metadata=self._metadata, timeout=SEND_TIMEOUT)
+
+        def done(call: Any) -> None:
+            try:
+                acked_seq, result = codec.decode_ack(call.result())
+            except grpc.RpcError as exc:  # poison codes fail the batch; others re-send it
+                on_error(gen, exc, seq if exc.code() in _POISON else None)
+            except Exception as exc:  # a malformed ack: treat like a broken connection
+                on_error(gen, exc)
+            else:
+                on_ack(gen, acked_seq, result)
+
+        call.add_done_callback(done)
 
     def close(self) -> None:
-        if self._requests is not None:
-            self._requests.put(_END)
-            self._call.cancel()
-            self._requests = None
+        """Nothing to close: calls in flight answer into a generation the recorder left."""
 
     def shutdown(self) -> None:
-        self.close()
         self._channel.close()
 
 
@@ -203,22 +199,34 @@ class Recorder:
         self._rejections: deque[Rejection] = deque(maxlen=1000)
         self._counts = {"acked": 0, "applied": 0, "rejected": 0, "dropped": 0}
         self._stop = self._closed = False
+        self._asleep = False
         self._thread = threading.Thread(target=self._run, name="headwater-recorder", daemon=True)
         self._thread.start()
 
     # -- the hot path: O(1), never blocks, any thread --------------------------------------
 
+    # Each appends, then wakes the background thread only if it went to sleep for lack of
+    # work (see `_run`): one attribute read on the busy path.
+
     def flow_run_created(self, rec: FlowRunRecord) -> None:
         self._append(rec)
+        if self._asleep:
+            self._wake.set()
 
     def task_run_created(self, rec: TaskRunRecord) -> None:
         self._append(rec)
+        if self._asleep:
+            self._wake.set()
 
     def state_changed(self, rec: StateRecord) -> None:
         self._append(rec)
+        if self._asleep:
+            self._wake.set()
 
     def heartbeat(self, flow_run_id: UUID) -> None:
         self._append(Heartbeat(flow_run_id))
+        if self._asleep:
+            self._wake.set()
 
     # -- waiting ---------------------------------------------------------------------------
 
@@ -279,12 +287,26 @@ class Recorder:
 
     def _run(self) -> None:
         while not self._stop:
-            self._wake.wait(self._interval)
+            if self._idle():
+                # Nothing buffered, sent or awaited: sleep until a producer, an ack or a
+                # flush wakes us, instead of polling every `interval` forever (a process
+                # that had run one flow spent ~4% of a core here). `_asleep` is set before
+                # the last look at the FIFO, and producers read it after appending, so one
+                # of the two always sees the other.
+                self._asleep = True
+                if self._idle():
+                    self._wake.wait()
+                self._asleep = False
+            else:
+                self._wake.wait(self._interval)
             self._wake.clear()
             try:
                 self._step(time.monotonic())
             except Exception:  # never let the recorder thread die silently
                 log.exception("recorder step failed; will retry")
+
+    def _idle(self) -> bool:
+        return not (self._fifo or self._pending or self._markers) and self._events.empty()
 
     def _step(self, now: float) -> None:
         self._handle_events(now)
@@ -492,6 +514,7 @@ def recorder_for(target: RecorderTarget) -> tuple[Recorder, bool]:
             sink = _GrpcSink(Target.resolve(url, token, Path(tls_ca) if tls_ca else None))
             recorder = Recorder(
                 sink,
+                window=sink.window,
                 grace=settings.recorder_grace_seconds,
                 max_buffered=settings.recorder_max_buffered,
             )
@@ -541,7 +564,8 @@ def _create_recorder_locked() -> None:
     if settings.api_url:
         target = Target.resolve(settings.api_url, settings.api_token, settings.api_tls_ca)
         ca = str(settings.api_tls_ca) if settings.api_tls_ca else None
-        _recorder = Recorder(_GrpcSink(target), **options)  # type: ignore[arg-type]
+        sink = _GrpcSink(target)
+        _recorder = Recorder(sink, window=sink.window, **options)  # type: ignore[arg-type]
         _target = (settings.api_url, settings.api_token, ca)
     else:
         token = secrets.token_urlsafe(24)

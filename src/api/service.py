@@ -3,7 +3,10 @@
 Handlers are registered with `grpc.method_handlers_generic_handler` (no protoc): every method
 takes and returns raw msgpack bytes, decoded and validated by `codec.py`. Reads go straight
 to storage (any thread); writes go through the group committer, and a reply is sent only
-after COMMIT. The bidi `Record` stream carries recorder batches and answers each with an ack.
+after COMMIT. Recorder batches arrive as unary `RecordBatch` calls, each answered with an
+ack once committed: a server thread is held only while a batch commits, so thousands of
+recording clients cost nothing while they idle. The older bidi `Record` stream (a thread held
+for the stream's whole life) is still served for clients that use it.
 
 Every handler runs inside `_guarded`, so a bad request gets a status naming what is wrong
 (via `errors.status_code_for`, the one mapping) and never disturbs other callers.
@@ -65,6 +68,7 @@ class StateService:
             name: grpc.unary_unary_rpc_method_handler(self._unary(fn)) for name, fn in unary.items()
         }
         handlers["Record"] = grpc.stream_stream_rpc_method_handler(self.record)
+        handlers["RecordBatch"] = grpc.unary_unary_rpc_method_handler(self.record_batch)
         return grpc.method_handlers_generic_handler(SERVICE_NAME, handlers)
 
     # -- plumbing --------------------------------------------------------------------------
@@ -119,6 +123,14 @@ class StateService:
         body = codec.decode(m.HeartbeatIn, data)
         self._commit(Batch(heartbeats=(codec.uuid_of(body.flow_run_id),)))
         return {}
+
+    def record_batch(self, data: bytes, context: grpc.ServicerContext) -> bytes:
+        """One recorder batch: committed, then acknowledged (`codec.ack_body`)."""
+        with _guarded(context):
+            self._authorize(context)
+            seq, batch = codec.decode_batch(data)
+            return codec.ack_body(seq, self._commit(batch))
+        raise AssertionError("unreachable")  # _guarded aborts on every error
 
     def record(self, requests: Iterator[bytes], context: grpc.ServicerContext) -> Iterator[bytes]:
         """The recorder stream: each batch is committed, then acknowledged, in order.
