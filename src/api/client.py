@@ -5,7 +5,9 @@ line naming a `_Call` (method path, response model, converter) so the two classe
 
 Transient transport errors (UNAVAILABLE, DEADLINE_EXCEEDED) are retried with capped
 exponential backoff for up to `retry_for` seconds, then raised as `ServiceUnavailable`. Every
-write is idempotent (run ids, transition ids), so a retry after a lost reply is safe. A
+write is idempotent (run ids, transition ids), so a retry after a lost reply is safe, and it
+carries one request id across its retries, so a retry of a write the server already committed
+gets the original reply (a `set_state` retried after its reply was lost still says "new"). A
 transport error is never a run outcome: callers must not turn `ServiceUnavailable` into a
 FAILED or CRASHED state.
 """
@@ -13,6 +15,7 @@ FAILED or CRASHED state.
 from __future__ import annotations
 
 import random
+import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -37,7 +40,7 @@ from .records import (
     TaskRunInfo,
     TaskRunRecord,
 )
-from .service import method_path
+from .service import REQUEST_ID_KEY, method_path
 from .settings import get_settings
 
 TRANSIENT = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
@@ -102,6 +105,9 @@ class _Call(Generic[T]):
     method: str
     model: type[m.Wire]
     convert: Callable[[Any], T]
+    #: A write carries a request id, the same on every retry, so the server answers a retry
+    #: of a write it already committed with the original reply (`service._Replies`).
+    write: bool = False
 
 
 def _runs(out: m.FlowRunsOut) -> list[FlowRunInfo]:
@@ -124,10 +130,10 @@ def _fresh(out: m.SetStateOut) -> bool:
     return not out.duplicate
 
 
-CREATE_FLOW_RUN = _Call("CreateFlowRun", m.Empty, _none)
-CREATE_TASK_RUN = _Call("CreateTaskRun", m.Empty, _none)
-SET_STATE = _Call("SetState", m.SetStateOut, _fresh)
-HEARTBEAT = _Call("Heartbeat", m.Empty, _none)
+CREATE_FLOW_RUN = _Call("CreateFlowRun", m.Empty, _none, write=True)
+CREATE_TASK_RUN = _Call("CreateTaskRun", m.Empty, _none, write=True)
+SET_STATE = _Call("SetState", m.SetStateOut, _fresh, write=True)
+HEARTBEAT = _Call("Heartbeat", m.Empty, _none, write=True)
 READ_FLOW_RUN = _Call("ReadFlowRun", m.FlowRunOut, codec.flow_run_info)
 READ_TASK_RUN = _Call("ReadTaskRun", m.TaskRunOut, codec.task_run_info)
 LIST_FLOW_RUNS = _Call("ListFlowRuns", m.FlowRunsOut, _runs)
@@ -150,6 +156,12 @@ class _Backoff:
         delay = min(self._delay * (0.5 + random.random()), left, 2.0)
         self._delay = min(self._delay * 2, 2.0)
         return delay
+
+
+def _metadata_for(call: _Call[Any], metadata: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str], ...]:
+    if not call.write:
+        return metadata
+    return (*metadata, (REQUEST_ID_KEY, secrets.token_hex(12)))
 
 
 def _unavailable(call: _Call[Any], exc: grpc.RpcError) -> ServiceUnavailable:
@@ -188,9 +200,10 @@ class StateClient:
         if stub is None:
             stub = self._stubs[call.method] = self._channel.unary_unary(method_path(call.method))
         request, backoff = codec.pack(body), _Backoff(self._retry_for)
+        metadata = _metadata_for(call, self._metadata)
         while True:
             try:
-                reply = stub(request, timeout=self._timeout, metadata=self._metadata)
+                reply = stub(request, timeout=self._timeout, metadata=metadata)
                 break
             except grpc.RpcError as exc:
                 code = exc.code()
@@ -260,9 +273,10 @@ class AsyncStateClient:
     async def _call(self, call: _Call[T], body: dict[str, Any]) -> T:
         stub = self._channel.unary_unary(method_path(call.method))
         request, backoff = codec.pack(body), _Backoff(self._retry_for)
+        metadata = _metadata_for(call, self._metadata)
         while True:
             try:
-                reply = await stub(request, timeout=self._timeout, metadata=self._metadata)
+                reply = await stub(request, timeout=self._timeout, metadata=metadata)
                 break
             except grpc.aio.AioRpcError as exc:
                 code = exc.code()

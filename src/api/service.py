@@ -18,6 +18,7 @@ import hmac
 import logging
 import queue
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from typing import Any
@@ -35,6 +36,9 @@ log = logging.getLogger(__name__)
 
 SERVICE_NAME = "headwater.v1.StateService"
 COMMIT_TIMEOUT = 30.0
+#: Call metadata naming one logical write across its retries (see `_Replies`).
+REQUEST_ID_KEY = "x-headwater-request-id"
+_WRITES = frozenset({"CreateFlowRun", "CreateTaskRun", "SetState", "Heartbeat"})
 
 Handler = Callable[[bytes], dict[str, Any]]
 
@@ -48,6 +52,7 @@ class StateService:
     """The servicer: one method per RPC, each `bytes -> msgpack-able dict`."""
 
     def __init__(self, storage: Storage, committer: GroupCommitter, token: str | None) -> None:
+        self._replies = _Replies()
         self._storage = storage
         self._committer = committer
         self._expected = f"Bearer {token}".encode() if token else None
@@ -65,7 +70,8 @@ class StateService:
             "Heartbeat": self.heartbeat,
         }
         handlers = {
-            name: grpc.unary_unary_rpc_method_handler(self._unary(fn)) for name, fn in unary.items()
+            name: grpc.unary_unary_rpc_method_handler(self._unary(fn, write=name in _WRITES))
+            for name, fn in unary.items()
         }
         handlers["Record"] = grpc.stream_stream_rpc_method_handler(self.record)
         handlers["RecordBatch"] = grpc.unary_unary_rpc_method_handler(self.record_batch)
@@ -85,11 +91,16 @@ class StateService:
             reason = "missing bearer token" if not given else "invalid bearer token"
             raise Unauthenticated(f"{reason}: send metadata 'authorization: Bearer <token>'")
 
-    def _unary(self, fn: Handler) -> Callable[[bytes, grpc.ServicerContext], bytes]:
+    def _unary(self, fn: Handler, *, write: bool) -> Callable[[bytes, grpc.ServicerContext], bytes]:
+        replies = self._replies
+
         def handle(request: bytes, context: grpc.ServicerContext) -> bytes:
             with _guarded(context):
                 self._authorize(context)
-                return codec.pack(fn(request))
+                request_id = _request_id(context) if write else None
+                if request_id is None:
+                    return codec.pack(fn(request))
+                return replies.answer(request_id, lambda: codec.pack(fn(request)))
             raise AssertionError("unreachable")  # _guarded aborts on every error
 
         return handle
@@ -212,6 +223,60 @@ class _guarded:
             log.exception("unexpected error in a state service handler")
             message = f"internal error: {type(exc).__name__}"
         self._context.abort(status_code_for(exc), message[:4000])
+
+
+def _request_id(context: grpc.ServicerContext) -> str | None:
+    for key, value in context.invocation_metadata():
+        if key == REQUEST_ID_KEY:
+            return value if isinstance(value, str) else value.decode(errors="replace")
+    return None
+
+
+class _Replies:
+    """The replies to recent writes, by request id: a retried write gets its original reply.
+
+    A client whose reply was lost after the write committed retries with the same request id
+    (Ray's retryable RPCs work the same way). Without this a retried `set_state` was answered
+    "duplicate" although it was this very call that recorded the state. A retry arriving while
+    the original is still being committed waits for it instead of running twice. Failures are
+    not kept: a retry of a refused write is decided afresh. The last `size` replies are kept,
+    in memory: a retry after a server restart is still idempotent (transition ids), though it
+    is then answered "duplicate".
+    """
+
+    def __init__(self, size: int = 65_536) -> None:
+        self._size = size
+        self._lock = threading.Lock()
+        self._done: OrderedDict[str, bytes] = OrderedDict()
+        self._running: dict[str, Future[bytes]] = {}
+
+    def answer(self, request_id: str, compute: Callable[[], bytes]) -> bytes:
+        with self._lock:
+            reply = self._done.get(request_id)
+            if reply is not None:
+                return reply
+            running = self._running.get(request_id)
+            if running is None:
+                running = self._running[request_id] = Future()
+                owner = True
+            else:
+                owner = False
+        if not owner:
+            return running.result(COMMIT_TIMEOUT)
+        try:
+            reply = compute()
+        except BaseException as exc:
+            with self._lock:
+                del self._running[request_id]
+            running.set_exception(exc)
+            raise
+        with self._lock:
+            del self._running[request_id]
+            self._done[request_id] = reply
+            if len(self._done) > self._size:
+                self._done.popitem(last=False)
+        running.set_result(reply)
+        return reply
 
 
 def _is_abort(exc: BaseException) -> bool:
