@@ -281,10 +281,10 @@ class _Heartbeats:
     """One daemon thread that says "still alive" for every running flow run of the process."""
 
     def __init__(self, recorder: Recorder) -> None:
-        from ..api import HEARTBEAT_INTERVAL
+        from ..api import get_settings
 
         self._recorder = recorder
-        self._interval = HEARTBEAT_INTERVAL
+        self._interval = get_settings().heartbeat_interval_seconds
         self._running: set[UUID] = set()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
