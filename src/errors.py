@@ -17,7 +17,8 @@
     ├── RunnerUnavailable (ImportError)       a runner's optional dependency is missing
     ├── ShippingError (TypeError)             a call or a value could not cross to or from
     │                                         a worker process (it does not pickle)
-    ├── RecordingError                        some runs never reached the state service
+    ├── RecordingError                        some runs never reached the state service, or it
+    │   │                                     refused them (it declared the flow run crashed)
     │   └── FlushTimeout (TimeoutError)       flush() ran out of time before all was committed
     └── StateServiceError                     the state service refused a call or was away;
         └── ...                               its subtree lives in `headwater.api.errors`
@@ -37,6 +38,7 @@ exception, and `result()` re-raises that same exception object.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 from uuid import UUID
 
 
@@ -107,7 +109,13 @@ class RunnerUnavailable(HeadwaterError, ImportError):
 
 
 class RecordingError(HeadwaterError):
-    """Some recorded runs never reached the server; `run_ids` names them."""
+    """Some recorded runs never reached the server; `run_ids` names them.
+
+    Raised at a top-level flow's end, it carries the flow run's final `State` as `state` (None
+    elsewhere), so a result computed but not recorded is not lost with it."""
+
+    #: The flow run's final state, when a flow's end raised this.
+    state: Any = None
 
     def __init__(self, message: str, run_ids: Iterable[UUID] = ()) -> None:
         self.run_ids: frozenset[UUID] = frozenset(run_ids)

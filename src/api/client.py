@@ -44,7 +44,25 @@ from .service import REQUEST_ID_KEY, method_path
 from .settings import get_settings
 
 TRANSIENT = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
+#: HTTP/2 keepalive: while a call is in flight, a ping every KEEPALIVE_TIME_MS, and a
+#: connection whose ping goes unanswered for KEEPALIVE_TIMEOUT_MS is closed (recent grpc times
+#: keepalive pings with `ping_timeout_ms`, older with `keepalive_timeout_ms`: both are set).
+#: A silent peer (a dropped route, a middlebox that forgot the connection: TCP itself never
+#: notices) fails the calls on it within about 5 s, so the recorder reconnects and re-sends
+#: instead of waiting forever. The server accepts pings this often (see `server.py`). An idle
+#: connection is not pinged: recorder batches are unary calls, so a client with nothing to
+#: send has nothing to lose, and a thousand idle clients stay silent.
+KEEPALIVE_TIME_MS = 2000
+KEEPALIVE_TIMEOUT_MS = 3000
+KEEPALIVE_OPTIONS = [
+    ("grpc.keepalive_time_ms", KEEPALIVE_TIME_MS),
+    ("grpc.keepalive_timeout_ms", KEEPALIVE_TIMEOUT_MS),
+    ("grpc.keepalive_permit_without_calls", 0),
+    ("grpc.http2.max_pings_without_data", 0),
+    ("grpc.http2.ping_timeout_ms", KEEPALIVE_TIMEOUT_MS),
+]
 CHANNEL_OPTIONS = [
+    *KEEPALIVE_OPTIONS,
     ("grpc.max_receive_message_length", codec.MAX_GRPC_MESSAGE),
     ("grpc.max_send_message_length", codec.MAX_GRPC_MESSAGE),
     # Come back quickly after a server restart instead of grpc's default 1 s -> 120 s backoff.

@@ -572,6 +572,8 @@ def _create_recorder_locked() -> None:
         server = StateServer(
             settings.home, host="127.0.0.1", port=0, token=token,
             heartbeat_timeout=settings.heartbeat_timeout_seconds,
+            heartbeat_interval=settings.heartbeat_interval_seconds,
+            reap_at_start=True,  # runs of processes gone from this home: see server.py
             synchronous=settings.db_synchronous,
         )
         url = server.start()

@@ -20,8 +20,12 @@ RunKind = Literal["flow", "task"]
 #: The shared, read-only default of `TaskRunRecord.upstream`.
 _NO_UPSTREAM: Mapping[str, tuple[UUID, ...]] = MappingProxyType({})
 
-#: How often the runtime should call `Recorder.heartbeat` for each running flow run (seconds).
+#: How often the runtime calls `Recorder.heartbeat` for each running flow run (seconds), unless
+#: `HEADWATER_HEARTBEAT_INTERVAL_SECONDS` says otherwise.
 HEARTBEAT_INTERVAL = 5.0
+#: A server's heartbeat timeout must be at least this many client heartbeat intervals: a
+#: live run misses a beat or two (a stalled process, a reconnect) without being reaped.
+HEARTBEAT_TIMEOUT_FACTOR = 3
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,7 +9,15 @@ blocking SQLite work off any event loop). It is used two ways:
 
 Policy: listening beyond loopback requires a bearer token (refused otherwise); TLS is used
 when a certificate and key are given. The sweeper marks RUNNING flow runs whose heartbeats
-stopped for `heartbeat_timeout` seconds as CRASHED, with their live task runs.
+stopped for `heartbeat_timeout` seconds as CRASHED, with their live task runs. The timeout
+must be at least `HEARTBEAT_TIMEOUT_FACTOR` times the clients' heartbeat interval, else a
+live run would be reaped between two beats: the server refuses to start.
+
+Silence is counted from the stored heartbeats, except that a standalone server counts it only
+from its own start: its clients could not heartbeat while it was down, and reconnect now. The
+embedded server (`reap_at_start=True`) sweeps at once when it opens the home: a flow process on
+the same home heartbeats through its own embedded server, so a stale stored heartbeat means its
+process is gone (SIGKILLed, say), and the run is marked CRASHED before this process records.
 """
 
 from __future__ import annotations
@@ -27,10 +35,11 @@ from types import FrameType
 import grpc
 
 from . import rules
+from .client import KEEPALIVE_OPTIONS, KEEPALIVE_TIME_MS
 from .codec import MAX_GRPC_MESSAGE
 from .committer import GroupCommitter
 from .errors import ServerConfigError
-from .records import Batch, StateRecord
+from .records import HEARTBEAT_INTERVAL, HEARTBEAT_TIMEOUT_FACTOR, Batch, StateRecord
 from .service import StateService
 from .settings import DB_FILENAME, DEFAULT_PORT
 from .storage import Storage
@@ -63,8 +72,11 @@ class StateServer:
         tls_cert: Path | None = None,
         tls_key: Path | None = None,
         heartbeat_timeout: float = 30.0,
+        heartbeat_interval: float = HEARTBEAT_INTERVAL,
+        reap_at_start: bool = False,
         synchronous: str = "FULL",
     ) -> None:
+        check_heartbeat_timeout(heartbeat_timeout, heartbeat_interval)
         if not token and not is_loopback(host):
             raise ServerConfigError(
                 f"refusing to listen on {host} without a token: anyone on the network could "
@@ -76,6 +88,7 @@ class StateServer:
         self.host, self._port, self.token = host, port, token
         self._tls = (tls_cert, tls_key) if tls_cert and tls_key else None
         self.heartbeat_timeout = heartbeat_timeout
+        self._reap_at_start = reap_at_start
         self._synchronous = synchronous
         self._stopped = threading.Event()
         self._closed = threading.Event()
@@ -99,6 +112,10 @@ class StateServer:
             ("grpc.max_receive_message_length", MAX_GRPC_MESSAGE),
             ("grpc.max_send_message_length", MAX_GRPC_MESSAGE),
             ("grpc.so_reuseport", 0),
+            # Ping clients too, so a stream to a vanished client frees its worker thread, and
+            # accept the clients' pings (twice as often as they send them: no false strikes).
+            *KEEPALIVE_OPTIONS,
+            ("grpc.http2.min_ping_interval_without_data_ms", KEEPALIVE_TIME_MS // 2),
         ]
         server = grpc.server(ThreadPoolExecutor(MAX_WORKERS, "headwater-rpc"), options=options)
         server.add_generic_rpc_handlers((service.generic_handler(),))
@@ -111,7 +128,10 @@ class StateServer:
             self.port = server.add_insecure_port(address)
         server.start()
         self._server = server
-        self._started_at = time.time()
+        # When silence starts to count: see the module docstring.
+        self._started_at = 0.0 if self._reap_at_start else time.time()
+        if self._reap_at_start:
+            self.sweep()
         threading.Thread(target=self._sweep_loop, name="headwater-sweeper", daemon=True).start()
         return self.url
 
@@ -155,7 +175,7 @@ class StateServer:
         for flow_run_id, last in self.storage.stale_flow_runs(cutoff):
             message = (
                 f"heartbeat lost: no heartbeat from the flow run's process for more than "
-                f"{self.heartbeat_timeout:g} s (last at {last}); presumed crashed"
+                f"{self.heartbeat_timeout:g} s ({_last_seen(last, now)}); presumed crashed"
             )
             states = [_crashed(flow_run_id, "flow", message, now)]
             for task_run_id in self.storage.live_task_runs(flow_run_id):
@@ -163,6 +183,23 @@ class StateServer:
             result = self.committer.apply(Batch(states=tuple(states)))
             marked += 1 if result.applied else 0
         return marked
+
+
+def check_heartbeat_timeout(timeout: float, interval: float) -> None:
+    """Refuse a heartbeat timeout the clients' heartbeats cannot meet."""
+    floor = HEARTBEAT_TIMEOUT_FACTOR * interval
+    if not timeout >= floor:
+        raise ServerConfigError(
+            f"heartbeat timeout {timeout:g} s is too short: clients heartbeat every "
+            f"{interval:g} s (HEADWATER_HEARTBEAT_INTERVAL_SECONDS), and a timeout under "
+            f"{HEARTBEAT_TIMEOUT_FACTOR} intervals ({floor:g} s) would mark live flow runs "
+            f"CRASHED; set --heartbeat-timeout (HEADWATER_HEARTBEAT_TIMEOUT_SECONDS) to "
+            f"{floor:g} or more"
+        )
+
+
+def _last_seen(last: float | None, now: float) -> str:
+    return "none stored" if last is None else f"the last {now - last:.1f} s ago"
 
 
 def _crashed(run_id: uuid.UUID, kind: str, message: str, now: float) -> StateRecord:

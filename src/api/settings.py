@@ -11,6 +11,8 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from .records import HEARTBEAT_INTERVAL
+
 DEFAULT_PORT = 4200
 DB_FILENAME = "headwater.db"
 
@@ -30,8 +32,12 @@ class Settings(BaseSettings):
     recorder_grace_seconds: float = 30.0
     #: Most records the recorder holds in memory while the server is away (about 200 B each).
     recorder_max_buffered: int = 1_000_000
-    #: A RUNNING flow run with no heartbeat for this long is marked CRASHED by the server.
+    #: A RUNNING flow run with no heartbeat for this long is marked CRASHED by the server;
+    #: at least `HEARTBEAT_TIMEOUT_FACTOR` heartbeat intervals (a server refuses less).
     heartbeat_timeout_seconds: float = 30.0
+    #: How often a flow process heartbeats each running flow run. A server reads it too, to
+    #: refuse a heartbeat timeout its clients could not meet: set the same value on both.
+    heartbeat_interval_seconds: float = Field(default=HEARTBEAT_INTERVAL, gt=0)
     #: SQLite `synchronous` pragma; FULL fsyncs every group commit, NORMAL survives process crashes.
     db_synchronous: str = "FULL"
 

@@ -29,7 +29,11 @@ def register(subparsers: Any) -> None:
     start.add_argument("--home", type=Path, default=None, help="default HEADWATER_HOME")
     start.add_argument(
         "--heartbeat-timeout", type=float, default=None,
-        help="seconds without a heartbeat before a RUNNING flow run is marked CRASHED",
+        help=(
+            "seconds without a heartbeat before a RUNNING flow run is marked CRASHED "
+            "(default HEADWATER_HEARTBEAT_TIMEOUT_SECONDS, 30); at least 3 times the clients' "
+            "heartbeat interval (HEADWATER_HEARTBEAT_INTERVAL_SECONDS, 5), else refused"
+        ),
     )
     start.set_defaults(handler=start_server)
     server.set_defaults(handler=lambda args: server.print_help() or 2)
@@ -46,7 +50,11 @@ def start_server(args: argparse.Namespace) -> int:
             token=args.token or settings.api_token,
             tls_cert=args.tls_cert,
             tls_key=args.tls_key,
-            heartbeat_timeout=args.heartbeat_timeout or settings.heartbeat_timeout_seconds,
+            heartbeat_timeout=(
+                settings.heartbeat_timeout_seconds
+                if args.heartbeat_timeout is None else args.heartbeat_timeout
+            ),
+            heartbeat_interval=settings.heartbeat_interval_seconds,
             synchronous=settings.db_synchronous,
         )
         serve_until_signalled(server)

@@ -43,6 +43,7 @@ from .futures import RunFuture
 from .hooks import call_hooks
 from .logs import enable_log_prints, ensure_console_logging, flow_logger, run_extra
 from .context import current_services
+from .recording import refusal
 from .runs import FlowRun, new_run_id, set_state
 from .scheduler import TaskScheduler
 from .signals import sigterm_raises
@@ -202,12 +203,19 @@ class FlowRunEngine:
 
     def make_durable(self) -> None:
         """A top-level flow's end: wait until every run it made is recorded, or raise
-        `RecordingError` naming those that are not."""
+        `RecordingError` naming those that are not. Also when the state service refused the
+        flow run's states (it declared the run crashed): the error carries the final state,
+        so a result computed but not recorded is not lost."""
         run = self.run
         if self.reporter is None or run.parent_flow_run_id or run.parent_task_run_id:
             return
         try:
             self.reporter.flush()
+            refused = refusal(self.services, self.reporter, run)
+            if refused is not None:
+                error = RecordingError(refused, {run.id})
+                error.state = run.state
+                raise error
             unrecorded = self.scheduler.unrecorded if self.scheduler is not None else {}
             if unrecorded:
                 reason = next(iter(unrecorded.values()))

@@ -251,6 +251,46 @@ class RemoteReporter(RunReporter):
         return None
 
 
+def refusal(services: RunServices, reporter: RunReporter, run: FlowRun) -> str | None:
+    """Why the state service refused states of the flow run `run`, or None if it took them all.
+
+    Call after a flush: refusals come back with the acknowledgements. The usual cause is
+    fencing: the server declared the run CRASHED (its heartbeats stopped reaching it) and so
+    refuses whatever the run reports after. The server's own reason is read back only then."""
+    refused = [r for r in reporter.recorder.rejections() if r.run_id == run.id]
+    if not refused:
+        return None
+    crash = _recorded_crash(services, run.id)
+    if crash is not None:
+        return (
+            f"flow run {run.name!r} ({run.id}) was declared Crashed by the state service "
+            f"({crash}); it refused the run's later states, so its result is not recorded"
+        )
+    return (
+        f"the state service refused states of flow run {run.name!r} ({run.id}): "
+        f"{refused[-1].reason}; its result is not recorded"
+    )
+
+
+def _recorded_crash(services: RunServices, run_id: UUID) -> str | None:
+    """The message of the CRASHED state the server recorded for `run_id`, if any."""
+    if services.target is None:
+        return None
+    from pathlib import Path
+
+    from ..api import StateClient, StateServiceError
+
+    url, token, tls_ca = services.target
+    try:
+        with StateClient(url, token=token, tls_ca=Path(tls_ca) if tls_ca else None,
+                         timeout=5.0, retry_for=5.0) as client:
+            history = client.read_history(run_id)
+    except StateServiceError:
+        return None
+    crash = next((s for s in reversed(history) if s.type == "CRASHED"), None)
+    return None if crash is None else crash.message or "no reason given"
+
+
 def _transition_id(run_id: UUID, index: int) -> UUID:
     """A unique, stable id for the `index`-th state of a run: the (random) run id with the
     index folded into its top bits, so no random draw per state and a re-sent state keeps
@@ -281,10 +321,10 @@ class _Heartbeats:
     """One daemon thread that says "still alive" for every running flow run of the process."""
 
     def __init__(self, recorder: Recorder) -> None:
-        from ..api import HEARTBEAT_INTERVAL
+        from ..api import get_settings
 
         self._recorder = recorder
-        self._interval = HEARTBEAT_INTERVAL
+        self._interval = get_settings().heartbeat_interval_seconds
         self._running: set[UUID] = set()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None

@@ -20,7 +20,8 @@ def home() -> Path:
 
 @pytest.fixture
 def server(home: Path) -> Iterator[StateServer]:
-    srv = StateServer(home, port=0, token=TOKEN, heartbeat_timeout=1.0, synchronous="NORMAL")
+    srv = StateServer(home, port=0, token=TOKEN, heartbeat_timeout=1.0, heartbeat_interval=0.25,
+                      synchronous="NORMAL")
     srv.start()
     yield srv
     srv.stop(0.5)

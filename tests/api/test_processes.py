@@ -55,7 +55,10 @@ def test_two_client_processes_record_into_one_standalone_server(home: Path) -> N
 
 
 def test_a_killed_client_is_marked_crashed_by_the_sweeper(home: Path) -> None:
-    server, url = start_server_process(home, "--token", TOKEN, "--heartbeat-timeout", "1")
+    server, url = start_server_process(
+        home, "--token", TOKEN, "--heartbeat-timeout", "1",
+        env={"HEADWATER_HEARTBEAT_INTERVAL_SECONDS": "0.2"},  # the client beats every 0.2 s
+    )
     try:
         proc = subprocess.Popen([PYTHON, CLIENT, "hang", "3"], stdout=subprocess.PIPE, text=True, env=_client_env(url))
         assert proc.stdout is not None

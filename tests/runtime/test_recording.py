@@ -228,9 +228,10 @@ def test_a_server_gone_for_good_fails_the_flow_naming_the_unrecorded_runs(tmp_pa
 
 def test_a_killed_flow_process_is_marked_crashed_once_its_heartbeats_stop(tmp_path: Path) -> None:
     home = tmp_path / "server-home"
-    server, url = start_server_process(home, "--heartbeat-timeout", "1")
+    fast = {"HEADWATER_HEARTBEAT_INTERVAL_SECONDS": "0.25"}
+    server, url = start_server_process(home, "--heartbeat-timeout", "1", env=fast)
     try:
-        flow_proc = start_doomed(tmp_path, env={"HEADWATER_API_URL": url})
+        flow_proc = start_doomed(tmp_path, env={"HEADWATER_API_URL": url, **fast})
         flow_proc.kill()  # SIGKILL: no chance to record anything more
         flow_proc.wait(timeout=10)
         deadline = time.monotonic() + 20
