@@ -60,6 +60,7 @@ class StateService:
             "ListTaskRuns": self.list_task_runs,
             "ReadHistory": self.read_history,
             "Heartbeat": self.heartbeat,
+            "Ping": self.ping,
         }
         handlers = {
             name: grpc.unary_unary_rpc_method_handler(self._unary(fn)) for name, fn in unary.items()
@@ -154,6 +155,10 @@ class StateService:
             inbox.put(exc)
 
     # -- reads -----------------------------------------------------------------------------
+
+    def ping(self, data: bytes) -> dict[str, Any]:
+        """Nothing but the token check every call makes: clients call it before they record."""
+        return {}
 
     def read_flow_run(self, data: bytes) -> dict[str, Any]:
         body = codec.decode(m.RunRefIn, data)
