@@ -14,6 +14,7 @@ from __future__ import annotations
 import hmac
 import logging
 import queue
+import sqlite3
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
@@ -24,6 +25,7 @@ import grpc
 from . import codec
 from . import models as m
 from .committer import GroupCommitter
+from .dbfile import storage_error
 from .errors import ServiceUnavailable, StateServiceError, TransitionRejected, Unauthenticated, status_code_for
 from .records import Batch, BatchResult
 from .storage import Storage
@@ -86,7 +88,10 @@ class StateService:
         def handle(request: bytes, context: grpc.ServicerContext) -> bytes:
             with _guarded(context):
                 self._authorize(context)
-                return codec.pack(fn(request))
+                try:
+                    return codec.pack(fn(request))
+                except sqlite3.Error as exc:  # a read of a damaged database, say
+                    raise storage_error(self._storage.path, exc) from None
             raise AssertionError("unreachable")  # _guarded aborts on every error
 
         return handle

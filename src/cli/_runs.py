@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sqlite3
 import sys
 import time
 from collections import Counter
@@ -26,6 +27,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ..api.client import StateClient
+from ..api.dbfile import storage_error
 from ..api.errors import StateServiceError
 from ..api.records import FlowRunInfo, RunFilter, StateInfo, TaskRunInfo
 from ..api.settings import get_settings
@@ -85,6 +87,9 @@ def _guard(verb: Any) -> Any:
             return int(verb(args) or 0)
         except (StateServiceError, ValueError) as exc:
             print(f"headwater runs: {exc}", file=sys.stderr)
+            return 1
+        except sqlite3.Error as exc:  # a read of a damaged database, say
+            print(f"headwater runs: {storage_error(get_settings().db_path, exc)}", file=sys.stderr)
             return 1
 
     return run
