@@ -10,6 +10,8 @@ from ..errors import RecordingError as RecordingError
 from .client import AsyncStateClient as AsyncStateClient
 from .client import StateClient as StateClient
 from .errors import AmbiguousRunId as AmbiguousRunId
+from .errors import ClientConfigError as ClientConfigError
+from .errors import DamagedDatabase as DamagedDatabase
 from .errors import InvalidPayload as InvalidPayload
 from .errors import PayloadTooLarge as PayloadTooLarge
 from .errors import RunNotFound as RunNotFound
@@ -17,6 +19,7 @@ from .errors import SchemaVersionError as SchemaVersionError
 from .errors import ServerConfigError as ServerConfigError
 from .errors import ServiceUnavailable as ServiceUnavailable
 from .errors import StateServiceError as StateServiceError
+from .errors import StorageError as StorageError
 from .errors import TransitionRejected as TransitionRejected
 from .errors import Unauthenticated as Unauthenticated
 from .recorder import Recorder as Recorder
@@ -45,6 +48,8 @@ __all__ = [
     "HEARTBEAT_INTERVAL",
     "AmbiguousRunId",
     "AsyncStateClient",
+    "ClientConfigError",
+    "DamagedDatabase",
     "FlowRunInfo",
     "FlowRunRecord",
     "FlushTimeout",
@@ -66,6 +71,7 @@ __all__ = [
     "StateRecord",
     "StateServer",
     "StateServiceError",
+    "StorageError",
     "TaskRunInfo",
     "TaskRunRecord",
     "TransitionRejected",

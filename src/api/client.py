@@ -10,6 +10,14 @@ carries one request id across its retries, so a retry of a write the server alre
 gets the original reply (a `set_state` retried after its reply was lost still says "new"). A
 transport error is never a run outcome: callers must not turn `ServiceUnavailable` into a
 FAILED or CRASHED state.
+
+A URL is `grpc://HOST:PORT` or `grpcs://HOST:PORT` and nothing else: one carrying credentials
+(`grpc://token@host:port`) is refused, since URLs end up in logs and process listings; the
+token comes from `HEADWATER_API_TOKEN` or `token=`. No message or repr shows a token.
+
+`preflight` is the check a process makes before it first records into a server: a wrong
+token, TLS that does not fit, or a server that is not there fails at once, before any user
+code runs, instead of a flow running to its end and then finding its records lost.
 """
 
 from __future__ import annotations
@@ -18,7 +26,7 @@ import random
 import secrets
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 from urllib.parse import urlparse
@@ -30,7 +38,7 @@ import grpc.aio
 
 from . import codec
 from . import models as m
-from .errors import ServiceUnavailable, error_for_status
+from .errors import ClientConfigError, ServiceUnavailable, Unauthenticated, error_for_status
 from .records import (
     FlowRunInfo,
     FlowRunRecord,
@@ -81,7 +89,7 @@ class Target:
 
     address: str
     tls: bool
-    token: str | None
+    token: str | None = field(repr=False)
     tls_ca: Path | None
 
     @classmethod
@@ -89,16 +97,18 @@ class Target:
         settings = get_settings()
         url = url or settings.api_url
         if not url:
-            raise ValueError("no state service URL: pass one or set HEADWATER_API_URL")
-        parsed = urlparse(url if "://" in url else f"grpc://{url}")
-        if parsed.scheme not in {"grpc", "grpcs"} or not parsed.hostname or not parsed.port:
-            raise ValueError(f"state service URL must look like grpc://HOST:PORT, not {url!r}")
-        host = f"[{parsed.hostname}]" if ":" in parsed.hostname else parsed.hostname
+            raise ClientConfigError("no state service URL: pass one or set HEADWATER_API_URL")
+        address, tls = parse_url(url)
         return cls(
-            f"{host}:{parsed.port}", parsed.scheme == "grpcs",
+            address, tls,
             token if token is not None else settings.api_token,
             tls_ca if tls_ca is not None else settings.api_tls_ca,
         )
+
+    @property
+    def url(self) -> str:
+        """The server's URL, fit to print (it never holds the token)."""
+        return f"{'grpcs' if self.tls else 'grpc'}://{self.address}"
 
     def credentials(self) -> grpc.ChannelCredentials:
         root = Path(self.tls_ca).read_bytes() if self.tls_ca else None
@@ -116,6 +126,49 @@ class Target:
         if self.tls:
             return grpc.aio.secure_channel(self.address, self.credentials(), CHANNEL_OPTIONS)
         return grpc.aio.insecure_channel(self.address, CHANNEL_OPTIONS)
+
+
+def parse_url(url: str) -> tuple[str, bool]:
+    """(`HOST:PORT`, whether TLS) from `grpc://HOST:PORT` or `grpcs://HOST:PORT` (a bare
+    `HOST:PORT` means `grpc://`). Raises `ClientConfigError` for anything else, including a URL
+    with credentials in it; the message shows the URL with those credentials hidden."""
+    parsed = urlparse(url if "://" in url else f"grpc://{url}")
+    shown = redact_url(url)
+    if "@" in parsed.netloc:
+        raise ClientConfigError(
+            f"the state service URL {shown} carries credentials; a URL names only the server "
+            f"(grpc://HOST:PORT): give the token in HEADWATER_API_TOKEN (or --token, token=)"
+        )
+    try:
+        port = parsed.port
+    except ValueError:
+        port = None
+    if (
+        parsed.scheme not in {"grpc", "grpcs"} or not parsed.hostname or not port
+        or parsed.path not in {"", "/"} or parsed.query or parsed.fragment
+    ):
+        raise ClientConfigError(
+            f"state service URL must look like grpc://HOST:PORT or grpcs://HOST:PORT, not {shown}"
+        )
+    host = f"[{parsed.hostname}]" if ":" in parsed.hostname else parsed.hostname
+    return f"{host}:{port}", parsed.scheme == "grpcs"
+
+
+def redact_url(url: str) -> str:
+    """`url` fit for a message: credentials before an `@`, and a port that is not a number,
+    become `***`; anything after the host and port (a path or query could hold a secret too)
+    becomes `/...`."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        scheme, rest = "", url
+    authority, slash, tail = rest.partition("/")
+    if "@" in authority:
+        authority = "***@" + authority.rpartition("@")[2]
+    host, colon, port = authority.rpartition(":")
+    if colon and not port.isdigit() and not port.endswith("]"):
+        authority = f"{host}:***"  # not a port: whatever was typed there is not shown
+    more = "/..." if slash and tail else slash
+    return f"{scheme}{sep}{authority}{more}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,6 +205,7 @@ CREATE_FLOW_RUN = _Call("CreateFlowRun", m.Empty, _none, write=True)
 CREATE_TASK_RUN = _Call("CreateTaskRun", m.Empty, _none, write=True)
 SET_STATE = _Call("SetState", m.SetStateOut, _fresh, write=True)
 HEARTBEAT = _Call("Heartbeat", m.Empty, _none, write=True)
+PING = _Call("Ping", m.Empty, _none)
 READ_FLOW_RUN = _Call("ReadFlowRun", m.FlowRunOut, codec.flow_run_info)
 READ_TASK_RUN = _Call("ReadTaskRun", m.TaskRunOut, codec.task_run_info)
 LIST_FLOW_RUNS = _Call("ListFlowRuns", m.FlowRunsOut, _runs)
@@ -184,6 +238,83 @@ def _metadata_for(call: _Call[Any], metadata: tuple[tuple[str, str], ...]) -> tu
 
 def _unavailable(call: _Call[Any], exc: grpc.RpcError) -> ServiceUnavailable:
     return ServiceUnavailable(f"{call.method}: state service unreachable: {exc.details()}")
+
+
+# -- preflight -------------------------------------------------------------------------------
+
+_OTHERWISE = (
+    "or unset HEADWATER_API_URL to record into a server embedded in this process, "
+    "or set HEADWATER_RECORD=0 to run without recording"
+)
+_TLS_WORDS = ("handshake", "ssl", "tls", "certificate")
+
+
+def preflight(target: Target, wait: float = 5.0) -> None:
+    """Check that the server at `target` answers and accepts this process's token and TLS
+    settings: one cheap `Ping`, repeated while the server is unreachable, for up to `wait`
+    seconds. Call it when a process first records into a server.
+
+    A refused token (`Unauthenticated`) and TLS that does not fit (`ClientConfigError`) are
+    final at once; still unreachable after `wait` is `ServiceUnavailable`. Each message names
+    the URL (never the token) and the ways out."""
+    try:
+        channel = target.channel()
+    except OSError as exc:  # the CA file
+        raise ClientConfigError(
+            f"cannot read the TLS CA {target.tls_ca} for the state service at {target.url} "
+            f"({exc.strerror or exc}): fix HEADWATER_API_TLS_CA, {_OTHERWISE}"
+        ) from None
+    try:
+        _ping_until(channel, target, time.monotonic() + wait, wait)
+    finally:
+        channel.close()
+
+
+def _ping_until(channel: grpc.Channel, target: Target, deadline: float, wait: float) -> None:
+    ping, request = channel.unary_unary(method_path(PING.method)), codec.pack({})
+    closed = 0
+    while True:
+        timeout = max(0.2, min(deadline - time.monotonic(), 2.0))
+        try:
+            ping(request, timeout=timeout, metadata=target.metadata())
+            return
+        except grpc.RpcError as exc:
+            code, details = exc.code(), exc.details() or ""
+        if code == grpc.StatusCode.UNIMPLEMENTED:
+            return  # a server from before Ping: it answered, which is what is checked here
+        if code == grpc.StatusCode.UNAUTHENTICATED:
+            raise Unauthenticated(
+                f"the state service at {target.url} refused this process "
+                f"({details.partition(':')[0]}): set HEADWATER_API_TOKEN to the token the server "
+                f"was started with (`headwater server start --token`), {_OTHERWISE}"
+            )
+        if code not in TRANSIENT:
+            raise error_for_status(code, f"the state service at {target.url}: {details}")
+        if any(word in details.lower() for word in _TLS_WORDS):
+            raise _tls_mismatch(target, details)
+        # A plain connection to a TLS server is closed before any answer.
+        closed = closed + 1 if "socket closed" in details.lower() else 0
+        if closed >= 2 and not target.tls:
+            raise _tls_mismatch(target, "the server closed the connection before answering")
+        if time.monotonic() + 0.25 >= deadline:
+            raise ServiceUnavailable(
+                f"the state service at {target.url} is unreachable ({details}) after {wait:g} s: "
+                f"start it (`headwater server start`) or fix HEADWATER_API_URL, {_OTHERWISE}"
+            )
+        time.sleep(0.25)
+
+
+def _tls_mismatch(target: Target, details: str) -> ClientConfigError:
+    if target.tls:
+        fix = (
+            "set HEADWATER_API_TLS_CA to the PEM file of the server's certificate or its CA, "
+            "and use grpc:// if the server does not serve TLS"
+        )
+    else:
+        fix = "if the server serves TLS, use grpcs:// and set HEADWATER_API_TLS_CA"
+    return ClientConfigError(
+        f"TLS does not fit the state service at {target.url} ({details}): {fix}, {_OTHERWISE}"
+    )
 
 
 class StateClient:
@@ -245,6 +376,10 @@ class StateClient:
 
     def heartbeat(self, flow_run_id: UUID) -> None:
         return self._call(HEARTBEAT, {"flow_run_id": flow_run_id.bytes})
+
+    def ping(self) -> None:
+        """Answered by any server that accepts this client's token; reads and writes nothing."""
+        return self._call(PING, {})
 
     def read_flow_run(self, ident: UUID | str) -> FlowRunInfo:
         return self._call(READ_FLOW_RUN, {"id": str(ident)})
@@ -318,6 +453,10 @@ class AsyncStateClient:
 
     async def heartbeat(self, flow_run_id: UUID) -> None:
         return await self._call(HEARTBEAT, {"flow_run_id": flow_run_id.bytes})
+
+    async def ping(self) -> None:
+        """Answered by any server that accepts this client's token; reads and writes nothing."""
+        return await self._call(PING, {})
 
     async def read_flow_run(self, ident: UUID | str) -> FlowRunInfo:
         return await self._call(READ_FLOW_RUN, {"id": str(ident)})

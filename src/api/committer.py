@@ -15,6 +15,7 @@ import threading
 import time
 from concurrent.futures import Future
 
+from .errors import StorageError
 from .records import Batch, BatchResult
 from .storage import Storage
 
@@ -86,7 +87,10 @@ class GroupCommitter:
         try:
             results = self._storage.apply_batches([b for b, _ in group], time.time())
         except Exception as exc:  # the whole transaction failed: every waiter learns why
-            log.exception("group commit of %d batches failed", len(group))
+            if isinstance(exc, StorageError):  # named already: no traceback to read past
+                log.error("group commit of %d batches failed: %s", len(group), exc)
+            else:
+                log.exception("group commit of %d batches failed", len(group))
             for _, fut in group:
                 fut.set_exception(exc)
             return

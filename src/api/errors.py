@@ -9,14 +9,22 @@
     │   ├── AmbiguousRunId (LookupError)     an id prefix that matches more than one run
     │   ├── Unauthenticated (PermissionError)     missing or wrong bearer token
     │   ├── ServiceUnavailable (ConnectionError)  the server could not be reached in time
+    │   ├── ClientConfigError (ValueError)   this process's URL, token or TLS settings are
+    │   │                                    malformed or do not fit the server
     │   ├── SchemaVersionError               the database was written by a newer schema
-    │   └── ServerConfigError (ValueError)   the server refuses to start as configured
+    │   ├── ServerConfigError (ValueError)   the server refuses to start as configured
+    │   └── StorageError (OSError)           the database cannot be opened or written
+    │       └── DamagedDatabase              the database file is not SQLite or is corrupt
     └── RecordingError                       the recorder could not record some runs
         └── FlushTimeout (TimeoutError)      flush() ran out of time before all was committed
 
 `RecordingError` and `FlushTimeout` are defined in `headwater.errors` (no grpc there, so
 `import headwater` can name them) and re-exported by `headwater.api`. They are not
 `StateServiceError`s: a recording failure is the recorder's verdict, not a refused call.
+
+Errors met before a run starts (`api.client.preflight`, `StorageError` when the database is
+opened) name what was tried (the URL, never the token; the database file), the cause, and
+the ways out.
 
 `status_code_for` is the one place that maps an error to a `grpc.StatusCode`;
 `error_for_status` is its inverse, used by clients to re-raise the server's error.
@@ -61,12 +69,29 @@ class ServiceUnavailable(StateServiceError, ConnectionError):
     """The state service could not be reached before the retry budget ran out."""
 
 
+class ClientConfigError(StateServiceError, ValueError):
+    """This process's state service settings are wrong: a malformed URL or one carrying
+    credentials, a TLS CA that cannot be read, or TLS that does not fit the server."""
+
+
 class SchemaVersionError(StateServiceError):
     """The database schema is newer than this version of headwater understands."""
 
 
 class ServerConfigError(StateServiceError, ValueError):
     """The server refuses to start with this configuration (e.g. no token off loopback)."""
+
+
+class StorageError(StateServiceError, OSError):
+    """The database cannot be opened or written (read-only directory, full disk, I/O error);
+    the message names the file, the cause and the remedy."""
+
+
+class DamagedDatabase(StorageError):
+    """The database file is not a SQLite database, is truncated, or is corrupt.
+
+    It is never replaced silently: `headwater db reset` moves it aside (kept, renamed with a
+    timestamp) so that the next start begins a new one."""
 
 
 _CODES: dict[type[StateServiceError], grpc.StatusCode] = {
@@ -77,6 +102,9 @@ _CODES: dict[type[StateServiceError], grpc.StatusCode] = {
     AmbiguousRunId: grpc.StatusCode.INVALID_ARGUMENT,
     Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,
     ServiceUnavailable: grpc.StatusCode.UNAVAILABLE,
+    # A server whose disk is full may recover once space is freed: clients retry, and
+    # recorders buffer, exactly as for a server that is away; the message says why.
+    StorageError: grpc.StatusCode.UNAVAILABLE,
 }
 
 

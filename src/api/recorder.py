@@ -41,7 +41,7 @@ import grpc
 
 from ..errors import FlushTimeout, RecordingError
 from . import codec
-from .client import Target
+from .client import Target, preflight
 from .committer import GroupCommitter
 from .records import Batch, BatchResult, FlowRunRecord, Heartbeat, Rejection, StateRecord, TaskRunRecord
 from .server import StateServer
@@ -474,7 +474,8 @@ def get_recorder() -> Recorder:
     """This process's own recorder, created on first use.
 
     With `HEADWATER_API_URL` set it is a client of that server (token from
-    `HEADWATER_API_TOKEN`). Otherwise it starts the embedded server on 127.0.0.1 with a random
+    `HEADWATER_API_TOKEN`), checked first by `preflight`: a wrong token, TLS that does not fit
+    or a server that is not there raises here, before the run that asked has started. Otherwise it starts the embedded server on 127.0.0.1 with a random
     token against `$HEADWATER_HOME` and records into it directly. A forked child gets a fresh
     recorder of its own (the parent's threads did not survive the fork).
     """
@@ -502,7 +503,8 @@ def recorder_for(target: RecorderTarget) -> tuple[Recorder, bool]:
 
     A task call carries its flow's target. In the flow's process that is the process's own
     recorder; anywhere else (a worker process, a forked child) it is a client of the same
-    server, created on first use and kept for the life of the process."""
+    server, created on first use (after a `preflight` check) and kept for the life of the
+    process."""
     with _lock:
         _forget_parent_locked()
         if _recorder is not None and target == _target:
@@ -511,7 +513,9 @@ def recorder_for(target: RecorderTarget) -> tuple[Recorder, bool]:
         if recorder is None:
             url, token, tls_ca = target
             settings = get_settings()
-            sink = _GrpcSink(Target.resolve(url, token, Path(tls_ca) if tls_ca else None))
+            client_target = Target.resolve(url, token, Path(tls_ca) if tls_ca else None)
+            preflight(client_target, settings.api_connect_timeout_seconds)
+            sink = _GrpcSink(client_target)
             recorder = Recorder(
                 sink,
                 window=sink.window,
@@ -563,6 +567,7 @@ def _create_recorder_locked() -> None:
     options = {"grace": settings.recorder_grace_seconds, "max_buffered": settings.recorder_max_buffered}
     if settings.api_url:
         target = Target.resolve(settings.api_url, settings.api_token, settings.api_tls_ca)
+        preflight(target, settings.api_connect_timeout_seconds)
         ca = str(settings.api_tls_ca) if settings.api_tls_ca else None
         sink = _GrpcSink(target)
         _recorder = Recorder(sink, window=sink.window, **options)  # type: ignore[arg-type]

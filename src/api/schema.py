@@ -3,7 +3,8 @@
 The schema is versioned in the `schema_version` table and upgraded step by step by
 `MIGRATIONS`, one transaction per step; a database written by a newer headwater fails with
 `SchemaVersionError` instead of being guessed at. `connect` opens a read-write connection
-with the schema created or upgraded.
+with the schema created or upgraded; trouble with the file itself (a read-only directory, a
+full disk, damage) is raised as a `StorageError` naming the file (see `dbfile.py`).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import sqlite3
 from pathlib import Path
 from uuid import UUID
 
+from .dbfile import check_header, prepare, storage_error
 from .errors import SchemaVersionError
 
 _V1 = """
@@ -97,13 +99,25 @@ SCHEMA_VERSION = len(MIGRATIONS)
 
 
 def connect(path: Path, *, synchronous: str = "FULL") -> sqlite3.Connection:
-    """A read-write connection with the schema created or upgraded to `SCHEMA_VERSION`."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute(f"PRAGMA synchronous={_pragma_value(synchronous)}")
-    conn.create_function("uuid_blob", 1, _uuid_blob, deterministic=True)
-    migrate(conn)
+    """A read-write connection with the schema created or upgraded to `SCHEMA_VERSION`; a new
+    directory and database are private to their owner (0700, 0600)."""
+    pragma = _pragma_value(synchronous)
+    try:
+        prepare(path)
+        check_header(path)
+        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+    except (OSError, sqlite3.Error) as exc:
+        raise storage_error(path, exc) from None
+    try:
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute(f"PRAGMA synchronous={pragma}")
+        conn.create_function("uuid_blob", 1, _uuid_blob, deterministic=True)
+        migrate(conn)
+    except BaseException as exc:
+        conn.close()
+        if isinstance(exc, (OSError, sqlite3.Error)):
+            raise storage_error(path, exc) from None
+        raise
     return conn
 
 
@@ -147,6 +161,7 @@ def migrate(conn: sqlite3.Connection) -> int:
             conn.execute("INSERT INTO schema_version (version) VALUES (?)", (version + 1,))
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            if conn.in_transaction:  # SQLite itself rolls back on a full disk
+                conn.execute("ROLLBACK")
             raise
     return old

@@ -17,6 +17,7 @@ from __future__ import annotations
 import hmac
 import logging
 import queue
+import sqlite3
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
@@ -28,6 +29,7 @@ import grpc
 from . import codec
 from . import models as m
 from .committer import GroupCommitter
+from .dbfile import storage_error
 from .errors import ServiceUnavailable, StateServiceError, TransitionRejected, Unauthenticated, status_code_for
 from .records import Batch, BatchResult
 from .storage import Storage
@@ -68,6 +70,7 @@ class StateService:
             "ListTaskRuns": self.list_task_runs,
             "ReadHistory": self.read_history,
             "Heartbeat": self.heartbeat,
+            "Ping": self.ping,
         }
         handlers = {
             name: grpc.unary_unary_rpc_method_handler(self._unary(fn, write=name in _WRITES))
@@ -98,9 +101,12 @@ class StateService:
             with _guarded(context):
                 self._authorize(context)
                 request_id = _request_id(context) if write else None
-                if request_id is None:
-                    return codec.pack(fn(request))
-                return replies.answer(request_id, lambda: codec.pack(fn(request)))
+                try:
+                    if request_id is None:
+                        return codec.pack(fn(request))
+                    return replies.answer(request_id, lambda: codec.pack(fn(request)))
+                except sqlite3.Error as exc:  # a read of a damaged database, say
+                    raise storage_error(self._storage.path, exc) from None
             raise AssertionError("unreachable")  # _guarded aborts on every error
 
         return handle
@@ -177,6 +183,10 @@ class StateService:
             inbox.put(exc)
 
     # -- reads -----------------------------------------------------------------------------
+
+    def ping(self, data: bytes) -> dict[str, Any]:
+        """Nothing but the token check every call makes: clients call it before they record."""
+        return {}
 
     def read_flow_run(self, data: bytes) -> dict[str, Any]:
         body = codec.decode(m.RunRefIn, data)

@@ -24,9 +24,11 @@ class Settings(BaseSettings):
 
     home: Path = Field(default_factory=lambda: Path.home() / ".headwater")
     api_url: str | None = None
-    api_token: str | None = None
+    api_token: str | None = Field(default=None, repr=False)
     #: PEM file clients trust for `grpcs://` (the server's certificate or its CA).
     api_tls_ca: Path | None = None
+    #: How long a process waits for an unreachable server when it first records into it.
+    api_connect_timeout_seconds: float = 5.0
     log_level: str = "WARNING"
     #: How long the recorder keeps buffering for an unreachable server before giving up.
     recorder_grace_seconds: float = 30.0

@@ -33,6 +33,7 @@ from typing import Any
 from uuid import UUID
 
 from . import rules
+from .dbfile import check_header, storage_error
 from .errors import AmbiguousRunId, RunNotFound, SchemaVersionError
 from .records import (
     Batch,
@@ -206,9 +207,12 @@ class Storage:
             if results is None:
                 results = [self._apply_alone(cur, batch, now) for batch in batches]
             cur.execute("COMMIT")
-        except BaseException:
+        except BaseException as exc:
             self._cache.forget()  # it may hold states this rollback undid
-            cur.execute("ROLLBACK")
+            if self._writer.in_transaction:  # SQLite rolls back by itself on a full disk
+                cur.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.Error):
+                raise storage_error(self.path, exc) from exc
             raise
         return results
 
@@ -221,6 +225,8 @@ class Storage:
         try:
             results, runs = self._apply(cur, batches, now, careful=False)
         except sqlite3.Error:
+            if not cur.connection.in_transaction:
+                raise  # the whole transaction is gone (a full disk): not this group's fault
             cur.execute("ROLLBACK TO batch")
             cur.execute("RELEASE batch")
             return None
@@ -243,6 +249,8 @@ class Storage:
             self._cache.remember(runs)
             return result
         except sqlite3.Error as exc:
+            if not cur.connection.in_transaction:
+                raise  # the whole transaction is gone (a full disk): not this batch's fault
             cur.execute("ROLLBACK TO batch")
             cur.execute("RELEASE batch")
             return exc
@@ -400,8 +408,7 @@ class Storage:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
             if self.read_only:
-                uri = f"file:{self.path}?mode=ro"
-                conn = sqlite3.connect(uri, uri=True, isolation_level=None, timeout=30)
+                conn = _open_read_only(self.path)
             else:
                 conn = sqlite3.connect(self.path, isolation_level=None, timeout=30)
                 conn.execute("PRAGMA query_only = ON")
@@ -411,11 +418,21 @@ class Storage:
     def _check_readable(self) -> None:
         if not self.path.exists():
             raise RunNotFound(f"no headwater database at {self.path}; nothing recorded yet")
-        version = schema_version(self._reader())
-        if version != SCHEMA_VERSION:
+        try:
+            check_header(self.path)
+            version = schema_version(self._reader())
+        except (OSError, sqlite3.Error) as exc:
+            raise storage_error(self.path, exc) from None
+        if version > SCHEMA_VERSION:
+            raise SchemaVersionError(
+                f"database {self.path} has schema version {version}, written by a newer "
+                f"headwater; this one reads version {SCHEMA_VERSION}: upgrade headwater"
+            )
+        if version < SCHEMA_VERSION:
             raise SchemaVersionError(
                 f"database {self.path} has schema version {version}, this headwater reads "
-                f"version {SCHEMA_VERSION}; start `headwater server start` once to upgrade it"
+                f"version {SCHEMA_VERSION}; run a flow or `headwater server start` once to "
+                f"upgrade it"
             )
 
     def list_flow_runs(self, flt: RunFilter = RunFilter()) -> list[FlowRunInfo]:
@@ -500,6 +517,21 @@ class Storage:
             "AND state_type IN ('RUNNING', 'PENDING')"
         )
         return [UUID(bytes=r[0]) for r in self._reader().execute(sql, (flow_run_id.bytes,))]
+
+
+def _open_read_only(path: Path) -> sqlite3.Connection:
+    """A read-only connection; on read-only media, where SQLite cannot make the WAL's shared
+    memory file beside the database, one that reads the file as it stands (immutable)."""
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None, timeout=30)
+    try:
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    except sqlite3.OperationalError as exc:
+        conn.close()
+        if exc.sqlite_errorcode & 0xFF not in (8, 14):  # SQLITE_READONLY, SQLITE_CANTOPEN
+            raise
+        uri = f"file:{path}?mode=ro&immutable=1"
+        conn = sqlite3.connect(uri, uri=True, isolation_level=None, timeout=30)
+    return conn
 
 
 def _decide_all(

@@ -4,13 +4,17 @@ The data comes from the server at `HEADWATER_API_URL` when it is set (a `StateCl
 straight from the SQLite database under `HEADWATER_HOME`, opened read-only. Both expose the
 same read methods, so every verb is written once against `RunSource`.
 
-`--json` prints machine-readable output (times ISO 8601 UTC); otherwise rich tables.
+`--json` prints machine-readable output (times ISO 8601 UTC); otherwise rich tables. Names,
+state names and messages are whatever a flow's author (or its parameters) made them: they
+are shown as plain text (`_inert`), with control characters escaped, so a terminal escape
+in a run name is printed, not obeyed, and rich markup in one is shown, not applied.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sqlite3
 import sys
 import time
 from collections import Counter
@@ -26,6 +30,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ..api.client import StateClient
+from ..api.dbfile import storage_error
 from ..api.errors import StateServiceError
 from ..api.records import FlowRunInfo, RunFilter, StateInfo, TaskRunInfo
 from ..api.settings import get_settings
@@ -85,6 +90,9 @@ def _guard(verb: Any) -> Any:
             return int(verb(args) or 0)
         except (StateServiceError, ValueError) as exc:
             print(f"headwater runs: {exc}", file=sys.stderr)
+            return 1
+        except sqlite3.Error as exc:  # a read of a damaged database, say
+            print(f"headwater runs: {storage_error(get_settings().db_path, exc)}", file=sys.stderr)
             return 1
 
     return run
@@ -184,7 +192,7 @@ def show_run(args: argparse.Namespace) -> int:
     for column in ("id", "name", "state", "duration", "upstream"):
         tasks.add_column(column)
     for t in detail["task_runs"]:
-        tasks.add_row(t["id"][:8], t["name"], _state_text(t), _fmt_duration(t["duration_seconds"]),
+        tasks.add_row(t["id"][:8], _inert(t["name"]), _state_text(t), _fmt_duration(t["duration_seconds"]),
                       ", ".join(u[:8] for u in t["upstream"]))
     console.print(tasks)
     console.print(f"parent: {detail['parent_id'] or '-'}    children: {', '.join(detail['children']) or '-'}")
@@ -208,9 +216,18 @@ def watch_runs(args: argparse.Namespace) -> int:
 # -- rendering -------------------------------------------------------------------------------
 
 
+def _inert(value: str | None, style: str = "") -> Text:
+    """`value` as plain text: no markup, and every control or formatting character (ESC,
+    BEL, CR, a bidi override) shown escaped (`\\x1b`) instead of reaching the terminal."""
+    text = value or ""
+    if not text.isprintable():
+        text = "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in text)
+    return Text(text, style=style)
+
+
 def _state_text(run: dict[str, Any]) -> Text:
     type_ = run["state_type"] or "-"
-    return Text(run["state_name"] or type_, style=_STYLE.get(type_, ""))
+    return _inert(run["state_name"] or type_, _STYLE.get(type_, ""))
 
 
 def _fmt_duration(seconds: float | None) -> str:
@@ -225,7 +242,7 @@ def _runs_table(runs: list[dict[str, Any]], title: str) -> Table:
         table.add_column(column)
     for r in runs:
         started = (r["start_time"] or "-")[:19].replace("T", " ")
-        table.add_row(r["id"][:8], r["name"], r["flow_name"], _state_text(r), started,
+        table.add_row(r["id"][:8], _inert(r["name"]), _inert(r["flow_name"]), _state_text(r), started,
                       _fmt_duration(r["duration_seconds"]), str(r["task_run_count"]))
     return table
 
@@ -235,8 +252,8 @@ def _timeline(states: list[dict[str, Any]], title: str) -> Table:
     for column in ("time (UTC)", "state", "message"):
         table.add_column(column)
     for s in states:
-        table.add_row(s["timestamp"][11:23], Text(s["name"], style=_STYLE.get(s["type"], "")),
-                      s["message"] or "")
+        table.add_row(s["timestamp"][11:23], _inert(s["name"], _STYLE.get(s["type"], "")),
+                      _inert(s["message"]))
     return table
 
 
@@ -260,6 +277,6 @@ def _watch_view(source: RunSource, limit: int) -> Group:
     for run in runs:
         shaped = flow_run_json(source, run)
         progress = _progress(source, run) if run.state_type == "RUNNING" else Text(f"{run.task_run_count} tasks")
-        table.add_row(shaped["id"][:8], run.flow_name, run.name, _state_text(shaped),
+        table.add_row(shaped["id"][:8], _inert(run.flow_name), _inert(run.name), _state_text(shaped),
                       _fmt_duration(shaped["duration_seconds"]), progress)
     return Group(table)

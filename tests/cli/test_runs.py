@@ -9,11 +9,11 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import pytest
 
-from headwater.api import StateClient, StateServer
+from headwater.api import FlowRunRecord, StateClient, StateServer, TaskRunRecord
 from headwater.cli import main
 from tests.api.helpers import flow, state, task
 
@@ -108,3 +108,32 @@ def test_cli_in_a_fresh_process(recorded) -> None:  # type: ignore[no-untyped-de
     out = subprocess.run([sys.executable, "-m", "headwater.cli", "runs", "ls", "--json"],
                          capture_output=True, text=True, timeout=60, check=True).stdout
     assert len(json.loads(out)) == 2
+
+
+EVIL = "\x1b]0;pwned\x07\x1b[2J\x1b[31mred[bold]x[/]\u202eevil\r"
+
+
+def test_escape_sequences_in_run_names_reach_the_terminal_inert(tmp_path: Path) -> None:
+    """A run's name, its flow's name, a state's name and message are the user's text: shown
+    as text, with control characters escaped, never as terminal escapes or rich markup."""
+    home = tmp_path / "home"
+    srv = StateServer(home, port=0, token=TOKEN, synchronous="NORMAL")
+    srv.start()
+    try:
+        with StateClient(srv.url, token=TOKEN) as c:
+            run = FlowRunRecord(uuid4(), f"run{EVIL}", f"flow{EVIL}", {}, created=time.time())
+            c.create_flow_run(run)
+            c.set_state(state(run.id, "RUNNING", name=f"Running{EVIL}", message=f"note{EVIL}"))
+            t = TaskRunRecord(uuid4(), run.id, f"task{EVIL}", "t", created=time.time())
+            c.create_task_run(t)
+            c.set_state(state(t.id, "RUNNING", "task"))
+    finally:
+        srv.stop(0.5)
+    env = {**os.environ, "HEADWATER_HOME": str(home), "COLUMNS": "400", "TERM": "xterm-256color"}
+    env.pop("HEADWATER_API_URL", None)
+    for verb in (["show", str(run.id)], ["ls"], ["watch", "--once"]):
+        out = subprocess.run([sys.executable, "-m", "headwater.cli", "runs", *verb],
+                             capture_output=True, text=True, env=env, timeout=60, check=True).stdout
+        assert "\x1b" not in out and "\x07" not in out and "\r" not in out and "\u202e" not in out, verb
+        assert r"\x1b]0;pwned\x07" in out and r"\u202eevil" in out, (verb, out)
+        assert "red[bold]x[/]" in out, verb  # markup shown, not applied
