@@ -48,6 +48,8 @@ _YIELD_EVERY_MASK = 63
 LATE_INDEX_BASE = 1 << 24
 _JSON_ATOMS = (str, int, float, bool, type(None))
 _MAX_REPR = 1000
+_MAX_DEPTH = 8
+_TOO_DEEP = f"<nested deeper than {_MAX_DEPTH} levels>"
 
 _tuple_new = tuple.__new__
 _new_object = object.__new__
@@ -265,16 +267,41 @@ def _transition_id(run_id: UUID, index: int) -> UUID:
 
 
 def json_safe(value: Any, depth: int = 0) -> Any:
-    """Parameters as JSON-safe data: containers kept, anything else by its (bounded) repr."""
+    """Parameters as JSON-safe data: containers kept to `_MAX_DEPTH` levels, anything else by
+    its (bounded) repr, and text as valid UTF-8. Never raises: a container nested deeper than
+    that becomes a marker (its repr would recurse as deep as it goes, and a 10,000-deep list
+    raised RecursionError before the flow ran), and an object whose repr fails a note saying so."""
     if isinstance(value, _JSON_ATOMS):
-        return value if not isinstance(value, str) or len(value) <= _MAX_REPR else value[:_MAX_REPR]
-    if depth < 8:
-        if isinstance(value, (list, tuple)):
-            return [json_safe(item, depth + 1) for item in value[:1000]]
+        if not isinstance(value, str):
+            return value
+        return clean_text(value if len(value) <= _MAX_REPR else value[:_MAX_REPR])
+    if isinstance(value, (list, tuple, dict)):
+        if depth >= _MAX_DEPTH:
+            return _TOO_DEEP
         if isinstance(value, dict):
-            return {str(key): json_safe(item, depth + 1) for key, item in list(value.items())[:1000]}
-    text = repr(value)
-    return text if len(text) <= _MAX_REPR else text[: _MAX_REPR - 3] + "..."
+            return {
+                clean_text(str(key)): json_safe(item, depth + 1)
+                for key, item in list(value.items())[:1000]
+            }
+        return [json_safe(item, depth + 1) for item in value[:1000]]
+    try:
+        text = repr(value)
+    except Exception as exc:  # RecursionError from a deep structure inside, or a broken __repr__
+        return f"<{type(value).__name__} object: repr failed with {type(exc).__name__}>"
+    return clean_text(text if len(text) <= _MAX_REPR else text[: _MAX_REPR - 3] + "...")
+
+
+def clean_text(text: str) -> str:
+    """`text` as valid Unicode for the state service: a lone surrogate (from a filename decoded
+    with `surrogateescape`, say) cannot be encoded as UTF-8 and becomes U+FFFD; a surrogate pair
+    becomes the character it stands for. The usual ASCII text costs one `isascii()`."""
+    if text.isascii():
+        return text
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+    return text
 
 
 class _Heartbeats:

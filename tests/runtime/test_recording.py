@@ -310,3 +310,34 @@ def test_after_reset_recorder_the_next_flow_is_recorded(tmp_path: Path, monkeypa
     runs = cli_json(tmp_path, "ls")
     assert [run["state_type"] for run in runs] == ["COMPLETED", "COMPLETED"]
     assert all(run["task_run_count"] == 1 for run in runs)
+
+
+def test_a_10000_deep_parameter_is_recorded_as_a_marker_and_the_flow_runs(tmp_path: Path) -> None:
+    code = """
+    from headwater import flow
+
+    class Opaque:
+        def __init__(self, inner):
+            self.inner = inner
+        def __repr__(self):
+            return f"Opaque({self.inner!r})"
+
+    @flow
+    def deep(nested: list, wrapped: object) -> str:
+        return "ran"
+
+    nested: list = []
+    for _ in range(10_000):
+        nested = [nested]
+    print(deep(nested, Opaque(nested)))
+    """
+    result = run_script(tmp_path, code)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ran"
+    (run,) = cli_json(tmp_path, "ls")
+    assert run["state_type"] == "COMPLETED"
+    kept = run["parameters"]["nested"]
+    for _ in range(6):  # containers kept to 8 levels, the parameters dict the first
+        (kept,) = kept
+    assert kept == ["<nested deeper than 8 levels>"]
+    assert run["parameters"]["wrapped"] == "<Opaque object: repr failed with RecursionError>"
