@@ -180,22 +180,33 @@ class RunReporter:
 
     def _send(self, run: Run, state: State, index: int) -> None:
         run_id = run.id
+        message = state.message  # state names come from a fixed vocabulary; messages do not
+        if message is not None and not message.isascii():
+            message = clean_text(message)
         self._state_changed(
             _tuple_new(
                 self._state_record,
                 (
-                    run_id, run.kind, state.type.value, state.name, state.message, state.ts,
+                    run_id, run.kind, state.type.value, state.name, message, state.ts,
                     _transition_id(run_id, index), False,
                 ),
             )
         )
 
     def _announce(self, run: Run, state: State) -> None:
+        # Text is made valid UTF-8 here, where records are made (see `clean_text`): a record
+        # the server cannot store is lost, and with it the run.
+        name, tags = run.name, run.tags
+        if tags:
+            tags = tuple(clean_text(tag) for tag in tags)
         if isinstance(run, TaskRun):
+            task_name = run.task_name
+            if not (name.isascii() and task_name.isascii()):
+                name, task_name = clean_text(name), clean_text(task_name)
             self.recorder.task_run_created(
                 _tuple_new(
                     self._task_record,
-                    (run.id, run.flow_run_id, run.name, run.task_name, run.tags, run.upstream, state.ts),
+                    (run.id, run.flow_run_id, name, task_name, tags, run.upstream, state.ts),
                 )
             )
         else:
@@ -203,12 +214,12 @@ class RunReporter:
             self.recorder.flow_run_created(
                 self._flow_record(
                     run.id,
-                    run.name,
-                    run.flow_name,
+                    clean_text(name),
+                    clean_text(run.flow_name),
                     json_safe(run.parameters),
                     run.parent_flow_run_id,
                     run.parent_task_run_id,
-                    run.tags,
+                    tags,
                     state.ts,
                 )
             )

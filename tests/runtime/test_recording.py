@@ -341,3 +341,58 @@ def test_a_10000_deep_parameter_is_recorded_as_a_marker_and_the_flow_runs(tmp_pa
         (kept,) = kept
     assert kept == ["<nested deeper than 8 levels>"]
     assert run["parameters"]["wrapped"] == "<Opaque object: repr failed with RecursionError>"
+
+
+NEIGHBOURS = """
+import threading
+from headwater import flow, task
+
+@task
+def work(i: int) -> int:
+    return i
+
+@task(task_run_name="bad\\ud800name", tags=["tag\\udcff"])
+def oddly_named() -> int:
+    raise ValueError("message \\udcff from a filename")
+
+@flow
+def neighbour(n: int) -> int:
+    return sum(work.map(range(n)).result())
+
+@flow
+def offender(label: str) -> int:
+    oddly_named.submit().wait()
+    return sum(work.map(range(5)).result())
+
+other = threading.Thread(target=lambda: print("neighbour", neighbour(199)))
+other.start()
+print("offender", offender("odd\\ud800"))
+other.join()
+"""
+
+
+@pytest.mark.parametrize("where", ["embedded", "standalone"])
+def test_a_lone_surrogate_in_one_flow_reaches_no_other_run(tmp_path: Path, where: str) -> None:
+    env: dict[str, str] | None = None
+    server = None
+    if where == "standalone":
+        server, url = start_server_process(tmp_path / "server-home")
+        env = {"HEADWATER_API_URL": url}
+    try:
+        result = run_script(tmp_path, NEIGHBOURS, env=env)
+        assert result.returncode == 0, result.stderr
+        assert sorted(result.stdout.split()) == sorted(["neighbour", "19701", "offender", "10"])
+        runs = {run["flow_name"]: run for run in cli_json(tmp_path, "ls", env=env)}
+        assert set(runs) == {"neighbour", "offender"}
+        assert runs["neighbour"]["parameters"] == {"n": 199}
+        assert runs["offender"]["parameters"] == {"label": "odd\ufffd"}
+        assert all(run["name"] and run["state_type"] == "COMPLETED" for run in runs.values())
+        assert runs["neighbour"]["task_run_count"] == 199 and runs["offender"]["task_run_count"] == 6
+        shown = cli_json(tmp_path, "show", runs["offender"]["id"], env=env)
+        (odd,) = [t for t in shown["task_runs"] if t["task_name"] == "oddly_named"]
+        assert (odd["name"], odd["state_type"]) == ("bad\ufffdname", "FAILED")
+        assert odd["states"][-1]["message"] == "ValueError: message \ufffd from a filename"
+    finally:
+        if server is not None:
+            server.terminate()
+            server.wait(timeout=10)
