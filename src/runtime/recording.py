@@ -227,9 +227,10 @@ class RunReporter:
     def adopt(self, run: Run) -> None:
         """Start reporting a run whose earlier states another process recorded."""
 
-    def settle(self) -> str | None:
-        """Make this process's records durable before an outcome leaves it; None when they
-        are, else why not. The flow's own recorder is flushed at the flow's end instead."""
+    def settle(self, run_id: UUID) -> str | None:
+        """Make run `run_id`'s records (and those of the subflows it ran) durable before its
+        outcome leaves this process; None when they are, else why not. The flow's own recorder
+        is flushed at the flow's end instead."""
         return None
 
     def flow_started(self, flow_run_id: UUID) -> None:
@@ -238,8 +239,10 @@ class RunReporter:
     def flow_finished(self, flow_run_id: UUID) -> None:
         self._heartbeats.discard(flow_run_id)
 
-    def flush(self, timeout: float = FLUSH_TIMEOUT) -> None:
-        self.recorder.flush(timeout)
+    def flush(self, run_id: UUID, timeout: float = FLUSH_TIMEOUT) -> None:
+        """Wait until everything recorded so far is committed; raise `RecordingError` naming
+        the lost runs among `run_id` and the runs it owns, whichever flush saw them dropped."""
+        self.recorder.flush(timeout, runs=(run_id,))
 
 
 class RemoteReporter(RunReporter):
@@ -254,11 +257,11 @@ class RemoteReporter(RunReporter):
         for index, state in enumerate(run.history, start=1):
             self._send(run, state, index)
 
-    def settle(self) -> str | None:
+    def settle(self, run_id: UUID) -> str | None:
         from ..api import RecordingError
 
         try:
-            self.recorder.flush(FLUSH_TIMEOUT)
+            self.recorder.flush(FLUSH_TIMEOUT, runs=(run_id,))
         except RecordingError as exc:
             return str(exc)
         return None

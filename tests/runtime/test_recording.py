@@ -396,3 +396,125 @@ def test_a_lone_surrogate_in_one_flow_reaches_no_other_run(tmp_path: Path, where
         if server is not None:
             server.terminate()
             server.wait(timeout=10)
+
+
+OUTAGE = """
+import json, pathlib, threading, time
+from headwater import RecordingError, flow, get_run_context, task
+from headwater.api import get_recorder
+
+gates = [pathlib.Path(p) for p in {gates!r}]
+second_lost_some = threading.Event()
+
+def say(**fields):
+    print("event", json.dumps(fields), flush=True)
+
+def wait_for(gate):
+    while not gate.exists():
+        time.sleep(0.02)
+
+@task
+def work(i: int) -> int:
+    return i
+
+def phase(flow_name, name):
+    futures = work.map(range(5))
+    futures.wait()
+    say(flow=flow_name, phase=name, ids=[str(f.run_id) for f in futures])
+
+@flow
+def first() -> None:
+    say(flow="first", phase="flow", ids=[str(get_run_context().flow_run.id)])
+    phase("first", "before")
+    get_recorder().flush(10)
+    say(ready="first")
+    wait_for(gates[0])  # the server is dead from here on
+    phase("first", "down")
+    second_lost_some.wait()
+    # returns: its end waits out the grace and raises for what was dropped, the second
+    # flow's records dropped with them included
+
+@flow
+def second() -> None:
+    say(flow="second", phase="flow", ids=[str(get_run_context().flow_run.id)])
+    phase("second", "before")
+    get_recorder().flush(10)
+    say(ready="second")
+    wait_for(gates[0])
+    phase("second", "down")
+    second_lost_some.set()
+    wait_for(gates[1])  # the server is back
+    phase("second", "after")
+
+def run(fn):
+    try:
+        fn()
+    except RecordingError as exc:
+        say(raised=fn.__name__, ids=sorted(str(r) for r in exc.run_ids))
+        raise
+
+other = threading.Thread(target=run, args=(first,))
+other.start()
+try:
+    run(second)
+finally:
+    other.join()
+"""
+
+
+def test_after_an_outage_every_flow_raises_for_its_own_lost_runs(tmp_path: Path) -> None:
+    from tests.api.test_processes import _free_port
+
+    home, port = tmp_path / "server-home", _free_port()
+    server, url = start_server_process(home, "--port", str(port))
+    gates = [tmp_path / "server-dead", tmp_path / "server-back"]
+    env = {
+        **os.environ, "HEADWATER_HOME": str(tmp_path), "HEADWATER_API_URL": url,
+        "HEADWATER_RECORDER_GRACE_SECONDS": "2",  # over the 1 s longest reconnect backoff
+    }  # fmt: skip
+    proc = subprocess.Popen(
+        [PYTHON, "-c", textwrap.dedent(OUTAGE.format(gates=[str(g) for g in gates]))],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )
+    runs: dict[tuple[str, str], set[str]] = {}
+    raised: dict[str, set[str]] = {}
+    ready: set[str] = set()
+
+    def read_until(done: Any) -> None:
+        assert proc.stdout is not None
+        while not done():
+            line = proc.stdout.readline()
+            assert line, f"flow process ended early: {proc.stderr.read() if proc.stderr else ''}"
+            if not line.startswith("event "):
+                continue  # the runtime's own log lines
+            event = json.loads(line[len("event "):])
+            if "phase" in event:
+                runs[event["flow"], event["phase"]] = set(event["ids"])
+            elif "raised" in event:
+                raised[event["raised"]] = set(event["ids"])
+            else:
+                ready.add(event["ready"])
+
+    try:
+        read_until(lambda: ready == {"first", "second"})
+        server.kill()  # SIGKILL, after both flows' first records were committed
+        server.wait(timeout=10)
+        gates[0].write_text("")
+        read_until(lambda: "first" in raised)  # first's end waited out the grace
+        server, _ = start_server_process(home, "--port", str(port))
+        gates[1].write_text("")
+        read_until(lambda: "second" in raised)
+        assert proc.wait(timeout=30) != 0
+        shown = cli_json(tmp_path, "show", next(iter(runs["second", "flow"])), env={"HEADWATER_API_URL": url})
+    finally:
+        proc.kill()
+        server.terminate()
+        server.wait(timeout=10)
+
+    # Each flow names its own lost runs, and only those: the first its flow run (its final
+    # state went with them) and the task runs it made while the server was away; the second
+    # only the task runs it made then, although the first flow's end saw them dropped.
+    assert raised["first"] == runs["first", "flow"] | runs["first", "down"]
+    assert raised["second"] == runs["second", "down"]
+    recorded = {t["id"] for t in shown["task_runs"]}
+    assert recorded == runs["second", "before"] | runs["second", "after"]
