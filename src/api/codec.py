@@ -29,6 +29,7 @@ from .records import (
     StateRecord,
     TaskRunInfo,
     TaskRunRecord,
+    Unstorable,
 )
 
 MAX_UNARY_BYTES = 1 * 1024 * 1024
@@ -293,19 +294,24 @@ def decode_batch(data: bytes) -> tuple[int, Batch]:
 
 
 def ack_body(seq: int, result: BatchResult) -> bytes:
+    """`[seq, applied, rejections]`, plus `unstored` only when some records were not stored."""
     rejected = [(r.run_id.bytes, r.transition_id.bytes, r.reason) for r in result.rejections]
-    return pack((seq, result.applied, rejected))
+    if not result.unstored:
+        return pack((seq, result.applied, rejected))
+    unstored = [(u.run_id.bytes, u.reason) for u in result.unstored]
+    return pack((seq, result.applied, rejected, unstored))
 
 
 def decode_ack(data: bytes) -> tuple[int, BatchResult]:
     obj = unpack(data, max_bytes=MAX_GRPC_MESSAGE)
-    if not isinstance(obj, list) or len(obj) != 3:
-        raise InvalidPayload("BatchAckOut: expected an array [seq, applied, rejections]")
-    ack = validate(m.BatchAckOut, dict(zip(("seq", "applied", "rejections"), obj)))
+    if not isinstance(obj, list) or len(obj) not in (3, 4):
+        raise InvalidPayload("BatchAckOut: expected an array [seq, applied, rejections, unstored?]")
+    ack = validate(m.BatchAckOut, dict(zip(("seq", "applied", "rejections", "unstored"), obj)))
     rejections = tuple(
         Rejection(UUID(bytes=run), UUID(bytes=tid), reason) for run, tid, reason in ack.rejections
     )
-    return ack.seq, BatchResult(ack.applied, rejections)
+    unstored = tuple(Unstorable(UUID(bytes=run), reason) for run, reason in ack.unstored)
+    return ack.seq, BatchResult(ack.applied, rejections, unstored)
 
 
 def uuid_of(value: bytes) -> UUID:

@@ -198,8 +198,10 @@ class SetStateOut(Wire):
 
 
 class BatchAckOut(Wire):
-    """`[seq, applied, [[run_id, transition_id, reason], ...]]` on the wire."""
+    """`[seq, applied, [[run_id, transition_id, reason], ...]]` on the wire, and
+    `[[run_id, reason], ...]` fourth when the server could not store some records."""
 
     seq: int
     applied: int
     rejections: list[tuple[Uuid16, Uuid16, StrictStr]]
+    unstored: list[tuple[Uuid16, StrictStr]] = []

@@ -17,8 +17,17 @@ order; `flush()` puts a marker in the FIFO and waits until every batch before it
 Failure: while the server is away the recorder keeps buffering (at most `max_buffered`
 records, default 1,000,000, about 200 MB; beyond that the oldest batch is dropped) and re-sends
 every unacknowledged batch when a stream comes back (idempotent by transition id). A batch
-still unacknowledged `grace` seconds (default 30) after the server went away is dropped, and
-the next `flush()` raises `RecordingError` naming the runs it carried.
+still unacknowledged `grace` seconds (default 30) after the server went away is dropped; so is
+a record the server cannot store (`Batch.without_unstorable`: it fails alone, the rest of its
+batch is stored).
+
+Losses reach every flow they concern. When it forms batches, the recorder thread notes which
+run each new run belongs to (a task run to its flow run, a subflow run to its parent task or
+flow run; forgotten once the run's final state is acknowledged). A dropped record's run is
+kept with that chain of owners, so `flush(runs=[flow_run_id])` (a top-level flow's end) raises
+`RecordingError` naming exactly the lost runs of that flow, its task runs and its subflows,
+whichever flush was waiting when they were dropped. A plain `flush()` raises for every loss not
+yet reported to a plain flush or claimed by a flow's. At most `_MAX_LOST` lost runs are kept.
 """
 
 from __future__ import annotations
@@ -31,8 +40,9 @@ import secrets
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
 from typing import Any, Protocol
 from uuid import UUID
@@ -43,7 +53,17 @@ from ..errors import FlushTimeout, RecordingError
 from . import codec
 from .client import Target, preflight
 from .committer import GroupCommitter
-from .records import Batch, BatchResult, FlowRunRecord, Heartbeat, Rejection, StateRecord, TaskRunRecord
+from .records import (
+    Batch,
+    BatchResult,
+    FlowRunRecord,
+    Heartbeat,
+    Rejection,
+    StateRecord,
+    TaskRunRecord,
+    Unstorable,
+)
+from .rules import TERMINAL
 from .server import StateServer
 from .service import method_path
 from .settings import get_settings
@@ -56,6 +76,10 @@ OnError = Callable[..., None]  # (gen, exc, seq=None)
 _POISON = frozenset({grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.RESOURCE_EXHAUSTED})
 #: How long one batch may take to be committed and acknowledged before it is sent again.
 SEND_TIMEOUT = 30.0
+#: Lost runs kept for the flows that have not yet asked about them (oldest forgotten first),
+#: and runs whose owner is remembered (a safety net: a run is forgotten at its final state).
+_MAX_LOST = 100_000
+_MAX_OWNED = 1_000_000
 
 
 class _Sink(Protocol):
@@ -98,6 +122,7 @@ class _GrpcSink:
     stream per client pinned one of the server's threads for the client's whole life, and the
     129th recording process found the server full. Batches go one at a time (the recorder's
     window is 1 for this sink), so a run's records still commit in the order they were made.
+    A record msgpack cannot carry is left out of its batch and named in that batch's ack.
     """
 
     window = 1
@@ -116,11 +141,18 @@ class _GrpcSink:
     def send(self, seq: int, batch: Batch) -> None:
         gen, on_ack, on_error = self._gen, self._on_ack, self._on_error
         assert on_ack is not None and on_error is not None
+        left_out: tuple[Unstorable, ...] = ()
         try:
             body = codec.batch_body(seq, batch)
-        except Exception as exc:  # a record msgpack cannot carry: fail this batch alone
-            on_error(gen, exc, seq)
-            return
+        except Exception as exc:  # a record msgpack cannot carry: send the batch without it
+            rest, left_out = batch.without_unstorable()
+            try:
+                if not left_out:
+                    raise
+                body = codec.batch_body(seq, rest)
+            except Exception:  # nothing to blame, or still unencodable: fail this batch alone
+                on_error(gen, exc, seq)
+                return
         call = self._method.future(body, metadata=self._metadata, timeout=SEND_TIMEOUT)
 
         def done(call: Any) -> None:
@@ -131,6 +163,8 @@ class _GrpcSink:
             except Exception as exc:  # a malformed ack: treat like a broken connection
                 on_error(gen, exc)
             else:
+                if left_out:
+                    result = BatchResult(result.applied, result.rejections, result.unstored + left_out)
                 on_ack(gen, acked_seq, result)
 
         call.add_done_callback(done)
@@ -157,6 +191,8 @@ class _Marker:
     event: threading.Event = field(default_factory=threading.Event)
     target: int = -1
     error: RecordingError | None = None
+    #: Report only the losses of these runs and the runs they own; None: every new loss.
+    runs: frozenset[UUID] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,7 +231,12 @@ class Recorder:
         self._next_seq, self._resolved, self._gen = 0, -1, 0
         self._open, self._retry_at, self._backoff = False, 0.0, 0.05
         self._down_since: float | None = None  # when the server was last seen going away
-        self._unreported: set[UUID] = set()
+        self._unreported: set[UUID] = set()  # lost runs not yet reported to a plain flush()
+        self._last_reason = "not recorded"
+        # run -> the run that owns it (None: a top-level flow run); see the module docstring
+        self._owner: dict[UUID, UUID | None] = {}
+        # lost run -> (why, the run and its owners, innermost first), until a flow claims it
+        self._lost: dict[UUID, tuple[str, tuple[UUID, ...]]] = {}
         self._rejections: deque[Rejection] = deque(maxlen=1000)
         self._counts = {"acked": 0, "applied": 0, "rejected": 0, "dropped": 0}
         self._stop = self._closed = False
@@ -230,17 +271,20 @@ class Recorder:
 
     # -- waiting ---------------------------------------------------------------------------
 
-    def flush(self, timeout: float | None = None) -> None:
+    def flush(self, timeout: float | None = None, *, runs: Iterable[UUID] | None = None) -> None:
         """Block until everything enqueued before this call is committed on the server.
 
         Raises `RecordingError` naming runs whose records were dropped (server away longer
-        than the grace period, buffer overflow, or refused), or `FlushTimeout`.
+        than the grace period, buffer overflow, or refused), or `FlushTimeout`. With `runs`,
+        only the losses of those runs and of the runs they own (a flow run's task runs and
+        subflows, theirs in turn), however long ago and whoever flushed since; without, every
+        loss not reported to a plain flush before and not claimed by a flush with `runs`.
         """
         if self._closed:
             return
         if threading.current_thread() is self._thread:
             raise RuntimeError("flush() called from the recorder's own thread")
-        marker = _Marker()
+        marker = _Marker(runs=None if runs is None else frozenset(runs))
         self._append(marker)
         self._wake.set()
         if not marker.event.wait(timeout):
@@ -321,7 +365,7 @@ class Recorder:
 
     def _drain(self, now: float) -> None:
         rows: tuple[list[Any], ...] = ([], [], [], [])
-        count, pop = 0, self._fifo.popleft
+        count, pop, owner = 0, self._fifo.popleft, self._owner
         kinds = {FlowRunRecord: 0, TaskRunRecord: 1, StateRecord: 2, Heartbeat: 3}
         while True:
             try:
@@ -337,10 +381,17 @@ class Recorder:
                 continue
             rows[kind].append(item.flow_run_id if kind == 3 else item)
             count += 1
+            if kind == 1:  # who owns each new run, so a loss finds its flow (module docstring)
+                owner[item.id] = item.flow_run_id
+            elif kind == 0:
+                owner[item.id] = item.parent_task_run_id or item.parent_flow_run_id
             if count >= self._max_batch:
                 self._form(rows, now)
                 rows, count = ([], [], [], []), 0
         self._form(rows, now)
+        if len(owner) > _MAX_OWNED:  # runs whose final state never came: drop the oldest half
+            for run_id in list(islice(owner, len(owner) // 2)):
+                del owner[run_id]
 
     def _form(self, rows: tuple[list[Any], ...], now: float) -> None:
         if not any(rows):
@@ -393,8 +444,14 @@ class Recorder:
                 self._errored(now, seq, payload)
 
     def _acked(self, seq: int, result: BatchResult) -> None:
-        self._pending.pop(seq, None)
+        p = self._pending.pop(seq, None)
         self._down_since, self._backoff = None, 0.05
+        if result.unstored:
+            reason = f"state service could not store a record: {result.unstored[0].reason}"
+            log.error("%d record(s) not stored; first: %s", len(result.unstored), reason)
+            self._lose({u.run_id for u in result.unstored}, reason)
+        if p is not None:
+            self._forget_finished(p.batch)
         self._counts["acked"] += 1
         self._counts["applied"] += result.applied
         if result.rejections:
@@ -433,11 +490,53 @@ class Recorder:
 
     def _fail(self, p: _Pending, reason: str) -> None:
         del self._pending[p.seq]
-        runs = p.batch.run_ids()
-        self._unreported |= runs
+        batch = p.batch
+        runs = {r.id for r in batch.flows} | {r.id for r in batch.tasks}
+        runs |= {s.run_id for s in batch.states}  # a lost heartbeat loses no record
+        log.error("dropped %d records of %d runs: %s", len(batch), len(runs), reason)
+        self._lose(runs, reason)
+        self._forget_finished(batch)
+
+    def _lose(self, runs: set[UUID], reason: str) -> None:
+        """Remember lost runs with their owners, for the flushes that will ask about them."""
         self._counts["dropped"] += len(runs)
-        log.error("dropped %d records of %d runs: %s", len(p.batch), len(runs), reason)
         self._last_reason = reason
+        lost, owner = self._lost, self._owner
+        for run_id in runs:
+            if len(self._unreported) < _MAX_LOST:
+                self._unreported.add(run_id)
+            chain, up = [run_id], owner.get(run_id)
+            while up is not None and len(chain) < 64:  # 64: a guard, not a real depth
+                chain.append(up)
+                up = owner.get(up)
+            lost.pop(run_id, None)  # re-inserted last: the oldest go first below
+            lost[run_id] = (reason, tuple(chain))
+        if len(lost) > _MAX_LOST:
+            for run_id in list(islice(lost, len(lost) - _MAX_LOST)):
+                del lost[run_id]
+
+    def _forget_finished(self, batch: Batch) -> None:
+        """A run whose final state is resolved makes no more records: forget its owner."""
+        owner = self._owner
+        for s in batch.states:
+            if s.type in TERMINAL:
+                owner.pop(s.run_id, None)
+
+    def _claim(self, runs: frozenset[UUID]) -> RecordingError | None:
+        """The losses of `runs` and the runs they own, reported to this flush and forgotten."""
+        if not self._lost:
+            return None
+        mine = {
+            run_id: reason for run_id, (reason, chain) in self._lost.items()
+            if not runs.isdisjoint(chain)
+        }
+        if not mine:
+            return None
+        for run_id in mine:
+            del self._lost[run_id]
+            self._unreported.discard(run_id)
+        reason = next(iter(mine.values()))
+        return RecordingError(f"records were not committed ({reason})", mine)
 
     def _complete_markers(self) -> None:
         resolved = next(iter(self._pending)) - 1 if self._pending else self._next_seq - 1
@@ -447,12 +546,12 @@ class Recorder:
         if not done:
             return
         error = None
-        if self._unreported:
-            reason = getattr(self, "_last_reason", "not recorded")
+        if any(marker.runs is None for marker in done) and self._unreported:
+            reason = self._last_reason
             error = RecordingError(f"records were not committed ({reason})", self._unreported)
             self._unreported = set()
         for marker in done:
-            marker.error = error
+            marker.error = error if marker.runs is None else self._claim(marker.runs)
             marker.event.set()
 
 

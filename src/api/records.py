@@ -2,14 +2,16 @@
 
 Write side (what the runtime records): `FlowRunRecord`, `TaskRunRecord`, `StateRecord`,
 `Heartbeat`. Read side (what clients and the CLI get back): `FlowRunInfo`, `TaskRunInfo`,
-`StateInfo`, queried with a `RunFilter`. A `Rejection` says why the server refused a state.
+`StateInfo`, queried with a `RunFilter`. A `Rejection` says why the server refused a state;
+an `Unstorable` why a record could not be stored at all.
 
 Pydantic models exist only at the wire edge (`models.py`); `codec.py` converts between the two.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import json
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Literal, NamedTuple
@@ -148,11 +150,21 @@ class RunFilter:
 
 
 @dataclass(frozen=True, slots=True)
+class Unstorable:
+    """A record that cannot be stored at all (see `Batch.without_unstorable`)."""
+
+    run_id: UUID
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class BatchResult:
-    """What the server did with one batch: how many states it applied and what it refused."""
+    """What the server did with one batch: how many states it applied, what it refused, and
+    which records it could not store at all (the rest of the batch was stored)."""
 
     applied: int
     rejections: tuple[Rejection, ...] = ()
+    unstored: tuple[Unstorable, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,3 +183,66 @@ class Batch:
         """Every run this batch touches, for naming unrecorded runs in errors."""
         ids = {r.id for r in self.flows} | {r.id for r in self.tasks}
         return ids | {s.run_id for s in self.states} | set(self.heartbeats)
+
+    def without_unstorable(self) -> tuple[Batch, tuple[Unstorable, ...]]:
+        """This batch without the records that no store or wire can take (text that is not
+        valid Unicode, such as a lone surrogate; parameters that are not JSON), and why each
+        cannot be taken, naming its run and field. Used only after a batch failed, so that one
+        bad record fails alone instead of taking its neighbours (other runs) with it."""
+        bad: list[Unstorable] = []
+
+        def keep(rec: Any, problem: str | None) -> bool:
+            if problem is not None:
+                bad.append(Unstorable(rec.run_id if isinstance(rec, StateRecord) else rec.id, problem))
+            return problem is None
+
+        flows = tuple(r for r in self.flows if keep(r, _flow_problem(r)))
+        tasks = tuple(r for r in self.tasks if keep(r, _task_problem(r)))
+        states = tuple(r for r in self.states if keep(r, _state_problem(r)))
+        return Batch(flows, tasks, states, self.heartbeats), tuple(bad)
+
+
+def _text_problem(where: str, field: str, value: Any) -> str | None:
+    if not isinstance(value, str):
+        return f"{where}: {field} is {type(value).__name__}, not text"
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            return f"{where}: {field} is not valid Unicode text ({exc.reason} in {ascii(value[:80])})"
+    return None
+
+
+def _texts_problem(where: str, field: str, values: Iterable[Any]) -> str | None:
+    return next((p for v in values if (p := _text_problem(where, field, v)) is not None), None)
+
+
+def _flow_problem(r: FlowRunRecord) -> str | None:
+    where = f"flow run {r.id}"
+    problem = (
+        _text_problem(where, "name", r.name) or _text_problem(where, "flow_name", r.flow_name)
+        or _texts_problem(where, "a tag", r.tags)
+    )
+    if problem is None:
+        try:
+            json.dumps(r.parameters).encode("utf-8")
+        except (TypeError, ValueError) as exc:
+            problem = f"{where}: parameters are not JSON ({exc})"
+    return problem
+
+
+def _task_problem(r: TaskRunRecord) -> str | None:
+    where = f"task run {r.id}"
+    return (
+        _text_problem(where, "name", r.name) or _text_problem(where, "task_name", r.task_name)
+        or _texts_problem(where, "a tag", r.tags)
+        or _texts_problem(where, "an upstream parameter name", r.upstream)
+    )
+
+
+def _state_problem(s: StateRecord) -> str | None:
+    where = f"state {s.name!a} of {s.run_kind} run {s.run_id}"
+    problem = _text_problem(where, "type", s.type) or _text_problem(where, "name", s.name)
+    if problem is None and s.message is not None:
+        problem = _text_problem(where, "message", s.message)
+    return problem

@@ -5,7 +5,9 @@ One database file (WAL mode) under `HEADWATER_HOME`; its tables and their migrat
 
 Writes happen only on the committer thread (`committer.py`) through `apply_batches`, which
 applies many batches in one transaction (group commit), first as one write, and batch by batch
-under a SAVEPOINT each when that fails, so one bad batch does not undo its neighbours. Rows go
+under a SAVEPOINT each when that fails, so one bad batch does not undo its neighbours; a batch
+that still fails is applied without its unstorable records (text that is not valid Unicode,
+say), and its result names them, so one bad record does not undo its batch. Rows go
 in with a few multi-row INSERTs (see `Storage._insert_rows` for why not `executemany`), and
 the current state of recently written runs is cached (`_RunCache`) instead of re-read. Ids are
 16-byte BLOBs; states are keyed by their run's integer seq (schema v3). Reads use one
@@ -21,6 +23,7 @@ from it) is kept in the history without moving the run's current state.
 from __future__ import annotations
 
 import json
+import logging
 import re
 import sqlite3
 import threading
@@ -50,6 +53,8 @@ from .records import (
 from .schema import MIGRATIONS as MIGRATIONS
 from .schema import SCHEMA_VERSION as SCHEMA_VERSION
 from .schema import connect, schema_version
+
+log = logging.getLogger(__name__)
 
 # Writes name every column, so they are the same in a new database and a migrated one.
 _FLOW_COLUMNS_IN = (
@@ -117,6 +122,10 @@ _CHUNK = 900  # stay under SQLite's bound-parameter limit on old builds
 _MAX_ROWS = 4096  # rows per multi-row INSERT: few statements per batch (see _insert_rows)
 _CACHE_RUNS = 50_000  # current states of recently written runs kept by the writer
 _PREFIX = re.compile(r"^[0-9a-f]{1,32}$")
+# What a write can raise for a bad value as well as for SQLite itself: binding a str with a
+# lone surrogate raises UnicodeEncodeError (a ValueError), an odd type TypeError or
+# OverflowError. Any of them fails one batch (or one record), never the whole group.
+_WRITE_ERRORS = (sqlite3.Error, ValueError, TypeError, OverflowError)
 
 
 @dataclass(slots=True)
@@ -224,7 +233,7 @@ class Storage:
         cur.execute("SAVEPOINT batch")
         try:
             results, runs = self._apply(cur, batches, now, careful=False)
-        except sqlite3.Error:
+        except _WRITE_ERRORS:
             if not cur.connection.in_transaction:
                 raise  # the whole transaction is gone (a full disk): not this group's fault
             cur.execute("ROLLBACK TO batch")
@@ -248,12 +257,27 @@ class Storage:
             cur.execute("RELEASE batch")
             self._cache.remember(runs)
             return result
-        except sqlite3.Error as exc:
+        except _WRITE_ERRORS as exc:
             if not cur.connection.in_transaction:
                 raise  # the whole transaction is gone (a full disk): not this batch's fault
             cur.execute("ROLLBACK TO batch")
             cur.execute("RELEASE batch")
+            return self._apply_storable(cur, batch, now, exc)
+
+    def _apply_storable(
+        self, cur: sqlite3.Cursor, batch: Batch, now: float, exc: Exception
+    ) -> BatchResult | Exception:
+        """After `batch` failed with `exc`: apply it without the records that cannot be stored
+        (`Batch.without_unstorable`), which its result names; `exc` if there are none."""
+        rest, unstored = batch.without_unstorable()
+        if not unstored:
             return exc
+        log.error("%d record(s) cannot be stored; the rest of their batch is: %s",
+                  len(unstored), unstored[0].reason)
+        result = self._apply_alone(cur, rest, now)
+        if isinstance(result, Exception):
+            return result
+        return BatchResult(result.applied, result.rejections, unstored)
 
     def _apply(
         self, cur: sqlite3.Cursor, batches: Sequence[Batch], now: float, *, careful: bool

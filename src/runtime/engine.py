@@ -247,7 +247,7 @@ class _TaskRunEngine:
             elif state.type in (StateType.FAILED, StateType.CRASHED):
                 self._hooks(self.task.on_failure)
         reporter = self.reporter
-        unrecorded = reporter.settle() if reporter is not None and not reporter.home else None
+        unrecorded = reporter.settle(run.id) if reporter is not None and not reporter.home else None
         earlier = run.history[self.first_index : -1]
         return _tuple_new(
             RunOutcome,

@@ -203,14 +203,20 @@ class FlowRunEngine:
 
     def make_durable(self) -> None:
         """A top-level flow's end: wait until every run it made is recorded, or raise
-        `RecordingError` naming those that are not. Also when the state service refused the
-        flow run's states (it declared the run crashed): the error carries the final state,
-        so a result computed but not recorded is not lost."""
+        `RecordingError` naming those that are not: its own, its task runs', its subflows'
+        (the recorder keeps each loss for the flows it concerns, whichever flush saw it), and
+        those that workers reported they could not record. Also when the state service
+        refused the flow run's states (it declared the run crashed). The error carries the
+        final state, so a result computed but not recorded is not lost."""
         run = self.run
         if self.reporter is None or run.parent_flow_run_id or run.parent_task_run_id:
             return
         try:
-            self.reporter.flush()
+            lost: RecordingError | None = None
+            try:
+                self.reporter.flush(run.id)
+            except RecordingError as exc:
+                lost = exc
             refused = refusal(self.services, self.reporter, run)
             if refused is not None:
                 error = RecordingError(refused, {run.id})
@@ -218,10 +224,15 @@ class FlowRunEngine:
                 raise error
             unrecorded = self.scheduler.unrecorded if self.scheduler is not None else {}
             if unrecorded:
-                reason = next(iter(unrecorded.values()))
-                raise RecordingError(
-                    f"workers could not record some task runs ({reason})", set(unrecorded)
-                )
+                reason = f"workers could not record some task runs ({next(iter(unrecorded.values()))})"
+                if lost is not None:
+                    reason = f"{str(lost).split('; unrecorded runs:')[0]}; {reason}"
+                error = RecordingError(reason, set(unrecorded) | (lost.run_ids if lost else set()))
+                error.state = run.state
+                raise error
+            if lost is not None:
+                lost.state = run.state
+                raise lost
         except Exception as exc:
             flow_logger.error("Runs of flow run %r are not recorded: %s", run.name, exc)
             raise

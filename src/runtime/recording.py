@@ -48,6 +48,8 @@ _YIELD_EVERY_MASK = 63
 LATE_INDEX_BASE = 1 << 24
 _JSON_ATOMS = (str, int, float, bool, type(None))
 _MAX_REPR = 1000
+_MAX_DEPTH = 8
+_TOO_DEEP = f"<nested deeper than {_MAX_DEPTH} levels>"
 
 _tuple_new = tuple.__new__
 _new_object = object.__new__
@@ -178,22 +180,33 @@ class RunReporter:
 
     def _send(self, run: Run, state: State, index: int) -> None:
         run_id = run.id
+        message = state.message  # state names come from a fixed vocabulary; messages do not
+        if message is not None and not message.isascii():
+            message = clean_text(message)
         self._state_changed(
             _tuple_new(
                 self._state_record,
                 (
-                    run_id, run.kind, state.type.value, state.name, state.message, state.ts,
+                    run_id, run.kind, state.type.value, state.name, message, state.ts,
                     _transition_id(run_id, index), False,
                 ),
             )
         )
 
     def _announce(self, run: Run, state: State) -> None:
+        # Text is made valid UTF-8 here, where records are made (see `clean_text`): a record
+        # the server cannot store is lost, and with it the run.
+        name, tags = run.name, run.tags
+        if tags:
+            tags = tuple(clean_text(tag) for tag in tags)
         if isinstance(run, TaskRun):
+            task_name = run.task_name
+            if not (name.isascii() and task_name.isascii()):
+                name, task_name = clean_text(name), clean_text(task_name)
             self.recorder.task_run_created(
                 _tuple_new(
                     self._task_record,
-                    (run.id, run.flow_run_id, run.name, run.task_name, run.tags, run.upstream, state.ts),
+                    (run.id, run.flow_run_id, name, task_name, tags, run.upstream, state.ts),
                 )
             )
         else:
@@ -201,12 +214,12 @@ class RunReporter:
             self.recorder.flow_run_created(
                 self._flow_record(
                     run.id,
-                    run.name,
-                    run.flow_name,
+                    clean_text(name),
+                    clean_text(run.flow_name),
                     json_safe(run.parameters),
                     run.parent_flow_run_id,
                     run.parent_task_run_id,
-                    run.tags,
+                    tags,
                     state.ts,
                 )
             )
@@ -214,9 +227,10 @@ class RunReporter:
     def adopt(self, run: Run) -> None:
         """Start reporting a run whose earlier states another process recorded."""
 
-    def settle(self) -> str | None:
-        """Make this process's records durable before an outcome leaves it; None when they
-        are, else why not. The flow's own recorder is flushed at the flow's end instead."""
+    def settle(self, run_id: UUID) -> str | None:
+        """Make run `run_id`'s records (and those of the subflows it ran) durable before its
+        outcome leaves this process; None when they are, else why not. The flow's own recorder
+        is flushed at the flow's end instead."""
         return None
 
     def flow_started(self, flow_run_id: UUID) -> None:
@@ -225,8 +239,10 @@ class RunReporter:
     def flow_finished(self, flow_run_id: UUID) -> None:
         self._heartbeats.discard(flow_run_id)
 
-    def flush(self, timeout: float = FLUSH_TIMEOUT) -> None:
-        self.recorder.flush(timeout)
+    def flush(self, run_id: UUID, timeout: float = FLUSH_TIMEOUT) -> None:
+        """Wait until everything recorded so far is committed; raise `RecordingError` naming
+        the lost runs among `run_id` and the runs it owns, whichever flush saw them dropped."""
+        self.recorder.flush(timeout, runs=(run_id,))
 
 
 class RemoteReporter(RunReporter):
@@ -241,11 +257,11 @@ class RemoteReporter(RunReporter):
         for index, state in enumerate(run.history, start=1):
             self._send(run, state, index)
 
-    def settle(self) -> str | None:
+    def settle(self, run_id: UUID) -> str | None:
         from ..api import RecordingError
 
         try:
-            self.recorder.flush(FLUSH_TIMEOUT)
+            self.recorder.flush(FLUSH_TIMEOUT, runs=(run_id,))
         except RecordingError as exc:
             return str(exc)
         return None
@@ -305,16 +321,41 @@ def _transition_id(run_id: UUID, index: int) -> UUID:
 
 
 def json_safe(value: Any, depth: int = 0) -> Any:
-    """Parameters as JSON-safe data: containers kept, anything else by its (bounded) repr."""
+    """Parameters as JSON-safe data: containers kept to `_MAX_DEPTH` levels, anything else by
+    its (bounded) repr, and text as valid UTF-8. Never raises: a container nested deeper than
+    that becomes a marker (its repr would recurse as deep as it goes, and a 10,000-deep list
+    raised RecursionError before the flow ran), and an object whose repr fails a note saying so."""
     if isinstance(value, _JSON_ATOMS):
-        return value if not isinstance(value, str) or len(value) <= _MAX_REPR else value[:_MAX_REPR]
-    if depth < 8:
-        if isinstance(value, (list, tuple)):
-            return [json_safe(item, depth + 1) for item in value[:1000]]
+        if not isinstance(value, str):
+            return value
+        return clean_text(value if len(value) <= _MAX_REPR else value[:_MAX_REPR])
+    if isinstance(value, (list, tuple, dict)):
+        if depth >= _MAX_DEPTH:
+            return _TOO_DEEP
         if isinstance(value, dict):
-            return {str(key): json_safe(item, depth + 1) for key, item in list(value.items())[:1000]}
-    text = repr(value)
-    return text if len(text) <= _MAX_REPR else text[: _MAX_REPR - 3] + "..."
+            return {
+                clean_text(str(key)): json_safe(item, depth + 1)
+                for key, item in list(value.items())[:1000]
+            }
+        return [json_safe(item, depth + 1) for item in value[:1000]]
+    try:
+        text = repr(value)
+    except Exception as exc:  # RecursionError from a deep structure inside, or a broken __repr__
+        return f"<{type(value).__name__} object: repr failed with {type(exc).__name__}>"
+    return clean_text(text if len(text) <= _MAX_REPR else text[: _MAX_REPR - 3] + "...")
+
+
+def clean_text(text: str) -> str:
+    """`text` as valid Unicode for the state service: a lone surrogate (from a filename decoded
+    with `surrogateescape`, say) cannot be encoded as UTF-8 and becomes U+FFFD; a surrogate pair
+    becomes the character it stands for. The usual ASCII text costs one `isascii()`."""
+    if text.isascii():
+        return text
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+    return text
 
 
 class _Heartbeats:

@@ -104,3 +104,38 @@ def test_odd_records_do_not_poison_a_batch_sent_over_grpc(client) -> None:  # ty
         assert client.read_flow_run(normal.id).state_type == "RUNNING"
     finally:
         recorder.close(timeout=5)
+
+
+@pytest.mark.parametrize("sink", ["local", "grpc"])
+def test_a_record_the_server_cannot_store_fails_alone(server, client, sink: str) -> None:  # type: ignore[no-untyped-def]
+    from headwater.api import RecordingError
+    from headwater.api.client import Target
+    from headwater.api.recorder import Recorder, _GrpcSink, _LocalSink
+
+    from .conftest import TOKEN
+
+    if sink == "local":  # the embedded path: batches straight to the group committer
+        recorder = Recorder(_LocalSink(server.committer))
+    else:
+        recorder = Recorder(_GrpcSink(Target.resolve(server.url, TOKEN, None)))
+    try:
+        run = flow()
+        good, bad_name, bad_message = task(run.id, "good"), task(run.id, "bad\ud800"), task(run.id, "ok")
+        recorder.flow_run_created(run)
+        recorder.state_changed(state(run.id, "RUNNING"))
+        for t in (good, bad_name, bad_message):
+            recorder.task_run_created(t)
+            recorder.state_changed(state(t.id, "RUNNING", "task"))
+        recorder.state_changed(state(bad_message.id, "FAILED", "task", message="no\udcff"))
+        recorder.state_changed(state(good.id, "COMPLETED", "task"))
+        with pytest.raises(RecordingError) as err:
+            recorder.flush(timeout=10)
+        assert err.value.run_ids == {bad_name.id, bad_message.id}
+        assert f"task run {bad_name.id}: name is not valid Unicode text" in str(err.value)
+        info = client.read_flow_run(run.id)
+        assert (info.name, info.parameters, info.state_type) == (run.name, run.parameters, "RUNNING")
+        assert client.read_task_run(good.id).state_type == "COMPLETED"
+        assert [s.type for s in client.read_history(bad_message.id)] == ["RUNNING"]
+        recorder.flush(timeout=10)  # reported once
+    finally:
+        recorder.close(timeout=5)

@@ -11,7 +11,7 @@ import pytest
 
 from headwater.api import SchemaVersionError
 from headwater.api.committer import GroupCommitter
-from headwater.api.records import Batch, FlowRunRecord
+from headwater.api.records import Batch, BatchResult, FlowRunRecord
 from headwater.api.storage import MIGRATIONS, SCHEMA_VERSION, Storage, schema_version
 
 from .helpers import flow, state, task
@@ -199,9 +199,12 @@ def test_a_bad_batch_in_a_group_fails_alone_and_repeats_are_no_ops(tmp_path: Pat
         t = task(run.id)
         first = Batch((run,), (t,), (state(t.id, "PENDING", "task"),))
         later = Batch(states=(state(t.id, "RUNNING", "task"), state(t.id, "COMPLETED", "task")))
-        bad = Batch(flows=(FlowRunRecord(uuid.uuid4(), None, "f"),))  # type: ignore[arg-type]
+        bad_run = FlowRunRecord(uuid.uuid4(), None, "f")  # type: ignore[arg-type]
+        bad = Batch(flows=(bad_run,))
         results = storage.apply_batches([first, bad, later, first], time.time())
-        assert isinstance(results[1], sqlite3.IntegrityError)
+        # The batch is applied without the record it cannot store, which its result names.
+        (unstored,) = results[1].unstored  # type: ignore[union-attr]
+        assert unstored.run_id == bad_run.id and "name is NoneType, not text" in unstored.reason
         assert [(r.applied, r.rejections) for r in (results[0], results[2], results[3])] == [  # type: ignore[union-attr]
             (1, ()), (2, ()), (0, ())
         ]
@@ -209,5 +212,24 @@ def test_a_bad_batch_in_a_group_fails_alone_and_repeats_are_no_ops(tmp_path: Pat
         assert grouped[0].applied == 0 and len(grouped[1].rejections) == 1  # type: ignore[union-attr]
         assert [s.type for s in storage.read_history(t.id)] == ["PENDING", "RUNNING", "COMPLETED"]
         assert storage.read_task_run(t.id).state_type == "COMPLETED"
+    finally:
+        storage.close()
+
+
+def test_text_sqlite_cannot_bind_fails_its_record_alone_not_the_group(tmp_path: Path) -> None:
+    """Binding a lone surrogate raises UnicodeEncodeError, not sqlite3.Error: it used to roll
+    back the whole group, every neighbouring batch with it."""
+    storage = Storage(tmp_path / "h.db", synchronous="NORMAL")
+    try:
+        run = flow()
+        good, bad = task(run.id, "good"), task(run.id, "bad\ud800name")
+        neighbour = Batch((run,), (), (state(run.id, "RUNNING"),))
+        mixed = Batch((), (good, bad), (state(good.id, "PENDING", "task"), state(bad.id, "PENDING", "task")))
+        results = storage.apply_batches([neighbour, mixed], time.time())
+        assert results[0] == BatchResult(1)
+        (unstored,) = results[1].unstored  # type: ignore[union-attr]
+        assert unstored.run_id == bad.id and f"task run {bad.id}: name is not valid Unicode" in unstored.reason
+        assert storage.read_flow_run(run.id).state_type == "RUNNING"
+        assert storage.read_task_run(good.id).state_type == "PENDING"
     finally:
         storage.close()

@@ -311,3 +311,215 @@ def test_after_reset_recorder_the_next_flow_is_recorded(tmp_path: Path, monkeypa
     runs = cli_json(tmp_path, "ls")
     assert [run["state_type"] for run in runs] == ["COMPLETED", "COMPLETED"]
     assert all(run["task_run_count"] == 1 for run in runs)
+
+
+def test_a_10000_deep_parameter_is_recorded_as_a_marker_and_the_flow_runs(tmp_path: Path) -> None:
+    code = """
+    from headwater import flow
+
+    class Opaque:
+        def __init__(self, inner):
+            self.inner = inner
+        def __repr__(self):
+            return f"Opaque({self.inner!r})"
+
+    @flow
+    def deep(nested: list, wrapped: object) -> str:
+        return "ran"
+
+    nested: list = []
+    for _ in range(10_000):
+        nested = [nested]
+    print(deep(nested, Opaque(nested)))
+    """
+    result = run_script(tmp_path, code)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ran"
+    (run,) = cli_json(tmp_path, "ls")
+    assert run["state_type"] == "COMPLETED"
+    kept = run["parameters"]["nested"]
+    for _ in range(6):  # containers kept to 8 levels, the parameters dict the first
+        (kept,) = kept
+    assert kept == ["<nested deeper than 8 levels>"]
+    assert run["parameters"]["wrapped"] == "<Opaque object: repr failed with RecursionError>"
+
+
+NEIGHBOURS = """
+import threading
+from headwater import flow, task
+
+@task
+def work(i: int) -> int:
+    return i
+
+@task(task_run_name="bad\\ud800name", tags=["tag\\udcff"])
+def oddly_named() -> int:
+    raise ValueError("message \\udcff from a filename")
+
+@flow
+def neighbour(n: int) -> int:
+    return sum(work.map(range(n)).result())
+
+@flow
+def offender(label: str) -> int:
+    oddly_named.submit().wait()
+    return sum(work.map(range(5)).result())
+
+results = {}
+other = threading.Thread(target=lambda: results.update(neighbour=neighbour(199)))
+other.start()
+results["offender"] = offender("odd\\ud800")
+other.join()
+print(results["neighbour"], results["offender"])
+"""
+
+
+@pytest.mark.parametrize("where", ["embedded", "standalone"])
+def test_a_lone_surrogate_in_one_flow_reaches_no_other_run(tmp_path: Path, where: str) -> None:
+    env: dict[str, str] | None = None
+    server = None
+    if where == "standalone":
+        server, url = start_server_process(tmp_path / "server-home")
+        env = {"HEADWATER_API_URL": url}
+    try:
+        result = run_script(tmp_path, NEIGHBOURS, env=env)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.split()[-2:] == ["19701", "10"]
+        runs = {run["flow_name"]: run for run in cli_json(tmp_path, "ls", env=env)}
+        assert set(runs) == {"neighbour", "offender"}
+        assert runs["neighbour"]["parameters"] == {"n": 199}
+        assert runs["offender"]["parameters"] == {"label": "odd\ufffd"}
+        assert all(run["name"] and run["state_type"] == "COMPLETED" for run in runs.values())
+        assert runs["neighbour"]["task_run_count"] == 199 and runs["offender"]["task_run_count"] == 6
+        shown = cli_json(tmp_path, "show", runs["offender"]["id"], env=env)
+        (odd,) = [t for t in shown["task_runs"] if t["task_name"] == "oddly_named"]
+        assert (odd["name"], odd["state_type"]) == ("bad\ufffdname", "FAILED")
+        assert odd["states"][-1]["message"] == "ValueError: message \ufffd from a filename"
+    finally:
+        if server is not None:
+            server.terminate()
+            server.wait(timeout=10)
+
+
+OUTAGE = """
+import json, pathlib, sys, threading, time
+from headwater import RecordingError, flow, get_run_context, task
+from headwater.api import get_recorder
+
+gates = [pathlib.Path(p) for p in {gates!r}]
+second_lost_some = threading.Event()
+
+say_lock = threading.Lock()
+
+def say(**fields):
+    with say_lock:  # one whole line at a time from either flow's thread
+        sys.stdout.write(json.dumps(fields) + "\\n")
+        sys.stdout.flush()
+
+def wait_for(gate):
+    while not gate.exists():
+        time.sleep(0.02)
+
+@task
+def work(i: int) -> int:
+    return i
+
+def phase(flow_name, name):
+    futures = work.map(range(5))
+    futures.wait()
+    say(flow=flow_name, phase=name, ids=[str(f.run_id) for f in futures])
+
+@flow
+def first() -> None:
+    say(flow="first", phase="flow", ids=[str(get_run_context().flow_run.id)])
+    phase("first", "before")
+    get_recorder().flush(10)
+    say(ready="first")
+    wait_for(gates[0])  # the server is dead from here on
+    phase("first", "down")
+    second_lost_some.wait()
+    # returns: its end waits out the grace and raises for what was dropped, the second
+    # flow's records dropped with them included
+
+@flow
+def second() -> None:
+    say(flow="second", phase="flow", ids=[str(get_run_context().flow_run.id)])
+    phase("second", "before")
+    get_recorder().flush(10)
+    say(ready="second")
+    wait_for(gates[0])
+    phase("second", "down")
+    second_lost_some.set()
+    wait_for(gates[1])  # the server is back
+    phase("second", "after")
+
+def run(fn):
+    try:
+        fn()
+    except RecordingError as exc:
+        say(raised=fn.__name__, ids=sorted(str(r) for r in exc.run_ids))
+        raise
+
+other = threading.Thread(target=run, args=(first,))
+other.start()
+try:
+    run(second)
+finally:
+    other.join()
+"""
+
+
+def test_after_an_outage_every_flow_raises_for_its_own_lost_runs(tmp_path: Path) -> None:
+    from tests.api.test_processes import _free_port
+
+    home, port = tmp_path / "server-home", _free_port()
+    server, url = start_server_process(home, "--port", str(port))
+    gates = [tmp_path / "server-dead", tmp_path / "server-back"]
+    env = {
+        **os.environ, "HEADWATER_HOME": str(tmp_path), "HEADWATER_API_URL": url,
+        "HEADWATER_RECORDER_GRACE_SECONDS": "2",  # over the 1 s longest reconnect backoff
+    }  # fmt: skip
+    proc = subprocess.Popen(
+        [PYTHON, "-c", textwrap.dedent(OUTAGE.format(gates=[str(g) for g in gates]))],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )
+    runs: dict[tuple[str, str], set[str]] = {}
+    raised: dict[str, set[str]] = {}
+    ready: set[str] = set()
+
+    def read_until(done: Any) -> None:
+        assert proc.stdout is not None
+        while not done():
+            line = proc.stdout.readline()
+            assert line, f"flow process ended early: {proc.stderr.read() if proc.stderr else ''}"
+            event = json.loads(line)
+            if "phase" in event:
+                runs[event["flow"], event["phase"]] = set(event["ids"])
+            elif "raised" in event:
+                raised[event["raised"]] = set(event["ids"])
+            else:
+                ready.add(event["ready"])
+
+    try:
+        read_until(lambda: ready == {"first", "second"})
+        server.kill()  # SIGKILL, after both flows' first records were committed
+        server.wait(timeout=10)
+        gates[0].write_text("")
+        read_until(lambda: "first" in raised)  # first's end waited out the grace
+        server, _ = start_server_process(home, "--port", str(port))
+        gates[1].write_text("")
+        read_until(lambda: "second" in raised)
+        assert proc.wait(timeout=30) != 0
+        shown = cli_json(tmp_path, "show", next(iter(runs["second", "flow"])), env={"HEADWATER_API_URL": url})
+    finally:
+        proc.kill()
+        server.terminate()
+        server.wait(timeout=10)
+
+    # Each flow names its own lost runs, and only those: the first its flow run (its final
+    # state went with them) and the task runs it made while the server was away; the second
+    # only the task runs it made then, although the first flow's end saw them dropped.
+    assert raised["first"] == runs["first", "flow"] | runs["first", "down"]
+    assert raised["second"] == runs["second", "down"]
+    recorded = {t["id"] for t in shown["task_runs"]}
+    assert recorded == runs["second", "before"] | runs["second", "after"]
