@@ -10,6 +10,8 @@ import pytest
 
 from headwater.api import StateClient, StateServer
 
+from .helpers import start_server_process, stop_process
+
 TOKEN = "test-token-123"
 
 
@@ -25,6 +27,16 @@ def server(home: Path) -> Iterator[StateServer]:
     srv.start()
     yield srv
     srv.stop(0.5)
+
+
+@pytest.fixture
+def server_process(tmp_path: Path) -> Iterator[str]:
+    """A standalone `headwater server start` process with TOKEN; yields its URL."""
+    proc, url = start_server_process(tmp_path / "server-process-home", "--token", TOKEN)
+    try:
+        yield url
+    finally:
+        stop_process(proc)
 
 
 @pytest.fixture

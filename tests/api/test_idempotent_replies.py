@@ -13,19 +13,16 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Iterator
-from pathlib import Path
 
 import grpc
-import pytest
 
 from headwater.api import StateClient
 from headwater.api import codec
 from headwater.api.service import REQUEST_ID_KEY, method_path
 
-from .helpers import flow, start_server_process, state, stop_process
+from .conftest import TOKEN
+from .helpers import flow, state
 
-TOKEN = "replies-token"
 _HEADER = 9  # an HTTP/2 frame header: length (3), type, flags, stream id (4)
 
 
@@ -93,19 +90,10 @@ class WithholdingProxy:
         self._listener.close()
 
 
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[str]:
-    proc, url = start_server_process(tmp_path / "home", "--token", TOKEN)
-    try:
-        yield url
-    finally:
-        stop_process(proc)
-
-
-def test_a_set_state_retried_after_its_reply_was_lost_is_still_answered_new(server: str) -> None:
-    host, port = server.removeprefix("grpc://").rsplit(":", 1)
+def test_a_set_state_retried_after_its_reply_was_lost_is_still_answered_new(server_process: str) -> None:
+    host, port = server_process.removeprefix("grpc://").rsplit(":", 1)
     proxy = WithholdingProxy((host, int(port)))
-    direct = StateClient(server, token=TOKEN)
+    direct = StateClient(server_process, token=TOKEN)
     through_proxy = StateClient(f"grpc://127.0.0.1:{proxy.port}", token=TOKEN, timeout=5, retry_for=20)
     try:
         run = flow()
@@ -130,11 +118,11 @@ def test_a_set_state_retried_after_its_reply_was_lost_is_still_answered_new(serv
         proxy.close()
 
 
-def test_the_same_request_id_gets_the_same_reply_and_a_new_one_is_decided_afresh(server: str) -> None:
-    with StateClient(server, token=TOKEN) as client:
+def test_the_same_request_id_gets_the_same_reply_and_a_new_one_is_decided_afresh(server_process: str) -> None:
+    with StateClient(server_process, token=TOKEN) as client:
         run = flow()
         client.create_flow_run(run)
-    channel = grpc.insecure_channel(server.removeprefix("grpc://"))
+    channel = grpc.insecure_channel(server_process.removeprefix("grpc://"))
     set_state = channel.unary_unary(method_path("SetState"))
     body = codec.pack(codec.state_body(state(run.id, "RUNNING")))
     auth = ("authorization", f"Bearer {TOKEN}")

@@ -9,32 +9,21 @@ from __future__ import annotations
 import os
 import resource
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 
 from headwater.api import RunFilter, StateClient
 from headwater.api.client import Target
 from headwater.api.recorder import Recorder, _GrpcSink
 from headwater.api.server import MAX_WORKERS
 
-from .helpers import flow, start_server_process, state, stop_process
-
-TOKEN = "many-clients-token"
-
-
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[str]:
-    proc, url = start_server_process(tmp_path / "home", "--token", TOKEN)
-    try:
-        yield url
-    finally:
-        stop_process(proc)
+from .conftest import TOKEN
+from .helpers import flow, state
 
 
-def test_more_recording_clients_than_server_threads_all_flush_and_reads_stay_fast(server: str) -> None:
-    target = Target.resolve(server, TOKEN, None)
+
+def test_more_recording_clients_than_server_threads_all_flush_and_reads_stay_fast(server_process: str) -> None:
+    target = Target.resolve(server_process, TOKEN, None)
     clients = MAX_WORKERS + 22
     recorders = [Recorder(_GrpcSink(target), window=1) for _ in range(clients)]
     try:
@@ -49,7 +38,7 @@ def test_more_recording_clients_than_server_threads_all_flush_and_reads_stay_fas
             recorder.flush(timeout=20)
         assert time.monotonic() - started < 20
         # All of them are alive and idle now: a read must not wait behind them.
-        with StateClient(server, token=TOKEN) as client:
+        with StateClient(server_process, token=TOKEN) as client:
             started = time.perf_counter()
             client.list_flow_runs()  # what `headwater runs ls` asks: the newest 100
             elapsed = time.perf_counter() - started
@@ -76,8 +65,8 @@ def _cpu_seconds(thread_name: str) -> float:
     return total
 
 
-def test_an_idle_recorder_sleeps_instead_of_polling(server: str) -> None:
-    recorder = Recorder(_GrpcSink(Target.resolve(server, TOKEN, None)), window=1)
+def test_an_idle_recorder_sleeps_instead_of_polling(server_process: str) -> None:
+    recorder = Recorder(_GrpcSink(Target.resolve(server_process, TOKEN, None)), window=1)
     try:
         run = flow()
         recorder.flow_run_created(run)
