@@ -599,6 +599,10 @@ def _decide(run: _RunState, state: StateRecord) -> str | None:
         if run.timestamp is not None and state.timestamp < run.timestamp and not rules.check_state(
             state.type, state.name
         ):
+            if rules.is_terminal(run.type) and rules.is_terminal(state.type):
+                # A run that ended one way (crashed by the sweeper, say) did not also end
+                # another: refused, so the process that sent it learns (fencing).
+                return reason
             return None  # a late arrival from another process: history only
         return reason
     run.type, run.name, run.timestamp, run.dirty = state.type, state.name, state.timestamp, True

@@ -161,9 +161,13 @@ except RecordingError as exc:
 """
 
 
-@pytest.mark.parametrize("old_connections", [True, False], ids=["route-back", "connection-forgotten"])
+@pytest.mark.parametrize(
+    ("old_connections", "finish_while_cut"),
+    [(True, False), (False, False), (True, True)],
+    ids=["route-back", "connection-forgotten", "finished-while-cut-off"],
+)
 def test_a_run_declared_crashed_while_cut_off_fails_its_flow_instead_of_exiting_0(
-    tmp_path: Path, server: str, old_connections: bool
+    tmp_path: Path, server: str, old_connections: bool, finish_while_cut: bool
 ) -> None:
     proxy = Blackhole(int(server.rsplit(":", 1)[1]))
     gate = tmp_path / "go"
@@ -176,6 +180,8 @@ def test_a_run_declared_crashed_while_cut_off_fails_its_flow_instead_of_exiting_
         with StateClient(server, retry_for=5) as client:
             _wait_for(lambda: [r.state_type for r in client.list_flow_runs()] == ["RUNNING"])
             proxy.cut()
+            if finish_while_cut:  # its Completed is older than the sweeper's Crashed
+                gate.write_text("go")
             _wait_for(lambda: client.list_flow_runs()[0].state_type == "CRASHED")
             proxy.restore(old_connections=old_connections)
             gate.write_text("go")
