@@ -246,7 +246,16 @@ _OTHERWISE = (
     "or unset HEADWATER_API_URL to record into a server embedded in this process, "
     "or set HEADWATER_RECORD=0 to run without recording"
 )
-_TLS_WORDS = ("handshake", "ssl", "tls", "certificate")
+# What TLS failures say. Not a bare "handshake": a connection refused or reset under load reads
+# "tcp handshaker shutdown", which is transient, not a TLS mismatch.
+_TLS_WORDS = ("ssl", "tls", "certificate")
+
+
+def looks_like_tls_failure(details: str) -> bool:
+    """Whether a failed call's details say TLS did not fit (final), not that the server was
+    busy or away (transient, retried until the preflight's wait runs out)."""
+    lowered = details.lower()
+    return any(word in lowered for word in _TLS_WORDS)
 
 
 def preflight(target: Target, wait: float = 5.0) -> None:
@@ -290,11 +299,11 @@ def _ping_until(channel: grpc.Channel, target: Target, deadline: float, wait: fl
             )
         if code not in TRANSIENT:
             raise error_for_status(code, f"the state service at {target.url}: {details}")
-        if any(word in details.lower() for word in _TLS_WORDS):
+        if looks_like_tls_failure(details):
             raise _tls_mismatch(target, details)
         # A plain connection to a TLS server is closed before any answer.
         closed = closed + 1 if "socket closed" in details.lower() else 0
-        if closed >= 2 and not target.tls:
+        if closed >= 3 and not target.tls:
             raise _tls_mismatch(target, "the server closed the connection before answering")
         if time.monotonic() + 0.25 >= deadline:
             raise ServiceUnavailable(

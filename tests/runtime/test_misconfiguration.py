@@ -138,3 +138,24 @@ def test_settings_repr_hides_the_token(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HEADWATER_API_TOKEN", TOKEN)
     settings = get_settings()
     assert settings.api_token == TOKEN and TOKEN not in repr(settings)
+
+
+@pytest.mark.parametrize(
+    ("details", "tls"),
+    [
+        ("Ssl handshake failed: SSL_ERROR_SSL: error:0A00010B:SSL routines::wrong version number", True),
+        ("failed to connect to all addresses; last error: UNKNOWN: ipv4:127.0.0.1:4200: "
+         "Ssl handshake failed (TSI_PROTOCOL_FAILURE)", True),
+        ("certificate verify failed", True),
+        # Seen when 16 flow processes start at once against one server: busy, not misconfigured.
+        ("failed to connect to all addresses; last error: UNKNOWN: ipv4:127.0.0.1:44481: "
+         "tcp handshaker shutdown", False),
+        ("failed to connect to all addresses; last error: UNAVAILABLE: ipv4:127.0.0.1:1: "
+         "Connection refused", False),
+        ("Deadline Exceeded", False),
+    ],
+)
+def test_only_tls_failures_are_final_in_the_preflight(details: str, tls: bool) -> None:
+    from headwater.api.client import looks_like_tls_failure
+
+    assert looks_like_tls_failure(details) is tls
