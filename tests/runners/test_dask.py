@@ -16,8 +16,7 @@ import dask
 import distributed
 
 from headwater import ShippingError, flow, task
-from headwater.runners import DaskTaskRunner, TaskCall
-from headwater.runners._dask import get_dask_client
+from headwater.runners import DaskTaskRunner, TaskCall, get_dask_client
 from tests.runners.dask_cluster import shared_dask_address, small_cluster
 from tests.runtime.test_recording import cli_json
 
