@@ -117,6 +117,8 @@ class DaskFuture:
     def cancel(self) -> bool:
         """Withdraw the call. One already running on a worker runs to its end there (Dask
         cannot interrupt it); the flow has stopped listening."""
+        if self.meta.done():
+            return False
         self.meta.cancel()
         self.main.cancel()
         return True
@@ -169,16 +171,21 @@ class DaskTaskRunner(TaskRunner):
         if isinstance(target, distributed.Client):
             self.client = target
             return
-        if target is None:
-            cls = self.cluster_class or distributed.LocalCluster
-            cls = _import(cls) if isinstance(cls, str) else cls
-            with dask_config.set({ALLOWED_FAILURES: 0}):  # one execution per attempt
-                target = cls(**self.cluster_kwargs)
-            self._owned.append(target)
-            if self.adapt_kwargs:
-                target.adapt(**self.adapt_kwargs)
-        self.client = distributed.Client(target, **self.client_kwargs)  # type: ignore[no-untyped-call]
-        self._owned.append(self.client)
+        try:
+            if target is None:
+                cls = self.cluster_class or distributed.LocalCluster
+                cls = _import(cls) if isinstance(cls, str) else cls
+                with dask_config.set({ALLOWED_FAILURES: 0}):  # one execution per attempt
+                    target = cls(**self.cluster_kwargs)
+                self._owned.append(target)
+                if self.adapt_kwargs:
+                    target.adapt(**self.adapt_kwargs)
+            client = distributed.Client(target, **self.client_kwargs)  # type: ignore[no-untyped-call]
+        except BaseException:
+            self.shutdown()  # a cluster started for a client that never came up
+            raise
+        self._owned.append(client)
+        self.client = client
 
     def submit(self, call: TaskCall) -> RunnerFuture:
         client = self.client
@@ -216,6 +223,8 @@ class DaskTaskRunner(TaskRunner):
         return DaskFuture(call.run_id, main, meta)
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        """Close the client and cluster this runner started (closing a client releases its
+        futures: queued calls are dropped, their values freed); nothing passed in."""
         owned, self._owned, self.client = self._owned, [], None
         for thing in reversed(owned):
             thing.close()
@@ -226,8 +235,8 @@ class DaskTaskRunner(TaskRunner):
         )
 
     def __repr__(self) -> str:
-        where = self.address if isinstance(self.address, str) else type(self.address or self.cluster_class).__name__
-        return f"DaskTaskRunner({where})"
+        where = self.address if self.address is not None else self.cluster_class or "LocalCluster"
+        return f"DaskTaskRunner({where!r})"
 
 
 @contextmanager
