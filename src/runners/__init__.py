@@ -30,6 +30,7 @@ _LAZY: dict[str, str] = {"ProcessPoolTaskRunner": "._process"}
 # class name -> (module in this package, distributions it needs, extra that installs them)
 _OPTIONAL: dict[str, tuple[str, tuple[str, ...], str]] = {
     "DaskTaskRunner": ("._dask", ("dask", "distributed"), "dask"),
+    "get_dask_client": ("._dask", ("dask", "distributed"), "dask"),
     "RayTaskRunner": ("._ray", ("ray",), "ray"),
 }
 

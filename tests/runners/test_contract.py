@@ -18,6 +18,7 @@ import pytest
 from headwater import allow_failure, flow, task, unmapped
 from headwater.runners import (
     ConcurrentTaskRunner,
+    DaskTaskRunner,
     ProcessPoolTaskRunner,
     SequentialTaskRunner,
     TaskCall,
@@ -25,11 +26,13 @@ from headwater.runners import (
 )
 from headwater.runners.base import RunnerFuture
 from headwater.errors import BrokenRunner, UpstreamFailed
+from tests.runners.dask_cluster import shared_dask_address
 
 RUNNERS: dict[str, Callable[[], TaskRunner]] = {
     "sequential": SequentialTaskRunner,
     "concurrent": lambda: ConcurrentTaskRunner(max_workers=4),
     "processes": lambda: ProcessPoolTaskRunner(max_workers=2),
+    "dask": lambda: DaskTaskRunner(shared_dask_address()),
 }
 
 
@@ -231,6 +234,9 @@ ONE_WORKER: dict[str, Callable[[], TaskRunner]] = {
     "sequential": SequentialTaskRunner,
     "concurrent": lambda: ConcurrentTaskRunner(max_workers=1),
     "processes": lambda: ProcessPoolTaskRunner(max_workers=1),
+    "dask": lambda: DaskTaskRunner(  # its own one-thread cluster; threads start fastest
+        cluster_kwargs={"n_workers": 1, "threads_per_worker": 1, "processes": False, "dashboard_address": ":0"}
+    ),
 }
 
 

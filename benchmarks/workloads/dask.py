@@ -1,0 +1,141 @@
+"""dask: no-op tasks on `DaskTaskRunner`, against raw ``Client.submit`` on the same cluster.
+
+What running the engine on Dask workers costs. One LocalCluster (2 worker processes x 1
+thread) is started the first time a trial needs it and serves the whole suite run, so cluster
+start-up is measured by neither side; each trial opens and closes its own client, as a flow
+does. Headwater submits two Dask tasks per task run (the engine, whose outcome stays on the
+worker, and a small one that sends back the state without the value); each worker records its
+runs into the flow's embedded state service and flushes them before its outcome leaves.
+
+* ``dask-submit``: N independent no-op tasks, then wait for all.
+* ``dask-chain``: N dependent no-op tasks, each taking the previous one's future. Headwater
+  dispatches a step once the flow hears the previous one finished (a round trip through the
+  flow's process per step); raw Dask hands the whole chain to its scheduler at once.
+"""
+
+from __future__ import annotations
+
+import atexit
+from typing import Any
+
+from benchmarks.children import scratch_home
+from benchmarks.engines import environment, require_baseline, require_headwater
+from benchmarks.workload import LATENCY, THROUGHPUT, Trial, Workload
+from benchmarks.workloads._shared import noop
+
+WORKERS = 2
+_cluster: list[Any] = []
+
+
+def _address() -> str:
+    """The suite's one cluster, started on first use and closed when the suite exits."""
+    if not _cluster:
+        import dask
+        from distributed import LocalCluster
+
+        with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
+            cluster = LocalCluster(
+                n_workers=WORKERS, threads_per_worker=1, dashboard_address=":0",
+                env={"HEADWATER_HOME": scratch_home()},
+            )  # fmt: skip
+        atexit.register(cluster.close)
+        _cluster.append(cluster)
+    return str(_cluster[0].scheduler_address)
+
+
+def _recorded_flow(body: Any) -> Trial:
+    require_headwater()
+    from headwater import flow
+    from headwater.runners import DaskTaskRunner
+
+    address = _address()
+    run = flow(task_runner=DaskTaskRunner(address))(body)
+    env = {"HEADWATER_RECORD": "1", "HEADWATER_HOME": scratch_home()}
+
+    def trial() -> None:
+        with environment(env):
+            run()
+
+    return trial
+
+
+def run_submit(runner: str, n: int) -> Trial:
+    require_headwater()
+    from headwater import task, wait
+
+    noop_task = task(noop)
+
+    def submit_many() -> None:
+        wait([noop_task.submit(i) for i in range(n)])
+
+    return _recorded_flow(submit_many)
+
+
+def run_chain(runner: str, n: int) -> Trial:
+    require_headwater()
+    from headwater import task
+
+    noop_task = task(noop)
+
+    def chain() -> None:
+        previous: Any = None
+        for _ in range(n):
+            previous = noop_task.submit(previous)  # a future argument is a dependency
+        previous.result()
+
+    return _recorded_flow(chain)
+
+
+def baseline_submit(engine: str, n: int) -> Trial:
+    require_baseline(engine, ("dask",))
+    from distributed import Client
+
+    address = _address()
+
+    def trial() -> None:
+        with Client(address) as client:
+            client.gather([client.submit(noop, i, pure=False) for i in range(n)])
+
+    return trial
+
+
+def baseline_chain(engine: str, n: int) -> Trial:
+    require_baseline(engine, ("dask",))
+    from distributed import Client
+
+    address = _address()
+
+    def trial() -> None:
+        with Client(address) as client:
+            previous: Any = None
+            for _ in range(n):
+                previous = client.submit(noop, previous, pure=False)
+            previous.result()
+
+    return trial
+
+
+RUNNERS = {"dask+recording": "dask"}
+
+WORKLOADS = (
+    Workload(
+        name="dask-submit",
+        description="N no-op tasks on a 2-process Dask LocalCluster, recorded by the workers",
+        sizes={"tiny": 10, "quick": 200, "full": 1_000},
+        run=run_submit,
+        baseline=baseline_submit,
+        figures=THROUGHPUT,
+        runners=RUNNERS,
+        order=86,
+    ),
+    Workload(
+        name="dask-chain",
+        description="a chain of N dependent no-op tasks on Dask, recorded; ms per step",
+        sizes={"tiny": 10, "quick": 100, "full": 100},
+        run=run_chain,
+        baseline=baseline_chain,
+        figures=LATENCY,
+        runners=RUNNERS,
+        order=87,
+    ),
+)
