@@ -19,6 +19,7 @@ from headwater import allow_failure, flow, task, unmapped
 from headwater.runners import (
     ConcurrentTaskRunner,
     ProcessPoolTaskRunner,
+    RayTaskRunner,
     SequentialTaskRunner,
     TaskCall,
     TaskRunner,
@@ -30,11 +31,14 @@ RUNNERS: dict[str, Callable[[], TaskRunner]] = {
     "sequential": SequentialTaskRunner,
     "concurrent": lambda: ConcurrentTaskRunner(max_workers=4),
     "processes": lambda: ProcessPoolTaskRunner(max_workers=2),
+    "ray": lambda: RayTaskRunner(),  # on the session's shared Ray (`ray_session`)
 }
 
 
 @pytest.fixture(params=sorted(RUNNERS))
 def runner(request: pytest.FixtureRequest) -> TaskRunner:
+    if request.param == "ray":
+        request.getfixturevalue("ray_session")
     return RUNNERS[request.param]()
 
 
