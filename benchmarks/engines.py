@@ -21,6 +21,7 @@ from typing import Any
 RUNNER_CLASSES: dict[str, str] = {
     "sequential": "SequentialTaskRunner",
     "concurrent": "ConcurrentTaskRunner",
+    "ray": "RayTaskRunner",
 }
 
 

@@ -232,7 +232,7 @@ class Recorder:
         self._open, self._retry_at, self._backoff = False, 0.0, 0.05
         self._down_since: float | None = None  # when the server was last seen going away
         self._unreported: set[UUID] = set()  # lost runs not yet reported to a plain flush()
-        self._last_reason = "not recorded"
+        self._reasons: list[str] = []  # why records were lost since the last plain flush
         # run -> the run that owns it (None: a top-level flow run); see the module docstring
         self._owner: dict[UUID, UUID | None] = {}
         # lost run -> (why, the run and its owners, innermost first), until a flow claims it
@@ -500,7 +500,8 @@ class Recorder:
     def _lose(self, runs: set[UUID], reason: str) -> None:
         """Remember lost runs with their owners, for the flushes that will ask about them."""
         self._counts["dropped"] += len(runs)
-        self._last_reason = reason
+        if reason not in self._reasons and len(self._reasons) < 100:
+            self._reasons.append(reason)
         lost, owner = self._lost, self._owner
         for run_id in runs:
             if len(self._unreported) < _MAX_LOST:
@@ -535,8 +536,7 @@ class Recorder:
         for run_id in mine:
             del self._lost[run_id]
             self._unreported.discard(run_id)
-        reason = next(iter(mine.values()))
-        return RecordingError(f"records were not committed ({reason})", mine)
+        return RecordingError(f"records were not committed ({_reasons(mine.values())})", mine)
 
     def _complete_markers(self) -> None:
         resolved = next(iter(self._pending)) - 1 if self._pending else self._next_seq - 1
@@ -547,12 +547,20 @@ class Recorder:
             return
         error = None
         if any(marker.runs is None for marker in done) and self._unreported:
-            reason = self._last_reason
+            reason = _reasons(self._reasons) if self._reasons else "not recorded"
             error = RecordingError(f"records were not committed ({reason})", self._unreported)
             self._unreported = set()
+            self._reasons = []
         for marker in done:
             marker.error = error if marker.runs is None else self._claim(marker.runs)
             marker.event.set()
+
+
+def _reasons(reasons: Iterable[str], most: int = 3) -> str:
+    """Distinct reasons, in the order they happened, the first `most` of them."""
+    distinct = list(dict.fromkeys(reasons))
+    more = f"; and {len(distinct) - most} more" if len(distinct) > most else ""
+    return "; ".join(distinct[:most]) + more
 
 
 # -- the recorders of this process -----------------------------------------------------------

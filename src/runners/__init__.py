@@ -21,6 +21,8 @@ from .base import TaskRunner as TaskRunner
 
 if TYPE_CHECKING:
     from ._process import ProcessPoolTaskRunner as ProcessPoolTaskRunner
+    from ._ray import RayTaskRunner as RayTaskRunner
+    from ._ray import remote_options as remote_options
 
 ThreadPoolTaskRunner = ConcurrentTaskRunner  # the name Prefect 3 users reach for
 
@@ -32,6 +34,7 @@ _OPTIONAL: dict[str, tuple[str, tuple[str, ...], str]] = {
     "DaskTaskRunner": ("._dask", ("dask", "distributed"), "dask"),
     "get_dask_client": ("._dask", ("dask", "distributed"), "dask"),
     "RayTaskRunner": ("._ray", ("ray",), "ray"),
+    "remote_options": ("._ray", ("ray",), "ray"),  # per-call Ray options, see `_ray.py`
 }
 
 _BUILTIN: dict[str, type[TaskRunner]] = {

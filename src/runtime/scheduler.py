@@ -142,10 +142,15 @@ class TaskScheduler:
     def _attempt_done(self, future: TaskFuture[Any], runner_future: Any) -> None:
         try:
             outcome: RunOutcome = runner_future.result()
-        except CancelledError:
-            self._feed(AttemptLost(future, StateType.CANCELLED, "cancelled before it started"))
-            return
-        except BaseException as exc:  # the runner lost the run: a crash, not a task failure
+        except BaseException as exc:
+            # The attempt was lost. Its runner future would fail to resolve where a downstream
+            # runs; dropping it makes downstreams get the outcome made here instead, so their
+            # engine ends them NotReady.
+            future.runner_future = None
+            if isinstance(exc, CancelledError):
+                self._feed(AttemptLost(future, StateType.CANCELLED, "cancelled before it started"))
+                return
+            # the runner lost the run: a crash, not a task failure
             future.outcome = outcome_of(Crashed(exc, _could_not_run(exc)))
             self._feed(AttemptLost(future, StateType.CRASHED, str(future.outcome.state.message)))
             return
@@ -212,8 +217,9 @@ class TaskScheduler:
         """What the runner gets for an upstream: its own future when it ran the upstream (so a
         cluster keeps the data on its workers), else the outcome, which is here."""
         if type(upstream) is TaskFuture:
-            if upstream.runner_future is not None and upstream.scheduler is self:
-                return upstream.runner_future
+            runner_future = upstream.runner_future
+            if runner_future is not None and upstream.scheduler is self:
+                return runner_future
             if upstream.outcome is not None:
                 return upstream.outcome
         return outcome_of(upstream.state)

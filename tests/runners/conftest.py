@@ -1,10 +1,30 @@
+"""Shared engines for the runner tests: one Dask cluster and one local Ray for the whole session.
+
+Starting either costs seconds, so the tests share them: each `DaskTaskRunner` is given the
+shared cluster's address, and each `RayTaskRunner` finds Ray initialised and neither starts
+nor stops it."""
+
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from tests.runners.dask_cluster import close_shared_cluster
+
+ROOT = Path(__file__).resolve().parents[2]
+
+#: Small enough for a shared two-core machine: two CPUs, a 200 MB object store, no dashboard.
+RAY_INIT = {
+    "num_cpus": 2,
+    "include_dashboard": False,
+    "object_store_memory": 200 * 1024 * 1024,
+    "log_to_driver": False,
+    # workers import test modules by name (tasks defined in them pickle by reference)
+    "runtime_env": {"env_vars": {"PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}},
+}
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -12,3 +32,14 @@ def _shared_dask_cluster() -> Iterator[None]:
     """Closes the session's Dask cluster, if a test started it (`shared_dask_address()`)."""
     yield
     close_shared_cluster()
+
+
+@pytest.fixture(scope="session")
+def ray_session() -> Iterator[None]:
+    import ray
+
+    ray.init(**RAY_INIT)
+    try:
+        yield
+    finally:
+        ray.shutdown()

@@ -20,6 +20,7 @@ from headwater.runners import (
     ConcurrentTaskRunner,
     DaskTaskRunner,
     ProcessPoolTaskRunner,
+    RayTaskRunner,
     SequentialTaskRunner,
     TaskCall,
     TaskRunner,
@@ -33,11 +34,14 @@ RUNNERS: dict[str, Callable[[], TaskRunner]] = {
     "concurrent": lambda: ConcurrentTaskRunner(max_workers=4),
     "processes": lambda: ProcessPoolTaskRunner(max_workers=2),
     "dask": lambda: DaskTaskRunner(shared_dask_address()),
+    "ray": lambda: RayTaskRunner(),  # on the session's shared Ray (`ray_session`)
 }
 
 
 @pytest.fixture(params=sorted(RUNNERS))
 def runner(request: pytest.FixtureRequest) -> TaskRunner:
+    if request.param == "ray":
+        request.getfixturevalue("ray_session")
     return RUNNERS[request.param]()
 
 
@@ -275,3 +279,19 @@ def test_the_flow_record_of_each_task_run_ends_in_its_final_state(runner: TaskRu
         return [(f.task_run.state.name, f.task_run.run_count) for f in futures]
 
     assert mixed() == [("Completed", 1), ("Failed", 1)]
+
+
+@task
+def crash() -> int:
+    raise SystemExit(3)  # not a task failure: the attempt is lost, the run ends Crashed
+
+
+def test_a_crashed_upstream_leaves_its_downstream_not_ready(runner: TaskRunner) -> None:
+    @flow(task_runner=runner)
+    def crashing() -> tuple[str, str]:
+        crashed = crash.submit()
+        downstream = add.submit(crashed)
+        downstream.wait()
+        return crashed.state.name, downstream.state.name
+
+    assert crashing() == ("Crashed", "NotReady")
