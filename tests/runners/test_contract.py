@@ -26,7 +26,7 @@ from headwater.runners import (
     TaskRunner,
 )
 from headwater.runners.base import RunnerFuture
-from headwater.errors import BrokenRunner, UpstreamFailed
+from headwater.errors import BrokenRunner, ShippingError, UpstreamFailed
 from tests.runners.dask_cluster import shared_dask_address
 
 RUNNERS: dict[str, Callable[[], TaskRunner]] = {
@@ -295,3 +295,27 @@ def test_a_crashed_upstream_leaves_its_downstream_not_ready(runner: TaskRunner) 
         return crashed.state.name, downstream.state.name
 
     assert crashing() == ("Crashed", "NotReady")
+
+
+# Runners whose calls leave this process, pickled.
+SHIPPING = ("dask", "processes", "ray")
+
+
+@pytest.mark.parametrize("kind", SHIPPING)
+def test_an_argument_that_does_not_pickle_crashes_that_run_and_says_why(
+    kind: str, request: pytest.FixtureRequest
+) -> None:
+    if kind == "ray":
+        request.getfixturevalue("ray_session")
+
+    @flow(task_runner=RUNNERS[kind]())
+    def shipping() -> tuple[str, Any, str, int]:
+        bad = add.submit(threading.Lock())
+        good = add.submit(4)
+        bad.wait()
+        return bad.state.name, bad.exception(), str(bad.state.message), good.result()
+
+    name, error, message, good = shipping()
+    assert name == "Crashed" and isinstance(error, ShippingError)
+    assert "cannot be sent to" in message and "lock" in message
+    assert good == 5

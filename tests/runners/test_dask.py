@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import signal
-import threading
 import uuid
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,7 @@ from typing import Any
 import dask
 import distributed
 
-from headwater import ShippingError, flow, task
+from headwater import flow, task
 from headwater.runners import DaskTaskRunner, TaskCall, get_dask_client
 from tests.runners.dask_cluster import shared_dask_address, small_cluster
 from tests.runtime.test_recording import cli_json
@@ -112,20 +111,6 @@ def test_every_run_on_dask_is_recorded_by_its_worker(tmp_path: Path) -> None:
     assert [s["name"] for s in tasks["flaky-0"]["states"]] == [
         "Pending", "Running", "AwaitingRetry", "Retrying", "Completed",
     ]  # fmt: skip
-
-
-def test_an_argument_that_does_not_pickle_crashes_that_run_and_says_why() -> None:
-    @flow(task_runner=DaskTaskRunner(shared_dask_address()))
-    def shipping() -> tuple[str, Any, str, int]:
-        bad = identity.submit(threading.Lock())
-        good = identity.submit(5)
-        bad.wait()
-        return bad.state.name, bad.exception(), str(bad.state.message), good.result()
-
-    name, error, message, good = shipping()
-    assert name == "Crashed" and isinstance(error, ShippingError)
-    assert "cannot be sent to a Dask worker" in message and "lock" in message
-    assert good == 5
 
 
 def test_a_worker_killed_mid_task_crashes_that_run_once_and_the_cluster_carries_on(tmp_path: Path) -> None:

@@ -70,11 +70,6 @@ def test_runs_in_worker_processes_are_recorded_completely(tmp_path: Path) -> Non
     assert "broken on purpose" in tasks["broken-0"]["states"][-1]["message"]
 
 
-class _Unpicklable:
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-
-
 @task
 def identity(value: Any) -> Any:
     return value
@@ -83,20 +78,6 @@ def identity(value: Any) -> Any:
 @task
 def make_lock() -> Any:
     return threading.Lock()
-
-
-def test_an_argument_that_does_not_pickle_crashes_that_run_and_says_why() -> None:
-    @flow(task_runner=ProcessPoolTaskRunner(max_workers=1))
-    def shipping() -> tuple[str, Any, str, int]:
-        bad = identity.submit(_Unpicklable())
-        good = identity.submit(5)
-        bad.wait()
-        return bad.state.name, bad.exception(), str(bad.state.message), good.result()
-
-    name, error, message, good = shipping()
-    assert name == "Crashed" and isinstance(error, ShippingError)
-    assert "cannot be sent to a worker process" in message and "_thread.lock" in message
-    assert good == 5
 
 
 def test_a_value_that_does_not_pickle_back_leaves_the_run_completed_without_its_value() -> None:

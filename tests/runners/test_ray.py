@@ -10,13 +10,12 @@ import signal
 import subprocess
 import sys
 import textwrap
-import threading
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from headwater import ShippingError, flow, task
+from headwater import flow, task
 from headwater.runners import RayTaskRunner, remote_options
 from tests.runtime.test_recording import cli_json
 
@@ -114,20 +113,6 @@ def test_every_task_run_on_ray_is_recorded_completely(tmp_path: Path, monkeypatc
     assert [s["name"] for s in tasks["flaky-0"]["states"]] == [
         "Pending", "Running", "AwaitingRetry", "Retrying", "Completed",
     ]  # fmt: skip
-
-
-def test_an_argument_that_does_not_pickle_crashes_that_run_and_says_why() -> None:
-    @flow(task_runner=RayTaskRunner())
-    def shipping() -> tuple[str, Any, str, int]:
-        bad = identity.submit(threading.Lock())
-        good = identity.submit(5)
-        bad.wait()
-        return bad.state.name, bad.exception(), str(bad.state.message), good.result()
-
-    name, error, message, good = shipping()
-    assert name == "Crashed" and isinstance(error, ShippingError)
-    assert "cannot be sent to Ray" in message and "_thread.lock" in message
-    assert good == 5
 
 
 def test_a_worker_killed_mid_task_crashes_its_run_once_and_ray_stays_usable(tmp_path: Path) -> None:
