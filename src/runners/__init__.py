@@ -59,8 +59,10 @@ def __getattr__(name: str) -> Any:
     try:
         module = import_module(module_name, __name__)
     except ModuleNotFoundError as exc:
+        # Installed, but something it imports is not (a partial or broken install).
         raise RunnerUnavailable(
-            f"{name} is not available in this version of headwater ({exc})"
+            f"{name} could not be imported ({exc}); reinstall it with: "
+            f"pip install --force-reinstall 'headwater[{extra}]'"
         ) from exc
     return getattr(module, name)
 
