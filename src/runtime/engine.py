@@ -138,7 +138,7 @@ class _TaskRunEngine:
 
     __slots__ = (
         "task", "run", "payload", "upstream", "parameters", "log_prints", "reraise",
-        "reporter", "report", "first_index", "retry_delay",
+        "reporter", "first_index", "retry_delay",
     )  # fmt: skip
 
     def __init__(self, payload: TaskRunPayload, upstream: Sequence[Any]) -> None:
@@ -152,7 +152,6 @@ class _TaskRunEngine:
         self.retry_delay: float | None = None
         self.first_index = len(run.history)
         self.reporter = reporter = payload.services.reporter()
-        self.report = reporter
         if reporter is not None and not reporter.home:
             reporter.adopt(run)
 
@@ -256,7 +255,7 @@ class _TaskRunEngine:
 
     def _set(self, state: State) -> None:
         try:
-            set_state(self.run, state, self.report)
+            set_state(self.run, state, self.reporter)
         except InvalidTransition:
             current = self.run.state
             if current is None or not current.is_final():
