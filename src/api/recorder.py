@@ -217,10 +217,13 @@ class Recorder:
         grace: float = 30.0,
         max_buffered: int = 1_000_000,
         max_batch: int = 10_000,
-        window: int = 4,
+        window: int | None = None,
     ) -> None:
         self._sink = sink
         self._interval, self._grace = interval, grace
+        # Batches in flight at once: what the sink allows (1 keeps a unary sink in order), else 4.
+        if window is None:
+            window = getattr(sink, "window", 4)
         self._max_buffered, self._max_batch, self._window = max_buffered, max_batch, window
         self._fifo: deque[Any] = deque()
         self._append = self._fifo.append
@@ -625,7 +628,6 @@ def recorder_for(target: RecorderTarget) -> tuple[Recorder, bool]:
             sink = _GrpcSink(client_target)
             recorder = Recorder(
                 sink,
-                window=sink.window,
                 grace=settings.recorder_grace_seconds,
                 max_buffered=settings.recorder_max_buffered,
             )
@@ -677,7 +679,7 @@ def _create_recorder_locked() -> None:
         preflight(target, settings.api_connect_timeout_seconds)
         ca = str(settings.api_tls_ca) if settings.api_tls_ca else None
         sink = _GrpcSink(target)
-        _recorder = Recorder(sink, window=sink.window, **options)  # type: ignore[arg-type]
+        _recorder = Recorder(sink, **options)  # type: ignore[arg-type]
         _target = (settings.api_url, settings.api_token, ca)
     else:
         token = secrets.token_urlsafe(24)
