@@ -42,6 +42,7 @@ from dask import config as dask_config
 from dask.base import annotate, get_annotations
 
 from ..errors import BrokenRunner, ShippingError
+from ._shipping import pickled_call
 from .base import Outcome, RunnerFuture, TaskCall, TaskRunner, call_done_callback
 
 ALLOWED_FAILURES = "distributed.scheduler.allowed-failures"
@@ -201,14 +202,7 @@ class DaskTaskRunner(TaskRunner):
                 remote.append(item.main)
             else:
                 upstream.append(item)
-        try:
-            blob = cloudpickle.dumps((call.entrypoint, call.payload, upstream, slots))
-        except Exception as exc:
-            raise ShippingError(
-                f"task run {call.run_id} cannot be sent to a Dask worker: its function or an "
-                f"argument does not pickle ({type(exc).__name__}: {exc}); pass picklable "
-                "arguments, or use a thread runner for this task"
-            ) from exc
+        blob = pickled_call((call.entrypoint, call.payload, upstream, slots), call.run_id, "a Dask worker")
         key = f"{_key_prefix(call)}-{call.run_id}-{next(self._counter)}"
         # Client.submit ignores retries=0 when an annotation sets retries: override it there.
         once = annotate(retries=0) if "retries" in get_annotations() else nullcontext()

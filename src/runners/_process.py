@@ -27,6 +27,7 @@ from uuid import UUID
 import cloudpickle
 
 from ..errors import BrokenRunner, ShippingError
+from ._shipping import pickled_call
 from .base import RunnerFuture, TaskCall, TaskRunner, call_done_callback, resolve_upstream
 
 _DECODED = object()  # marker: the future's bytes were decoded already
@@ -126,14 +127,7 @@ class ProcessPoolTaskRunner(TaskRunner):
                 "ProcessPoolTaskRunner is not running: use it inside a flow or a `with` block"
             )
         upstream = resolve_upstream(call.upstream, ProcessFuture) if call.upstream else ()
-        try:
-            blob = cloudpickle.dumps((call.entrypoint, call.payload, upstream))
-        except Exception as exc:
-            raise ShippingError(
-                f"task run {call.run_id} cannot be sent to a worker process: its function or "
-                f"an argument does not pickle ({type(exc).__name__}: {exc}); pass picklable "
-                "arguments, or use a thread runner for this task"
-            ) from exc
+        blob = pickled_call((call.entrypoint, call.payload, upstream), call.run_id, "a worker process")
         try:
             inner = executor.submit(_run_pickled, call.run_id, blob)
         except RuntimeError as exc:  # shut down, or a worker died and broke the pool

@@ -38,6 +38,7 @@ import cloudpickle
 import ray
 
 from ..errors import BrokenRunner, ShippingError
+from ._shipping import pickled_call
 from .base import RunnerFuture, TaskCall, TaskRunner, call_done_callback
 
 #: The Ray task options `remote_options` accepts; the rest (retries, returns) are the runner's.
@@ -183,14 +184,7 @@ class RayTaskRunner(TaskRunner):
     def submit(self, call: TaskCall) -> RunnerFuture:
         if not self._running:
             raise BrokenRunner("RayTaskRunner is not running: use it inside a flow or a `with` block")
-        try:
-            blob = cloudpickle.dumps((call.entrypoint, call.payload))
-        except Exception as exc:
-            raise ShippingError(
-                f"task run {call.run_id} cannot be sent to Ray: its function or an argument "
-                f"does not pickle ({type(exc).__name__}: {exc}); pass picklable arguments, or "
-                "create the object inside the task"
-            ) from exc
+        blob = pickled_call((call.entrypoint, call.payload), call.run_id, "Ray")
         upstream = [u.data_ref if type(u) is RayFuture else u for u in call.upstream]
         options = _options.get()
         function = _remote_function()
