@@ -36,6 +36,7 @@ def _ray() -> Any:
     if not ray.is_initialized():
         pythonpath = os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])
         options: dict[str, Any] = {
+            "address": "local",  # a fresh Ray, even where a `ray start` cluster runs
             "num_cpus": 2,
             "include_dashboard": False,
             "object_store_memory": 200 * 1024 * 1024,

@@ -87,6 +87,8 @@ class RunOutcome(NamedTuple):
     lifecycle waits the delay without holding a worker and dispatches the run again.
     `earlier` holds the states the attempt went through before `state` (none carry data), so
     a flow whose run executed elsewhere can bring its own record up to date (`adopt_into`).
+    `recorded_away` is true when the attempt's states were recorded by a process other than
+    the flow's (a worker): the flow confirms at its end that they arrived (`recording.py`).
     `unrecorded` says why a worker could not make the run's records durable, if it could not.
 
     A NamedTuple rather than a frozen dataclass: one is made per attempt on the hot path, and
@@ -100,6 +102,7 @@ class RunOutcome(NamedTuple):
     end_time: float | None = None
     retry_delay: float | None = None
     unrecorded: str | None = None
+    recorded_away: bool = False
 
     def detach(self, handle: Any) -> RunOutcome:
         """This outcome with its state's data left where it is, behind `handle`."""
@@ -246,11 +249,12 @@ class _TaskRunEngine:
             elif state.type in (StateType.FAILED, StateType.CRASHED):
                 self._hooks(self.task.on_failure)
         reporter = self.reporter
-        unrecorded = reporter.settle(run.id) if reporter is not None and not reporter.home else None
+        away = reporter is not None and not reporter.home
+        unrecorded = reporter.settle(run.id) if away else None  # type: ignore[union-attr]
         earlier = run.history[self.first_index : -1]
         return _tuple_new(
             RunOutcome,
-            (state, earlier, run.run_count, run.start_time, run.end_time, self.retry_delay, unrecorded),
+            (state, earlier, run.run_count, run.start_time, run.end_time, self.retry_delay, unrecorded, away),
         )
 
     def _set(self, state: State) -> None:

@@ -43,7 +43,7 @@ from .futures import RunFuture
 from .hooks import call_hooks
 from .logs import enable_log_prints, ensure_console_logging, flow_logger, run_extra
 from .context import current_services
-from .recording import refusal
+from .recording import confirm_recorded_away, refusal
 from .runs import FlowRun, new_run_id, set_state
 from .scheduler import TaskScheduler
 from .signals import sigterm_raises
@@ -209,8 +209,13 @@ class FlowRunEngine:
         refused the flow run's states (it declared the run crashed). The error carries the
         final state, so a result computed but not recorded is not lost."""
         run = self.run
-        if self.reporter is None or run.parent_flow_run_id or run.parent_task_run_id:
+        if self.reporter is None:
             return
+        if self.scheduler is not None and self.scheduler.recorded_away:
+            confirm_recorded_away(self.services, self.reporter, run.id, self.scheduler.recorded_away)
+            self.scheduler.recorded_away.clear()
+        if run.parent_flow_run_id or run.parent_task_run_id:
+            return  # the top-level flow's end waits for everything, this flow's runs included
         try:
             lost: RecordingError | None = None
             try:

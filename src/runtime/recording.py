@@ -12,10 +12,13 @@ Resolving a `RunServices` in a process gives a reporter bound to a recorder (`ap
   flow's, so they reach the server in order, and the flow's end waits for them (`flush`);
 - anywhere else, a client of the same server. That reporter first re-announces the run and
   re-sends the states the flow already recorded (idempotent by transition id; whichever
-  copy arrives second is ignored), and `settle()`s at the end of each attempt: the outcome goes
-  back only once the worker's records are durable, so the flow's own durability wait covers
-  them too. If they cannot be made durable the outcome says so and the flow raises
-  `RecordingError` naming the run.
+  copy arrives second is ignored). The outcome goes back without waiting for the worker's
+  records to be committed: it carries the attempt's states, and at the flow's end
+  `confirm_recorded_away` re-sends, from the flow's copy, the states of any run the service
+  does not show as the flow saw it end (a worker still sending, or killed first). The flow's
+  own durability wait then covers them. Only an attempt that ran subflows on the worker waits
+  (`settle`): their records exist nowhere else. If those cannot be made durable the outcome
+  says so and the flow raises `RecordingError` naming the run.
 
 The api package (grpc, pydantic, msgpack) is imported on first use, not at `import headwater`,
 to keep a program's start fast.
@@ -27,6 +30,7 @@ import os
 import threading
 import time
 import weakref
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 from uuid import UUID, SafeUUID
 
@@ -172,14 +176,19 @@ class RunReporter:
             self._announced += 1
             if not self._announced & _YIELD_EVERY_MASK:
                 time.sleep(0)
-        self._send(run, state, history_length)
+        self._send(run.id, run.kind, state, history_length)
 
     def late(self, run: Run, state: State) -> None:
         """Report a state the flow set after handing the run over (see LATE_INDEX_BASE)."""
-        self._send(run, state, LATE_INDEX_BASE + len(run.history))
+        self._send(run.id, run.kind, state, LATE_INDEX_BASE + len(run.history))
 
-    def _send(self, run: Run, state: State, index: int) -> None:
-        run_id = run.id
+    def backfill(self, run_id: UUID, states: Sequence[State]) -> None:
+        """Re-send a task run's states, numbered as the worker that set them numbered them
+        (by position in its history), so a copy the service already has is ignored."""
+        for index, state in enumerate(states, start=1):
+            self._send(run_id, "task", state, index)
+
+    def _send(self, run_id: UUID, kind: str, state: State, index: int) -> None:
         message = state.message  # state names come from a fixed vocabulary; messages do not
         if message is not None and not message.isascii():
             message = clean_text(message)
@@ -187,7 +196,7 @@ class RunReporter:
             _tuple_new(
                 self._state_record,
                 (
-                    run_id, run.kind, state.type.value, state.name, message, state.ts,
+                    run_id, kind, state.type.value, state.name, message, state.ts,
                     _transition_id(run_id, index), False,
                 ),
             )
@@ -249,22 +258,75 @@ class RemoteReporter(RunReporter):
     """A reporter away from the flow's process: see the module docstring."""
 
     home = False
+    _flows_announced = 0  # subflow runs announced by this process, and how many were flushed
+    _flows_settled = 0
 
     def adopt(self, run: Run) -> None:
         if not run.history:
             return
         self._announce(run, run.history[0])
         for index, state in enumerate(run.history, start=1):
-            self._send(run, state, index)
+            self._send(run.id, run.kind, state, index)
+
+    def _announce(self, run: Run, state: State) -> None:
+        if not isinstance(run, TaskRun):
+            self._flows_announced += 1
+        super()._announce(run, state)
 
     def settle(self, run_id: UUID) -> str | None:
+        """Waits only when the attempt ran subflows here: their records exist nowhere else.
+        A task run's own states travel back in its outcome, and the flow re-sends whichever
+        did not arrive (`confirm_recorded_away`), so the outcome need not wait for them."""
         from ..api import RecordingError
 
+        announced = self._flows_announced
+        if announced == self._flows_settled:
+            return None
         try:
             self.recorder.flush(FLUSH_TIMEOUT, runs=(run_id,))
         except RecordingError as exc:
             return str(exc)
+        self._flows_settled = announced
         return None
+
+
+def confirm_recorded_away(
+    services: RunServices, reporter: RunReporter, flow_run_id: UUID, away: Mapping[UUID, Sequence[State]]
+) -> None:
+    """Make sure the states that workers recorded for the task runs of `flow_run_id` reached
+    the state service, re-sending from the flow's copy those that did not.
+
+    A worker does not wait for its records to be committed before returning an outcome (a
+    round trip per task would halve a cluster's throughput). The outcome carries the states,
+    so the flow holds a copy of each. At the flow's end one read says which task runs the
+    service shows in a state other than the one the flow adopted: a worker still sending, or
+    one that died before it could. Their states are sent again through the flow's own
+    recorder under the same transition ids, so whichever copy comes second is ignored, and the
+    flow's flush makes them durable (or names them in `RecordingError`)."""
+    if not away or services.target is None:
+        return
+    stored = _stored_states(services, flow_run_id)
+    for run_id, states in away.items():
+        final = states[-1]
+        if stored.get(run_id) != (final.type.value, final.name):
+            reporter.backfill(run_id, states)
+
+
+def _stored_states(services: RunServices, flow_run_id: UUID) -> dict[UUID, tuple[str | None, str | None]]:
+    """Task run id -> (state type, name) as the service has them; empty if it cannot say."""
+    from pathlib import Path
+
+    from ..api import StateClient, StateServiceError
+
+    assert services.target is not None
+    url, token, tls_ca = services.target
+    try:
+        with StateClient(url, token=token, tls_ca=Path(tls_ca) if tls_ca else None,
+                         timeout=30.0, retry_for=5.0) as client:
+            runs = client.list_task_runs(flow_run_id)
+    except StateServiceError:
+        return {}  # then every run is re-sent, and the flush says whether it could be
+    return {run.id: (run.state_type, run.state_name) for run in runs}
 
 
 def refusal(services: RunServices, reporter: RunReporter, run: FlowRun) -> str | None:

@@ -71,6 +71,9 @@ class TaskScheduler:
         self._someone_waits = False  # notify only when wait_all is blocked: saves a lock per run
         #: run id -> why a worker could not make that run's records durable
         self.unrecorded: dict[UUID, str] = {}
+        #: run id -> the states a worker recorded for it, as the flow adopted them (without
+        #: data), for the flow's end to confirm they arrived (`confirm_recorded_away`)
+        self.recorded_away: dict[UUID, tuple[State, ...]] = {}
 
     # -- what happens ------------------------------------------------------------------------
 
@@ -154,8 +157,11 @@ class TaskScheduler:
             future.outcome = outcome_of(Crashed(exc, _could_not_run(exc)))
             self._feed(AttemptLost(future, StateType.CRASHED, str(future.outcome.state.message)))
             return
-        if future.task_run.state is not outcome.state:  # else the engine changed our record
-            outcome.adopt_into(future.task_run)
+        run = future.task_run
+        if run.state is not outcome.state:  # else the engine changed our record
+            outcome.adopt_into(run)
+            if outcome.recorded_away and run.state is outcome.state:
+                self.recorded_away[future.run_id] = _without_data(run.history)
         future.outcome = outcome
         if outcome.unrecorded is not None:
             self.unrecorded[future.run_id] = outcome.unrecorded
@@ -282,6 +288,14 @@ class TaskScheduler:
 
 def _could_not_run(exc: BaseException) -> str:
     return f"the task runner could not run it: {type(exc).__name__}: {exc}"
+
+
+def _without_data(history: list[State]) -> tuple[State, ...]:
+    """A run's states, the last one's data dropped: the copy must not keep a value alive."""
+    last = history[-1]
+    if last.data is None:
+        return tuple(history)
+    return (*history[:-1], last.with_data(None))
 
 
 def _record(future: TaskFuture[Any], state: State) -> State:

@@ -18,6 +18,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 #: Small enough for a shared two-core machine: two CPUs, a 200 MB object store, no dashboard.
 RAY_INIT = {
+    "address": "local",  # ray.init() would join a `ray start` cluster another test left running
     "num_cpus": 2,
     "include_dashboard": False,
     "object_store_memory": 200 * 1024 * 1024,

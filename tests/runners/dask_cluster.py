@@ -13,14 +13,15 @@ from distributed import LocalCluster
 _cluster: list[Any] = []
 
 
-def small_cluster(n_workers: int = 2, **kwargs: Any) -> LocalCluster:
+def small_cluster(n_workers: int = 2, env: dict[str, str] | None = None, **kwargs: Any) -> LocalCluster:
     """A LocalCluster of worker processes that runs each call at most once, as the runner's
-    own clusters do, with workers kept out of the developer's ~/.headwater."""
+    own clusters do, with workers kept out of the developer's ~/.headwater (`env` adds to
+    the workers' environment)."""
     home = tempfile.mkdtemp(prefix="headwater-dask-worker-")
     with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
         return LocalCluster(
             n_workers=n_workers, threads_per_worker=1, dashboard_address=":0",
-            env={"HEADWATER_HOME": home}, **kwargs,
+            env={"HEADWATER_HOME": home, **(env or {})}, **kwargs,
         )  # fmt: skip
 
 

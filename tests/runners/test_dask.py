@@ -113,6 +113,46 @@ def test_every_run_on_dask_is_recorded_by_its_worker(tmp_path: Path) -> None:
     ]  # fmt: skip
 
 
+def test_states_a_worker_never_delivers_are_recorded_by_the_flow_at_its_end(tmp_path: Path) -> None:
+    """Workers return outcomes without waiting for their records to commit. These workers'
+    recorders drop every batch (a buffer of no records), as a worker killed before sending
+    would lose them: the flow re-sends them from its copy, and the record is complete."""
+    from headwater.api import reset_recorder
+
+    @task(retries=1)
+    def flaky(marker: str) -> int:
+        if not os.path.exists(marker):
+            open(marker, "w").close()
+            raise RuntimeError("first attempt fails")
+        return 1
+
+    @flow
+    def pipeline(marker: str) -> int:
+        return sum(double.map(range(3)).result()) + flaky.submit(marker).result()
+
+    reset_recorder()
+    with small_cluster(n_workers=1, env={"HEADWATER_RECORDER_MAX_BUFFERED": "0"}) as cluster:
+        try:
+            runner = DaskTaskRunner(cluster.scheduler_address)
+            assert pipeline.with_options(task_runner=runner)(str(tmp_path / "marker")) == 7
+        finally:
+            reset_recorder()
+    home = Path(os.environ["HEADWATER_HOME"])
+    (run,) = cli_json(home, "ls")
+    tasks = {t["name"]: t for t in cli_json(home, "show", run["id"])["task_runs"]}
+    assert sorted(tasks) == ["double-0", "double-1", "double-2", "flaky-0"]
+    for name in ("double-0", "double-1", "double-2"):
+        assert [s["name"] for s in tasks[name]["states"]] == ["Pending", "Running", "Completed"]
+    assert [s["name"] for s in tasks["flaky-0"]["states"]] == [
+        "Pending", "Running", "AwaitingRetry", "Retrying", "Completed",
+    ]  # fmt: skip
+
+
+@task
+def double(i: int) -> int:
+    return 2 * i
+
+
 def test_a_worker_killed_mid_task_crashes_that_run_once_and_the_cluster_carries_on(tmp_path: Path) -> None:
     executions = tmp_path / "executions"
 
