@@ -3,9 +3,9 @@
 What running the engine on Dask workers costs. One LocalCluster (2 worker processes x 1
 thread) is started the first time a trial needs it and serves the whole suite run, so cluster
 start-up is measured by neither side; each trial opens and closes its own client, as a flow
-does. Headwater submits two Dask tasks per task run (the engine, whose outcome stays on the
-worker, and a small one that sends back the state without the value); each worker records its
-runs into the flow's embedded state service and flushes them before its outcome leaves.
+does. Headwater submits one Dask task per task run (the engine, whose outcome stays on the
+worker; the state without the value comes back as a Dask event); each worker records its
+runs into the flow's embedded state service, and the flow's end confirms they arrived.
 
 * ``dask-submit``: N independent no-op tasks, then wait for all.
 * ``dask-chain``: N dependent no-op tasks, each taking the previous one's future. Headwater

@@ -3,8 +3,8 @@
 What shipping the engine to worker processes costs. Each headwater task pickles its call with
 cloudpickle, runs the task engine in the worker and pickles the outcome back; with recording
 on (``processes+recording``) each worker also records its runs into the flow's embedded state
-service over gRPC and flushes them before the outcome leaves, so the flow's end finds them
-durable. The baseline is ``concurrent.futures.ProcessPoolExecutor`` with the same worker count
+service over gRPC, and the flow's end confirms they arrived (re-sending any that did not)
+before it returns. The baseline is ``concurrent.futures.ProcessPoolExecutor`` with the same worker count
 and start method (spawn) running the same function. Both trials start and stop their pool.
 """
 

@@ -1,8 +1,7 @@
 """ray: what `RayTaskRunner` adds on top of raw Ray, on one local Ray shared by both sides.
 
 * ``ray-submit``: N no-op tasks via ``.submit``, with recording on (each Ray worker records
-  its runs into the flow's embedded state service and makes them durable before the Ray task
-  returns), against N raw ``remote`` calls of the same no-op gathered with ``ray.get``.
+  its runs into the flow's embedded state service; the flow's end confirms they arrived), against N raw ``remote`` calls of the same no-op gathered with ``ray.get``.
 * ``ray-chain``: a chain of N dependent tasks, each taking the previous future; ms per step,
   against a raw chain of ``ObjectRef`` arguments.
 
