@@ -21,11 +21,10 @@ What goes wrong, and what it becomes:
   runner starts gets `distributed.scheduler.allowed-failures = 0`. A cluster passed in keeps
   its own setting, so set it there too, or Dask may run a call again after a worker dies.
 
-`dask.annotate(...)` around `Task.submit` applies when the call is handed to Dask in the same
-block (the runner reads nothing itself; `Client.submit` merges the annotations in effect, but
-never `retries`). A call whose upstreams are still running is handed over later, from Dask's
-callback thread, and gets whatever annotations are in effect then (Dask keeps them in its
-process-wide config).
+`dask.annotate(...)` around `Task.submit` (resources, priority, workers) is read there and kept
+with the call, so it applies however long the call waits for its upstreams; a task's
+`@task(runner_options={...})` are annotations too, which those around the submit override.
+`retries` never applies: Dask would run an attempt twice.
 """
 
 from __future__ import annotations
@@ -34,7 +33,7 @@ import importlib
 import itertools
 import queue
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, nullcontext
 from concurrent.futures import CancelledError
 from typing import Any
@@ -215,6 +214,12 @@ class _Deliveries:
                 future._complete(cloudpickle.loads(message))
 
 
+def _once() -> Any:
+    """`Client.submit` lets a `retries` annotation override its `retries=0`: override it back,
+    so Dask never runs an attempt twice (retries are the task's, run by headwater)."""
+    return annotate(retries=0) if "retries" in get_annotations() else nullcontext()
+
+
 def _import(dotted: str) -> Any:
     module, _, name = dotted.rpartition(".")
     return getattr(importlib.import_module(module), name)
@@ -303,10 +308,9 @@ class DaskTaskRunner(TaskRunner):
         key = f"{_key_prefix(call)}-{call.run_id}-{next(self._counter)}"
         deliveries = self._deliveries
         assert deliveries is not None
-        # Client.submit ignores retries=0 when an annotation sets retries: override it there.
-        once = annotate(retries=0) if "retries" in get_annotations() else nullcontext()
+        captured = annotate(**call.options) if call.options else nullcontext()
         try:
-            with once:
+            with captured, _once():
                 main = client.submit(_run, blob, self._topic, key, *remote, key=key, pure=False, retries=0)
         except RuntimeError as exc:  # the client closed
             raise BrokenRunner(f"DaskTaskRunner cannot take work: {exc}") from exc
@@ -314,6 +318,14 @@ class DaskTaskRunner(TaskRunner):
         deliveries.pending[key] = future
         main.add_done_callback(deliveries.on_main_done)  # type: ignore[no-untyped-call]
         return future
+
+    def submission_options(self, task_options: Mapping[str, Any]) -> dict[str, Any] | None:
+        """The `dask.annotate(...)` annotations around the submit over the task's
+        `runner_options`, kept until the call is handed to Dask; None when there are none."""
+        around = get_annotations()
+        if not task_options and not around:
+            return None
+        return {**task_options, **around}
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         """Close the client and cluster this runner started (closing a client releases its

@@ -22,8 +22,8 @@ retries are the task's own `retries`, run by the engine. A worker that dies mid-
 the run CRASHED with Ray's error (`WorkerCrashedError`) in its message, and the task ran
 once.
 
-Per-call Ray options (resources, `runtime_env`) come from `remote_options(...)` around
-`.submit()`; see its docstring for when they are read.
+Per-call Ray options (resources, `runtime_env`) come from the task's
+`@task(runner_options={...})` and from `remote_options(...)` around `.submit()`, which wins.
 """
 
 from __future__ import annotations
@@ -57,21 +57,23 @@ def remote_options(**options: Any) -> Iterator[None]:
         with remote_options(num_cpus=2, memory=2 * 1024**3):
             big = train.submit(data)
 
-    The options are read when the run is handed to Ray. A run submitted once its upstreams are
-    done is handed over during `.submit()`, so the block applies. A run whose upstreams are
-    still running is handed over later, by the thread that finishes the last one, outside the
-    block: it runs with default options. Where options matter for such a run, wait for its
-    upstreams first (`wait([...])`) or put the options on every run of the chain's block.
+    The options are read by `.submit()` (or `.map()`) inside the block and stay with each run
+    however long it waits for its upstreams. They override the task's own
+    `@task(runner_options={...})`, which apply wherever the task is submitted.
     """
-    unknown = set(options) - OPTION_NAMES
-    if unknown:
-        raise TypeError(f"remote_options got unknown Ray options {sorted(unknown)}; "
-                        f"allowed: {sorted(OPTION_NAMES)}")
+    _check(options, "remote_options")
     token = _options.set({**_options.get(), **options})
     try:
         yield
     finally:
         _options.reset(token)
+
+
+def _check(options: Mapping[str, Any], where: str) -> None:
+    unknown = set(options) - OPTION_NAMES
+    if unknown:
+        raise TypeError(f"{where} got unknown Ray options {sorted(unknown)}; "
+                        f"allowed: {sorted(OPTION_NAMES)}")
 
 
 class RayData:
@@ -186,13 +188,22 @@ class RayTaskRunner(TaskRunner):
             raise BrokenRunner("RayTaskRunner is not running: use it inside a flow or a `with` block")
         blob = pickled_call((call.entrypoint, call.payload), call.run_id, "Ray")
         upstream = [u.data_ref if type(u) is RayFuture else u for u in call.upstream]
-        options = _options.get()
+        options = call.options
         function = _remote_function()
         try:
             meta_ref, data_ref = (function.options(**options) if options else function).remote(blob, *upstream)
         except Exception as exc:
             raise ShippingError(f"task run {call.run_id} cannot be sent to Ray: {type(exc).__name__}: {exc}") from exc
         return RayFuture(call.run_id, meta_ref, data_ref)
+
+    def submission_options(self, task_options: Mapping[str, Any]) -> Mapping[str, Any] | None:
+        """The task's `runner_options` under those of the `remote_options` blocks around the
+        submit; None when neither sets any."""
+        around = _options.get()
+        if not task_options:
+            return around or None
+        _check(task_options, "runner_options of the task")
+        return {**task_options, **around}
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         self._running = False

@@ -28,7 +28,7 @@ from __future__ import annotations
 import abc
 import logging
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, ClassVar, NamedTuple, Protocol, runtime_checkable
 from uuid import UUID
@@ -65,6 +65,8 @@ class TaskCall(NamedTuple):
     entrypoint: Entrypoint
     payload: Any
     upstream: tuple[Any, ...] = ()
+    #: what `TaskRunner.submission_options` captured when the run was submitted
+    options: Any = None
 
 
 @runtime_checkable
@@ -106,6 +108,15 @@ class TaskRunner(abc.ABC):
 
     def start(self) -> None:
         """Acquire workers; called by `__enter__`. Runners that need nothing keep this."""
+
+    def submission_options(self, task_options: Mapping[str, Any]) -> Any:
+        """Per-call settings, read in the thread that calls `.submit()`: from the context
+        there (`dask.annotate(...)`, `remote_options(...)`) and the task's `runner_options`.
+        The runtime hands the result back as `TaskCall.options` when it dispatches the call,
+        which may be later and on another thread (once its upstreams finish), so a context
+        manager around `.submit()` applies however long the call waits. Runners with no
+        per-call settings keep this: None, and a task's `runner_options` mean nothing to them."""
+        return None
 
     def __enter__(self) -> TaskRunner:
         self.start()

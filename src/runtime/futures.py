@@ -105,7 +105,7 @@ class RunFuture(Generic[R]):
 class TaskFuture(RunFuture[R]):
     """A task run submitted with `.submit()` or `.map()`."""
 
-    __slots__ = ("task_run", "runner_future", "outcome", "scheduler", "payload", "upstream")
+    __slots__ = ("task_run", "runner_future", "outcome", "scheduler", "payload", "upstream", "options")
 
     def __init__(self, task_run: TaskRun) -> None:
         super().__init__()
@@ -117,6 +117,7 @@ class TaskFuture(RunFuture[R]):
         # them again), then dropped so the arguments do not live as long as the future.
         self.payload: Any = None
         self.upstream: Any = None
+        self.options: Any = None  # the runner's per-call settings, captured at submit
 
     @property
     def run_id(self) -> UUID:

@@ -47,7 +47,7 @@ from .lifecycle import (
     Watch,
 )
 from .runs import set_state
-from .states import Cancelled, Crashed, State, StateType
+from .states import Cancelled, Crashed, Failed, State, StateType
 
 _tuple_new = tuple.__new__
 
@@ -63,6 +63,9 @@ class TaskScheduler:
     def __init__(self, runner: TaskRunner, entrypoint: RunnerEntrypoint) -> None:
         self.runner = runner
         self._entrypoint = entrypoint
+        # Only runners with per-call settings are asked for them (a call per submit otherwise).
+        captures = type(runner).submission_options is not TaskRunner.submission_options
+        self._capture_options = runner.submission_options if captures else None
         self._lifecycle = RunLifecycle()
         self._lock = threading.Lock()
         self._events: deque[Event] = deque()  # queued while another thread held the lock
@@ -81,6 +84,12 @@ class TaskScheduler:
         future.scheduler = self
         future.payload = payload
         future.upstream = upstream
+        if self._capture_options is not None:  # here, in the caller's thread and context
+            try:
+                future.options = self._capture_options(payload.task.runner_options)
+            except Exception as exc:  # options the runner refuses: the run fails, saying why
+                self._finish(future, outcome_of(_record(future, Failed(exc, f"{type(exc).__name__}: {exc}"))))
+                return
         waiting = tuple([u for u in upstream if not u.done()]) if upstream else ()
         instructions = self._apply(self._lifecycle.submitted, Submitted(future, waiting))
         if len(instructions) == 1 and type(instructions[0]) is Dispatch:
@@ -204,6 +213,7 @@ class TaskScheduler:
                 self._entrypoint,
                 future.payload,
                 tuple([self._upstream_for_runner(u) for u in upstream]) if upstream else (),
+                future.options,
             ),
         )
         try:

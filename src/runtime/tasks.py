@@ -13,7 +13,7 @@ from __future__ import annotations
 import functools
 import inspect
 import itertools
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
 from ..errors import MappingLengthMismatch, ParameterBindError
@@ -65,6 +65,7 @@ class Task(Generic[P, R]):
         on_completion: Sequence[Hook] | None = None,
         on_failure: Sequence[Hook] | None = None,
         on_running: Sequence[Hook] | None = None,
+        runner_options: Mapping[str, Any] | None = None,
     ) -> None:
         if not callable(fn):
             raise TypeError(f"@task needs a function, got {fn!r}")
@@ -89,6 +90,10 @@ class Task(Generic[P, R]):
         self.on_completion = list(on_completion or ())
         self.on_failure = list(on_failure or ())
         self.on_running = list(on_running or ())
+        #: per-call settings for the runner: Ray options (`num_cpus`, `resources`, ...) on
+        #: `RayTaskRunner`, annotations (`resources`, `priority`, `workers`) on
+        #: `DaskTaskRunner`; runners without per-call settings ignore them
+        self.runner_options: Mapping[str, Any] = dict(runner_options or {})
         self.is_async = inspect.iscoroutinefunction(fn)
         self._signature = inspect.signature(fn)
         params = self._signature.parameters.values()
@@ -104,7 +109,7 @@ class Task(Generic[P, R]):
             "retry_jitter_factor": retry_jitter_factor, "retry_condition_fn": retry_condition_fn,
             "timeout_seconds": timeout_seconds, "log_prints": log_prints,
             "task_run_name": task_run_name, "on_completion": on_completion,
-            "on_failure": on_failure, "on_running": on_running,
+            "on_failure": on_failure, "on_running": on_running, "runner_options": runner_options,
         }  # fmt: skip
         functools.update_wrapper(self, fn)
 
@@ -348,6 +353,7 @@ def task(
     on_completion: Sequence[Hook] | None = ...,
     on_failure: Sequence[Hook] | None = ...,
     on_running: Sequence[Hook] | None = ...,
+    runner_options: Mapping[str, Any] | None = ...,
 ) -> Callable[[Callable[P, R]], Task[P, R]]: ...
 
 

@@ -205,6 +205,36 @@ def test_annotations_around_submit_reach_dask_but_retries_do_not() -> None:
             assert client.run_on_scheduler(_retries_of, future.main.key) == 0
 
 
+@task
+def pause(seconds: float) -> float:
+    import time
+
+    time.sleep(seconds)
+    return seconds
+
+
+@task
+def where_after(_upstream: float) -> str:
+    return str(distributed.get_worker().address)
+
+
+def test_annotations_stay_with_a_run_that_waits_for_its_upstream_and_tasks_carry_their_own() -> None:
+    """A run submitted while its upstream still runs is handed to Dask later, from the
+    runner's thread, outside the block: the annotations read at `.submit()` still apply."""
+    with distributed.Client(shared_dask_address()) as client:
+        first, second = sorted(client.scheduler_info()["workers"])
+    pinned = where_after.with_options(runner_options={"workers": [first]})
+
+    @flow(task_runner=DaskTaskRunner(shared_dask_address()))
+    def placed() -> tuple[str, str, str]:
+        with dask.annotate(workers=[second]):
+            waiting = where_after.submit(pause.submit(0.5))
+            overridden = pinned.submit(0.0)
+        return waiting.result(), pinned.submit(0.0).result(), overridden.result()
+
+    assert placed() == (second, first, second)
+
+
 def _where(payload: Any, upstream: tuple[Any, ...]) -> str:
     return str(distributed.get_worker().address)
 

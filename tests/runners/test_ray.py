@@ -163,6 +163,49 @@ def test_remote_options_apply_to_the_runs_submitted_inside_the_block() -> None:
             pass
 
 
+@task
+def pause(seconds: float) -> float:
+    import time
+
+    time.sleep(seconds)
+    return seconds
+
+
+@task
+def cpus_after(_upstream: float) -> float:
+    return assigned_cpus.fn()
+
+
+def test_options_stay_with_a_run_that_waits_for_its_upstream_and_tasks_carry_their_own() -> None:
+    """A run submitted while its upstream still runs is handed to Ray later, from another
+    thread, outside the block: the options read at `.submit()` still apply. A task's own
+    `runner_options` apply everywhere, under any block around the submit."""
+    half = assigned_cpus.with_options(runner_options={"num_cpus": 0.5})
+
+    @flow(task_runner=RayTaskRunner())
+    def sized() -> tuple[float, float, float]:
+        with remote_options(num_cpus=2):
+            waiting = cpus_after.submit(pause.submit(0.5))
+        with remote_options(num_cpus=1.5):
+            overridden = half.submit()
+        return waiting.result(), half.submit().result(), overridden.result()
+
+    assert sized() == (2.0, 0.5, 1.5)
+
+
+def test_a_task_with_options_ray_does_not_know_fails_saying_which() -> None:
+    misspelt = assigned_cpus.with_options(runner_options={"gpus": 1})
+
+    @flow(task_runner=RayTaskRunner())
+    def wrong() -> tuple[bool, str, float]:
+        state = misspelt.submit(return_state=True)
+        return state.is_failed(), str(state.message), assigned_cpus.submit().result()
+
+    failed, message, fine = wrong()
+    assert failed and fine == 1.0
+    assert "runner_options of the task got unknown Ray options ['gpus']" in message
+
+
 def test_a_runner_leaves_a_ray_it_did_not_start_running() -> None:
     runner = RayTaskRunner()
     with runner:
