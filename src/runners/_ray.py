@@ -90,6 +90,11 @@ class RayData:
     def fetch(self, timeout: float | None = None) -> Any:
         return ray.get(self.ref, timeout=timeout).state.data
 
+    @staticmethod
+    def fetch_many(handles: list[RayData], timeout: float | None = None) -> list[Any]:
+        """Several values in one `ray.get`."""
+        return [outcome.state.data for outcome in ray.get([h.ref for h in handles], timeout=timeout)]
+
     def __repr__(self) -> str:
         return f"RayData({self.ref!r})"
 

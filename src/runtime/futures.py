@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Generic, NamedTuple, TypeVar
 from uuid import UUID
 
 from ..runners.base import blocking_wait, call_done_callback
-from .states import Pending, State
+from .states import Detached, Pending, State, StateType, fetch_detached
 
 if TYPE_CHECKING:
     from .runs import FlowRun, TaskRun
@@ -165,11 +165,22 @@ class FutureList(list[TaskFuture[R]], Generic[R]):
         wait(self, timeout=timeout)
 
     def result(self, timeout: float | None = None, raise_on_failure: bool = True) -> list[R]:
+        """Every run's value, in order. Values left where the runs ran are brought here in
+        one request per runner where it can (a Dask gather, one `ray.get`), not one each."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        return [
-            f.result(timeout=_remaining(deadline), raise_on_failure=raise_on_failure)
-            for f in self
-        ]
+        wait(self, timeout)
+        fetched = fetch_detached([f._final for f in self], _remaining(deadline))
+        if not fetched:
+            return [f.result(timeout=_remaining(deadline), raise_on_failure=raise_on_failure) for f in self]
+        values: list[R] = []
+        for f in self:
+            final = f._final
+            data = final.data if final is not None else None
+            if type(data) is Detached and id(data.handle) in fetched and final.type is StateType.COMPLETED:  # type: ignore[union-attr]
+                values.append(fetched[id(data.handle)])
+            else:
+                values.append(f.result(timeout=_remaining(deadline), raise_on_failure=raise_on_failure))
+        return values
 
 
 class DoneAndNotDone(NamedTuple):

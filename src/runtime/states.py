@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import enum
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import datetime, timezone
 from typing import Any, NamedTuple
 from uuid import UUID
@@ -212,6 +212,29 @@ class Detached:
 
     def __repr__(self) -> str:
         return f"Detached({self.handle!r})"
+
+
+def fetch_detached(states: Iterable[State | None], timeout: float | None = None) -> dict[int, Any]:
+    """The values of completed `states` whose data stayed where they ran, fetched in one
+    request per kind of handle that can fetch many at once (`fetch_many`: a Dask gather, one
+    `ray.get`), keyed by `id(handle)`. Handles that cannot, and a batch that fails, are left
+    out: fetching those one at a time names the value that fails."""
+    groups: dict[type, list[Any]] = {}
+    for state in states:
+        if state is not None and state.type is StateType.COMPLETED and type(state.data) is Detached:
+            handle = state.data.handle
+            if hasattr(type(handle), "fetch_many"):
+                groups.setdefault(type(handle), []).append(handle)
+    fetched: dict[int, Any] = {}
+    for kind, handles in groups.items():
+        if len(handles) < 2:
+            continue
+        try:
+            values = kind.fetch_many(handles, timeout)  # type: ignore[attr-defined]
+        except Exception:
+            continue
+        fetched.update(zip(map(id, handles), values))
+    return fetched
 
 
 # Constructors, named as Prefect users know them. Each returns a fresh `State`.

@@ -153,6 +153,21 @@ def double(i: int) -> int:
     return 2 * i
 
 
+@task
+def inverse(i: int) -> float:
+    return 1 / i
+
+
+def test_a_mapped_list_brings_its_values_back_in_order_failures_in_their_place() -> None:
+    @flow(task_runner=DaskTaskRunner(shared_dask_address()))
+    def inverses() -> list[Any]:
+        return inverse.map([2, 0, 4, 5]).result(raise_on_failure=False)
+
+    half, zero, quarter, fifth = inverses()
+    assert (half, quarter, fifth) == (0.5, 0.25, 0.2)
+    assert isinstance(zero, ZeroDivisionError)
+
+
 def test_a_worker_killed_mid_task_crashes_that_run_once_and_the_cluster_carries_on(tmp_path: Path) -> None:
     executions = tmp_path / "executions"
 
