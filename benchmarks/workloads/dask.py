@@ -219,7 +219,7 @@ WORKLOADS = (
     Workload(
         name="dask-map",
         description="N no-op tasks via one .map on Dask, recorded, vs raw Client.map",
-        sizes={"tiny": 10, "quick": 200, "full": 1_000},
+        sizes={"tiny": 10, "quick": 100, "full": 1_000},  # quick: the CI smoke run stays short
         run=run_map,
         baseline=baseline_map,
         figures=THROUGHPUT_TARGETED,
@@ -229,7 +229,7 @@ WORKLOADS = (
     Workload(
         name="dask-fanout",
         description="N no-op tasks on Dask, then one fan-in task given all N futures; recorded",
-        sizes={"tiny": 10, "quick": 200, "full": 1_000},
+        sizes={"tiny": 10, "quick": 100, "full": 1_000},  # quick: the CI smoke run stays short
         run=run_fanout,
         baseline=baseline_fanout,
         figures=THROUGHPUT_TARGETED,

@@ -247,7 +247,7 @@ WORKLOADS = (
     Workload(
         name="ray-map",
         description="N no-op tasks via one .map on RayTaskRunner, recorded, vs raw remote calls",
-        sizes={"tiny": 10, "quick": 200, "full": 1_000},
+        sizes={"tiny": 10, "quick": 100, "full": 1_000},  # quick: the CI smoke run stays short
         run=run_map,
         baseline=baseline_submit,  # Ray has no task map: N remote calls is the raw way
         figures=THROUGHPUT_TARGETED,
@@ -258,7 +258,7 @@ WORKLOADS = (
     Workload(
         name="ray-fanout",
         description="N no-op tasks on Ray, then one fan-in task given all N futures; recorded",
-        sizes={"tiny": 10, "quick": 200, "full": 1_000},
+        sizes={"tiny": 10, "quick": 100, "full": 1_000},  # quick: the CI smoke run stays short
         run=run_fanout,
         baseline=baseline_fanout,
         figures=THROUGHPUT_TARGETED,
