@@ -11,7 +11,9 @@ runs into the flow's embedded state service, and the flow's end confirms they ar
 * ``dask-chain``: N dependent no-op tasks, each taking the previous one's future. Headwater
   dispatches a step once the flow hears the previous one finished (a round trip through the
   flow's process per step); raw Dask hands the whole chain to its scheduler at once.
-* ``dask-map``: N no-op tasks from one ``Task.map``, against raw ``Client.map``.
+* ``dask-map``: N no-op tasks from one ``Task.map``, against raw ``Client.map``. Both bring the
+  N values back to the flow: ``FutureList.result()`` against ``Client.gather`` (one batched
+  call; headwater fetches each value from its worker in turn, which shows here).
 * ``dask-fanout``: N no-op tasks, then one task given the list of their futures, against
   ``Client.submit`` of the same fan-in given the list of raw futures (Dask resolves them).
 * ``dask-data-large``: a task pinned to one worker makes N MiB of bytes, a task pinned to the
