@@ -62,9 +62,11 @@ def run_python(
     return completed.stdout
 
 
-def run_json(args: list[str], *, python: str = sys.executable) -> dict[str, Any]:
+def run_json(
+    args: list[str], *, python: str = sys.executable, env: Mapping[str, str] | None = None
+) -> dict[str, Any]:
     """Run a child script and parse the JSON object on its last line of stdout."""
-    stdout = run_python(args, python=python)
+    stdout = run_python(args, python=python, env=env)
     # The last line that looks like JSON: a runtime may still log after the child's report.
     reports = [line for line in stdout.splitlines() if line.startswith("{")]
     if not reports:

@@ -38,13 +38,32 @@ def render(document: dict[str, Any]) -> str:
                 measured = format_number(figure["median"]) if figure else f"error: {row['error']}"
                 ratio = (figure or {}).get("ratio") or {}
                 ratio_text = f"{ratio['median']:.2f}×" if ratio.get("median") else "–"
+                ratio_text += ratio_target_note(spec, ratio.get("median"))
                 base = baseline.get(spec["key"])
                 lines.append(
-                    f"| {workload['name']} | {size} | {row['runner']} | {spec['unit']} | {measured} "
+                    f"| {workload['name']} | {size} | {row['runner']} | {spec['unit']}"
+                    f"{target_note(spec, figure)} | {measured} "
                     f"| {format_number(base['median']) if base else '–'} | {row['baseline']} "
                     f"| {ratio_text} |"
                 )
     return "\n".join(lines)
+
+
+def target_note(spec: dict[str, Any], figure: dict[str, Any] | None) -> str:
+    """What follows a figure's unit when it has a goal, e.g. `` (target ≤ 0.75: met)``."""
+    target = spec.get("target")
+    if target is None or figure is None:
+        return ""
+    met = figure["median"] >= target if spec["higher_is_better"] else figure["median"] <= target
+    return f" (target {'≥' if spec['higher_is_better'] else '≤'} {target:g}: {'met' if met else 'missed'})"
+
+
+def ratio_target_note(spec: dict[str, Any], ratio: float | None) -> str:
+    """What follows a ratio when the figure has a ratio goal, e.g. `` (target ≤ 1.5×: met)``."""
+    target = spec.get("ratio_target")
+    if target is None or ratio is None:
+        return ""
+    return f" (target ≤ {target:g}×: {'met' if ratio <= target else 'missed'})"
 
 
 if __name__ == "__main__":

@@ -123,7 +123,8 @@ def _workload_rows(result: dict[str, Any], errors: list[str], *, peer: bool) -> 
                 peer_cells = ["–", "–"]
             else:
                 measured, best = format_number(figure["median"]), format_number(figure["best"])
-                ratio = format_ratio((figure.get("ratio") or {}).get("median"))
+                ratio_median = (figure.get("ratio") or {}).get("median")
+                ratio = format_ratio(ratio_median) + _ratio_target_mark(spec, ratio_median)
                 peer_cells = _peer_cells(figure)
             if base_figure is not None:
                 base_cell = format_number(base_figure["median"])
@@ -152,6 +153,14 @@ def _target_mark(spec: dict[str, Any], figure: dict[str, Any] | None) -> str:
         return ""
     met = figure["median"] >= target if spec["higher_is_better"] else figure["median"] <= target
     return f" [green](target {target:g} ✓)[/green]" if met else f" [red](target {target:g} ✗)[/red]"
+
+
+def _ratio_target_mark(spec: dict[str, Any], ratio: float | None) -> str:
+    target = spec.get("ratio_target")
+    if target is None or ratio is None:
+        return ""
+    met = ratio <= target
+    return f" [green](≤ {target:g}× ✓)[/green]" if met else f" [red](≤ {target:g}× ✗)[/red]"
 
 
 def _peer_cells(figure: dict[str, Any]) -> list[str]:

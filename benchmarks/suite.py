@@ -127,6 +127,7 @@ def summarise_series(workload: Workload, series: Series, n: int) -> dict[str, An
             "unit": figure.unit,
             "higher_is_better": figure.higher_is_better,
             "target": figure.target,
+            "ratio_target": figure.ratio_target,
             **summarise(figure, figure_values(figure, series.measurements, n)),
         }
     return summaries
@@ -177,6 +178,7 @@ def workload_result(
                 "higher_is_better": figure.higher_is_better,
                 "in_table": figure.in_table,
                 "target": figure.target,
+                "ratio_target": figure.ratio_target,
             }
             for figure in workload.figures
         ],

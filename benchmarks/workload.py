@@ -38,12 +38,18 @@ class Figure:
     higher_is_better: bool = False
     in_table: bool = True  # every figure goes to JSON; the table shows the telling ones
     target: float | None = None  # a goal the project set for this figure, shown as pass/miss
+    # A goal for the overhead ratio instead (e.g. 1.5: within 1.5x of the raw engine).
+    ratio_target: float | None = None
 
     def meets_target(self, value: float) -> bool | None:
         """Whether ``value`` reaches the target, or None when there is no target."""
         if self.target is None:
             return None
         return value >= self.target if self.higher_is_better else value <= self.target
+
+    def meets_ratio_target(self, ratio: float) -> bool | None:
+        """Whether an overhead ratio is within the ratio target, or None when there is none."""
+        return None if self.ratio_target is None else ratio <= self.ratio_target
 
 
 def _seconds(raw: RawMeasurement, n: int) -> float:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from benchmarks import registry
+from benchmarks.markdown import render
 from benchmarks.stats import conservative_median, overhead_ratio, summarise
 from benchmarks.suite import NoProgress, SuiteConfig, run_workload
 from benchmarks.timing import run_interleaved, time_once
@@ -72,3 +75,21 @@ def test_unavailable_runner_becomes_an_error_row_beside_a_measured_baseline() ->
     result = run_workload(workload, SuiteConfig(mode="quick"), NoProgress())
     assert result["baselines"]["threadpool"]["figures"]["tasks_per_s"]["median"] == 20.0
     assert [row["error"] for row in result["rows"]] == ["headwater runtime not importable: pretend"] * 2
+
+
+def test_a_ratio_target_travels_to_the_json_and_the_markdown_table() -> None:
+    # Issue #9's targets are ratios ("within 1.5x of the raw engine"), not absolute figures.
+    figure = replace(TASKS_PER_S, ratio_target=1.5)
+    workload = Workload(
+        name="fake", description="", sizes={"quick": 10, "full": 10},
+        run=lambda runner, n: (lambda: {"seconds": 1.0}),
+        baseline=lambda engine, n: (lambda: {"seconds": 0.5}),
+        figures=(figure,), runners={"engine+recording": "engine"},
+    )  # fmt: skip
+    result = run_workload(workload, SuiteConfig(mode="quick"), NoProgress())
+    assert result["figure_specs"][0]["ratio_target"] == 1.5
+    cell = result["rows"][0]["figures"]["tasks_per_s"]
+    assert cell["ratio"]["median"] == 2.0 and not figure.meets_ratio_target(2.0)
+    machine = {"date": "today", "cpu_count": 2, "cpu_model": "cpu", "os": "os", "python": "3", "packages": {}}
+    table = render({"machine": machine, "suite": {"mode": "quick"}, "workloads": [result]})
+    assert "| 2.00× (target ≤ 1.5×: missed) |" in table
