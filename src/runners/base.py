@@ -12,6 +12,17 @@ A runner is an executor in the `concurrent.futures` sense:
 - `duplicate()`: a fresh, unstarted runner with the same settings, so one runner object given
   to `@flow(task_runner=...)` serves many flow runs, each with its own workers.
 
+Two optional hooks, no-ops here, for runners whose workers live elsewhere (Dask, Ray):
+
+- `preflight(check)`: the flow calls it once, right after `start()` and before any `submit`,
+  with a picklable `WorkerCheck` it built (does this worker have a compatible headwater, can
+  it reach the state service?). The runner runs it on every worker it has now, in one round
+  trip, and raises `PreflightFailed` naming each worker that failed and why; the flow run then
+  ends CRASHED without running anything. Runners need not know what is checked: the runtime
+  builds the check, the runner only knows where its workers are.
+- `lost()`: why the runner lost its cluster mid-flow (a Dask scheduler or Ray head that went
+  away), once that crashed a run or refused one; the flow then ends CRASHED with that error.
+
 The entrypoint is the runtime's task engine, never the bare user function: retries, caching,
 slots and state reporting behave the same on every backend, and the runner knows nothing of
 them. Its return value is an `Outcome`: the run's final state with the data where it ran. A
@@ -32,6 +43,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, ClassVar, NamedTuple, Protocol, runtime_checkable
 from uuid import UUID
+
+from ..errors import BrokenRunner
 
 class DataHandle(Protocol):
     """Where a run's data lives when it is not here; `fetch` brings it here."""
@@ -65,6 +78,17 @@ class TaskCall(NamedTuple):
     entrypoint: Entrypoint
     payload: Any
     upstream: tuple[Any, ...] = ()
+
+
+class WorkerCheck(Protocol):
+    """What `TaskRunner.preflight` runs on each worker: None when the worker can run the flow's
+    task runs, else one line saying what is wrong there and how to fix it. Picklable, never
+    raises, and returns within `timeout` seconds."""
+
+    @property
+    def timeout(self) -> float: ...
+
+    def __call__(self) -> str | None: ...
 
 
 @runtime_checkable
@@ -106,6 +130,16 @@ class TaskRunner(abc.ABC):
 
     def start(self) -> None:
         """Acquire workers; called by `__enter__`. Runners that need nothing keep this."""
+
+    def preflight(self, check: WorkerCheck) -> None:
+        """Run `check` on every worker there is now and raise `PreflightFailed` naming those
+        that fail (see the module docstring). Workers that join later are not checked here.
+        In-process runners and the process pool keep this no-op: their workers are this
+        process or copies of it, which the flow has checked already."""
+
+    def lost(self) -> BrokenRunner | None:
+        """The error that crashed runs when this runner lost its cluster, else None."""
+        return None
 
     def __enter__(self) -> TaskRunner:
         self.start()
