@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import importlib
 import itertools
+from concurrent.futures import CancelledError
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from typing import Any
@@ -42,8 +43,10 @@ from dask import config as dask_config
 from dask.base import annotate, get_annotations
 
 from ..errors import BrokenRunner, ShippingError
+from ._headwatch import DaskSchedulerWatch, refuse_if_lost, scheduler_lost, watch_dask_client
+from ._preflight import check_dask_workers
 from ._shipping import pickled_call
-from .base import Outcome, RunnerFuture, TaskCall, TaskRunner, call_done_callback
+from .base import Outcome, RunnerFuture, TaskCall, TaskRunner, WorkerCheck, call_done_callback
 
 ALLOWED_FAILURES = "distributed.scheduler.allowed-failures"
 
@@ -98,7 +101,13 @@ class DaskFuture:
         self.meta = meta
 
     def result(self, timeout: float | None = None) -> Any:
-        outcome = self.meta.result(timeout)
+        try:
+            outcome = self.meta.result(timeout)
+        except CancelledError as exc:  # by us, or by a client that lost its scheduler
+            lost = scheduler_lost(self.meta.client, exc)
+            if lost is None:
+                raise
+            raise lost from exc
         data = getattr(getattr(outcome, "state", None), "data", None)
         handle = getattr(data, "handle", None)
         if type(handle) is DaskData and handle._future is None:
@@ -164,12 +173,15 @@ class DaskTaskRunner(TaskRunner):
         self.client: distributed.Client | None = None
         self._owned: list[Any] = []  # what start() created, closed in reverse order
         self._counter = itertools.count()
+        self._watch: DaskSchedulerWatch | None = None
+        self._losses_at_start = 0
 
     def start(self) -> None:
         if self.client is not None:
             return
         target = self.address
         if isinstance(target, distributed.Client):
+            self._watch_scheduler(target)
             self.client = target
             return
         try:
@@ -186,12 +198,30 @@ class DaskTaskRunner(TaskRunner):
             self.shutdown()  # a cluster started for a client that never came up
             raise
         self._owned.append(client)
+        self._watch_scheduler(client)
         self.client = client
+
+    def _watch_scheduler(self, client: distributed.Client) -> None:
+        self._watch = watch_dask_client(client)
+        self._losses_at_start = self._watch.losses
+
+    def preflight(self, check: WorkerCheck) -> None:
+        """Run `check` on every worker the scheduler knows now (`Client.run`, one round trip,
+        no task); raise `PreflightFailed` naming each unfit worker by its address."""
+        if self.client is not None:
+            check_dask_workers(self.client, check)
+
+    def lost(self) -> BrokenRunner | None:
+        """The loss of the scheduler, if it cancelled or refused a run of this runner."""
+        watch = self._watch
+        return watch.lost_since(self._losses_at_start) if watch is not None else None
 
     def submit(self, call: TaskCall) -> RunnerFuture:
         client = self.client
         if client is None:
             raise BrokenRunner("DaskTaskRunner is not running: use it inside a flow or a `with` block")
+        if self._watch is not None:
+            refuse_if_lost(client, self._watch)
         upstream: list[Any] = []
         slots: list[int] = []
         remote: list[Any] = []  # Dask futures of this runner's earlier calls
