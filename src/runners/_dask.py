@@ -18,7 +18,13 @@ What goes wrong, and what it becomes:
 - a worker lost mid-task: Dask reports `KilledWorker` and the run ends CRASHED, the message
   naming it. Each attempt runs at most once: calls go in with `retries=0`, and a cluster this
   runner starts gets `distributed.scheduler.allowed-failures = 0`. A cluster passed in keeps
-  its own setting, so set it there too, or Dask may run a call again after a worker dies.
+  its own setting, so set it there too, or Dask may run a call again after a worker dies;
+- the scheduler lost mid-flow: the client cancels every future at once; each unfinished run
+  ends CRASHED with a `BrokenRunner` naming the scheduler, new calls are refused while the
+  client is not connected, and `lost()` makes the flow end CRASHED too (`_headwatch.py`).
+
+Before the flow hands it anything, `preflight(check)` runs the flow's check on every worker
+the scheduler knows (`Client.run`, one round trip, no task; `_preflight.py`).
 
 `dask.annotate(...)` around `Task.submit` applies when the call is handed to Dask in the same
 block (the runner reads nothing itself; `Client.submit` merges the annotations in effect, but
@@ -31,8 +37,8 @@ from __future__ import annotations
 
 import importlib
 import itertools
-from concurrent.futures import CancelledError
 from collections.abc import Callable, Iterator
+from concurrent.futures import CancelledError
 from contextlib import contextmanager, nullcontext
 from typing import Any
 from uuid import UUID
@@ -212,9 +218,14 @@ class DaskTaskRunner(TaskRunner):
             check_dask_workers(self.client, check)
 
     def lost(self) -> BrokenRunner | None:
-        """The loss of the scheduler, if it cancelled or refused a run of this runner."""
-        watch = self._watch
-        return watch.lost_since(self._losses_at_start) if watch is not None else None
+        """The loss of the scheduler since this runner started: runs it cancelled or refused,
+        or a client that is not connected now."""
+        watch, client = self._watch, self.client
+        if watch is None:
+            return None
+        if client is not None and client.status != "running":
+            watch.lose()
+        return watch.lost_since(self._losses_at_start)
 
     def submit(self, call: TaskCall) -> RunnerFuture:
         client = self.client

@@ -12,13 +12,15 @@ Left alone, neither backend ends a flow well when its head dies:
 
 So each runner holds a watch, made when it starts. `DaskSchedulerWatch` turns the client's
 own signal into a `BrokenRunner` naming the scheduler (`scheduler_lost`, read where a runner
-future resolves) and refuses new calls once the client is no longer running.
-`RayHeadWatch` is a daemon thread that opens a TCP connection to the GCS every
+future resolves) and refuses new calls while the client is not running (one attribute read
+per call). `RayHeadWatch` is a daemon thread that opens a TCP connection to the GCS every
 `PROBE_INTERVAL` seconds; after `HEAD_GRACE` seconds without one it fails every unfinished
-runner future of its runner with a `BrokenRunner` naming the head, and refuses new calls.
-Either way the scheduler sees those attempts lost, the runs end CRASHED, and the runner's
-`lost()` returns the error, so the flow run ends CRASHED with it too. Nothing here runs per
-task on Dask; on Ray, `submit` adds the future to a weak set under a lock.
+runner future of its runner with a `BrokenRunner` naming the head, and refuses new calls
+(per call: a weak-set add under a lock). Either way the scheduler sees those attempts lost,
+the runs end CRASHED, and the runner's `lost()` returns the error, so the flow run ends
+CRASHED with it too. Ray may fail runs on the dead node by itself first (`NodeDiedError`):
+those end CRASHED with Ray's error, and `lost()` waits out the grace of a head that is silent
+when the flow asks, so the flow still learns it lost the head.
 
 A head that comes back does not undo a loss: the runs it held are gone. A silent partition
 (no FIN, no RST) is noticed by Dask when TCP gives up on the connection
@@ -52,10 +54,10 @@ _dask_watches: weakref.WeakKeyDictionary[Any, DaskSchedulerWatch] = weakref.Weak
 class DaskSchedulerWatch:
     """Whether a Dask client lost its scheduler, shared by every runner using that client.
 
-    `error` is the loss while the client has not reconnected; `losses` counts the losses that
-    cost a run (a run cancelled by it, a call refused), and a runner compares it with the count
-    when it started (`lost_since`), so a loss a reconnection ended still counts for the flows
-    it hit and not for later ones."""
+    `error` is the loss while the client has not reconnected; `losses` counts the losses seen
+    (a run cancelled by one, a call refused, the client found not running), and a runner
+    compares it with the count when it started (`lost_since`), so a loss a reconnection ended
+    still counts for the flows it hit and not for later ones."""
 
     __slots__ = ("address", "losses", "error", "last", "__weakref__")
 
@@ -123,8 +125,9 @@ class RayHeadWatch:
         self._lock = threading.Lock()
         self._futures: weakref.WeakSet[Future[Any]] = weakref.WeakSet()
         self._stopped = threading.Event()
+        self._silent_since: float | None = None
+        self._decided = threading.Event()  # set once the head is declared lost
         self.error: BrokenRunner | None = None
-        self.hit = False  # whether the loss failed a run or refused one
         threading.Thread(target=self._watch, name="headwater-ray-head-watch", daemon=True).start()
 
     def track(self, future: Future[Any]) -> None:
@@ -136,24 +139,31 @@ class RayHeadWatch:
         self._fail([future], self.error)
 
     def refuse(self) -> BrokenRunner:
-        """The loss, counted as having cost the flow a run (call only when `error` is set)."""
+        """The loss, for a call made after it (call only when `error` is set)."""
         assert self.error is not None
-        self.hit = True
         return BrokenRunner(str(self.error))
+
+    def verdict(self) -> BrokenRunner | None:
+        """The loss, if the head was declared lost. While it is silent but still within its
+        grace, waits for the verdict: Ray may fail runs on a dead node before the grace ends,
+        and the flow asking now should learn why."""
+        if self.error is None and self._silent_since is not None:
+            self._decided.wait(self._grace + 2 * self._interval)
+        return self.error
 
     def stop(self) -> None:
         self._stopped.set()
 
     def _watch(self) -> None:
-        silent_since: float | None = None
         while not self._stopped.wait(self._interval):
             if self._answers():
-                silent_since = None
+                self._silent_since = None
                 continue
             now = time.monotonic()
-            silent_since = now if silent_since is None else silent_since
-            if now - silent_since >= self._grace:
-                self._lose(now - silent_since)
+            if self._silent_since is None:
+                self._silent_since = now
+            elif now - self._silent_since >= self._grace:
+                self._lose(now - self._silent_since)
                 return
 
     def _answers(self) -> bool:
@@ -171,6 +181,7 @@ class RayHeadWatch:
         with self._lock:
             self.error = error
             futures, self._futures = list(self._futures), weakref.WeakSet()
+        self._decided.set()
         self._fail(futures, error)
 
     def _fail(self, futures: list[Future[Any]], error: BrokenRunner) -> None:
@@ -179,4 +190,3 @@ class RayHeadWatch:
                 future.set_exception(BrokenRunner(str(error)))  # one per run, as it is raised
             except InvalidStateError:  # Ray finished it meanwhile
                 continue
-            self.hit = True

@@ -15,8 +15,9 @@ Each worker's answer is None (fit), a problem the check found, or an exception r
 loading or running it there: a worker without headwater cannot unpickle the check (Dask
 returns the `ModuleNotFoundError`, Ray a `RayTaskError` around it), and is named as such.
 Workers that join after this (an adaptive cluster scaling up; one with no workers at start has
-nothing to check and passes) are not checked: their first task run meets the same failures
-in its own engine, which ends that run with them.
+nothing to check and passes at once) are not checked: their first task run meets the same
+failure (the task cannot be unpickled, or its engine cannot reach the state service) and ends
+CRASHED with it.
 """
 
 from __future__ import annotations

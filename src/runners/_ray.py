@@ -20,7 +20,13 @@ Where each thing lives:
 Failures: Ray never re-runs a call by itself (`max_retries=0`, `retry_exceptions=False`):
 retries are the task's own `retries`, run by the engine. A worker that dies mid-task makes
 the run CRASHED with Ray's error (`WorkerCrashedError`) in its message, and the task ran
-once.
+once. A head that goes away: a thread probes its GCS port every second, and after 5 s of
+silence every unfinished run ends CRASHED with a `BrokenRunner` naming the head, new calls
+are refused, and `lost()` makes the flow end CRASHED too (`_headwatch.py`), well before Ray
+would end the process (60 s).
+
+Before the flow hands it anything, `preflight(check)` runs the flow's check once on every
+alive node (a zero-CPU task pinned to it; `_preflight.py`).
 
 Per-call Ray options (resources, `runtime_env`) come from `remote_options(...)` around
 `.submit()`; see its docstring for when they are read.
@@ -192,9 +198,9 @@ class RayTaskRunner(TaskRunner):
         check_ray_nodes(check)
 
     def lost(self) -> BrokenRunner | None:
-        """The loss of the Ray head, if it failed or refused a run of this runner."""
-        watch = self._watch
-        return watch.error if watch is not None and watch.hit else None
+        """The loss of the Ray head since this runner started (waits out the grace of a head
+        that is silent right now, see `_headwatch`)."""
+        return self._watch.verdict() if self._watch is not None else None
 
     def submit(self, call: TaskCall) -> RunnerFuture:
         if not self._running:

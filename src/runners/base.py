@@ -20,8 +20,9 @@ Two optional hooks, no-ops here, for runners whose workers live elsewhere (Dask,
   trip, and raises `PreflightFailed` naming each worker that failed and why; the flow run then
   ends CRASHED without running anything. Runners need not know what is checked: the runtime
   builds the check, the runner only knows where its workers are.
-- `lost()`: why the runner lost its cluster mid-flow (a Dask scheduler or Ray head that went
-  away), once that crashed a run or refused one; the flow then ends CRASHED with that error.
+- `lost()`: why the runner lost its cluster since it started (a Dask scheduler or a Ray head
+  that went away), else None. The runner fails the runs the loss took with a `BrokenRunner`
+  saying so, and refuses new ones; the flow asks at its end and then ends CRASHED.
 
 The entrypoint is the runtime's task engine, never the bare user function: retries, caching,
 slots and state reporting behave the same on every backend, and the runner knows nothing of
@@ -138,7 +139,7 @@ class TaskRunner(abc.ABC):
         process or copies of it, which the flow has checked already."""
 
     def lost(self) -> BrokenRunner | None:
-        """The error that crashed runs when this runner lost its cluster, else None."""
+        """Why this runner lost its cluster since it started, else None (see above)."""
         return None
 
     def __enter__(self) -> TaskRunner:

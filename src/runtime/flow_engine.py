@@ -23,9 +23,9 @@ Order of work:
      first failure's exception), else COMPLETED;
    - returned anything else: COMPLETED with that value.
    A task run that failed but was not returned does not fail the flow. But a runner that lost
-   its cluster mid-flow (a Dask scheduler or Ray head went away, `TaskRunner.lost()`) and
-   crashed or refused a run for it ends the flow CRASHED with that error, whatever the body
-   did, and without a retry: the runner it would retry on is gone.
+   its cluster mid-flow (a Dask scheduler or Ray head went away, `TaskRunner.lost()`, asked
+   once the body is done and its runs have ended) ends the flow CRASHED with that error,
+   whatever the body did, and without a retry: the runner it would retry on is gone.
    A FAILED attempt with retries left goes SCHEDULED("AwaitingRetry") -> RUNNING("Retrying").
 5. Hooks for the final state run (`on_completion`, `on_failure`, `on_crashed`,
    `on_cancellation`); the runner shuts down; the caller gets the value, the exception
@@ -188,7 +188,7 @@ class FlowRunEngine:
         return self._failed(Failed(exc))
 
     def _runner_lost(self) -> bool:
-        """End the run CRASHED if its runner lost its cluster and that cost it a run."""
+        """End the run CRASHED if its runner lost its cluster while the flow ran."""
         error = self.scheduler.runner.lost() if self.scheduler is not None else None
         if error is None:
             return False
