@@ -5,7 +5,8 @@ Left alone, neither backend ends a flow well when its head dies:
 - Dask: the client notices the closed connection at once and cancels every future it holds
   (`FutureCancelledError`, reason "scheduler-connection-lost"), which reads as runs cancelled
   before they started; calls submitted while it tries to reconnect (for its `timeout`, 30 s by
-  default) wait in its buffer.
+  default) wait in its buffer. (distributed before mid-2024 gives no reason: there those runs
+  stay CANCELLED, and the flow still ends CRASHED, `lost()` finding the client disconnected.)
 - Ray: the driver keeps waiting on its object refs while it tries to reconnect to the GCS, and
   after `gcs_rpc_server_reconnect_timeout_s` (60 s) Ray ends the whole process: the flow run is
   left RUNNING until the state service's sweeper reaps it, with no word of why.
