@@ -36,6 +36,7 @@ def _ray() -> Any:
     if not ray.is_initialized():
         pythonpath = os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])
         options: dict[str, Any] = {
+            "address": "local",  # never join a cluster `ray start` runs on this machine
             "num_cpus": 2,
             "include_dashboard": False,
             "object_store_memory": 200 * 1024 * 1024,
