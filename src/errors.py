@@ -13,7 +13,11 @@
     ├── CrashedRun                            a run ended by something other than its own code
     ├── MissingContext (RuntimeError)         a run-scoped helper used outside any run
     ├── SlotTimeout (TimeoutError)            waited too long for a concurrency slot
-    ├── BrokenRunner                          a task runner can no longer accept work
+    ├── BrokenRunner                          a task runner can no longer accept work (it
+    │   │                                     was shut down, or its cluster's head went away)
+    │   └── PreflightFailed                   workers cannot run this flow's task runs: they
+    │                                         lack a compatible headwater or cannot reach the
+    │                                         state service (checked when the runner starts)
     ├── RunnerUnavailable (ImportError)       a runner's optional dependency is missing
     ├── ShippingError (TypeError)             a call or a value could not cross to or from
     │                                         a worker process (it does not pickle)
@@ -37,7 +41,7 @@ exception, and `result()` re-raises that same exception object.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 from uuid import UUID
 
@@ -97,6 +101,17 @@ class SlotTimeout(HeadwaterError, TimeoutError):
 
 class BrokenRunner(HeadwaterError):
     """A task runner was shut down or lost its workers and cannot accept work."""
+
+
+class PreflightFailed(BrokenRunner):
+    """Some of a task runner's workers cannot run this flow's task runs, found when the runner
+    started and before any run was handed over: `problems` maps each such worker to what is
+    wrong there (no headwater, another minor version, the state service out of reach) and how
+    to fix it. The flow run ends CRASHED with this message."""
+
+    def __init__(self, message: str, problems: Mapping[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.problems: dict[str, str] = dict(problems or {})
 
 
 class ShippingError(HeadwaterError, TypeError):

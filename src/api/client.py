@@ -258,14 +258,15 @@ def looks_like_tls_failure(details: str) -> bool:
     return any(word in lowered for word in _TLS_WORDS)
 
 
-def preflight(target: Target, wait: float = 5.0) -> None:
+def preflight(target: Target, wait: float = 5.0, *, unreachable: str | None = None) -> None:
     """Check that the server at `target` answers and accepts this process's token and TLS
     settings: one cheap `Ping`, repeated while the server is unreachable, for up to `wait`
     seconds. Call it when a process first records into a server.
 
     A refused token (`Unauthenticated`) and TLS that does not fit (`ClientConfigError`) are
     final at once; still unreachable after `wait` is `ServiceUnavailable`. Each message names
-    the URL (never the token) and the ways out."""
+    the URL (never the token) and the ways out; `unreachable` replaces the ways out of the last
+    case (a flow's check on a cluster's workers gives advice about the workers' network)."""
     try:
         channel = target.channel()
     except OSError as exc:  # the CA file
@@ -274,12 +275,14 @@ def preflight(target: Target, wait: float = 5.0) -> None:
             f"({exc.strerror or exc}): fix HEADWATER_API_TLS_CA, {_OTHERWISE}"
         ) from None
     try:
-        _ping_until(channel, target, time.monotonic() + wait, wait)
+        _ping_until(channel, target, time.monotonic() + wait, wait, unreachable)
     finally:
         channel.close()
 
 
-def _ping_until(channel: grpc.Channel, target: Target, deadline: float, wait: float) -> None:
+def _ping_until(
+    channel: grpc.Channel, target: Target, deadline: float, wait: float, unreachable: str | None
+) -> None:
     ping, request = channel.unary_unary(method_path(PING.method)), codec.pack({})
     closed = 0
     while True:
@@ -306,9 +309,12 @@ def _ping_until(channel: grpc.Channel, target: Target, deadline: float, wait: fl
         if closed >= 3 and not target.tls:
             raise _tls_mismatch(target, "the server closed the connection before answering")
         if time.monotonic() + 0.25 >= deadline:
+            ways_out = unreachable or (
+                f"start it (`headwater server start`) or fix HEADWATER_API_URL, {_OTHERWISE}"
+            )
             raise ServiceUnavailable(
                 f"the state service at {target.url} is unreachable ({details}) after {wait:g} s: "
-                f"start it (`headwater server start`) or fix HEADWATER_API_URL, {_OTHERWISE}"
+                f"{ways_out}"
             )
         time.sleep(0.25)
 

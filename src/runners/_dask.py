@@ -19,7 +19,13 @@ What goes wrong, and what it becomes:
 - a worker lost mid-task: Dask reports `KilledWorker` and the run ends CRASHED, the message
   naming it. Each attempt runs at most once: calls go in with `retries=0`, and a cluster this
   runner starts gets `distributed.scheduler.allowed-failures = 0`. A cluster passed in keeps
-  its own setting, so set it there too, or Dask may run a call again after a worker dies.
+  its own setting, so set it there too, or Dask may run a call again after a worker dies;
+- the scheduler lost mid-flow: the client cancels every future at once; each unfinished run
+  ends CRASHED with a `BrokenRunner` naming the scheduler, new calls are refused while the
+  client is not connected, and `lost()` makes the flow end CRASHED too (`_headwatch.py`).
+
+Before the flow hands it anything, `preflight(check)` runs the flow's check on every worker
+the scheduler knows (`Client.run`, one round trip, no task; `_preflight.py`).
 
 `dask.annotate(...)` around `Task.submit` (resources, priority, workers) is read there and kept
 with the call, so it applies however long the call waits for its upstreams; a task's
@@ -34,8 +40,8 @@ import itertools
 import queue
 import threading
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager, nullcontext
 from concurrent.futures import CancelledError
+from contextlib import contextmanager, nullcontext
 from typing import Any, NamedTuple
 from uuid import UUID, uuid4
 
@@ -45,8 +51,10 @@ from dask import config as dask_config
 from dask.base import annotate, get_annotations
 
 from ..errors import BrokenRunner, ShippingError
+from ._headwatch import DaskSchedulerWatch, refuse_if_lost, scheduler_lost, watch_dask_client
+from ._preflight import check_dask_workers
 from ._shipping import pickled_call
-from .base import Outcome, RunnerFuture, TaskCall, TaskRunner, call_done_callback
+from .base import Outcome, RunnerFuture, TaskCall, TaskRunner, WorkerCheck, call_done_callback
 
 ALLOWED_FAILURES = "distributed.scheduler.allowed-failures"
 
@@ -280,10 +288,12 @@ class _Deliveries:
     def on_main_done(self, main: Any) -> None:
         if main.status == "finished":
             return  # its event is on its way (sent before the call returned)
-        try:
-            error = main.exception()
-        except BaseException as exc:  # a cancelled future raises rather than returns
-            error = exc
+        # Read from the future's state: `exception()` goes through the client's event loop
+        # (stuck when the scheduler is gone) and returns None for a cancelled future, whose
+        # `FutureCancelledError` says why (a lost scheduler, or us).
+        error = getattr(getattr(main, "_state", None), "exception", None)
+        if isinstance(error, CancelledError):
+            error = scheduler_lost(main.client, error) or error
         self._queue.put((main.key, None, error or CancelledError(f"Dask call {main.key} was cancelled")))
 
     def close(self, reason: str) -> None:
@@ -355,12 +365,15 @@ class DaskTaskRunner(TaskRunner):
         self._topic = ""
         self._deliveries: _Deliveries | None = None
         self._submissions: _Submissions | None = None
+        self._watch: DaskSchedulerWatch | None = None
+        self._losses_at_start = 0
 
     def start(self) -> None:
         if self.client is not None:
             return
         target = self.address
         if isinstance(target, distributed.Client):
+            self._watch_scheduler(target)
             self.client = target
             self._listen(target)
             return
@@ -378,6 +391,7 @@ class DaskTaskRunner(TaskRunner):
             self.shutdown()  # a cluster started for a client that never came up
             raise
         self._owned.append(client)
+        self._watch_scheduler(client)
         self.client = client
         self._listen(client)
 
@@ -388,10 +402,32 @@ class DaskTaskRunner(TaskRunner):
         client.subscribe_topic(self._topic, self._deliveries.on_event)  # type: ignore[no-untyped-call]
         self._submissions = _Submissions(client, self._topic, self._deliveries)
 
+    def _watch_scheduler(self, client: distributed.Client) -> None:
+        self._watch = watch_dask_client(client)
+        self._losses_at_start = self._watch.losses
+
+    def preflight(self, check: WorkerCheck) -> None:
+        """Run `check` on every worker the scheduler knows now (`Client.run`, one round trip,
+        no task); raise `PreflightFailed` naming each unfit worker by its address."""
+        if self.client is not None:
+            check_dask_workers(self.client, check)
+
+    def lost(self) -> BrokenRunner | None:
+        """The loss of the scheduler since this runner started: runs it cancelled or refused,
+        or a client that is not connected now."""
+        watch, client = self._watch, self.client
+        if watch is None:
+            return None
+        if client is not None and client.status != "running":
+            watch.lose()
+        return watch.lost_since(self._losses_at_start)
+
     def submit(self, call: TaskCall) -> RunnerFuture:
         submissions, deliveries = self._submissions, self._deliveries
         if submissions is None or deliveries is None:
             raise BrokenRunner("DaskTaskRunner is not running: use it inside a flow or a `with` block")
+        if self._watch is not None and self.client is not None:
+            refuse_if_lost(self.client, self._watch)
         upstream: list[Any] = []
         slots: list[int] = []
         remote: list[Any] = []  # Dask futures of this runner's earlier calls
@@ -446,6 +482,8 @@ class DaskTaskRunner(TaskRunner):
 def _forget_topic(client: distributed.Client, topic: str) -> None:
     """Stop listening on `topic` and drop the events the scheduler kept for it (it keeps the
     latest 100,000 of every topic for its life, which on a long-lived cluster adds up)."""
+    if client.status != "running":
+        return  # no scheduler to tell (it went away): asking would wait for it to come back
     try:
         client.unsubscribe_topic(topic)  # type: ignore[no-untyped-call]
         client.run_on_scheduler(_drop_topic, topic)  # type: ignore[no-untyped-call]

@@ -20,7 +20,13 @@ Where each thing lives:
 Failures: Ray never re-runs a call by itself (`max_retries=0`, `retry_exceptions=False`):
 retries are the task's own `retries`, run by the engine. A worker that dies mid-task makes
 the run CRASHED with Ray's error (`WorkerCrashedError`) in its message, and the task ran
-once.
+once. A head that goes away: a thread probes its GCS port every second, and after 5 s of
+silence every unfinished run ends CRASHED with a `BrokenRunner` naming the head, new calls
+are refused, and `lost()` makes the flow end CRASHED too (`_headwatch.py`), well before Ray
+would end the process (60 s).
+
+Before the flow hands it anything, `preflight(check)` runs the flow's check once on every
+alive node (a zero-CPU task pinned to it; `_preflight.py`).
 
 Per-call Ray options (resources, `runtime_env`) come from the task's
 `@task(runner_options={...})` and from `remote_options(...)` around `.submit()`, which wins.
@@ -38,8 +44,10 @@ import cloudpickle
 import ray
 
 from ..errors import BrokenRunner, ShippingError
+from ._headwatch import RayHeadWatch
+from ._preflight import check_ray_nodes
 from ._shipping import pickled_call
-from .base import RunnerFuture, TaskCall, TaskRunner, call_done_callback
+from .base import RunnerFuture, TaskCall, TaskRunner, WorkerCheck, call_done_callback
 
 #: The Ray task options `remote_options` accepts; the rest (retries, returns) are the runner's.
 OPTION_NAMES = frozenset(
@@ -179,6 +187,7 @@ class RayTaskRunner(TaskRunner):
         self.init_kwargs = dict(init_kwargs or {})
         self._running = False
         self._started_ray = False
+        self._watch: RayHeadWatch | None = None
 
     def start(self) -> None:
         if self._running:
@@ -186,11 +195,26 @@ class RayTaskRunner(TaskRunner):
         if not ray.is_initialized():
             ray.init(address=self.address, **self.init_kwargs)
             self._started_ray = True
+        if not ray.util.client.ray.is_connected():  # type: ignore[no-untyped-call]  # Ray Client: see _headwatch
+            self._watch = RayHeadWatch(ray.get_runtime_context().gcs_address)
         self._running = True
+
+    def preflight(self, check: WorkerCheck) -> None:
+        """Run `check` once on every alive node (a zero-CPU task pinned to it, one round
+        trip); raise `PreflightFailed` naming each unfit node by its id and address."""
+        check_ray_nodes(check)
+
+    def lost(self) -> BrokenRunner | None:
+        """The loss of the Ray head since this runner started (waits out the grace of a head
+        that is silent right now, see `_headwatch`)."""
+        return self._watch.verdict() if self._watch is not None else None
 
     def submit(self, call: TaskCall) -> RunnerFuture:
         if not self._running:
             raise BrokenRunner("RayTaskRunner is not running: use it inside a flow or a `with` block")
+        watch = self._watch
+        if watch is not None and watch.error is not None:
+            raise watch.refuse()
         blob = pickled_call((call.entrypoint, call.payload), call.run_id, "Ray")
         upstream = [u.data_ref if type(u) is RayFuture else u for u in call.upstream]
         options = call.options
@@ -199,7 +223,10 @@ class RayTaskRunner(TaskRunner):
             meta_ref, data_ref = (function.options(**options) if options else function).remote(blob, *upstream)
         except Exception as exc:
             raise ShippingError(f"task run {call.run_id} cannot be sent to Ray: {type(exc).__name__}: {exc}") from exc
-        return RayFuture(call.run_id, meta_ref, data_ref)
+        future = RayFuture(call.run_id, meta_ref, data_ref)
+        if watch is not None:
+            watch.track(future._inner)
+        return future
 
     def submission_options(self, task_options: Mapping[str, Any]) -> Mapping[str, Any] | None:
         """The task's `runner_options` under those of the `remote_options` blocks around the
@@ -212,6 +239,8 @@ class RayTaskRunner(TaskRunner):
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         self._running = False
+        if self._watch is not None:
+            self._watch.stop()
         if self._started_ray:
             self._started_ray = False
             ray.shutdown()

@@ -12,6 +12,18 @@ A runner is an executor in the `concurrent.futures` sense:
 - `duplicate()`: a fresh, unstarted runner with the same settings, so one runner object given
   to `@flow(task_runner=...)` serves many flow runs, each with its own workers.
 
+Two optional hooks, no-ops here, for runners whose workers live elsewhere (Dask, Ray):
+
+- `preflight(check)`: the flow calls it once, right after `start()` and before any `submit`,
+  with a picklable `WorkerCheck` it built (does this worker have a compatible headwater, can
+  it reach the state service?). The runner runs it on every worker it has now, in one round
+  trip, and raises `PreflightFailed` naming each worker that failed and why; the flow run then
+  ends CRASHED without running anything. Runners need not know what is checked: the runtime
+  builds the check, the runner only knows where its workers are.
+- `lost()`: why the runner lost its cluster since it started (a Dask scheduler or a Ray head
+  that went away), else None. The runner fails the runs the loss took with a `BrokenRunner`
+  saying so, and refuses new ones; the flow asks at its end and then ends CRASHED.
+
 The entrypoint is the runtime's task engine, never the bare user function: retries, caching,
 slots and state reporting behave the same on every backend, and the runner knows nothing of
 them. Its return value is an `Outcome`: the run's final state with the data where it ran. A
@@ -32,6 +44,8 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, ClassVar, NamedTuple, Protocol, runtime_checkable
 from uuid import UUID
+
+from ..errors import BrokenRunner
 
 class DataHandle(Protocol):
     """Where a run's data lives when it is not here; `fetch` brings it here."""
@@ -67,6 +81,17 @@ class TaskCall(NamedTuple):
     upstream: tuple[Any, ...] = ()
     #: what `TaskRunner.submission_options` captured when the run was submitted
     options: Any = None
+
+
+class WorkerCheck(Protocol):
+    """What `TaskRunner.preflight` runs on each worker: None when the worker can run the flow's
+    task runs, else one line saying what is wrong there and how to fix it. Picklable, never
+    raises, and returns within `timeout` seconds."""
+
+    @property
+    def timeout(self) -> float: ...
+
+    def __call__(self) -> str | None: ...
 
 
 @runtime_checkable
@@ -116,6 +141,16 @@ class TaskRunner(abc.ABC):
         which may be later and on another thread (once its upstreams finish), so a context
         manager around `.submit()` applies however long the call waits. Runners with no
         per-call settings keep this: None, and a task's `runner_options` mean nothing to them."""
+        return None
+
+    def preflight(self, check: WorkerCheck) -> None:
+        """Run `check` on every worker there is now and raise `PreflightFailed` naming those
+        that fail (see the module docstring). Workers that join later are not checked here.
+        In-process runners and the process pool keep this no-op: their workers are this
+        process or copies of it, which the flow has checked already."""
+
+    def lost(self) -> BrokenRunner | None:
+        """Why this runner lost its cluster since it started, else None (see above)."""
         return None
 
     def __enter__(self) -> TaskRunner:

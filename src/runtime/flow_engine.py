@@ -5,7 +5,12 @@ Order of work:
 1. Parameters are bound (`ParameterBindError` at once, before any run exists) and, with
    `validate_parameters`, validated and coerced by pydantic; a validation error ends the new
    run FAILED and raises `ParameterValidationError`.
-2. A fresh runner (`task_runner.duplicate()`) starts; PENDING -> RUNNING; `on_running` hooks.
+2. A fresh runner (`task_runner.duplicate()`) starts and, when the flow records, runs its
+   preflight: a check of every worker it has (`runtime/worker_check.py`, `TaskRunner.preflight`).
+   A runner that cannot start, or whose workers fail the check, ends the run CRASHED (its code
+   never ran: something else ended it) with the error's message, runs `on_crashed` hooks, and
+   the error is raised from the flow call (with `return_state=True` too, as an interrupt is),
+   before any task run exists. Then PENDING -> RUNNING; `on_running` hooks.
 3. The body runs (under `timeout_seconds`, see `timeouts.py`). Then the flow waits for every
    task run and subflow it started, returned or not.
 4. The final state follows from what the body did:
@@ -17,7 +22,10 @@ Order of work:
      they are replaced by their results; if any of them did not complete, FAILED (with the
      first failure's exception), else COMPLETED;
    - returned anything else: COMPLETED with that value.
-   A task run that failed but was not returned does not fail the flow.
+   A task run that failed but was not returned does not fail the flow. But a runner that lost
+   its cluster mid-flow (a Dask scheduler or Ray head went away, `TaskRunner.lost()`, asked
+   once the body is done and its runs have ended) ends the flow CRASHED with that error,
+   whatever the body did, and without a retry: the runner it would retry on is gone.
    A FAILED attempt with retries left goes SCHEDULED("AwaitingRetry") -> RUNNING("Retrying").
 5. Hooks for the final state run (`on_completion`, `on_failure`, `on_crashed`,
    `on_cancellation`); the runner shuts down; the caller gets the value, the exception
@@ -47,6 +55,7 @@ from .recording import confirm_recorded_away, refusal
 from .runs import FlowRun, new_run_id, set_state
 from .scheduler import TaskScheduler
 from .signals import sigterm_raises
+from .worker_check import preflight_for
 from .states import (
     AwaitingRetry,
     Cancelled,
@@ -109,6 +118,31 @@ class FlowRunEngine:
             self.flow, self.run, runner, self.scheduler, bool(self.flow.log_prints), self.services
         )
 
+    def start_runner(self, runner: TaskRunner) -> None:
+        """Step 2's start: the runner starts and checks its workers. If either fails, the run
+        ends CRASHED (see the module docstring) and the error is raised."""
+        try:
+            runner.start()
+            if type(runner).preflight is not TaskRunner.preflight:  # else nothing to build it for
+                check = preflight_for(self.services)
+                if check is not None:
+                    runner.preflight(check)
+        except Exception as exc:
+            self._runner_did_not_start(runner, exc)
+            raise
+
+    def _runner_did_not_start(self, runner: TaskRunner, exc: Exception) -> None:
+        try:
+            runner.shutdown(wait=False, cancel_futures=True)
+        except Exception as shutdown_error:  # the start's error is the one to raise
+            flow_logger.warning("The task runner did not shut down cleanly: %s", shutdown_error)
+        self._set(Crashed(exc, f"the task runner did not start: {type(exc).__name__}: {exc}"))
+        self.finish()
+        try:
+            self.make_durable()
+        except RecordingError:  # logged by make_durable; the runner's error says why
+            pass
+
     def start(self) -> None:
         run = self.run
         run.run_count += 1
@@ -136,6 +170,8 @@ class FlowRunEngine:
     def returned(self, value: Any) -> float | None:
         """Steps 3-4 after the body returned. Returns a retry delay, or None when final."""
         self.wait_for_runs()
+        if self._runner_lost():
+            return None
         state = final_state_of(value)
         if state.type is StateType.FAILED:
             return self._failed(state)
@@ -147,7 +183,17 @@ class FlowRunEngine:
             self._cancel_unfinished(str(exc))
             return self._failed(TimedOut(exc))
         self.wait_for_runs()
+        if self._runner_lost():
+            return None
         return self._failed(Failed(exc))
+
+    def _runner_lost(self) -> bool:
+        """End the run CRASHED if its runner lost its cluster while the flow ran."""
+        error = self.scheduler.runner.lost() if self.scheduler is not None else None
+        if error is None:
+            return False
+        self._set(Crashed(error, f"the task runner lost its cluster: {error}"))
+        return True
 
     def _cancel_unfinished(self, reason: str) -> None:
         self.abandon_running = True
@@ -286,7 +332,7 @@ def run_flow(engine: FlowRunEngine) -> State:
     """Drive a sync flow run from start to its final state."""
     engine.validate()
     runner = engine.flow.task_runner.duplicate()
-    runner.start()
+    engine.start_runner(runner)
     try:
         with entered(flow_run_var, engine.context(runner)), sigterm_raises():
             try:
@@ -306,7 +352,7 @@ async def run_flow_async(engine: FlowRunEngine) -> State:
     """Drive an `async def` flow run on the caller's event loop."""
     engine.validate()
     runner = engine.flow.task_runner.duplicate()
-    runner.start()
+    engine.start_runner(runner)
     try:
         with entered(flow_run_var, engine.context(runner)):
             try:

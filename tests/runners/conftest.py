@@ -18,7 +18,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 #: Small enough for a shared two-core machine: two CPUs, a 200 MB object store, no dashboard.
 RAY_INIT = {
-    "address": "local",  # ray.init() would join a `ray start` cluster another test left running
+    # A Ray of our own: without an address, ray.init() joins any cluster `ray start` runs on
+    # this machine (a head-loss test's, another checkout's) and then refuses num_cpus.
+    "address": "local",
     "num_cpus": 2,
     "include_dashboard": False,
     "object_store_memory": 200 * 1024 * 1024,
