@@ -13,12 +13,23 @@ fetch values inside the flow.
 What goes wrong, and what it becomes:
 
 - a call that does not pickle (its function or an argument): `submit` raises `ShippingError`
-  naming the run, and the scheduler ends that run CRASHED with the cause;
+  naming the run and the argument with its type, before anything is sent; the run ends FAILED;
 - the task's own exception: a FAILED state, as on every runner (the engine catches it);
-- a worker lost mid-task: Dask reports `KilledWorker` and the run ends CRASHED, the message
-  naming it. Each attempt runs at most once: calls go in with `retries=0`, and a cluster this
-  runner starts gets `distributed.scheduler.allowed-failures = 0`. A cluster passed in keeps
-  its own setting, so set it there too, or Dask may run a call again after a worker dies.
+- a worker lost mid-task: Dask reports `KilledWorker`, which becomes `WorkerLost` naming the
+  worker (address and pid), Dask's error its `__cause__`; the flow retries the attempt within
+  the task's budget (`retries`, or `crash_retries`) on a live worker, else the run ends
+  CRASHED (FAILED when every attempt died). Each attempt runs at most once: calls go in with
+  `retries=0`, a cluster this runner starts gets `distributed.scheduler.allowed-failures = 0`,
+  and on a cluster passed in that lets Dask re-run a task whose worker died, the re-run is
+  turned into that `WorkerLost` (`LostResultGuard`);
+- a finished run whose worker died: Dask would compute its value again (re-running the task)
+  for whoever still wants it. `LostResultGuard`, a scheduler plugin the runner installs, turns
+  that recomputation into an `UpstreamLost` naming the run: the flow's `result()` raises it and
+  a downstream run that needs the value ends CRASHED with it; the task is not run again;
+- a value that does not pickle: it stays on its worker, where a downstream run on the same
+  worker still gets it; anywhere else (another worker, the flow) it arrives as an
+  `Unshippable` handle (`Outgoing`), so the downstream run ends FAILED and `result()` raises
+  `ShippingError`, both naming the run and the type, instead of waiting forever.
 
 `dask.annotate(...)` around `Task.submit` applies when the call is handed to Dask in the same
 block (the runner reads nothing itself; `Client.submit` merges the annotations in effect, but
@@ -31,6 +42,7 @@ from __future__ import annotations
 
 import importlib
 import itertools
+import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from typing import Any
@@ -39,10 +51,13 @@ from uuid import UUID
 import cloudpickle
 import distributed
 from dask import config as dask_config
+from dask._task_spec import Task as DaskTask
 from dask.base import annotate, get_annotations
+from dask.sizeof import sizeof
+from distributed.diagnostics.plugin import SchedulerPlugin
 
-from ..errors import BrokenRunner, ShippingError
-from ._shipping import pickled_call
+from ..errors import BrokenRunner, ShippingError, UpstreamLost, WorkerLost
+from ._shipping import Outgoing, arrived, fetched_value, pickled_call
 from .base import Outcome, RunnerFuture, TaskCall, TaskRunner, call_done_callback
 
 ALLOWED_FAILURES = "distributed.scheduler.allowed-failures"
@@ -69,22 +84,117 @@ class DaskData:
     def fetch(self, timeout: float | None = None) -> Any:
         if self._future is None:
             raise ShippingError(f"the value in Dask task {self.key!r} is not reachable from here")
-        return self._future.result(timeout).state.data
+        try:
+            outcome = self._future.result(timeout)
+        except distributed.scheduler.KilledWorker as exc:  # only where allowed-failures > 0
+            raise _worker_lost(exc) from exc
+        return fetched_value(outcome)
 
     def __repr__(self) -> str:
         return f"<on a Dask worker: {self.key}>"
 
 
 def _run(blob: bytes, *remote: Any) -> Any:
-    """On a worker: the engine, with the upstream outcomes Dask resolved put in their places."""
+    """On a worker: the engine, with the upstream outcomes Dask resolved put in their places.
+    The outcome stays in the worker's memory as an `Outgoing`, which leaves without its value
+    if that does not pickle (see `_shipping.py`)."""
     entrypoint, payload, upstream, slots = cloudpickle.loads(blob)
     for slot, outcome in zip(slots, remote):
-        upstream[slot] = outcome
-    return entrypoint(payload, tuple(upstream))
+        upstream[slot] = arrived(outcome)
+    outcome = entrypoint(payload, tuple(upstream))
+    return Outgoing(outcome, getattr(payload, "task_run", None)) if isinstance(outcome, Outcome) else outcome
 
 
 def _without_data(handle: DaskData, outcome: Any) -> Any:
+    outcome = arrived(outcome)
     return outcome.detach(handle) if isinstance(outcome, Outcome) else outcome
+
+
+def _sizeof_outgoing(outgoing: Outgoing) -> int:
+    return int(sizeof(outgoing.outcome))  # Dask's memory accounting sees the value inside
+
+
+sizeof.register(Outgoing)(_sizeof_outgoing)  # type: ignore[no-untyped-call]
+
+
+def _lost_result(run: str, worker: str) -> None:
+    """Runs on a worker in place of a finished run that Dask would compute again."""
+    raise UpstreamLost(
+        f"the value of {run} was lost with its Dask worker {worker}, which died; a finished "
+        "run is never run again (its side effects would repeat), so what needs it cannot run"
+    )
+
+
+def _lost_worker(run: str, worker: str) -> None:
+    """Runs in place of an attempt Dask would start again after its worker died."""
+    raise WorkerLost(f"the Dask worker {worker} running it died (rescheduled by Dask, not re-run)")
+
+
+class LostResultGuard(SchedulerPlugin):
+    """On the scheduler: Dask never runs a task run's engine twice for one attempt.
+
+    When a worker dies, Dask computes again what it held that someone still wants: a finished
+    run's value (its `main` task: so a downstream submitted later, or the flow's `result()`,
+    would re-execute the task, repeating its side effects), and, where `allowed-failures` > 0,
+    the attempts it was running. The scheduler publishes the worker's removal (which tasks it
+    held, which it was running) before it acts on it; this plugin then swaps those `main` tasks'
+    specs for one that raises `UpstreamLost` (a finished run) or `WorkerLost` (an attempt cut
+    short), naming the run and the worker. Dask's transitions stay its own; only what a
+    recomputation would run changes. It costs nothing per task: one look at each event."""
+
+    idempotent = True
+    name = "headwater-lost-result-guard"
+
+    def __init__(self) -> None:
+        self.scheduler: Any = None
+
+    async def start(self, scheduler: Any) -> None:
+        self.scheduler = scheduler
+
+    def log_event(self, topic: str, msg: Any) -> None:
+        if topic != "all" or type(msg) is not dict or msg.get("action") != "remove-worker":
+            return
+        worker = str(msg.get("worker"))
+        self._replace(msg.get("lost-computed-tasks", ()), _lost_result, worker)
+        if not msg.get("expected"):  # a worker retired on purpose hands its tasks over
+            self._replace(msg.get("processing-tasks", ()), _lost_worker, worker)
+
+    def _replace(self, keys: Any, stand_in: Callable[[str, str], None], worker: str) -> None:
+        tasks = self.scheduler.tasks
+        for key in keys:
+            ts = tasks.get(key)
+            if ts is not None and getattr(ts.run_spec, "func", None) is _run:
+                ts.run_spec = DaskTask(key, stand_in, _run_label(key), worker)
+
+
+def _run_label(key: Any) -> str:
+    """The run a `main` key names (`{run name}-{run id}-{n}`), as messages show it."""
+    parts = str(key).rsplit("-", 6)
+    if len(parts) == 7:
+        return f"task run {parts[0]!r} ({'-'.join(parts[1:6])})"
+    return f"Dask task {key!r}"
+
+
+def _worker_lost(exc: BaseException) -> BaseException:
+    """Dask's `KilledWorker` as headwater's `WorkerLost`, naming the worker (the caller chains
+    the original as `__cause__`)."""
+    worker = getattr(exc, "last_worker", None)
+    where = getattr(worker, "address", "?")
+    pid = getattr(worker, "pid", None)
+    return WorkerLost(f"the Dask worker {where}{f' (pid {pid})' if pid else ''} running it died (KilledWorker)")
+
+
+def _mapped(exc: BaseException, future: DaskFuture) -> BaseException:
+    """What a runner future raises for Dask's error: a `KilledWorker` of the attempt becomes
+    `WorkerLost`; of its `meta` task alone (the worker died once the run had finished there,
+    before its outcome left) `UpstreamLost`, so the finished run is not run again."""
+    if not isinstance(exc, distributed.scheduler.KilledWorker):
+        return exc
+    lost = _worker_lost(exc)
+    if exc.task == future.meta.key:
+        lost = UpstreamLost(f"{_run_label(future.main.key)} finished, but {lost}: its outcome was lost with it")
+    lost.__cause__ = exc
+    return lost
 
 
 class DaskFuture:
@@ -98,7 +208,10 @@ class DaskFuture:
         self.meta = meta
 
     def result(self, timeout: float | None = None) -> Any:
-        outcome = self.meta.result(timeout)
+        try:
+            outcome = self.meta.result(timeout)
+        except distributed.scheduler.KilledWorker as exc:
+            raise _mapped(exc, self) from exc
         data = getattr(getattr(outcome, "state", None), "data", None)
         handle = getattr(data, "handle", None)
         if type(handle) is DaskData and handle._future is None:
@@ -106,7 +219,8 @@ class DaskFuture:
         return outcome
 
     def exception(self, timeout: float | None = None) -> BaseException | None:
-        return self.meta.exception(timeout)  # type: ignore[no-any-return]
+        exc = self.meta.exception(timeout)
+        return None if exc is None else _mapped(exc, self)
 
     def done(self) -> bool:
         return self.meta.done()  # type: ignore[no-any-return]
@@ -170,6 +284,7 @@ class DaskTaskRunner(TaskRunner):
             return
         target = self.address
         if isinstance(target, distributed.Client):
+            _guard(target)
             self.client = target
             return
         try:
@@ -182,10 +297,11 @@ class DaskTaskRunner(TaskRunner):
                 if self.adapt_kwargs:
                     target.adapt(**self.adapt_kwargs)
             client = distributed.Client(target, **self.client_kwargs)  # type: ignore[no-untyped-call]
+            self._owned.append(client)
+            _guard(client)
         except BaseException:
             self.shutdown()  # a cluster started for a client that never came up
             raise
-        self._owned.append(client)
         self.client = client
 
     def submit(self, call: TaskCall) -> RunnerFuture:
@@ -231,6 +347,17 @@ class DaskTaskRunner(TaskRunner):
     def __repr__(self) -> str:
         where = self.address if self.address is not None else self.cluster_class or "LocalCluster"
         return f"DaskTaskRunner({where!r})"
+
+
+_guarded: weakref.WeakSet[Any] = weakref.WeakSet()  # clients whose scheduler has the guard
+
+
+def _guard(client: Any) -> None:
+    """Install `LostResultGuard` on the client's scheduler (once per client; the scheduler
+    keeps the first of the same name)."""
+    if client not in _guarded:
+        client.register_plugin(LostResultGuard())
+        _guarded.add(client)
 
 
 @contextmanager
