@@ -326,3 +326,25 @@ def test_an_argument_that_does_not_pickle_fails_that_run_naming_it_before_anythi
     assert "cannot be sent to" in message and "its argument 'x' (a _thread.lock)" in message
     assert not executions.exists()  # refused before anything was sent
     assert good == 5  # the rest of the flow goes on
+
+
+@pytest.mark.parametrize("kind", SHIPPING)
+def test_a_value_that_does_not_pickle_stays_where_it_was_made_and_says_why_when_asked_for(
+    kind: str, request: pytest.FixtureRequest
+) -> None:
+    if kind == "ray":
+        request.getfixturevalue("ray_session")
+
+    @task
+    def make_lock() -> threading.Lock:
+        return threading.Lock()
+
+    @flow(task_runner=RUNNERS[kind]())
+    def unshippable() -> tuple[str, int]:
+        made = make_lock.submit()
+        made.wait()
+        with pytest.raises(ShippingError, match=r"'make_lock-0'.*\(a _thread\.lock\) cannot leave"):
+            made.result()
+        return made.state.name, add.submit(4).result()
+
+    assert unshippable() == ("Completed", 5)  # it completed where it ran; the flow goes on
