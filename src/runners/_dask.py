@@ -58,7 +58,7 @@ from distributed.diagnostics.plugin import SchedulerPlugin
 
 from ..errors import BrokenRunner, ShippingError, UpstreamLost, WorkerLost
 from ._shipping import Outgoing, arrived, fetched_value, pickled_call
-from .base import Outcome, RunnerFuture, TaskCall, TaskRunner, call_done_callback
+from .base import RunnerFuture, TaskCall, TaskRunner, call_done_callback
 
 ALLOWED_FAILURES = "distributed.scheduler.allowed-failures"
 
@@ -102,12 +102,13 @@ def _run(blob: bytes, *remote: Any) -> Any:
     for slot, outcome in zip(slots, remote):
         upstream[slot] = arrived(outcome)
     outcome = entrypoint(payload, tuple(upstream))
-    return Outgoing(outcome, getattr(payload, "task_run", None)) if isinstance(outcome, Outcome) else outcome
+    # `hasattr`, not `isinstance(outcome, Outcome)`: a runtime Protocol check costs 3.6 us
+    return Outgoing(outcome, getattr(payload, "task_run", None)) if hasattr(outcome, "detach") else outcome
 
 
 def _without_data(handle: DaskData, outcome: Any) -> Any:
     outcome = arrived(outcome)
-    return outcome.detach(handle) if isinstance(outcome, Outcome) else outcome
+    return outcome.detach(handle) if hasattr(outcome, "detach") else outcome
 
 
 def _sizeof_outgoing(outgoing: Outgoing) -> int:
