@@ -86,8 +86,8 @@ class DaskData:
             raise ShippingError(f"the value in Dask task {self.key!r} is not reachable from here")
         try:
             outcome = self._future.result(timeout)
-        except distributed.scheduler.KilledWorker as exc:  # only where allowed-failures > 0
-            raise _worker_lost(exc) from exc
+        except distributed.scheduler.KilledWorker as exc:  # a worker died recomputing it
+            raise UpstreamLost(f"the value of {_run_label(self.key)} was lost: {_worker_lost(exc)}") from exc
         return fetched_value(outcome)
 
     def __repr__(self) -> str:
@@ -356,9 +356,16 @@ _guarded: weakref.WeakSet[Any] = weakref.WeakSet()  # clients whose scheduler ha
 def _guard(client: Any) -> None:
     """Install `LostResultGuard` on the client's scheduler (once per client; the scheduler
     keeps the first of the same name)."""
-    if client not in _guarded:
+    if client in _guarded:
+        return
+    try:
         client.register_plugin(LostResultGuard())
-        _guarded.add(client)
+    except Exception as exc:
+        raise BrokenRunner(
+            f"DaskTaskRunner cannot install its scheduler plugin on {client.scheduler.address}: "
+            f"{type(exc).__name__}: {exc}; the scheduler must be able to import headwater"
+        ) from exc
+    _guarded.add(client)
 
 
 @contextmanager

@@ -3,8 +3,9 @@
 It turns what happens (a submit, an upstream finishing, a runner future completing, a retry
 timer firing, the flow asking to cancel) into lifecycle events and carries out the
 instructions that come back: dispatch a call to the runner, watch an upstream, complete a
-future, start a timer, revoke a queued call, record a state the engine never set. It decides
-nothing itself.
+future, start a timer, revoke a queued call, record a state the engine never set (a lost
+attempt's AwaitingRetry, a run's end). It decides nothing itself: what a lost attempt means
+is `losses.py`'s verdict, which it counts on the flow's record and feeds to the lifecycle.
 
 It consumes outcomes only: a runner future's `result()` is the attempt's `RunOutcome`, whose
 data may have stayed where the run ran. The outcome is applied to the flow's own record of

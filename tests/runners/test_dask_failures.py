@@ -121,12 +121,24 @@ def test_a_worker_that_exits_under_a_task_without_retries_crashes_it_once_naming
         future = exits.submit()
         return _final(future), _history(future), future.task_run.run_count
 
-    (name, message, error), history, run_count = doomed()
+    from headwater.api import reset_recorder
+
+    reset_recorder()
+    try:
+        (name, message, error), history, run_count = doomed()
+    finally:
+        reset_recorder()
     (pid,) = _executions(executions)
     assert name == "Crashed" and history == ["Pending", "Running", "Crashed"] and run_count == 1
     assert "the Dask worker tcp://" in message and f"(pid {pid})" in message
     assert isinstance(error, WorkerLost)
     assert isinstance(error.__cause__, distributed.scheduler.KilledWorker)  # Dask's own, kept
+    # the worker reported Running and died: the state service does not show it running
+    home = Path(os.environ["HEADWATER_HOME"])
+    (run,) = cli_json(home, "ls")
+    (task_run,) = cli_json(home, "show", run["id"])["task_runs"]
+    assert [s["name"] for s in task_run["states"]] == history
+    assert task_run["state_type"] == "CRASHED"
 
 
 def test_a_task_that_kills_every_worker_fails_in_bounded_time_and_the_cluster_stays_usable(
