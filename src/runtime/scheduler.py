@@ -152,6 +152,7 @@ class TaskScheduler:
             # engine ends them NotReady.
             future.runner_future = None
             if isinstance(exc, CancelledError):
+                future.outcome = None  # an earlier attempt's, which `_end` must not read
                 self._feed(AttemptLost(future, StateType.CANCELLED, "cancelled before it started"))
             else:
                 self._lost(future, exc)

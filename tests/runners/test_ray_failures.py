@@ -184,6 +184,7 @@ def lost() -> str:
     needs.wait(90)
     error = needs.exception()
     assert needs.state.name == "Crashed" and isinstance(error, UpstreamLost), needs.state
+    assert isinstance(error.__cause__, ray.exceptions.ObjectLostError)  # Ray's own, kept
     try:
         made.result()
     except UpstreamLost as exc:
