@@ -11,6 +11,9 @@
     ├── RunTimedOut (TimeoutError)            a run passed its `timeout_seconds`
     ├── CancelledRun                          a run was cancelled
     ├── CrashedRun                            a run ended by something other than its own code
+    │   ├── WorkerLost                        the worker process running an attempt died
+    │   └── UpstreamLost                      a finished upstream's value was lost with its
+    │                                         worker; it is never computed again
     ├── MissingContext (RuntimeError)         a run-scoped helper used outside any run
     ├── SlotTimeout (TimeoutError)            waited too long for a concurrency slot
     ├── BrokenRunner                          a task runner can no longer accept work (it
@@ -89,6 +92,19 @@ class CancelledRun(HeadwaterError):
 
 class CrashedRun(HeadwaterError):
     """A run was ended by something other than its own code (interrupt, dead worker)."""
+
+
+class WorkerLost(CrashedRun):
+    """The worker process running an attempt died (killed, out of memory, its node gone). The
+    message names the worker as the runner knows it (address, pid, node); the engine's own
+    error (Dask's `KilledWorker`, Ray's `WorkerCrashedError`) is the `__cause__`. An attempt
+    lost this way is retried like a failed one (see the task option `crash_retries`)."""
+
+
+class UpstreamLost(CrashedRun):
+    """A run that had finished kept its value on a worker that died, and a later run (or
+    `result()`) needed it. The finished run is never executed again (that would repeat its side
+    effects), so whatever needs the value ends with this error, naming the lost run."""
 
 
 class MissingContext(HeadwaterError, RuntimeError):

@@ -17,7 +17,7 @@ EXPECTED_TOP_LEVEL = {
     "HeadwaterError", "FailedRun", "InvalidTransition", "UpstreamFailed", "UnfinishedRun",
     "ParameterBindError", "ParameterValidationError", "MappingLengthMismatch", "RunTimedOut",
     "CancelledRun", "CrashedRun", "MissingContext", "SlotTimeout", "BrokenRunner",
-    "RunnerUnavailable", "ShippingError", "RecordingError",
+    "RunnerUnavailable", "ShippingError", "RecordingError", "WorkerLost", "UpstreamLost",
 }  # fmt: skip
 
 

@@ -14,12 +14,23 @@ it all: fetch values inside the flow.
 What goes wrong, and what it becomes:
 
 - a call that does not pickle (its function or an argument): `submit` raises `ShippingError`
-  naming the run, and the scheduler ends that run CRASHED with the cause;
+  naming the run and the argument with its type, before anything is sent; the run ends FAILED;
 - the task's own exception: a FAILED state, as on every runner (the engine catches it);
-- a worker lost mid-task: Dask reports `KilledWorker` and the run ends CRASHED, the message
-  naming it. Each attempt runs at most once: calls go in with `retries=0`, and a cluster this
-  runner starts gets `distributed.scheduler.allowed-failures = 0`. A cluster passed in keeps
-  its own setting, so set it there too, or Dask may run a call again after a worker dies;
+- a worker lost mid-task: Dask reports `KilledWorker`, which becomes `WorkerLost` naming the
+  worker (address and pid), Dask's error its `__cause__`; the flow retries the attempt within
+  the task's budget (`retries`, or `crash_retries`) on a live worker, else the run ends
+  CRASHED (FAILED when every attempt died). Each attempt runs at most once: calls go in with
+  `retries=0`, a cluster this runner starts gets `distributed.scheduler.allowed-failures = 0`,
+  and on a cluster passed in that lets Dask re-run a task whose worker died, the re-run is
+  turned into that `WorkerLost` (`LostResultGuard`);
+- a finished run whose worker died: Dask would compute its value again (re-running the task)
+  for whoever still wants it. `LostResultGuard`, a scheduler plugin the runner installs, turns
+  that recomputation into an `UpstreamLost` naming the run: the flow's `result()` raises it and
+  a downstream run that needs the value ends CRASHED with it; the task is not run again;
+- a value that does not pickle: it stays on its worker, where a downstream run on the same
+  worker still gets it; anywhere else (another worker, the flow) it arrives as an
+  `Unshippable` handle (`Outgoing`), so the downstream run ends FAILED and `result()` raises
+  `ShippingError`, both naming the run and the type, instead of waiting forever.
 - the scheduler lost mid-flow: the client cancels every future at once; each unfinished run
   ends CRASHED with a `BrokenRunner` naming the scheduler, new calls are refused while the
   client is not connected, and `lost()` makes the flow end CRASHED too (`_headwatch.py`).
@@ -39,6 +50,7 @@ import importlib
 import itertools
 import queue
 import threading
+import weakref
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import CancelledError
 from contextlib import contextmanager, nullcontext
@@ -48,13 +60,16 @@ from uuid import UUID, uuid4
 import cloudpickle
 import distributed
 from dask import config as dask_config
+from dask._task_spec import Task as DaskTask
 from dask.base import annotate, get_annotations
+from dask.sizeof import sizeof
+from distributed.diagnostics.plugin import SchedulerPlugin
 
-from ..errors import BrokenRunner, ShippingError
+from ..errors import BrokenRunner, ShippingError, UpstreamLost, WorkerLost
 from ._headwatch import DaskSchedulerWatch, refuse_if_lost, scheduler_lost, watch_dask_client
 from ._preflight import check_dask_workers
-from ._shipping import pickled_call
-from .base import Outcome, RunnerFuture, TaskCall, TaskRunner, WorkerCheck, call_done_callback
+from ._shipping import Outgoing, arrived, fetched_value, pickled_call
+from .base import RunnerFuture, TaskCall, TaskRunner, WorkerCheck, call_done_callback
 
 ALLOWED_FAILURES = "distributed.scheduler.allowed-failures"
 
@@ -80,7 +95,11 @@ class DaskData:
     def fetch(self, timeout: float | None = None) -> Any:
         if self._future is None:
             raise ShippingError(f"the value in Dask task {self.key!r} is not reachable from here")
-        return self._future.result(timeout).state.data
+        try:
+            outcome = self._future.result(timeout)
+        except distributed.scheduler.KilledWorker as exc:  # a worker died recomputing it
+            raise UpstreamLost(f"the value of {_run_label(self.key)} was lost: {_worker_lost(exc)}") from exc
+        return fetched_value(outcome)
 
     @staticmethod
     def fetch_many(handles: list[DaskData], timeout: float | None = None) -> list[Any]:
@@ -88,8 +107,7 @@ class DaskData:
         futures = [handle._future for handle in handles]
         if any(future is None for future in futures):
             raise ShippingError("some values are not reachable from here")
-        outcomes = futures[0].client.gather(futures)
-        return [outcome.state.data for outcome in outcomes]
+        return [fetched_value(outcome) for outcome in futures[0].client.gather(futures)]
 
     def __repr__(self) -> str:
         return f"<on a Dask worker: {self.key}>"
@@ -98,23 +116,109 @@ class DaskData:
 def _run(blob: bytes, topic: str, key: str, remote: list[Any]) -> Any:
     """On a worker: the engine, with the upstream outcomes Dask resolved put in their places.
 
-    Returns the full outcome, which Dask keeps on this worker, and sends the flow the outcome
-    without its data as a Dask event on the runner's topic: the flow learns how the run ended
-    without a second Dask task per call (which halved throughput) and without the value."""
+    Returns the full outcome, which Dask keeps on this worker as an `Outgoing` (it leaves
+    without its value if that does not pickle: see `_shipping.py`), and sends the flow the
+    outcome without its data as a Dask event on the runner's topic: the flow learns how the run
+    ended without a second Dask task per call (which halved throughput) and without the value."""
     entrypoint, payload, upstream, slots = cloudpickle.loads(blob)
     for slot, outcome in zip(slots, remote):
-        upstream[slot] = outcome
+        upstream[slot] = arrived(outcome)
     outcome = entrypoint(payload, tuple(upstream))
+    # `hasattr`, not `isinstance(outcome, Outcome)`: a runtime Protocol check costs 3.6 us
+    if hasattr(outcome, "detach"):
+        shown, kept = outcome.detach(DaskData(key)), Outgoing(outcome, getattr(payload, "task_run", None))
+    else:  # a bare entrypoint's plain value
+        shown = kept = outcome
     try:
-        message = cloudpickle.dumps(_without_data(DaskData(key), outcome))
+        message = cloudpickle.dumps(shown)
     except Exception:  # the state's message or names do not pickle: the flow fetches it all
         message = None
     distributed.get_worker().log_event(topic, [key, message])
-    return outcome
+    return kept
 
 
-def _without_data(handle: DaskData, outcome: Any) -> Any:
-    return outcome.detach(handle) if isinstance(outcome, Outcome) else outcome
+def _sizeof_outgoing(outgoing: Outgoing) -> int:
+    return int(sizeof(outgoing.outcome))  # Dask's memory accounting sees the value inside
+
+
+sizeof.register(Outgoing)(_sizeof_outgoing)  # type: ignore[no-untyped-call]
+
+
+def _lost_result(run: str, worker: str) -> None:
+    """Runs on a worker in place of a finished run that Dask would compute again."""
+    raise UpstreamLost(
+        f"the value of {run} was lost with its Dask worker {worker}, which died; a finished "
+        "run is never run again (its side effects would repeat), so what needs it cannot run"
+    )
+
+
+def _lost_worker(run: str, worker: str) -> None:
+    """Runs in place of an attempt Dask would start again after its worker died."""
+    raise WorkerLost(f"the Dask worker {worker} running it died (rescheduled by Dask, not re-run)")
+
+
+class LostResultGuard(SchedulerPlugin):
+    """On the scheduler: Dask never runs a task run's engine twice for one attempt.
+
+    When a worker dies, Dask computes again what it held that someone still wants: a finished
+    run's value (its `main` task: so a downstream submitted later, or the flow's `result()`,
+    would re-execute the task, repeating its side effects), and, where `allowed-failures` > 0,
+    the attempts it was running. The scheduler publishes the worker's removal (which tasks it
+    held, which it was running) before it acts on it; this plugin then swaps those `main` tasks'
+    specs for one that raises `UpstreamLost` (a finished run) or `WorkerLost` (an attempt cut
+    short), naming the run and the worker. Dask's transitions stay its own; only what a
+    recomputation would run changes. It costs nothing per task: one look at each event."""
+
+    idempotent = True
+    name = "headwater-lost-result-guard"
+
+    def __init__(self) -> None:
+        self.scheduler: Any = None
+
+    async def start(self, scheduler: Any) -> None:
+        self.scheduler = scheduler
+
+    def log_event(self, topic: str, msg: Any) -> None:
+        if topic != "all" or type(msg) is not dict or msg.get("action") != "remove-worker":
+            return
+        worker = str(msg.get("worker"))
+        self._replace(msg.get("lost-computed-tasks", ()), _lost_result, worker)
+        if not msg.get("expected"):  # a worker retired on purpose hands its tasks over
+            self._replace(msg.get("processing-tasks", ()), _lost_worker, worker)
+
+    def _replace(self, keys: Any, stand_in: Callable[[str, str], None], worker: str) -> None:
+        tasks = self.scheduler.tasks
+        for key in keys:
+            ts = tasks.get(key)
+            if ts is not None and getattr(ts.run_spec, "func", None) is _run:
+                ts.run_spec = DaskTask(key, stand_in, _run_label(key), worker)
+
+
+def _run_label(key: Any) -> str:
+    """The run a `main` key names (`{run name}-{run id}-{n}`), as messages show it."""
+    parts = str(key).rsplit("-", 6)
+    if len(parts) == 7:
+        return f"task run {parts[0]!r} ({'-'.join(parts[1:6])})"
+    return f"Dask task {key!r}"
+
+
+def _worker_lost(exc: BaseException) -> BaseException:
+    """Dask's `KilledWorker` as headwater's `WorkerLost`, naming the worker (the caller chains
+    the original as `__cause__`)."""
+    worker = getattr(exc, "last_worker", None)
+    where = getattr(worker, "address", "?")
+    pid = getattr(worker, "pid", None)
+    return WorkerLost(f"the Dask worker {where}{f' (pid {pid})' if pid else ''} running it died (KilledWorker)")
+
+
+def _mapped(exc: BaseException | None) -> BaseException | None:
+    """What a runner future raises for Dask's error: a `KilledWorker` (the worker died under
+    the attempt, before its outcome left) becomes `WorkerLost`, Dask's error its cause."""
+    if not isinstance(exc, distributed.scheduler.KilledWorker):
+        return exc
+    lost = _worker_lost(exc)
+    lost.__cause__ = exc
+    return lost
 
 
 class DaskFuture:
@@ -294,6 +398,8 @@ class _Deliveries:
         error = getattr(getattr(main, "_state", None), "exception", None)
         if isinstance(error, CancelledError):
             error = scheduler_lost(main.client, error) or error
+        else:
+            error = _mapped(error)
         self._queue.put((main.key, None, error or CancelledError(f"Dask call {main.key} was cancelled")))
 
     def close(self, reason: str) -> None:
@@ -313,7 +419,7 @@ class _Deliveries:
                 future._complete(error=error)
             elif message is None:  # the worker could not pickle the outcome alone: fetch it
                 try:
-                    future._complete(future.main.result())
+                    future._complete(arrived(future.main.result()))
                 except BaseException as exc:
                     future._complete(error=exc)
             else:
@@ -373,6 +479,7 @@ class DaskTaskRunner(TaskRunner):
             return
         target = self.address
         if isinstance(target, distributed.Client):
+            _guard(target)
             self._watch_scheduler(target)
             self.client = target
             self._listen(target)
@@ -387,10 +494,11 @@ class DaskTaskRunner(TaskRunner):
                 if self.adapt_kwargs:
                     target.adapt(**self.adapt_kwargs)
             client = distributed.Client(target, **self.client_kwargs)  # type: ignore[no-untyped-call]
+            self._owned.append(client)
+            _guard(client)
         except BaseException:
             self.shutdown()  # a cluster started for a client that never came up
             raise
-        self._owned.append(client)
         self._watch_scheduler(client)
         self.client = client
         self._listen(client)
@@ -495,6 +603,24 @@ def _drop_topic(topic: str, dask_scheduler: Any = None) -> None:
     topics = getattr(getattr(dask_scheduler, "_broker", None), "_topics", None)
     if topics is not None:
         topics.pop(topic, None)
+
+
+_guarded: weakref.WeakSet[Any] = weakref.WeakSet()  # clients whose scheduler has the guard
+
+
+def _guard(client: Any) -> None:
+    """Install `LostResultGuard` on the client's scheduler (once per client; the scheduler
+    keeps the first of the same name)."""
+    if client in _guarded:
+        return
+    try:
+        client.register_plugin(LostResultGuard())
+    except Exception as exc:
+        raise BrokenRunner(
+            f"DaskTaskRunner cannot install its scheduler plugin on {client.scheduler.address}: "
+            f"{type(exc).__name__}: {exc}; the scheduler must be able to import headwater"
+        ) from exc
+    _guarded.add(client)
 
 
 @contextmanager

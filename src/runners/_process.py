@@ -2,12 +2,14 @@
 
 For CPU-bound Python that threads would serialise on the GIL. Each call is pickled with
 cloudpickle in `submit` (so tasks defined in `__main__` or a notebook travel by value, and an
-argument that cannot be pickled fails that run at once with a `ShippingError` naming it). In
-the worker the engine runs as it would anywhere: it records the run's states into the flow's
-state service itself (the address travels in the call) and returns the outcome, pickled back.
-A process pool has no shared store, so upstream outcomes travel through the flow's process
-and a value comes back with its outcome; a value that does not pickle leaves the run
-COMPLETED with its data unavailable (`result()` raises `ShippingError` saying why).
+argument that cannot be pickled ends that run FAILED before anything is sent, its
+`ShippingError` naming the argument and its type). In the worker the engine runs as it would
+anywhere: it records the run's states into the flow's state service itself (the address
+travels in the call) and returns the outcome, pickled back. A process pool has no shared
+store, so upstream outcomes travel through the flow's process and a value comes back with its
+outcome; a value that does not pickle leaves the run COMPLETED with its data left behind
+(`result()` raises `ShippingError` naming the run and the value's type, and a downstream run
+that needs it ends FAILED saying the same).
 
 Workers start with `spawn` by default: forking a process that holds gRPC channels and
 recorder threads is unsafe. As with any spawn pool, a script that uses this runner must keep
@@ -26,8 +28,8 @@ from uuid import UUID
 
 import cloudpickle
 
-from ..errors import BrokenRunner, ShippingError
-from ._shipping import pickled_call
+from ..errors import BrokenRunner
+from ._shipping import pickled_call, without_value
 from .base import RunnerFuture, TaskCall, TaskRunner, call_done_callback, resolve_upstream
 
 _DECODED = object()  # marker: the future's bytes were decoded already
@@ -65,33 +67,16 @@ class ProcessFuture:
         self._inner.add_done_callback(lambda _inner: call_done_callback(fn, self))
 
 
-class _Unavailable:
-    """The data handle of a value that could not be pickled back from its worker."""
-
-    def __init__(self, run_id: UUID, reason: str) -> None:
-        self.run_id = run_id
-        self.reason = reason
-
-    def fetch(self, timeout: float | None = None) -> Any:
-        raise ShippingError(
-            f"the value of task run {self.run_id} could not be sent back from its worker "
-            f"process ({self.reason}); return something picklable, or keep the value in the "
-            "task and return a path or a key to it"
-        )
-
-    def __repr__(self) -> str:
-        return f"<unavailable: {self.reason}>"
-
-
 def _run_pickled(run_id: UUID, blob: bytes) -> bytes:
-    """In the worker: run the call, pickle the outcome (or a version without its data)."""
+    """In the worker: run the call, pickle the outcome (without its value if that does not
+    pickle: see `Unshippable`)."""
     entrypoint, payload, upstream = pickle.loads(blob)
     outcome = entrypoint(payload, upstream)
     try:
         return cloudpickle.dumps(outcome)  # type: ignore[no-any-return]
     except Exception as exc:
-        reason = f"{type(exc).__name__}: {exc}"
-        return cloudpickle.dumps(outcome.detach(_Unavailable(run_id, reason)))  # type: ignore[no-any-return]
+        detached = without_value(outcome, getattr(payload, "task_run", None), exc)
+        return cloudpickle.dumps(detached)  # type: ignore[no-any-return]
 
 
 def default_max_workers() -> int:

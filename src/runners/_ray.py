@@ -17,13 +17,24 @@ Where each thing lives:
   address travels in the call), made durable before the Ray task returns;
 - return values and exceptions: in the object store, until fetched or released.
 
-Failures: Ray never re-runs a call by itself (`max_retries=0`, `retry_exceptions=False`):
-retries are the task's own `retries`, run by the engine. A worker that dies mid-task makes
-the run CRASHED with Ray's error (`WorkerCrashedError`) in its message, and the task ran
-once. A head that goes away: a thread probes its GCS port every second, and after 5 s of
-silence every unfinished run ends CRASHED with a `BrokenRunner` naming the head, new calls
-are refused, and `lost()` makes the flow end CRASHED too (`_headwatch.py`), well before Ray
-would end the process (60 s).
+Failures: Ray never re-runs a call by itself (`max_retries=0`, `retry_exceptions=False`), and
+so never reconstructs a lost value by running its task again either: each attempt runs once.
+What Ray raises becomes headwater's, Ray's error kept as the `__cause__`:
+
+- a worker that died under an attempt (`WorkerCrashedError`, `NodeDiedError`, Ray's memory
+  monitor's `OutOfMemoryError`): `WorkerLost`; the flow retries the attempt within the task's
+  budget (`retries`, or `crash_retries`) on a live worker;
+- a finished run's value lost with its node (`ObjectLostError` and its kin), when a downstream
+  run or `result()` needs it: `UpstreamLost`, naming the lost run; it is not run again;
+- `RayTaskError`: unwrapped to the error it carries, which is mapped as above;
+- a value that does not pickle: its run completed on its worker, and the value stays there
+  (`Outgoing`): `result()` raises `ShippingError` naming the run and the type, and a downstream
+  run that needs it ends FAILED saying the same.
+
+A head that goes away: a thread probes its GCS port every second, and after 5 s of silence
+every unfinished run ends CRASHED with a `BrokenRunner` naming the head, new calls are
+refused, and `lost()` makes the flow end CRASHED too (`_headwatch.py`), well before Ray would
+end the process (60 s).
 
 Before the flow hands it anything, `preflight(check)` runs the flow's check once on every
 alive node (a zero-CPU task pinned to it; `_preflight.py`).
@@ -43,11 +54,16 @@ from uuid import UUID
 import cloudpickle
 import ray
 
-from ..errors import BrokenRunner, ShippingError
+from ..errors import BrokenRunner, ShippingError, UpstreamLost, WorkerLost
 from ._headwatch import RayHeadWatch
 from ._preflight import check_ray_nodes
-from ._shipping import pickled_call
+from ._shipping import Outgoing, fetched_value, pickled_call
 from .base import RunnerFuture, TaskCall, TaskRunner, WorkerCheck, call_done_callback
+
+#: What Ray raises when the worker (or node) running an attempt died under it.
+_DEAD_WORKER: tuple[type[BaseException], ...] = (
+    ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError, ray.exceptions.OutOfMemoryError,
+)
 
 #: The Ray task options `remote_options` accepts; the rest (retries, returns) are the runner's.
 OPTION_NAMES = frozenset(
@@ -88,15 +104,27 @@ class RayData:
     """The data handle of a run that ran on Ray: the `ObjectRef` of its full outcome.
 
     Made empty on the worker (inside the outcome returned to the flow) and filled in by the
-    flow's future; holding it keeps the data alive in Ray's object store."""
+    flow's future, with the run's label for errors; holding it keeps the data alive in Ray's
+    object store."""
 
-    __slots__ = ("ref",)
+    __slots__ = ("ref", "run")
 
     def __init__(self, ref: Any = None) -> None:
         self.ref = ref
+        self.run = "the task run"
+
+    def __getstate__(self) -> Any:
+        return self.ref
+
+    def __setstate__(self, ref: Any) -> None:
+        self.ref, self.run = ref, "the task run"
 
     def fetch(self, timeout: float | None = None) -> Any:
-        return ray.get(self.ref, timeout=timeout).state.data
+        try:
+            outcome = ray.get(self.ref, timeout=timeout)
+        except ray.exceptions.ObjectLostError as exc:
+            raise _upstream_lost(self.run, exc) from exc
+        return fetched_value(outcome)
 
     @staticmethod
     def fetch_many(handles: list[RayData], timeout: float | None = None) -> list[Any]:
@@ -107,6 +135,13 @@ class RayData:
         return f"RayData({self.ref!r})"
 
 
+class _RayOutgoing(Outgoing):
+    """`Outgoing` pickled with Ray's cloudpickle, which records the `ObjectRef`s inside."""
+
+    __slots__ = ()
+    dumps = staticmethod(ray.cloudpickle.dumps)
+
+
 def _run_on_worker(blob: bytes, *upstream: Any) -> tuple[Any, Any]:
     """In a Ray task: run the call. Returns (the outcome without data, the full outcome);
     the first is `(handle, outcome.detach(handle))`, or `(None, value)` for a plain value."""
@@ -115,7 +150,7 @@ def _run_on_worker(blob: bytes, *upstream: Any) -> tuple[Any, Any]:
     if not hasattr(outcome, "detach"):
         return (None, outcome), outcome
     handle = RayData()
-    return (handle, outcome.detach(handle)), outcome
+    return (handle, outcome.detach(handle)), _RayOutgoing(outcome, getattr(payload, "task_run", None))
 
 
 _remote: Any = None
@@ -131,12 +166,16 @@ def _remote_function() -> Any:
 class RayFuture:
     """A runner future for a call running on Ray; waits on the small return only."""
 
-    __slots__ = ("run_id", "meta_ref", "data_ref", "_inner", "_outcome")
+    __slots__ = ("run_id", "meta_ref", "data_ref", "run", "_upstream", "_inner", "_outcome")
 
-    def __init__(self, run_id: UUID, meta_ref: Any, data_ref: Any) -> None:
+    def __init__(
+        self, run_id: UUID, meta_ref: Any, data_ref: Any, run: str = "", upstream: tuple[RayFuture, ...] = ()
+    ) -> None:
         self.run_id = run_id
         self.meta_ref = meta_ref
         self.data_ref = data_ref
+        self.run = run or f"task run {run_id}"  # how errors name it
+        self._upstream = upstream  # this runner's upstream calls, to name one whose value is lost
         self._inner = meta_ref.future()
         self._outcome: Any = None
 
@@ -144,17 +183,40 @@ class RayFuture:
         if self._outcome is None:
             try:
                 handle, outcome = self._inner.result(timeout)
-            except ray.exceptions.RayTaskError as exc:  # the entrypoint raised: its error
-                raise exc.cause if isinstance(exc.cause, BaseException) else exc
+            except (TimeoutError, ray.exceptions.GetTimeoutError):
+                raise
+            except BaseException as exc:
+                raise self._mapped(exc)  # the error Ray raised is its __cause__
             if handle is not None:
                 handle.ref = self.data_ref
+                handle.run = self.run
             self._outcome = outcome
+            self._upstream = ()
         return self._outcome
+
+    def _mapped(self, exc: BaseException) -> BaseException:
+        """Ray's error as headwater's (see the module docstring), Ray's as the `__cause__`;
+        the entrypoint's own (an interrupt inside the task) as it was raised."""
+        if isinstance(exc, ray.exceptions.RayTaskError):  # the entrypoint raised, or Ray for it
+            if not isinstance(exc.cause, BaseException):
+                return exc
+            exc = exc.cause
+        mapped: BaseException
+        if isinstance(exc, _DEAD_WORKER):
+            mapped = WorkerLost(f"the Ray worker running it died ({type(exc).__name__}: {exc})")
+        elif isinstance(exc, ray.exceptions.ObjectLostError):
+            lost = getattr(exc, "object_ref_hex", None)
+            run = next((u.run for u in self._upstream if u.data_ref.hex() == lost), "an upstream run")
+            mapped = _upstream_lost(run, exc)
+        else:
+            return exc
+        mapped.__cause__ = exc
+        return mapped
 
     def exception(self, timeout: float | None = None) -> BaseException | None:
         try:
             self.result(timeout)
-        except TimeoutError:
+        except (TimeoutError, ray.exceptions.GetTimeoutError):
             raise
         except BaseException as exc:
             return exc
@@ -171,6 +233,18 @@ class RayFuture:
 
     def add_done_callback(self, fn: Callable[[Any], object]) -> None:
         self._inner.add_done_callback(lambda _inner: call_done_callback(fn, self))
+
+
+def _label(call: TaskCall) -> str:
+    run = getattr(call.payload, "task_run", None)  # the runtime's payload; a bare call has none
+    return f"task run {run.name!r} ({call.run_id})" if run is not None else f"task run {call.run_id}"
+
+
+def _upstream_lost(run: str, exc: BaseException) -> UpstreamLost:
+    return UpstreamLost(
+        f"the value of {run} was lost with the Ray node that held it ({type(exc).__name__}); a "
+        "finished run is never run again (its side effects would repeat), so what needs it cannot run"
+    )
 
 
 class RayTaskRunner(TaskRunner):
@@ -223,7 +297,8 @@ class RayTaskRunner(TaskRunner):
             meta_ref, data_ref = (function.options(**options) if options else function).remote(blob, *upstream)
         except Exception as exc:
             raise ShippingError(f"task run {call.run_id} cannot be sent to Ray: {type(exc).__name__}: {exc}") from exc
-        future = RayFuture(call.run_id, meta_ref, data_ref)
+        own = tuple([u for u in call.upstream if type(u) is RayFuture]) if call.upstream else ()
+        future = RayFuture(call.run_id, meta_ref, data_ref, _label(call), own)
         if watch is not None:
             watch.track(future._inner)
         return future

@@ -17,6 +17,8 @@ from ..errors import RunTimedOut as RunTimedOut
 from ..errors import SlotTimeout as SlotTimeout
 from ..errors import UnfinishedRun as UnfinishedRun
 from ..errors import UpstreamFailed as UpstreamFailed
+from ..errors import UpstreamLost as UpstreamLost
+from ..errors import WorkerLost as WorkerLost
 from .arguments import allow_failure as allow_failure
 from .arguments import unmapped as unmapped
 from .context import get_run_context as get_run_context
@@ -56,7 +58,7 @@ __all__ = [
     "MissingContext", "NotReady", "ParameterBindError", "ParameterValidationError", "Paused",
     "Pending", "RecordingError", "Retrying", "RunTimedOut", "RunnerUnavailable", "Running", "ShippingError",
     "Scheduled", "SlotTimeout", "State", "StateType", "Task", "TaskFuture", "TaskRun",
-    "TimedOut", "UnfinishedRun", "UpstreamFailed", "allow_failure", "as_completed",
+    "TimedOut", "UnfinishedRun", "UpstreamFailed", "UpstreamLost", "WorkerLost", "allow_failure", "as_completed",
     "exponential_backoff", "flow", "get_run_context", "get_run_logger", "task", "unmapped",
     "wait",
 ]  # fmt: skip

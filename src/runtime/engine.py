@@ -7,7 +7,9 @@ The order of work, fixed and the same on every runner:
 1. Inputs: each upstream's outcome arrives (a remote runner resolves its own futures where
    the call runs). If an upstream the run needs did not complete (and was not wrapped in
    `allow_failure`), the run ends PENDING("NotReady") without running. Otherwise the refs in
-   the arguments are replaced by the upstream values (fetched if they were left remote).
+   the arguments are replaced by the upstream values (fetched if they were left remote; a
+   value that cannot be fetched ends the run FAILED with the error, or CRASHED for a value
+   lost with its worker, `UpstreamLost`).
 2. PENDING -> RUNNING (or SCHEDULED("AwaitingRetry") -> RUNNING("Retrying")); `on_running`
    hooks run.
 3. The function runs, under `timeout_seconds` if set (see `timeouts.py` for what a timeout
@@ -36,7 +38,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import anyio
 
-from ..errors import InvalidTransition, RunTimedOut
+from ..errors import CrashedRun, InvalidTransition, RunTimedOut
 from .arguments import fill_upstream
 from .context import TaskRunContext, entered, task_run_var
 from .hooks import call_hooks
@@ -162,7 +164,9 @@ class _TaskRunEngine:
         return TaskRunContext(self.task, self.run, self.log_prints, self.payload.services)
 
     def inputs_ready(self) -> bool:
-        """Step 1. False when the run ended NotReady because an upstream did not complete."""
+        """Step 1. False when the run ended without starting: NotReady because an upstream did
+        not complete, or FAILED (CRASHED for `UpstreamLost`) because an upstream's value could
+        not be fetched from where it was left."""
         if not self.upstream:
             return True
         states: list[State] = [outcome.state for outcome in self.upstream]
@@ -172,11 +176,15 @@ class _TaskRunEngine:
                 message = f"upstream run ended {state}; this run did not start"
                 self._set(NotReady(message))
                 return False
-        values = tuple(
-            s.data if s.type is StateType.COMPLETED and type(s.data) is not Detached
-            else s.result(raise_on_failure=False)
-            for s in states
-        )
+        try:
+            values = tuple(
+                s.data if s.type is StateType.COMPLETED and type(s.data) is not Detached
+                else s.result(raise_on_failure=False)
+                for s in states
+            )
+        except Exception as exc:  # a value left where its run ran could not be brought here
+            self._set((Crashed if isinstance(exc, CrashedRun) else Failed)(exc))
+            return False
         self.parameters = fill_upstream(self.parameters, values)
         return True
 
@@ -208,7 +216,7 @@ class _TaskRunEngine:
         """Step 4, raised: a retry is due (`retry_delay` set), or the run failed."""
         final = (TimedOut if isinstance(exc, RunTimedOut) else Failed)(exc)
         task, run = self.task, self.run
-        retries_used = run.run_count - 1
+        retries_used = task.failures_counted(run)
         if retries_used < task.retries and self._should_retry(final):
             delay = task.retry_delay_for(retries_used)
             task_logger.info(

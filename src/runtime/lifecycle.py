@@ -6,7 +6,8 @@ A run is held here from submission until it is finished, in one phase:
 
     WAITING      submitted; some upstream runs are unfinished
     DISPATCHED   handed to the runner (queued there or running)
-    RETRY_WAIT   an attempt ended AwaitingRetry; the retry delay is running out
+    RETRY_WAIT   an attempt ended AwaitingRetry, or was lost with a retry left; the retry
+                 delay is running out
 
     event                                  phase before   -> phase after, instructions
     Submitted(run, waiting_on=())          (new)          -> DISPATCHED, Dispatch
@@ -18,6 +19,8 @@ A run is held here from submission until it is finished, in one phase:
     AttemptEnded(run, retry_delay=d)       DISPATCHED     -> RETRY_WAIT, StartTimer(run, d)
     RetryDue(run)                          RETRY_WAIT     -> DISPATCHED, Dispatch
     AttemptLost(run, type, reason)         DISPATCHED     -> (gone), End(run, type, reason)
+    AttemptLost(run, CRASHED, reason, d)   DISPATCHED     -> RETRY_WAIT, Requeue(run, reason),
+                                                             StartTimer(run, d)
     CancelRequested(reason, crash_running) WAITING        -> (gone), End(run, CANCELLED, reason)
                                            RETRY_WAIT     -> (gone), End(run, CANCELLED, reason)
                                            DISPATCHED     -> DISPATCHED, Revoke(run)
@@ -25,9 +28,14 @@ A run is held here from submission until it is finished, in one phase:
                                                              request said crash_running
 
 `AttemptEnded` means the runner returned the engine's outcome; `AttemptLost` that it could not
-(the call was cancelled while queued, or the runner failed). A run being cancelled does not
-retry: its next `AttemptEnded` with a delay ends it CANCELLED instead. Events about a run that
-is no longer held (a timer firing after a cancel, say) change nothing.
+(the call was cancelled while queued, could not be sent, or its worker died). Whether a lost
+attempt is tried again is decided by the driver from the task's budget (`losses.py`), as the
+engine decides for the task's own failures: the event carries the retry delay if it is, and
+the machine moves the run to RETRY_WAIT like an `AttemptEnded` with a delay, first asking the
+driver to record the AwaitingRetry the engine never got to set (`Requeue`). A run being
+cancelled does not retry: its next `AttemptEnded` or `AttemptLost` with a delay ends it
+CANCELLED instead (a lost attempt without one ends as the event says). Events about a run
+that is no longer held (a timer firing after a cancel, say) change nothing.
 
 Deciding what a failed upstream means for its dependents is the task engine's job, not this
 machine's: an upstream that finished in any state releases its dependents.
@@ -80,9 +88,14 @@ class AttemptEnded:
 
 @dataclass(slots=True)
 class AttemptLost:
+    """The runner could not return the attempt's outcome. `type` is the state the run ends in
+    if it is not tried again (CANCELLED, CRASHED or FAILED); `retry_delay`, set only with
+    CRASHED, says it is tried again after that many seconds."""
+
     run_id: RunKey
     type: StateType
     reason: str
+    retry_delay: float | None = None
 
 
 @dataclass(slots=True)
@@ -147,8 +160,17 @@ class Revoke:
 
 
 @dataclass(slots=True)
+class Requeue:
+    """Record AwaitingRetry with `reason` on a run whose attempt was lost (its engine never got
+    to); a `StartTimer` for the retry follows."""
+
+    run_id: RunKey
+    reason: str
+
+
+@dataclass(slots=True)
 class End:
-    """Record `type` (CANCELLED or CRASHED) with `reason` on a run its engine did not
+    """Record `type` (CANCELLED, CRASHED or FAILED) with `reason` on a run its engine did not
     finish, and complete its future with that state."""
 
     run_id: RunKey
@@ -165,7 +187,7 @@ class Mark:
     reason: str
 
 
-Instruction = Watch | Dispatch | Resolve | StartTimer | Revoke | End | Mark
+Instruction = Watch | Dispatch | Resolve | StartTimer | Requeue | Revoke | End | Mark
 
 
 @dataclass(frozen=True, slots=True)
@@ -259,11 +281,18 @@ class RunLifecycle:
         return [StartTimer(run_id, event.retry_delay)]
 
     def _attempt_lost(self, event: AttemptLost) -> list[Instruction]:
-        if self._phase.get(event.run_id) is not Phase.DISPATCHED:
+        run_id = event.run_id
+        if self._phase.get(run_id) is not Phase.DISPATCHED:
             return []
-        del self._phase[event.run_id]
-        self._cancelling.pop(event.run_id, None)
-        return [End(event.run_id, event.type, event.reason)]
+        request = self._cancelling.pop(run_id, None)
+        if event.retry_delay is None or event.type is not StateType.CRASHED:
+            del self._phase[run_id]
+            return [End(run_id, event.type, event.reason)]
+        if request is not None:  # it would be retried, but the flow is cancelling it
+            del self._phase[run_id]
+            return [End(run_id, StateType.CANCELLED, request.reason)]
+        self._phase[run_id] = Phase.RETRY_WAIT
+        return [Requeue(run_id, event.reason), StartTimer(run_id, event.retry_delay)]
 
     def _retry_due(self, event: RetryDue) -> list[Instruction]:
         if self._phase.get(event.run_id) is not Phase.RETRY_WAIT:

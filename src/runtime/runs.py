@@ -43,6 +43,8 @@ class TaskRun:
     state: State | None = None
     history: list[State] = field(default_factory=list, repr=False)
     run_count: int = 0
+    #: attempts whose worker died under them (counted in `run_count` too); set by the flow
+    lost_attempts: int = 0
     # parameter name -> ids of the upstream runs whose results fed it (lineage)
     upstream: dict[str, tuple[UUID, ...]] = field(default_factory=dict, repr=False)
     start_time: float | None = None

@@ -3,8 +3,9 @@
 It turns what happens (a submit, an upstream finishing, a runner future completing, a retry
 timer firing, the flow asking to cancel) into lifecycle events and carries out the
 instructions that come back: dispatch a call to the runner, watch an upstream, complete a
-future, start a timer, revoke a queued call, record a state the engine never set. It decides
-nothing itself.
+future, start a timer, revoke a queued call, record a state the engine never set (a lost
+attempt's AwaitingRetry, a run's end). It decides nothing itself: what a lost attempt means
+is `losses.py`'s verdict, which it counts on the flow's record and feeds to the lifecycle.
 
 It consumes outcomes only: a runner future's `result()` is the attempt's `RunOutcome`, whose
 data may have stayed where the run ran. The outcome is applied to the flow's own record of
@@ -16,6 +17,7 @@ a result lives exactly as long as the user keeps its future.
 from __future__ import annotations
 
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import CancelledError
@@ -23,7 +25,7 @@ from functools import partial
 from typing import Any
 from uuid import UUID
 
-from ..errors import InvalidTransition
+from ..errors import InvalidTransition, WorkerLost
 from ..runners.base import TaskCall, TaskRunner
 from .engine import RunOutcome, TaskRunPayload, outcome_of
 from .futures import RunFuture, TaskFuture
@@ -36,6 +38,7 @@ from .lifecycle import (
     Event,
     Instruction,
     Mark,
+    Requeue,
     Resolve,
     RetryDue,
     Revoke,
@@ -46,8 +49,9 @@ from .lifecycle import (
     UpstreamFinished,
     Watch,
 )
+from .losses import counts_as_attempt, judge_lost_attempt
 from .runs import set_state
-from .states import Cancelled, Crashed, Failed, State, StateType
+from .states import AwaitingRetry, Cancelled, Crashed, Failed, Retrying, Running, State, StateType
 
 _tuple_new = tuple.__new__
 
@@ -160,11 +164,10 @@ class TaskScheduler:
             # engine ends them NotReady.
             future.runner_future = None
             if isinstance(exc, CancelledError):
+                future.outcome = None  # an earlier attempt's, which `_end` must not read
                 self._feed(AttemptLost(future, StateType.CANCELLED, "cancelled before it started"))
-                return
-            # the runner lost the run: a crash, not a task failure
-            future.outcome = outcome_of(Crashed(exc, _could_not_run(exc)))
-            self._feed(AttemptLost(future, StateType.CRASHED, str(future.outcome.state.message)))
+            else:
+                self._lost(future, exc)
             return
         run = future.task_run
         if run.state is not outcome.state:  # else the engine changed our record
@@ -182,6 +185,16 @@ class TaskScheduler:
         elif instructions:
             self._execute(instructions)
 
+    def _lost(self, future: TaskFuture[Any], error: BaseException) -> None:
+        """The attempt's outcome will not come back. An attempt that reached a worker is counted
+        on the flow's record; `losses` says whether the run is tried again or how it ends."""
+        run = future.task_run
+        if counts_as_attempt(error):
+            _count_lost_attempt(future)
+        verdict = judge_lost_attempt(future.payload.task, error, run.run_count, run.lost_attempts)
+        future.outcome = outcome_of(State(verdict.type, _FINAL_NAMES[verdict.type], verdict.reason, error))
+        self._feed(AttemptLost(future, verdict.type, verdict.reason, verdict.retry_delay))
+
     # -- carrying out instructions -----------------------------------------------------------
 
     def _execute(self, instructions: list[Instruction]) -> None:
@@ -198,6 +211,8 @@ class TaskScheduler:
                 self._start_timer(instruction)  # type: ignore[arg-type]
             elif kind is End:
                 self._end(instruction)  # type: ignore[arg-type]
+            elif kind is Requeue:
+                _record(future, AwaitingRetry(instruction.reason), late=False)  # type: ignore[union-attr]
             elif kind is Revoke:
                 self._revoke(future)
             else:
@@ -218,10 +233,8 @@ class TaskScheduler:
         )
         try:
             runner_future = self.runner.submit(call)
-        except BaseException as exc:  # the run cannot start: it crashed, and says why
-            message = _could_not_run(exc)
-            future.outcome = outcome_of(Crashed(exc, message))
-            self._feed(AttemptLost(future, StateType.CRASHED, message))
+        except BaseException as exc:  # the run cannot start (it does not pickle, say)
+            self._lost(future, exc)
             return
         future.runner_future = runner_future
         if runner_future.done():  # an inline runner, or a quick task: no callback to arm
@@ -265,12 +278,17 @@ class TaskScheduler:
     def _end(self, instruction: End) -> None:
         future: TaskFuture[Any] = instruction.run_id  # type: ignore[assignment]
         lost = future.outcome.state if future.outcome is not None else None
+        data = lost.data if lost is not None and lost.type is instruction.type else None
         if instruction.type is StateType.CRASHED:
-            data = lost.data if lost is not None and lost.is_crashed() else None
             state = Crashed(data, instruction.reason)
+        elif instruction.type is StateType.FAILED:
+            state = Failed(data, instruction.reason)
         else:
             state = Cancelled(message=instruction.reason)
-        self._finish(future, outcome_of(_record(future, state)))
+        # After an attempt that died on its worker the flow's record holds what that worker was
+        # sent plus the attempt's start (`_count_lost_attempt`): the next index is the flow's.
+        in_step = lost is not None and isinstance(lost.data, WorkerLost)
+        self._finish(future, outcome_of(_record(future, state, late=not in_step)))
 
     # -- waiting for the end -----------------------------------------------------------------
 
@@ -296,8 +314,7 @@ class TaskScheduler:
                 self._someone_waits = False
 
 
-def _could_not_run(exc: BaseException) -> str:
-    return f"the task runner could not run it: {type(exc).__name__}: {exc}"
+_FINAL_NAMES = {StateType.CRASHED: "Crashed", StateType.FAILED: "Failed"}
 
 
 def _without_data(history: list[State]) -> tuple[State, ...]:
@@ -308,12 +325,36 @@ def _without_data(history: list[State]) -> tuple[State, ...]:
     return (*history[:-1], last.with_data(None))
 
 
-def _record(future: TaskFuture[Any], state: State) -> State:
+def _record(future: TaskFuture[Any], state: State, *, late: bool = True) -> State:
     """Put a state the engine never got to set on the flow's record of the run, if still
-    allowed, and report it as a state set after the hand-over (`RunReporter.late`)."""
+    allowed, and report it: by default as a state set after the hand-over (`RunReporter.late`,
+    whose indexes no worker uses), else at the record's own next index."""
     run = future.task_run
     reporter = future.payload.services.reporter()
+    report = None if reporter is None else reporter.late if late else reporter
     try:
-        return set_state(run, state, reporter.late if reporter is not None else None)
+        return set_state(run, state, report)
     except InvalidTransition:  # the run had already ended; its own final state stands
         return run.state or state
+
+
+def _count_lost_attempt(future: TaskFuture[Any]) -> None:
+    """Count an attempt that died on its worker on the flow's record, as the engine would have:
+    `run_count` (so the next attempt is "Retrying" and retries are counted), `lost_attempts`,
+    and the attempt's start, Running or Retrying, reported at the index its worker used for it.
+
+    So the history a reader sees is a retry's (Running, AwaitingRetry, Retrying, ...), and
+    the states the flow records next take the indexes after the dead attempt's two (its start
+    and its end), which the next worker re-sends as part of the history: where the dead worker
+    got to record the same index first, the server keeps one copy (ids are per index), and a
+    re-sent Running never lands after the AwaitingRetry that followed it."""
+    run = future.task_run
+    run.run_count += 1
+    run.lost_attempts += 1
+    if run.start_time is None:
+        run.start_time = time.time()
+    reporter = future.payload.services.reporter()
+    try:
+        set_state(run, Running() if run.run_count == 1 else Retrying(), reporter)
+    except InvalidTransition:  # ended from here meanwhile (an interrupt marked it CRASHED)
+        pass

@@ -45,7 +45,19 @@ def exponential_backoff(backoff_factor: float) -> Callable[[int], list[float]]:
 
 
 class Task(Generic[P, R]):
-    """A function that runs as observed, retryable task runs. Made by `@task`."""
+    """A function that runs as observed, retryable task runs. Made by `@task`.
+
+    Retries: `retries` attempts more after the first, waiting `retry_delay_seconds` (a number,
+    a list per retry, or a callable such as `exponential_backoff(2)`) stretched by up to
+    `retry_jitter_factor`, when `retry_condition_fn(task, task_run, state)` agrees (it judges
+    the task's own exceptions).
+
+    An attempt whose worker died under it (a killed process, a lost node: `WorkerLost`) is
+    retried too, on a live worker, with the same delays. By default it counts against
+    `retries`, like a failure. `crash_retries=n` gives such losses a budget of their own: up to
+    n lost attempts are retried, and `retries` counts only the task's own failures. When no
+    retry is left a lost attempt ends the run CRASHED, or FAILED if every one of two or more
+    attempts died with its worker (the task itself is then the likely killer)."""
 
     def __init__(
         self,
@@ -59,6 +71,7 @@ class Task(Generic[P, R]):
         retry_delay_seconds: RetryDelay = 0,
         retry_jitter_factor: float | None = None,
         retry_condition_fn: Callable[..., bool] | None = None,
+        crash_retries: int | None = None,
         timeout_seconds: float | None = None,
         log_prints: bool | None = None,
         task_run_name: str | Callable[[], str] | None = None,
@@ -71,6 +84,8 @@ class Task(Generic[P, R]):
             raise TypeError(f"@task needs a function, got {fn!r}")
         if retries < 0:
             raise ValueError(f"retries must be 0 or more, got {retries}")
+        if crash_retries is not None and crash_retries < 0:
+            raise ValueError(f"crash_retries must be 0 or more (or None), got {crash_retries}")
         if timeout_seconds is not None and timeout_seconds <= 0:
             raise ValueError(f"timeout_seconds must be positive, got {timeout_seconds}")
         if retry_jitter_factor is not None and retry_jitter_factor < 0:
@@ -84,6 +99,7 @@ class Task(Generic[P, R]):
         self.retry_delay_seconds = retry_delay_seconds
         self.retry_jitter_factor = retry_jitter_factor
         self.retry_condition_fn = retry_condition_fn
+        self.crash_retries = crash_retries
         self.timeout_seconds = timeout_seconds
         self.log_prints = log_prints
         self.task_run_name = task_run_name
@@ -107,7 +123,7 @@ class Task(Generic[P, R]):
             "name": name, "description": description, "tags": tags, "version": version,
             "retries": retries, "retry_delay_seconds": retry_delay_seconds,
             "retry_jitter_factor": retry_jitter_factor, "retry_condition_fn": retry_condition_fn,
-            "timeout_seconds": timeout_seconds, "log_prints": log_prints,
+            "crash_retries": crash_retries, "timeout_seconds": timeout_seconds, "log_prints": log_prints,
             "task_run_name": task_run_name, "on_completion": on_completion,
             "on_failure": on_failure, "on_running": on_running, "runner_options": runner_options,
         }  # fmt: skip
@@ -153,6 +169,12 @@ class Task(Generic[P, R]):
             return self.fn(**parameters)  # type: ignore[call-arg]
         bound = inspect.BoundArguments(self._signature, parameters)  # type: ignore[arg-type,unused-ignore]
         return self.fn(*bound.args, **bound.kwargs)
+
+    def failures_counted(self, run: TaskRun) -> int:
+        """How many of `run`'s attempts so far count against `retries`: all of them, or with
+        `crash_retries` set, those that did not die with their worker."""
+        used = run.run_count - 1
+        return used if self.crash_retries is None else used - run.lost_attempts
 
     def retry_delay_for(self, retries_used: int) -> float:
         """Seconds to wait before retry number `retries_used + 1`."""
@@ -347,6 +369,7 @@ def task(
     retry_delay_seconds: RetryDelay = ...,
     retry_jitter_factor: float | None = ...,
     retry_condition_fn: Callable[..., bool] | None = ...,
+    crash_retries: int | None = ...,
     timeout_seconds: float | None = ...,
     log_prints: bool | None = ...,
     task_run_name: str | Callable[[], str] | None = ...,

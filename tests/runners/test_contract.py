@@ -302,20 +302,49 @@ SHIPPING = ("dask", "processes", "ray")
 
 
 @pytest.mark.parametrize("kind", SHIPPING)
-def test_an_argument_that_does_not_pickle_crashes_that_run_and_says_why(
-    kind: str, request: pytest.FixtureRequest
+def test_an_argument_that_does_not_pickle_fails_that_run_naming_it_before_anything_is_sent(
+    kind: str, request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
     if kind == "ray":
         request.getfixturevalue("ray_session")
+    executions = tmp_path / "executions"
+
+    @task
+    def counted(x: Any, y: int = 1) -> int:
+        executions.touch()
+        return 0
 
     @flow(task_runner=RUNNERS[kind]())
     def shipping() -> tuple[str, Any, str, int]:
-        bad = add.submit(threading.Lock())
+        bad = counted.submit(threading.Lock())
         good = add.submit(4)
         bad.wait()
         return bad.state.name, bad.exception(), str(bad.state.message), good.result()
 
     name, error, message, good = shipping()
-    assert name == "Crashed" and isinstance(error, ShippingError)
-    assert "cannot be sent to" in message and "lock" in message
-    assert good == 5
+    assert name == "Failed" and isinstance(error, ShippingError)
+    assert "cannot be sent to" in message and "its argument 'x' (a _thread.lock)" in message
+    assert not executions.exists()  # refused before anything was sent
+    assert good == 5  # the rest of the flow goes on
+
+
+@pytest.mark.parametrize("kind", SHIPPING)
+def test_a_value_that_does_not_pickle_stays_where_it_was_made_and_says_why_when_asked_for(
+    kind: str, request: pytest.FixtureRequest
+) -> None:
+    if kind == "ray":
+        request.getfixturevalue("ray_session")
+
+    @task
+    def make_lock() -> threading.Lock:
+        return threading.Lock()
+
+    @flow(task_runner=RUNNERS[kind]())
+    def unshippable() -> tuple[str, int]:
+        made = make_lock.submit()
+        made.wait()
+        with pytest.raises(ShippingError, match=r"'make_lock-0'.*\(a _thread\.lock\) cannot leave"):
+            made.result()
+        return made.state.name, add.submit(4).result()
+
+    assert unshippable() == ("Completed", 5)  # it completed where it ran; the flow goes on

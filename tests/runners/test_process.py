@@ -81,15 +81,21 @@ def make_lock() -> Any:
 
 
 def test_a_value_that_does_not_pickle_back_leaves_the_run_completed_without_its_value() -> None:
-    @flow(task_runner=ProcessPoolTaskRunner(max_workers=1))
-    def returns_a_lock() -> Any:
-        future = make_lock.submit()
-        future.wait()
-        with pytest.raises(ShippingError, match="could not be sent back from its worker"):
-            future.result()
-        return future.state.type.value
+    """...and what needs the value fails naming the run and the type; the flow goes on."""
 
-    assert returns_a_lock() == "COMPLETED"
+    @flow(task_runner=ProcessPoolTaskRunner(max_workers=1))
+    def returns_a_lock() -> tuple[str, str, str, Any, int]:
+        future = make_lock.submit()
+        needs = identity.submit(future)
+        future.wait()
+        with pytest.raises(ShippingError, match=r"'make_lock-0'.*\(a _thread\.lock\) cannot leave"):
+            future.result()
+        needs.wait()
+        return future.state.name, needs.state.name, str(needs.state.message), needs.exception(), identity.submit(3).result()
+
+    made, needs, message, error, rest = returns_a_lock()
+    assert (made, needs, rest) == ("Completed", "Failed", 3)
+    assert isinstance(error, ShippingError) and "'make_lock-0'" in message and "_thread.lock" in message
 
 
 def test_a_worker_killed_mid_task_crashes_its_run_and_the_flow_ends() -> None:

@@ -3,8 +3,9 @@
 Each table row puts run R into a starting phase with `lifecycle_in` (by feeding the events
 that lead there), hands the machine one event, and checks the instructions that come back
 and R's phase afterwards. The tables cover every row of the module docstring's transition
-table, cancellation (Revoke for dispatched runs, Mark only when crash_running was asked, no
-retry for a run being cancelled) and events about runs that are not held, which must change
+table, lost attempts (retried through RETRY_WAIT after a Requeue when the event carries a
+delay, ended as the event says otherwise), cancellation (Revoke for dispatched runs, Mark only
+when crash_running was asked, no retry for a run being cancelled) and events about runs that are not held, which must change
 nothing. The scenario tests below them check what the older ready-set graph checked (distinct
 upstreams, one Watch per upstream, release on the last upstream in any order, submitting
 twice) and that `statistics()` counts phases and watched upstreams and drops to zero once
@@ -30,6 +31,7 @@ from headwater.runtime.lifecycle import (
     LifecycleStatistics,
     Mark,
     Phase,
+    Requeue,
     Resolve,
     RetryDue,
     Revoke,
@@ -46,7 +48,8 @@ R, U, V, W = (uuid.UUID(int=i) for i in range(1, 5))
 STOP = "the flow was cancelled"
 LOST = "cancelled before it started"
 DIED = "the worker died"
-CANCELLED, CRASHED = StateType.CANCELLED, StateType.CRASHED
+CANCELLED, CRASHED, FAILED = StateType.CANCELLED, StateType.CRASHED, StateType.FAILED
+POISON = "every attempt (3 of 3) lost its worker"
 WAITING, DISPATCHED, RETRY_WAIT = Phase.WAITING, Phase.DISPATCHED, Phase.RETRY_WAIT
 CRASH_REQUEST = CancelRequested(STOP, crash_running=True)
 NOTHING_HELD = LifecycleStatistics(waiting=0, dispatched=0, retry_wait=0, watched_upstreams=0)
@@ -57,6 +60,7 @@ SETUPS: dict[str, tuple[Event, ...]] = {
     "waiting": (Submitted(R, (U,)),),
     "dispatched": (Submitted(R),),
     "retry_wait": (Submitted(R), AttemptEnded(R, 5.0)),
+    "lost_wait": (Submitted(R), AttemptLost(R, CRASHED, DIED, 5.0)),
     "cancelling": (Submitted(R), CancelRequested(STOP)),
     "crashing": (Submitted(R), CRASH_REQUEST),
     "resolved": (Submitted(R), AttemptEnded(R)),
@@ -84,6 +88,7 @@ def feed(lifecycle: RunLifecycle, *events: Event) -> list[Instruction]:
         ("waiting", WAITING),
         ("dispatched", DISPATCHED),
         ("retry_wait", RETRY_WAIT),
+        ("lost_wait", RETRY_WAIT),
         ("cancelling", DISPATCHED),
         ("crashing", DISPATCHED),
         ("resolved", None),
@@ -105,6 +110,19 @@ TRANSITIONS: dict[str, tuple[str, Event, list[Instruction], Phase | None]] = {
     "retry-due": ("retry_wait", RetryDue(R), [Dispatch(R)], DISPATCHED),
     "lost-crashed": ("dispatched", AttemptLost(R, CRASHED, DIED), [End(R, CRASHED, DIED)], None),
     "lost-queued": ("dispatched", AttemptLost(R, CANCELLED, LOST), [End(R, CANCELLED, LOST)], None),
+    # a lost attempt with a retry left waits like a failed one, once its AwaitingRetry is set
+    "lost-retry": (
+        "dispatched", AttemptLost(R, CRASHED, DIED, 1.5), [Requeue(R, DIED), StartTimer(R, 1.5)], RETRY_WAIT,
+    ),
+    "lost-retry-now": (
+        "dispatched", AttemptLost(R, CRASHED, DIED, 0.0), [Requeue(R, DIED), StartTimer(R, 0.0)], RETRY_WAIT,
+    ),
+    "lost-retry-due": ("lost_wait", RetryDue(R), [Dispatch(R)], DISPATCHED),
+    "lost-failed": ("dispatched", AttemptLost(R, FAILED, POISON), [End(R, FAILED, POISON)], None),
+    # only a crash is retried: a delay on another type is not a retry
+    "lost-failed-delay": ("dispatched", AttemptLost(R, FAILED, POISON, 1.0), [End(R, FAILED, POISON)], None),
+    "lost-cancelled-delay": ("dispatched", AttemptLost(R, CANCELLED, LOST, 1.0), [End(R, CANCELLED, LOST)], None),
+    "cancel-lost-wait": ("lost_wait", CancelRequested(STOP), [End(R, CANCELLED, STOP)], None),
     "cancel-waiting": ("waiting", CancelRequested(STOP), [End(R, CANCELLED, STOP)], None),
     "cancel-waiting-crash": ("waiting", CRASH_REQUEST, [End(R, CANCELLED, STOP)], None),
     "cancel-retry-wait": ("retry_wait", CancelRequested(STOP), [End(R, CANCELLED, STOP)], None),
@@ -121,6 +139,8 @@ TRANSITIONS: dict[str, tuple[str, Event, list[Instruction], Phase | None]] = {
     "cancelling-final": ("cancelling", AttemptEnded(R), [Resolve(R)], None),
     "crashing-final": ("crashing", AttemptEnded(R), [Resolve(R)], None),
     "cancelling-lost": ("cancelling", AttemptLost(R, CRASHED, DIED), [End(R, CRASHED, DIED)], None),
+    "cancelling-lost-retry": ("cancelling", AttemptLost(R, CRASHED, DIED, 1.0), [End(R, CANCELLED, STOP)], None),
+    "crashing-lost-retry": ("crashing", AttemptLost(R, CRASHED, DIED, 1.0), [End(R, CANCELLED, STOP)], None),
 }
 
 
@@ -140,6 +160,7 @@ IGNORED = [
     ("new", AttemptEnded(R)),
     ("new", AttemptEnded(R, 1.0)),
     ("new", AttemptLost(R, CRASHED, DIED)),
+    ("new", AttemptLost(R, CRASHED, DIED, 1.0)),
     ("new", RetryDue(R)),
     ("new", Revoked(R, running=True)),
     ("new", UpstreamFinished(U)),
@@ -159,6 +180,9 @@ IGNORED = [
     ("dispatched", UpstreamFinished(U)),
     ("retry_wait", AttemptEnded(R)),
     ("retry_wait", AttemptLost(R, CANCELLED, LOST)),
+    ("retry_wait", AttemptLost(R, CRASHED, DIED, 1.0)),
+    ("lost_wait", AttemptLost(R, CRASHED, DIED, 1.0)),
+    ("lost_wait", AttemptEnded(R)),
     ("retry_wait", Revoked(R, running=True)),
 ]
 
@@ -301,3 +325,19 @@ def test_everything_is_released_once_every_run_has_finished() -> None:
     assert lifecycle.handle(AttemptEnded(R)) == [Resolve(R)]
     assert lifecycle.statistics() == NOTHING_HELD
     assert [lifecycle.phase(run) for run in (U, V, R)] == [None, None, None]
+
+
+def test_a_run_whose_workers_keep_dying_retries_then_ends_as_the_last_event_says() -> None:
+    """R's first two attempts are lost with a retry left each time; the third is lost with
+    none, and the driver's verdict (FAILED: every attempt died) ends it. Its downstream V is
+    released only then, once."""
+    lifecycle = RunLifecycle()
+    assert feed(lifecycle, Submitted(R), Submitted(V, (R,))) == [Dispatch(R), Watch(R)]
+    for _ in range(2):
+        assert lifecycle.handle(AttemptLost(R, CRASHED, DIED, 0.0)) == [Requeue(R, DIED), StartTimer(R, 0.0)]
+        assert lifecycle.statistics() == LifecycleStatistics(1, 0, 1, watched_upstreams=1)
+        assert lifecycle.handle(RetryDue(R)) == [Dispatch(R)]
+    assert lifecycle.handle(AttemptLost(R, FAILED, POISON)) == [End(R, FAILED, POISON)]
+    assert lifecycle.handle(UpstreamFinished(R)) == [Dispatch(V)]
+    assert lifecycle.handle(AttemptEnded(V)) == [Resolve(V)]
+    assert lifecycle.statistics() == NOTHING_HELD
