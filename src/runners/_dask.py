@@ -304,7 +304,7 @@ class _Call(NamedTuple):
     future: DaskFuture
     key: str
     blob: bytes
-    remote: list[Any]  # Dask futures of upstream calls, resolved to outcomes on the worker
+    remote: list[DaskFuture]  # upstream calls, whose Dask futures become outcomes on the worker
     options: Any  # annotations captured at submit
 
 
@@ -348,6 +348,20 @@ class _Submissions:
                 return
 
     def _send(self, calls: list[_Call], options: Any) -> None:
+        """Hand `calls` over, a call whose upstream is among them after that upstream."""
+        batch: list[_Call] = []
+        for call in calls:
+            if batch and any(up.main is None for up in call.remote):
+                self._map(batch, options)
+                batch = []
+            if any(up.main is None for up in call.remote):  # an upstream never handed over
+                self._deliveries.pending.pop(call.key, None)
+                call.future._complete(error=BrokenRunner("an upstream call was not handed to Dask"))
+                continue
+            batch.append(call)
+        self._map(batch, options)
+
+    def _map(self, calls: list[_Call], options: Any) -> None:
         if not calls:
             return  # all withdrawn while queued
         n = len(calls)
@@ -357,7 +371,7 @@ class _Submissions:
             with captured, _once():
                 mains = self._client.map(
                     _run, [call.blob for call in calls], [self._topic] * n, keys,
-                    [call.remote for call in calls], key=keys, pure=False, retries=0,
+                    [[up.main for up in call.remote] for call in calls], key=keys, pure=False, retries=0,
                 )  # fmt: skip
         except Exception as exc:  # the client closed, or Dask refused the graph
             error = BrokenRunner(f"DaskTaskRunner could not hand calls to Dask: {type(exc).__name__}: {exc}")
@@ -449,6 +463,7 @@ class DaskTaskRunner(TaskRunner):
     and never closes it (a client it opens to it, it closes)."""
 
     name = "dask"
+    starts_after_upstreams = True
 
     def __init__(
         self,
@@ -543,7 +558,7 @@ class DaskTaskRunner(TaskRunner):
             if type(item) is DaskFuture:
                 upstream.append(None)
                 slots.append(slot)
-                remote.append(item.main)
+                remote.append(item)  # its Dask future is read when this call is sent
             else:
                 upstream.append(item)
         blob = pickled_call((call.entrypoint, call.payload, upstream, slots), call.run_id, "a Dask worker")

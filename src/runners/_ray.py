@@ -255,6 +255,7 @@ class RayTaskRunner(TaskRunner):
     Ray it started itself."""
 
     name = "ray"
+    starts_after_upstreams = True
 
     def __init__(self, address: str | None = None, init_kwargs: Mapping[str, Any] | None = None) -> None:
         self.address = address

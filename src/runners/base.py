@@ -118,6 +118,13 @@ class TaskRunner(abc.ABC):
     """Base class of every runner. Subclasses set `name` and implement the abstract methods."""
 
     name: ClassVar[str]
+    #: True when `submit` may be given a call whose upstreams are this runner's own futures
+    #: still running: the runner starts the call once they finish, where they ran (Dask and
+    #: Ray hold a task until its inputs exist). The runtime then hands over a dependent run at
+    #: once instead of after hearing that its upstreams finished, sparing a round trip through
+    #: the flow per step of a chain. If an upstream does not complete, the call fails with the
+    #: runner's error and the runtime holds the run until its upstreams finish (`Premature`).
+    starts_after_upstreams: ClassVar[bool] = False
 
     @abc.abstractmethod
     def submit(self, call: TaskCall) -> RunnerFuture:

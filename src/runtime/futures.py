@@ -105,7 +105,9 @@ class RunFuture(Generic[R]):
 class TaskFuture(RunFuture[R]):
     """A task run submitted with `.submit()` or `.map()`."""
 
-    __slots__ = ("task_run", "runner_future", "outcome", "scheduler", "payload", "upstream", "options")
+    __slots__ = (
+        "task_run", "runner_future", "outcome", "scheduler", "payload", "upstream", "options", "eager",
+    )  # fmt: skip
 
     def __init__(self, task_run: TaskRun) -> None:
         super().__init__()
@@ -118,6 +120,7 @@ class TaskFuture(RunFuture[R]):
         self.payload: Any = None
         self.upstream: Any = None
         self.options: Any = None  # the runner's per-call settings, captured at submit
+        self.eager = False  # handed over before its upstreams finished (`starts_after_upstreams`)
 
     @property
     def run_id(self) -> UUID:

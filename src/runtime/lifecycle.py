@@ -21,6 +21,9 @@ A run is held here from submission until it is finished, in one phase:
     AttemptLost(run, type, reason)         DISPATCHED     -> (gone), End(run, type, reason)
     AttemptLost(run, CRASHED, reason, d)   DISPATCHED     -> RETRY_WAIT, Requeue(run, reason),
                                                              StartTimer(run, d)
+    Premature(run, waiting_on=(u, ...))    DISPATCHED     -> WAITING, Watch(u) for each upstream
+                                                             not watched yet; or DISPATCHED,
+                                                             Dispatch, when it waits on none
     CancelRequested(reason, crash_running) WAITING        -> (gone), End(run, CANCELLED, reason)
                                            RETRY_WAIT     -> (gone), End(run, CANCELLED, reason)
                                            DISPATCHED     -> DISPATCHED, Revoke(run)
@@ -36,6 +39,11 @@ driver to record the AwaitingRetry the engine never got to set (`Requeue`). A ru
 cancelled does not retry: its next `AttemptEnded` or `AttemptLost` with a delay ends it
 CANCELLED instead (a lost attempt without one ends as the event says). Events about a run
 that is no longer held (a timer firing after a cancel, say) change nothing.
+
+`Premature` is for a run the driver handed over before its upstreams finished (a runner that
+starts a call once its upstream calls finish, on the workers: Dask, Ray) and that could not
+run because one of them did not complete (its worker died): the hand-over is void, not an
+attempt, and the run waits for its upstreams like any other before it is dispatched again.
 
 Deciding what a failed upstream means for its dependents is the task engine's job, not this
 machine's: an upstream that finished in any state releases its dependents.
@@ -99,6 +107,12 @@ class AttemptLost:
 
 
 @dataclass(slots=True)
+class Premature:
+    run_id: RunKey
+    waiting_on: tuple[RunKey, ...] = ()
+
+
+@dataclass(slots=True)
 class RetryDue:
     run_id: RunKey
 
@@ -116,7 +130,8 @@ class Revoked:
 
 
 Event = (
-    Submitted | UpstreamFinished | AttemptEnded | AttemptLost | RetryDue | CancelRequested | Revoked
+    Submitted | UpstreamFinished | AttemptEnded | AttemptLost | Premature | RetryDue | CancelRequested
+    | Revoked
 )
 
 # -- instructions -------------------------------------------------------------------------
@@ -213,6 +228,7 @@ class RunLifecycle:
             AttemptEnded: self.attempt_ended,
             UpstreamFinished: self._upstream_finished,
             AttemptLost: self._attempt_lost,
+            Premature: self._premature,
             RetryDue: self._retry_due,
             CancelRequested: self._cancel_requested,
             Revoked: self._revoked,
@@ -237,7 +253,22 @@ class RunLifecycle:
         if not event.waiting_on:
             self._phase[run_id] = Phase.DISPATCHED
             return [Dispatch(run_id)]
-        upstreams = dict.fromkeys(event.waiting_on)  # distinct, in order
+        return self._wait(run_id, event.waiting_on)
+
+    def _premature(self, event: Premature) -> list[Instruction]:
+        run_id = event.run_id
+        if self._phase.get(run_id) is not Phase.DISPATCHED:
+            return []
+        request = self._cancelling.pop(run_id, None)
+        if request is not None:
+            del self._phase[run_id]
+            return [End(run_id, StateType.CANCELLED, request.reason)]
+        if not event.waiting_on:
+            return [Dispatch(run_id)]
+        return self._wait(run_id, event.waiting_on)
+
+    def _wait(self, run_id: RunKey, waiting_on: tuple[RunKey, ...]) -> list[Instruction]:
+        upstreams = dict.fromkeys(waiting_on)  # distinct, in order
         self._phase[run_id] = Phase.WAITING
         self._remaining[run_id] = len(upstreams)
         instructions: list[Instruction] = []

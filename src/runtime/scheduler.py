@@ -38,6 +38,7 @@ from .lifecycle import (
     Event,
     Instruction,
     Mark,
+    Premature,
     Requeue,
     Resolve,
     RetryDue,
@@ -67,6 +68,7 @@ class TaskScheduler:
     def __init__(self, runner: TaskRunner, entrypoint: RunnerEntrypoint) -> None:
         self.runner = runner
         self._entrypoint = entrypoint
+        self._chains = runner.starts_after_upstreams
         # Only runners with per-call settings are asked for them (a call per submit otherwise).
         captures = type(runner).submission_options is not TaskRunner.submission_options
         self._capture_options = runner.submission_options if captures else None
@@ -95,11 +97,25 @@ class TaskScheduler:
                 self._finish(future, outcome_of(_record(future, Failed(exc, f"{type(exc).__name__}: {exc}"))))
                 return
         waiting = tuple([u for u in upstream if not u.done()]) if upstream else ()
+        if waiting and self._chains and all([self._chainable(u) for u in waiting]):
+            future.eager, waiting = True, ()  # the runner starts it once they finish
         instructions = self._apply(self._lifecycle.submitted, Submitted(future, waiting))
         if len(instructions) == 1 and type(instructions[0]) is Dispatch:
             self._dispatch(instructions[0].run_id)  # type: ignore[arg-type]  # the common case
         elif instructions:
             self._execute(instructions)
+
+    def _chainable(self, upstream: RunFuture[Any]) -> bool:
+        """Whether a run may be handed over before `upstream` finishes: it is a call of this
+        flow's runner, already handed over, whose outcome will be final (a task without
+        retries: a retry would be a new call, which the early hand-over could not follow)."""
+        if type(upstream) is not TaskFuture or upstream.scheduler is not self:
+            return False
+        payload = upstream.payload
+        if payload is None or upstream.runner_future is None:
+            return False
+        task = payload.task
+        return task.retries == 0 and not task.crash_retries
 
     def track(self, future: RunFuture[Any]) -> None:
         """Count a run not dispatched here (a submitted subflow) among this flow's unfinished."""
@@ -163,6 +179,8 @@ class TaskScheduler:
             # runs; dropping it makes downstreams get the outcome made here instead, so their
             # engine ends them NotReady.
             future.runner_future = None
+            if future.eager and self._premature(future):
+                return
             if isinstance(exc, CancelledError):
                 future.outcome = None  # an earlier attempt's, which `_end` must not read
                 self._feed(AttemptLost(future, StateType.CANCELLED, "cancelled before it started"))
@@ -184,6 +202,17 @@ class TaskScheduler:
             self._finish(done, done.outcome)  # the common case, without the general loop
         elif instructions:
             self._execute(instructions)
+
+    def _premature(self, future: TaskFuture[Any]) -> bool:
+        """A run handed over before its upstreams finished failed with the runner's error:
+        if an upstream did not complete, that is why, and the run never started. It waits for
+        its upstreams and is handed over again (its engine then ends it NotReady)."""
+        future.eager = False
+        unfinished = [u for u in future.upstream or () if not (u.done() and u.state.is_completed())]
+        if not unfinished:
+            return False  # its upstreams completed: the attempt itself was lost
+        self._feed(Premature(future, tuple([u for u in unfinished if not u.done()])))
+        return True
 
     def _lost(self, future: TaskFuture[Any], error: BaseException) -> None:
         """The attempt's outcome will not come back. An attempt that reached a worker is counted

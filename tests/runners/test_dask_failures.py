@@ -306,3 +306,37 @@ def test_a_value_that_cannot_leave_its_worker_fails_what_needs_it_elsewhere_and_
     assert name == "Failed" and isinstance(error, ShippingError)
     assert "'make_lock-0'" in message and "(a _thread.lock)" in message
     assert rest == 5  # the rest of the flow goes on
+
+
+def test_a_run_handed_over_before_its_upstream_died_waits_and_ends_not_ready(
+    whole: distributed.Client, tmp_path: Path
+) -> None:
+    """A dependent run goes to Dask at once, before its upstream finishes (Dask starts it
+    after). The upstream's worker dies: the dependent never ran, so it is not an attempt lost
+    but a run whose upstream crashed: NotReady, as on every runner, and never executed."""
+    started, downstream_runs = tmp_path / "started", tmp_path / "downstream"
+
+    @task
+    def dies() -> int:
+        started.touch()
+        time.sleep(0.5)
+        os.kill(os.getpid(), signal.SIGKILL)
+        return 1
+
+    @task
+    def after(value: int) -> int:
+        _count(downstream_runs)
+        return value + 1
+
+    @flow(task_runner=DaskTaskRunner(whole))
+    def chain() -> tuple[tuple[str, str, BaseException | None], tuple[str, str, BaseException | None], bool]:
+        upstream = dies.submit()
+        downstream = after.submit(upstream)
+        handed_over_early = downstream.runner_future is not None and not upstream.done()
+        return _final(upstream), _final(downstream), handed_over_early
+
+    (up_name, up_message, _), (name, message, _), early = chain()
+    assert early
+    assert up_name == "Crashed" and "died" in up_message
+    assert name == "NotReady" and "upstream run ended Crashed" in message
+    assert _executions(downstream_runs) == []

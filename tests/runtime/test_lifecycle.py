@@ -31,6 +31,7 @@ from headwater.runtime.lifecycle import (
     LifecycleStatistics,
     Mark,
     Phase,
+    Premature,
     Requeue,
     Resolve,
     RetryDue,
@@ -141,6 +142,10 @@ TRANSITIONS: dict[str, tuple[str, Event, list[Instruction], Phase | None]] = {
     "cancelling-lost": ("cancelling", AttemptLost(R, CRASHED, DIED), [End(R, CRASHED, DIED)], None),
     "cancelling-lost-retry": ("cancelling", AttemptLost(R, CRASHED, DIED, 1.0), [End(R, CANCELLED, STOP)], None),
     "crashing-lost-retry": ("crashing", AttemptLost(R, CRASHED, DIED, 1.0), [End(R, CANCELLED, STOP)], None),
+    # handed over early, and an upstream did not complete: not an attempt; it waits again
+    "premature-waiting": ("dispatched", Premature(R, (U,)), [Watch(U)], WAITING),
+    "premature-upstreams-done": ("dispatched", Premature(R), [Dispatch(R)], DISPATCHED),
+    "premature-cancelling": ("cancelling", Premature(R, (U,)), [End(R, CANCELLED, STOP)], None),
 }
 
 
@@ -162,6 +167,9 @@ IGNORED = [
     ("new", AttemptLost(R, CRASHED, DIED)),
     ("new", AttemptLost(R, CRASHED, DIED, 1.0)),
     ("new", RetryDue(R)),
+    ("new", Premature(R, (U,))),
+    ("waiting", Premature(R, (U,))),
+    ("retry_wait", Premature(R)),
     ("new", Revoked(R, running=True)),
     ("new", UpstreamFinished(U)),
     ("new", CancelRequested(STOP, crash_running=True)),
