@@ -6,8 +6,10 @@ A runner is an executor in the `concurrent.futures` sense:
   return at once. `call.upstream` holds, per upstream run, either a future this runner
   returned earlier or an outcome that is already here; the runner hands the entrypoint the
   *outcomes* (a future of its own is resolved where the call runs, so a cluster runner passes
-  its native future and the data moves worker to worker). The runtime submits a call only once
-  its upstreams are done, so a worker never waits inside a task for an argument.
+  its native future and the data moves worker to worker). The runtime submits a call once its
+  upstreams are done, so a worker never waits inside a task for an argument; a runner that
+  sets `starts_after_upstreams` (its engine holds a task until its inputs exist) gets calls
+  whose upstreams are its own futures still running.
 - `shutdown(wait=True, cancel_futures=False)`, also run by `__exit__`.
 - `duplicate()`: a fresh, unstarted runner with the same settings, so one runner object given
   to `@flow(task_runner=...)` serves many flow runs, each with its own workers.
