@@ -14,10 +14,12 @@ only the run is measured.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import replace
 
 from benchmarks.children import run_json, scratch_home, script
 from benchmarks.workload import LATENCY, SECONDS, THROUGHPUT, Figure, Trial
+from benchmarks.workloads._shared import count, noop
 from benchmarks.workloads.data import MIB_PER_S, MS_PER_HANDOFF
 
 RATIO_TARGET = 1.5  # within 1.5x of the raw engine
@@ -53,3 +55,28 @@ def data_large_trial(script_name: str, side: str, address: str, mebibytes: int) 
     args = [str(script(script_name)), side, address, str(mebibytes)]
     env = {**os.environ, "HEADWATER_RECORD": "1", "HEADWATER_HOME": scratch_home()}
     return lambda: run_json(args, env=env)
+
+
+def map_body(n: int) -> Callable[[], None]:
+    """A flow body mapping N no-op tasks and bringing their values back."""
+    from headwater import task
+
+    noop_task = task(noop)
+
+    def map_many() -> None:
+        noop_task.map(range(n)).result()
+
+    return map_many
+
+
+def fanout_body(n: int) -> Callable[[], None]:
+    """A flow body fanning out to N no-op tasks and in to one task given all their futures."""
+    from headwater import task
+
+    noop_task, count_task = task(noop), task(count)
+
+    def fan_out_in() -> None:
+        branches = [noop_task.submit(i) for i in range(n)]
+        count_task.submit(branches).result()  # a list of futures: all of them are upstream
+
+    return fan_out_in

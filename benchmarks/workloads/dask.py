@@ -38,6 +38,8 @@ from benchmarks.workloads._remote import (
     LATENCY_TARGETED,
     THROUGHPUT_TARGETED,
     data_large_trial,
+    fanout_body,
+    map_body,
 )
 from benchmarks.workloads._shared import count, noop
 
@@ -106,27 +108,12 @@ def run_chain(runner: str, n: int) -> Trial:
 
 def run_map(runner: str, n: int) -> Trial:
     require_headwater()
-    from headwater import task
-
-    noop_task = task(noop)
-
-    def map_many() -> None:
-        noop_task.map(range(n)).result()
-
-    return _recorded_flow(map_many)
+    return _recorded_flow(map_body(n))
 
 
 def run_fanout(runner: str, n: int) -> Trial:
     require_headwater()
-    from headwater import task
-
-    noop_task, count_task = task(noop), task(count)
-
-    def fan_out_in() -> None:
-        branches = [noop_task.submit(i) for i in range(n)]
-        count_task.submit(branches).result()  # a list of futures: all of them are upstream
-
-    return _recorded_flow(fan_out_in)
+    return _recorded_flow(fanout_body(n))
 
 
 def run_data_large(runner: str, n: int) -> Trial:

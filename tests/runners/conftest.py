@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.runners.cluster_processes import Processes
 from tests.runners.dask_cluster import close_shared_cluster
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -46,3 +47,13 @@ def ray_session() -> Iterator[None]:
         yield
     finally:
         ray.shutdown()
+
+
+@pytest.fixture
+def processes() -> Iterator[Processes]:
+    """Cluster and server processes a test starts by hand, each killed when it ends."""
+    started = Processes()
+    try:
+        yield started
+    finally:
+        started.kill_all()

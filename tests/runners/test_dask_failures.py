@@ -24,6 +24,8 @@ from headwater import flow, task
 from headwater.errors import ShippingError, UpstreamLost, WorkerLost
 from headwater.runners import DaskTaskRunner
 from tests.runners.dask_cluster import small_cluster
+from tests.runners.side_effects import count as _count
+from tests.runners.side_effects import executions as _executions
 from tests.runtime.test_recording import cli_json
 
 
@@ -38,17 +40,6 @@ def whole(client: distributed.Client) -> distributed.Client:
     """The module's client, once both workers are up (a test before may have killed one)."""
     client.wait_for_workers(2, timeout=60)
     return client
-
-
-def _count(path: Path) -> int:
-    """Count one execution in `path`; returns how many there were, this one included."""
-    with path.open("a") as file:
-        file.write(f"{os.getpid()}\n")
-    return len(path.read_text().split())
-
-
-def _executions(path: Path) -> list[int]:
-    return [int(pid) for pid in path.read_text().split()] if path.exists() else []
 
 
 @task

@@ -12,10 +12,7 @@ import os
 import secrets
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from tests.runners.cluster_processes import PYTHON, Processes
 from tests.runtime.test_recording import cli_json
@@ -48,15 +45,6 @@ try:
 except Exception as exc:
     print(f"flow raised {{type(exc).__name__}}: {{exc}}", flush=True)
 """
-
-
-@pytest.fixture
-def processes() -> Iterator[Processes]:
-    started = Processes()
-    try:
-        yield started
-    finally:
-        started.kill_all()
 
 
 def _run_until_started(tmp_path: Path, processes: Processes, runner: str, runner_args: str,

@@ -26,15 +26,6 @@ from tests.runtime.test_recording import cli_json
 
 
 @pytest.fixture
-def processes() -> Iterator[Processes]:
-    started = Processes()
-    try:
-        yield started
-    finally:
-        started.kill_all()
-
-
-@pytest.fixture
 def fresh_recorder() -> Iterator[None]:
     """This process's recorder starts afresh in the test's HEADWATER_HOME, and closes after."""
     from headwater.api import reset_recorder

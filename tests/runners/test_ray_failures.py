@@ -25,19 +25,10 @@ from headwater import flow, task
 from headwater.errors import ShippingError, WorkerLost
 from headwater.runners import RayTaskRunner
 from tests.runners.conftest import ROOT
+from tests.runners.side_effects import count as _count
+from tests.runners.side_effects import executions as _executions
 
 pytestmark = pytest.mark.usefixtures("ray_session")
-
-
-def _count(path: Path) -> int:
-    """Count one execution in `path`; returns how many there were, this one included."""
-    with path.open("a") as file:
-        file.write(f"{os.getpid()}\n")
-    return len(path.read_text().split())
-
-
-def _executions(path: Path) -> list[int]:
-    return [int(pid) for pid in path.read_text().split()] if path.exists() else []
 
 
 def _final(future: Any) -> tuple[str, str, BaseException | None]:
