@@ -24,11 +24,17 @@ once.
 
 Per-call Ray options (resources, `runtime_env`) come from `remote_options(...)` around
 `.submit()`; see its docstring for when they are read.
+
+Through Ray Client (`address="ray://..."`) a finished run's callbacks run on one thread of our
+own, not on the client's data thread that finished it: a callback dispatches the run's
+downstreams, and `ObjectRef.future()` on a new call waits for that very thread to register the
+call, so it deadlocked the flow at its first dependent task.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import Executor, ThreadPoolExecutor
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
@@ -104,6 +110,18 @@ def _run_on_worker(blob: bytes, *upstream: Any) -> tuple[Any, Any]:
 
 
 _remote: Any = None
+_client_callbacks: Executor | None = None  # the thread for Ray Client callbacks
+
+
+def _callbacks_off_ray_client() -> Executor | None:
+    """Where callbacks run when connected through Ray Client (see the module docstring); None
+    otherwise: then Ray's own thread runs them, where submitting new calls is fine."""
+    global _client_callbacks
+    if not ray.util.client.ray.is_connected():  # type: ignore[no-untyped-call]
+        return None
+    if _client_callbacks is None:
+        _client_callbacks = ThreadPoolExecutor(1, thread_name_prefix="headwater-ray-client")
+    return _client_callbacks
 
 
 def _remote_function() -> Any:
@@ -116,14 +134,15 @@ def _remote_function() -> Any:
 class RayFuture:
     """A runner future for a call running on Ray; waits on the small return only."""
 
-    __slots__ = ("run_id", "meta_ref", "data_ref", "_inner", "_outcome")
+    __slots__ = ("run_id", "meta_ref", "data_ref", "_inner", "_outcome", "_callbacks")
 
-    def __init__(self, run_id: UUID, meta_ref: Any, data_ref: Any) -> None:
+    def __init__(self, run_id: UUID, meta_ref: Any, data_ref: Any, callbacks: Executor | None = None) -> None:
         self.run_id = run_id
         self.meta_ref = meta_ref
         self.data_ref = data_ref
         self._inner = meta_ref.future()
         self._outcome: Any = None
+        self._callbacks = callbacks
 
     def result(self, timeout: float | None = None) -> Any:
         if self._outcome is None:
@@ -155,7 +174,11 @@ class RayFuture:
         return False  # Ray cannot tell whether a task started; a submitted call runs
 
     def add_done_callback(self, fn: Callable[[Any], object]) -> None:
-        self._inner.add_done_callback(lambda _inner: call_done_callback(fn, self))
+        callbacks = self._callbacks
+        if callbacks is None:
+            self._inner.add_done_callback(lambda _inner: call_done_callback(fn, self))
+        else:
+            self._inner.add_done_callback(lambda _inner: callbacks.submit(call_done_callback, fn, self))
 
 
 class RayTaskRunner(TaskRunner):
@@ -172,6 +195,7 @@ class RayTaskRunner(TaskRunner):
         self.init_kwargs = dict(init_kwargs or {})
         self._running = False
         self._started_ray = False
+        self._callbacks: Executor | None = None
 
     def start(self) -> None:
         if self._running:
@@ -179,6 +203,7 @@ class RayTaskRunner(TaskRunner):
         if not ray.is_initialized():
             ray.init(address=self.address, **self.init_kwargs)
             self._started_ray = True
+        self._callbacks = _callbacks_off_ray_client()
         self._running = True
 
     def submit(self, call: TaskCall) -> RunnerFuture:
@@ -192,7 +217,7 @@ class RayTaskRunner(TaskRunner):
             meta_ref, data_ref = (function.options(**options) if options else function).remote(blob, *upstream)
         except Exception as exc:
             raise ShippingError(f"task run {call.run_id} cannot be sent to Ray: {type(exc).__name__}: {exc}") from exc
-        return RayFuture(call.run_id, meta_ref, data_ref)
+        return RayFuture(call.run_id, meta_ref, data_ref, self._callbacks)
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         self._running = False
