@@ -151,13 +151,20 @@ class Processes:
         _, alive = psutil.wait_procs(trees, timeout=10)
         for path in self.temp_dirs:
             shutil.rmtree(path, ignore_errors=True)
-        return [p for p in alive if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+        return [p for p in alive if _alive(p)]
 
     def temp_dir(self, prefix: str) -> Path:
         """A directory removed by `stop()`; short, since Ray puts unix sockets under it."""
         path = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
         self.temp_dirs.append(path)
         return path
+
+
+def _alive(process: psutil.Process) -> bool:
+    try:
+        return bool(process.status() != psutil.STATUS_ZOMBIE)
+    except psutil.NoSuchProcess:
+        return False
 
 
 def _signal_group(pgid: int, signum: int) -> None:
