@@ -10,9 +10,8 @@ Resolving a `RunServices` in a process gives a reporter bound to a recorder (`ap
 
 - in the flow's own process, the process's recorder: the run's records join one FIFO with the
   flow's, so they reach the server in order, and the flow's end waits for them (`flush`);
-- anywhere else, a client of the same server. That reporter first re-announces the run (as
-  moved here: the server then says the run ran in this process) and re-sends the states the
-  flow already recorded (idempotent by transition id; whichever
+- anywhere else, a client of the same server. That reporter first re-announces the run and
+  re-sends the states the flow already recorded (idempotent by transition id; whichever
   copy arrives second is ignored), and `settle()`s at the end of each attempt: the outcome goes
   back only once the worker's records are durable, so the flow's own durability wait covers
   them too. If they cannot be made durable the outcome says so and the flow raises
