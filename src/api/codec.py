@@ -105,6 +105,10 @@ def _n(name: str) -> str:
     return name if len(name) <= m.MAX_NAME else name[: m.MAX_NAME]
 
 
+def _host(host: str | None) -> str | None:
+    return None if host is None else _n(host)
+
+
 def _tags(tags: tuple[str, ...]) -> list[str]:
     return [_n(t) for t in tags[: m.MAX_TAGS]]
 
@@ -132,7 +136,7 @@ def flow_run_body(rec: FlowRunRecord) -> dict[str, Any]:
         "parameters": _clamp_parameters(rec.parameters),
         "parent_flow_run_id": _b(rec.parent_flow_run_id),
         "parent_task_run_id": _b(rec.parent_task_run_id), "tags": list(rec.tags),
-        "created": float(rec.created),
+        "created": float(rec.created), "host": rec.host, "pid": rec.pid,
     }
 
 
@@ -140,6 +144,7 @@ def flow_run_record(body: m.FlowRunIn) -> FlowRunRecord:
     return FlowRunRecord(
         UUID(bytes=body.id), body.name, body.flow_name, dict(body.parameters),
         _u(body.parent_flow_run_id), _u(body.parent_task_run_id), tuple(body.tags), body.created,
+        body.host, body.pid,
     )
 
 
@@ -148,7 +153,7 @@ def task_run_body(rec: TaskRunRecord) -> dict[str, Any]:
         "id": rec.id.bytes, "flow_run_id": _b(rec.flow_run_id), "name": rec.name,
         "task_name": rec.task_name, "tags": list(rec.tags),
         "upstream": {k: [u.bytes for u in v] for k, v in rec.upstream.items()},
-        "created": float(rec.created),
+        "created": float(rec.created), "host": rec.host, "pid": rec.pid, "moved": rec.moved,
     }
 
 
@@ -156,7 +161,7 @@ def task_run_record(body: m.TaskRunIn) -> TaskRunRecord:
     upstream = {k: tuple(UUID(bytes=u) for u in v) for k, v in body.upstream.items()}
     return TaskRunRecord(
         UUID(bytes=body.id), _u(body.flow_run_id), body.name, body.task_name, tuple(body.tags),
-        upstream, body.created,
+        upstream, body.created, body.host, body.pid, body.moved,
     )
 
 
@@ -212,6 +217,7 @@ def flow_run_info_body(info: FlowRunInfo) -> dict[str, Any]:
         "created": info.created, "start_time": info.start_time, "end_time": info.end_time,
         "state_type": info.state_type, "state_name": info.state_name,
         "last_heartbeat": info.last_heartbeat, "task_run_count": info.task_run_count,
+        "host": info.host, "pid": info.pid,
     }
 
 
@@ -220,7 +226,7 @@ def flow_run_info(out: m.FlowRunOut) -> FlowRunInfo:
         UUID(bytes=out.id), out.name, out.flow_name, dict(out.parameters),
         _u(out.parent_flow_run_id), _u(out.parent_task_run_id), tuple(out.tags), out.created,
         out.start_time, out.end_time, out.state_type, out.state_name, out.last_heartbeat,
-        out.task_run_count,
+        out.task_run_count, out.host, out.pid,
     )
 
 
@@ -231,6 +237,7 @@ def task_run_info_body(info: TaskRunInfo) -> dict[str, Any]:
         "upstream": {k: [u.bytes for u in v] for k, v in info.upstream.items()},
         "created": info.created, "start_time": info.start_time, "end_time": info.end_time,
         "state_type": info.state_type, "state_name": info.state_name,
+        "host": info.host, "pid": info.pid,
     }
 
 
@@ -239,6 +246,7 @@ def task_run_info(out: m.TaskRunOut) -> TaskRunInfo:
     return TaskRunInfo(
         UUID(bytes=out.id), _u(out.flow_run_id), out.name, out.task_name, tuple(out.tags),
         upstream, out.created, out.start_time, out.end_time, out.state_type, out.state_name,
+        out.host, out.pid,
     )
 
 
@@ -252,13 +260,14 @@ def batch_body(seq: int, batch: Batch) -> bytes:
     """
     flows = [
         (r.id.bytes, _n(r.name), _n(r.flow_name), _clamp_parameters(r.parameters),
-         _b(r.parent_flow_run_id), _b(r.parent_task_run_id), _tags(r.tags), float(r.created))
+         _b(r.parent_flow_run_id), _b(r.parent_task_run_id), _tags(r.tags), float(r.created),
+         _host(r.host), r.pid)
         for r in batch.flows
     ]
     tasks = [
         (r.id.bytes, _b(r.flow_run_id), _n(r.name), _n(r.task_name), _tags(r.tags),
          {_n(k): [u.bytes for u in v[: m.MAX_UPSTREAM]] for k, v in r.upstream.items()},
-         float(r.created))
+         float(r.created), _host(r.host), r.pid, r.moved)
         for r in batch.tasks
     ]
     states = [
@@ -274,14 +283,17 @@ def decode_batch(data: bytes) -> tuple[int, Batch]:
     if not isinstance(obj, list) or len(obj) != len(m.RecordBatchIn.FIELDS):
         raise InvalidPayload("RecordBatchIn: expected an array [seq, flows, tasks, states, heartbeats]")
     body = validate(m.RecordBatchIn, dict(zip(m.RecordBatchIn.FIELDS, obj)))
+    # r[8:] / r[7:]: where the run is; absent from a client before schema v4 (the defaults).
     flows = tuple(
-        FlowRunRecord(UUID(bytes=r[0]), r[1], r[2], r[3], _u(r[4]), _u(r[5]), tuple(r[6]), r[7])
+        FlowRunRecord(
+            UUID(bytes=r[0]), r[1], r[2], r[3], _u(r[4]), _u(r[5]), tuple(r[6]), r[7], *r[8:]
+        )
         for r in body.flows
     )
     tasks = tuple(
         TaskRunRecord(
             UUID(bytes=r[0]), _u(r[1]), r[2], r[3], tuple(r[4]),
-            {k: tuple(UUID(bytes=u) for u in v) for k, v in r[5].items()}, r[6],
+            {k: tuple(UUID(bytes=u) for u in v) for k, v in r[5].items()}, r[6], *r[7:],
         )
         for r in body.tasks
     )

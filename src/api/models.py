@@ -53,6 +53,7 @@ Upstream = Annotated[
     Field(max_length=MAX_PARAMETERS),
 ]
 Limit = Annotated[int, Field(strict=True, ge=0, le=MAX_LIST)]
+Pid = Annotated[int, Field(strict=True, ge=0, le=2**63 - 1)]
 
 
 class Wire(BaseModel):
@@ -70,6 +71,8 @@ class FlowRunIn(Wire):
     parent_task_run_id: Uuid16 | None = None
     tags: Tags = []
     created: Timestamp = 0.0
+    host: Name | None = None
+    pid: Pid | None = None
 
 
 class TaskRunIn(Wire):
@@ -80,6 +83,9 @@ class TaskRunIn(Wire):
     tags: Tags = []
     upstream: Upstream = {}
     created: Timestamp = 0.0
+    host: Name | None = None
+    pid: Pid | None = None
+    moved: StrictBool = False
 
 
 class StateIn(Wire):
@@ -114,9 +120,21 @@ class HeartbeatIn(Wire):
     flow_run_id: Uuid16
 
 
-# Compact rows of the recorder stream (positional, no field names on the wire).
-FlowRow = tuple[Uuid16, Name, Name, Parameters, Uuid16 | None, Uuid16 | None, Tags, Timestamp]
-TaskRow = tuple[Uuid16, Uuid16 | None, Name, Name, Tags, Upstream, Timestamp]
+# Compact rows of the recorder stream (positional, no field names on the wire). Run rows end
+# with where the run is (host, pid, and for a task run whether it moved there); rows without
+# those (from clients before schema v4) are still taken.
+_FlowRowV3 = tuple[Uuid16, Name, Name, Parameters, Uuid16 | None, Uuid16 | None, Tags, Timestamp]
+_TaskRowV3 = tuple[Uuid16, Uuid16 | None, Name, Name, Tags, Upstream, Timestamp]
+FlowRow = Annotated[
+    tuple[Uuid16, Name, Name, Parameters, Uuid16 | None, Uuid16 | None, Tags, Timestamp,
+          Name | None, Pid | None] | _FlowRowV3,
+    Field(union_mode="left_to_right"),
+]
+TaskRow = Annotated[
+    tuple[Uuid16, Uuid16 | None, Name, Name, Tags, Upstream, Timestamp, Name | None,
+          Pid | None, StrictBool] | _TaskRowV3,
+    Field(union_mode="left_to_right"),
+]
 StateRow = tuple[Uuid16, Literal[0, 1], Name, Name, Message | None, Timestamp, Uuid16, StrictBool]
 
 
@@ -159,6 +177,8 @@ class FlowRunOut(Wire):
     state_name: StrictStr | None
     last_heartbeat: float | None
     task_run_count: int
+    host: StrictStr | None = None  # absent from servers before schema v4
+    pid: int | None = None
 
 
 class TaskRunOut(Wire):
@@ -173,6 +193,8 @@ class TaskRunOut(Wire):
     end_time: float | None
     state_type: StrictStr | None
     state_name: StrictStr | None
+    host: StrictStr | None = None  # absent from servers before schema v4
+    pid: int | None = None
 
 
 class FlowRunsOut(Wire):

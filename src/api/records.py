@@ -1,7 +1,9 @@
 """The plain data the state service moves around: frozen dataclasses and NamedTuples, no pydantic.
 
 Write side (what the runtime records): `FlowRunRecord`, `TaskRunRecord`, `StateRecord`,
-`Heartbeat`. Read side (what clients and the CLI get back): `FlowRunInfo`, `TaskRunInfo`,
+`Heartbeat`. A run record also says where the process that announced it runs (host and pid):
+the flow's process announces every run, and a worker that takes a task run over re-announces
+it as `moved`, so the server keeps the latest placement (see `TaskRunRecord.moved`). Read side (what clients and the CLI get back): `FlowRunInfo`, `TaskRunInfo`,
 `StateInfo`, queried with a `RunFilter`. A `Rejection` says why the server refused a state;
 an `Unstorable` why a record could not be stored at all.
 
@@ -42,6 +44,8 @@ class FlowRunRecord:
     parent_task_run_id: UUID | None = None
     tags: tuple[str, ...] = ()
     created: float = 0.0
+    host: str | None = None
+    pid: int | None = None
 
 
 class TaskRunRecord(NamedTuple):
@@ -57,6 +61,13 @@ class TaskRunRecord(NamedTuple):
     tags: tuple[str, ...] = ()
     upstream: Mapping[str, tuple[UUID, ...]] = _NO_UPSTREAM
     created: float = 0.0
+    #: The announcing process: its host name and pid (None from a client that predates them).
+    host: str | None = None
+    pid: int | None = None
+    #: A re-announcement by a worker that took the run over (`RemoteReporter.adopt`): its
+    #: host and pid replace the stored ones. A first announcement fills them in only where
+    #: none are stored, since it may reach the server after the worker's (another connection).
+    moved: bool = False
 
 
 class StateRecord(NamedTuple):
@@ -104,7 +115,8 @@ class StateInfo:
 
 @dataclass(frozen=True, slots=True)
 class FlowRunInfo:
-    """A flow run as stored, with its current state and how many task runs it has."""
+    """A flow run as stored, with its current state, how many task runs it has and where it
+    ran (host, pid)."""
 
     id: UUID
     name: str
@@ -120,11 +132,13 @@ class FlowRunInfo:
     state_name: str | None
     last_heartbeat: float | None
     task_run_count: int = 0
+    host: str | None = None
+    pid: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class TaskRunInfo:
-    """A task run as stored, with its current state."""
+    """A task run as stored, with its current state and where it ran last (host, pid)."""
 
     id: UUID
     flow_run_id: UUID | None
@@ -137,6 +151,8 @@ class TaskRunInfo:
     end_time: float | None
     state_type: str | None
     state_name: str | None
+    host: str | None = None
+    pid: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,7 +237,7 @@ def _flow_problem(r: FlowRunRecord) -> str | None:
     where = f"flow run {r.id}"
     problem = (
         _text_problem(where, "name", r.name) or _text_problem(where, "flow_name", r.flow_name)
-        or _texts_problem(where, "a tag", r.tags)
+        or _texts_problem(where, "a tag", r.tags) or _host_problem(where, r.host)
     )
     if problem is None:
         try:
@@ -237,7 +253,12 @@ def _task_problem(r: TaskRunRecord) -> str | None:
         _text_problem(where, "name", r.name) or _text_problem(where, "task_name", r.task_name)
         or _texts_problem(where, "a tag", r.tags)
         or _texts_problem(where, "an upstream parameter name", r.upstream)
+        or _host_problem(where, r.host)
     )
+
+
+def _host_problem(where: str, host: str | None) -> str | None:
+    return None if host is None else _text_problem(where, "host", host)
 
 
 def _state_problem(s: StateRecord) -> str | None:

@@ -93,8 +93,18 @@ CREATE INDEX flow_runs_by_state ON flow_runs (state_type);
 CREATE INDEX flow_runs_by_parent ON flow_runs (parent_flow_run_id);
 """
 
+# v4: where each run ran, the host and pid of the process that announced it last (a task run
+# re-announced by the worker that took it over moves there). Added columns are NULL in old
+# rows; SQLite adds them without rewriting the tables.
+_V4 = """
+ALTER TABLE flow_runs ADD COLUMN host TEXT;
+ALTER TABLE flow_runs ADD COLUMN pid INTEGER;
+ALTER TABLE task_runs ADD COLUMN host TEXT;
+ALTER TABLE task_runs ADD COLUMN pid INTEGER;
+"""
+
 #: MIGRATIONS[i] upgrades a database from version i to version i + 1.
-MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3)
+MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -59,29 +59,35 @@ log = logging.getLogger(__name__)
 # Writes name every column, so they are the same in a new database and a migrated one.
 _FLOW_COLUMNS_IN = (
     "seq, id, name, flow_name, parameters, parent_flow_run_id, parent_task_run_id, tags, "
-    "created, state_type, state_name, state_timestamp, start_time, end_time, last_heartbeat"
+    "created, host, pid, state_type, state_name, state_timestamp, start_time, end_time, "
+    "last_heartbeat"
 )
 _TASK_COLUMNS_IN = (
-    "seq, id, flow_run_id, name, task_name, tags, upstream, created, "
+    "seq, id, flow_run_id, name, task_name, tags, upstream, created, host, pid, "
     "state_type, state_name, state_timestamp, start_time, end_time"
 )
 _FLOW_INSERT = f"INSERT INTO flow_runs ({_FLOW_COLUMNS_IN}) "
 _TASK_INSERT = f"INSERT INTO task_runs ({_TASK_COLUMNS_IN}) "
-# A stored run re-announced (a re-send): update its metadata, never its state or seq.
+# A stored run re-announced (a re-send): update its metadata, never its state or seq. Its
+# placement (host, pid) is kept unless the record says the run moved (`TaskRunRecord.moved`).
+_KEEP_PLACEMENT = "host = coalesce({table}.host, excluded.host), pid = coalesce({table}.pid, excluded.pid)"
 _FLOW_UPSERT = f"""
-INSERT INTO flow_runs ({_FLOW_COLUMNS_IN}) VALUES ({", ".join("?" * 15)})
+INSERT INTO flow_runs ({_FLOW_COLUMNS_IN}) VALUES ({", ".join("?" * 17)})
 ON CONFLICT (id) DO UPDATE SET name = excluded.name, flow_name = excluded.flow_name,
     parameters = excluded.parameters, parent_flow_run_id = excluded.parent_flow_run_id,
     parent_task_run_id = excluded.parent_task_run_id, tags = excluded.tags,
-    created = excluded.created
+    created = excluded.created, {_KEEP_PLACEMENT.format(table="flow_runs")}
 """
 _TASK_UPSERT = f"""
-INSERT INTO task_runs ({_TASK_COLUMNS_IN}) VALUES ({", ".join("?" * 13)})
+INSERT INTO task_runs ({_TASK_COLUMNS_IN}) VALUES ({", ".join("?" * 15)})
 ON CONFLICT (id) DO UPDATE SET flow_run_id = excluded.flow_run_id, name = excluded.name,
     task_name = excluded.task_name, tags = excluded.tags, upstream = excluded.upstream,
-    created = excluded.created
+    created = excluded.created, {{placement}}
 """
-_RUN_WRITES = {"flow": (_FLOW_INSERT, _FLOW_UPSERT), "task": (_TASK_INSERT, _TASK_UPSERT)}
+_TASK_UPSERTS = (
+    _TASK_UPSERT.format(placement=_KEEP_PLACEMENT.format(table="task_runs")),
+    _TASK_UPSERT.format(placement="host = excluded.host, pid = excluded.pid"),  # moved
+)
 _HISTORY_INSERT = (
     "INSERT INTO states (run_seq, run_kind, run_id, type, name, message, timestamp, "
     "transition_id) "
@@ -112,11 +118,12 @@ _MOVE_TAIL = {
 _FLOW_COLUMNS = (
     "f.id, f.name, f.flow_name, f.parameters, f.parent_flow_run_id, f.parent_task_run_id, "
     "f.tags, f.created, f.start_time, f.end_time, f.state_type, f.state_name, "
-    "f.last_heartbeat, (SELECT count(*) FROM task_runs t WHERE t.flow_run_id = f.id)"
+    "f.last_heartbeat, (SELECT count(*) FROM task_runs t WHERE t.flow_run_id = f.id), "
+    "f.host, f.pid"
 )
 _TASK_COLUMNS = (
     "id, flow_run_id, name, task_name, tags, upstream, created, start_time, end_time, "
-    "state_type, state_name"
+    "state_type, state_name, host, pid"
 )
 _CHUNK = 900  # stay under SQLite's bound-parameter limit on old builds
 _MAX_ROWS = 4096  # rows per multi-row INSERT: few statements per batch (see _insert_rows)
@@ -288,7 +295,11 @@ class Storage:
         created: dict[tuple[str, bytes], FlowRunRecord | TaskRunRecord] = {
             ("flow", _blob(r.id)): r for b in batches for r in b.flows
         }
-        created.update((("task", _blob(r.id)), r) for b in batches for r in b.tasks)
+        for b in batches:
+            for r in b.tasks:  # a first announcement never undoes a move (`moved`)
+                key = ("task", _blob(r.id))
+                if r.moved or key not in created:
+                    created[key] = r
         runs = self._current_states(cur, set(keys) | created.keys(), created, careful)
         known = self._known_transitions(cur, runs) if careful else set()
         seen: dict[bytes, tuple[str, bytes]] = {}
@@ -363,22 +374,25 @@ class Storage:
         A run not yet stored gets a plain INSERT (a stored one makes it fail, and the batch is
         redone carefully); a stored one an upsert of its metadata, its state written after."""
         fresh: dict[str, list[tuple[Any, ...]]] = {"flow": [], "task": []}
-        stored: dict[str, list[tuple[Any, ...]]] = {"flow": [], "task": []}
+        stored: dict[str, list[tuple[Any, ...]]] = {}  # by upsert statement
         for key, rec in created.items():
             run = runs[key]
             kind = key[0]
             rid = bytearray(key[1])
-            meta = _flow_row(rec, rid) if kind == "flow" else _task_row(rec, rid)
+            if kind == "flow":
+                meta, upsert = _flow_row(rec, rid), _FLOW_UPSERT
+            else:
+                meta, upsert = _task_row(rec, rid), _TASK_UPSERTS[rec.moved]
             if run.exists:
-                stored[kind].append((None, *meta, *_state_columns(None, kind, now)))
+                stored.setdefault(upsert, []).append((None, *meta, *_state_columns(None, kind, now)))
             else:
                 run.inserted = True  # this INSERT writes its state; no UPDATE needed
                 fresh[kind].append((run.seq, *meta, *_state_columns(run, kind, now)))
-        for kind, (insert, upsert) in _RUN_WRITES.items():
+        for kind, insert in (("flow", _FLOW_INSERT), ("task", _TASK_INSERT)):
             if fresh[kind]:
                 self._insert_rows(cur, insert, "", fresh[kind])
-            if stored[kind]:
-                cur.executemany(upsert, stored[kind])
+        for upsert, rows in stored.items():
+            cur.executemany(upsert, rows)
 
     def _write_states(
         self, cur: sqlite3.Cursor, runs: _Runs, history: list[tuple[Any, ...]], now: float
@@ -661,6 +675,7 @@ def _flow_row(r: FlowRunRecord, rid: bytearray) -> tuple[Any, ...]:
     return (
         rid, r.name, r.flow_name, json.dumps(r.parameters) if r.parameters else "{}",
         _opt(r.parent_flow_run_id), _opt(r.parent_task_run_id), _json_tags(r.tags), r.created,
+        r.host, r.pid,
     )
 
 
@@ -671,7 +686,7 @@ def _task_row(r: TaskRunRecord, rid: bytearray) -> tuple[Any, ...]:
         upstream = json.dumps({k: [str(u) for u in v] for k, v in r.upstream.items()})
     return (
         rid, _opt(r.flow_run_id), r.name, r.task_name,
-        _json_tags(r.tags), upstream, r.created,
+        _json_tags(r.tags), upstream, r.created, r.host, r.pid,
     )
 
 
@@ -689,6 +704,7 @@ def _flow_info(row: Sequence[Any]) -> FlowRunInfo:
         parent_flow_run_id=_uuid(row[4]), parent_task_run_id=_uuid(row[5]),
         tags=tuple(json.loads(row[6])), created=row[7], start_time=row[8], end_time=row[9],
         state_type=row[10], state_name=row[11], last_heartbeat=row[12], task_run_count=row[13],
+        host=row[14], pid=row[15],
     )
 
 
@@ -697,5 +713,5 @@ def _task_info(row: Sequence[Any]) -> TaskRunInfo:
     return TaskRunInfo(
         id=UUID(bytes=row[0]), flow_run_id=_uuid(row[1]), name=row[2], task_name=row[3],
         tags=tuple(json.loads(row[4])), upstream=upstream, created=row[6], start_time=row[7],
-        end_time=row[8], state_type=row[9], state_name=row[10],
+        end_time=row[8], state_type=row[9], state_name=row[10], host=row[11], pid=row[12],
     )

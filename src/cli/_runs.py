@@ -4,7 +4,9 @@ The data comes from the server at `HEADWATER_API_URL` when it is set (a `StateCl
 straight from the SQLite database under `HEADWATER_HOME`, opened read-only. Both expose the
 same read methods, so every verb is written once against `RunSource`.
 
-`--json` prints machine-readable output (times ISO 8601 UTC); otherwise rich tables. Names,
+`--json` prints machine-readable output (times ISO 8601 UTC); otherwise rich tables. Every
+run shows where it ran: the host and pid of the process that ran it (for a task run handed to
+a worker, that worker's; the latest attempt's when a retry ran elsewhere). Names,
 state names and messages are whatever a flow's author (or its parameters) made them: they
 are shown as plain text (`_inert`), with control characters escaped, so a terminal escape
 in a run name is printed, not obeyed, and rich markup in one is shown, not applied.
@@ -132,7 +134,7 @@ def flow_run_json(source: RunSource, run: FlowRunInfo) -> dict[str, Any]:
         "start_time": iso(run.start_time), "end_time": iso(run.end_time),
         "duration_seconds": _duration(run.start_time, run.end_time),
         "task_run_count": run.task_run_count, "tags": list(run.tags),
-        "parameters": run.parameters,
+        "parameters": run.parameters, "host": run.host, "pid": run.pid,
     }
 
 
@@ -152,6 +154,7 @@ def task_run_json(source: RunSource, run: TaskRunInfo) -> dict[str, Any]:
         "states": _states_json(source.read_history(run.id)),
         "upstream": sorted({str(u) for ids in run.upstream.values() for u in ids}),
         "upstream_by_parameter": {k: [str(u) for u in v] for k, v in run.upstream.items()},
+        "host": run.host, "pid": run.pid,
     }
 
 
@@ -189,11 +192,11 @@ def show_run(args: argparse.Namespace) -> int:
     console.print(_runs_table([detail], f"flow run {detail['id']}"))
     console.print(_timeline(detail["states"], "state timeline"))
     tasks = Table(title=f"task runs ({len(detail['task_runs'])})")
-    for column in ("id", "name", "state", "duration", "upstream"):
+    for column in ("id", "name", "state", "duration", "host (pid)", "upstream"):
         tasks.add_column(column)
     for t in detail["task_runs"]:
         tasks.add_row(t["id"][:8], _inert(t["name"]), _state_text(t), _fmt_duration(t["duration_seconds"]),
-                      ", ".join(u[:8] for u in t["upstream"]))
+                      _where(t), ", ".join(u[:8] for u in t["upstream"]))
     console.print(tasks)
     console.print(f"parent: {detail['parent_id'] or '-'}    children: {', '.join(detail['children']) or '-'}")
     return 0
@@ -238,13 +241,20 @@ def _fmt_duration(seconds: float | None) -> str:
 
 def _runs_table(runs: list[dict[str, Any]], title: str) -> Table:
     table = Table(title=title)
-    for column in ("id", "name", "flow", "state", "started (UTC)", "duration", "tasks"):
+    for column in ("id", "name", "flow", "state", "started (UTC)", "duration", "tasks", "host (pid)"):
         table.add_column(column)
     for r in runs:
         started = (r["start_time"] or "-")[:19].replace("T", " ")
         table.add_row(r["id"][:8], _inert(r["name"]), _inert(r["flow_name"]), _state_text(r), started,
-                      _fmt_duration(r["duration_seconds"]), str(r["task_run_count"]))
+                      _fmt_duration(r["duration_seconds"]), str(r["task_run_count"]), _where(r))
     return table
+
+
+def _where(run: dict[str, Any]) -> Text:
+    """Where a run ran, as `host (pid)`; the host is any machine's choice, so shown inert."""
+    if run["host"] is None and run["pid"] is None:
+        return Text("-")
+    return _inert(run["host"] or "?") + Text(f" ({run['pid'] if run['pid'] is not None else '?'})")
 
 
 def _timeline(states: list[dict[str, Any]], title: str) -> Table:

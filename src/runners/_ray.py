@@ -41,11 +41,17 @@ alive node (a zero-CPU task pinned to it; `_preflight.py`).
 
 Per-call Ray options (resources, `runtime_env`) come from the task's
 `@task(runner_options={...})` and from `remote_options(...)` around `.submit()`, which wins.
+
+Through Ray Client (`address="ray://..."`) a finished run's callbacks run on one thread of our
+own, not on the client's data thread that finished it: a callback dispatches the run's
+downstreams, and `ObjectRef.future()` on a new call waits for that very thread to register the
+call, so it deadlocked the flow at its first dependent task.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import Executor, ThreadPoolExecutor
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
@@ -114,10 +120,10 @@ class RayData:
         self.run = "the task run"
 
     def __getstate__(self) -> Any:
-        return self.ref
+        return (self.ref,)  # never a false value: pickle would skip __setstate__ for one
 
-    def __setstate__(self, ref: Any) -> None:
-        self.ref, self.run = ref, "the task run"
+    def __setstate__(self, state: Any) -> None:
+        self.ref, self.run = state[0], "the task run"
 
     def fetch(self, timeout: float | None = None) -> Any:
         try:
@@ -129,7 +135,7 @@ class RayData:
     @staticmethod
     def fetch_many(handles: list[RayData], timeout: float | None = None) -> list[Any]:
         """Several values in one `ray.get`."""
-        return [outcome.state.data for outcome in ray.get([h.ref for h in handles], timeout=timeout)]
+        return [fetched_value(outcome) for outcome in ray.get([h.ref for h in handles], timeout=timeout)]
 
     def __repr__(self) -> str:
         return f"RayData({self.ref!r})"
@@ -154,6 +160,18 @@ def _run_on_worker(blob: bytes, *upstream: Any) -> tuple[Any, Any]:
 
 
 _remote: Any = None
+_client_callbacks: Executor | None = None  # the thread for Ray Client callbacks
+
+
+def _callbacks_off_ray_client() -> Executor | None:
+    """Where callbacks run when connected through Ray Client (see the module docstring); None
+    otherwise: then Ray's own thread runs them, where submitting new calls is fine."""
+    global _client_callbacks
+    if not ray.util.client.ray.is_connected():  # type: ignore[no-untyped-call]
+        return None
+    if _client_callbacks is None:
+        _client_callbacks = ThreadPoolExecutor(1, thread_name_prefix="headwater-ray-client")
+    return _client_callbacks
 
 
 def _remote_function() -> Any:
@@ -166,10 +184,11 @@ def _remote_function() -> Any:
 class RayFuture:
     """A runner future for a call running on Ray; waits on the small return only."""
 
-    __slots__ = ("run_id", "meta_ref", "data_ref", "run", "_upstream", "_inner", "_outcome")
+    __slots__ = ("run_id", "meta_ref", "data_ref", "run", "_upstream", "_inner", "_outcome", "_callbacks")
 
     def __init__(
-        self, run_id: UUID, meta_ref: Any, data_ref: Any, run: str = "", upstream: tuple[RayFuture, ...] = ()
+        self, run_id: UUID, meta_ref: Any, data_ref: Any, run: str = "", upstream: tuple[RayFuture, ...] = (),
+        callbacks: Executor | None = None,
     ) -> None:
         self.run_id = run_id
         self.meta_ref = meta_ref
@@ -178,6 +197,7 @@ class RayFuture:
         self._upstream = upstream  # this runner's upstream calls, to name one whose value is lost
         self._inner = meta_ref.future()
         self._outcome: Any = None
+        self._callbacks = callbacks
 
     def result(self, timeout: float | None = None) -> Any:
         if self._outcome is None:
@@ -232,7 +252,11 @@ class RayFuture:
         return False  # Ray cannot tell whether a task started; a submitted call runs
 
     def add_done_callback(self, fn: Callable[[Any], object]) -> None:
-        self._inner.add_done_callback(lambda _inner: call_done_callback(fn, self))
+        callbacks = self._callbacks
+        if callbacks is None:
+            self._inner.add_done_callback(lambda _inner: call_done_callback(fn, self))
+        else:
+            self._inner.add_done_callback(lambda _inner: callbacks.submit(call_done_callback, fn, self))
 
 
 def _label(call: TaskCall) -> str:
@@ -263,6 +287,7 @@ class RayTaskRunner(TaskRunner):
         self._running = False
         self._started_ray = False
         self._watch: RayHeadWatch | None = None
+        self._callbacks: Executor | None = None
 
     def start(self) -> None:
         if self._running:
@@ -272,6 +297,7 @@ class RayTaskRunner(TaskRunner):
             self._started_ray = True
         if not ray.util.client.ray.is_connected():  # type: ignore[no-untyped-call]  # Ray Client: see _headwatch
             self._watch = RayHeadWatch(ray.get_runtime_context().gcs_address)
+        self._callbacks = _callbacks_off_ray_client()
         self._running = True
 
     def preflight(self, check: WorkerCheck) -> None:
@@ -299,7 +325,7 @@ class RayTaskRunner(TaskRunner):
         except Exception as exc:
             raise ShippingError(f"task run {call.run_id} cannot be sent to Ray: {type(exc).__name__}: {exc}") from exc
         own = tuple([u for u in call.upstream if type(u) is RayFuture]) if call.upstream else ()
-        future = RayFuture(call.run_id, meta_ref, data_ref, _label(call), own)
+        future = RayFuture(call.run_id, meta_ref, data_ref, _label(call), own, self._callbacks)
         if watch is not None:
             watch.track(future._inner)
         return future

@@ -27,6 +27,7 @@ to keep a program's start fast.
 from __future__ import annotations
 
 import os
+import socket
 import threading
 import time
 import weakref
@@ -103,14 +104,25 @@ _reporters: weakref.WeakKeyDictionary[Any, RunReporter] = weakref.WeakKeyDiction
 # Bumped in a forked child: a reporter resolved before the fork is bound to the parent's
 # recorder, whose thread did not survive it. Cheaper to compare than os.getpid() per task.
 _fork_generation = 0
+# (host, pid) of this process, as every run record it makes says; None until first asked
+# for, and again in a forked child (`_process_here`).
+_process: tuple[str, int] | None = None
 
 
 def _after_fork_in_child() -> None:
-    global _lock, _here, _fork_generation
+    global _lock, _here, _fork_generation, _process
     _lock = threading.Lock()
     _here = None
     _reporters.clear()
     _fork_generation += 1
+    _process = None
+
+
+def _process_here() -> tuple[str, int]:
+    """This process's host name and pid, worked out once per process."""
+    global _process
+    _process = (clean_text(socket.gethostname()), os.getpid())
+    return _process
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
@@ -202,9 +214,11 @@ class RunReporter:
             )
         )
 
-    def _announce(self, run: Run, state: State) -> None:
+    def _announce(self, run: Run, state: State, moved: bool = False) -> None:
         # Text is made valid UTF-8 here, where records are made (see `clean_text`): a record
-        # the server cannot store is lost, and with it the run.
+        # the server cannot store is lost, and with it the run. The record says where this
+        # process is; `moved` says the run moved here from the process that announced it.
+        host, pid = _process or _process_here()
         name, tags = run.name, run.tags
         if tags:
             tags = tuple(clean_text(tag) for tag in tags)
@@ -215,7 +229,10 @@ class RunReporter:
             self.recorder.task_run_created(
                 _tuple_new(
                     self._task_record,
-                    (run.id, run.flow_run_id, name, task_name, tags, run.upstream, state.ts),
+                    (
+                        run.id, run.flow_run_id, name, task_name, tags, run.upstream, state.ts,
+                        host, pid, moved,
+                    ),
                 )
             )
         else:
@@ -230,6 +247,8 @@ class RunReporter:
                     run.parent_task_run_id,
                     tags,
                     state.ts,
+                    host,
+                    pid,
                 )
             )
 
@@ -264,14 +283,14 @@ class RemoteReporter(RunReporter):
     def adopt(self, run: Run) -> None:
         if not run.history:
             return
-        self._announce(run, run.history[0])
+        self._announce(run, run.history[0], moved=True)
         for index, state in enumerate(run.history, start=1):
             self._send(run.id, run.kind, state, index)
 
-    def _announce(self, run: Run, state: State) -> None:
+    def _announce(self, run: Run, state: State, moved: bool = False) -> None:
         if not isinstance(run, TaskRun):
             self._flows_announced += 1
-        super()._announce(run, state)
+        super()._announce(run, state, moved)
 
     def settle(self, run_id: UUID) -> str | None:
         """Waits only when the attempt ran subflows here: their records exist nowhere else.

@@ -54,6 +54,44 @@ def test_task_runs_keep_their_upstream_lineage(client: StateClient) -> None:
     assert client.read_flow_run(run.id).task_run_count == 2
 
 
+def test_where_a_run_ran_travels_both_ways(server: StateServer, client: StateClient) -> None:
+    """Host and pid go in with a unary create or a recorder batch and come back on reads; a
+    batch row from a client before them (no host, pid, moved) is still taken."""
+    from headwater.api import codec
+    from headwater.api.client import Target
+    from headwater.api.recorder import Recorder, _GrpcSink
+    from headwater.api.records import Batch
+
+    run = flow(host="flow-host", pid=11)
+    client.create_flow_run(run)
+    made = task(run.id, host="flow-host", pid=11)
+    client.create_task_run(made)
+    client.create_task_run(made._replace(host="worker", pid=22, moved=True))
+    info = client.read_flow_run(run.id)
+    assert (info.host, info.pid) == ("flow-host", 11)
+    [listed] = client.list_task_runs(run.id)
+    read = client.read_task_run(made.id)
+    assert (listed.host, listed.pid) == (read.host, read.pid) == ("worker", 22)
+
+    recorder = Recorder(_GrpcSink(Target.resolve(server.url, TOKEN, None)))
+    try:
+        batched = task(run.id, "batched", host="worker", pid=33, moved=True)
+        recorder.task_run_created(batched)
+        recorder.task_run_created(batched._replace(host="flow-host", pid=11, moved=False))
+        recorder.flush(timeout=10)
+    finally:
+        recorder.close(timeout=5)
+    assert client.read_task_run(batched.id).pid == 33
+
+    old_flow, old_task = flow(), task(None)
+    rows = msgpack.unpackb(codec.batch_body(0, Batch((old_flow,), (old_task,))))
+    rows[1][0], rows[2][0] = rows[1][0][:8], rows[2][0][:7]  # as a client before schema v4
+    with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        call = channel.unary_unary(method_path("RecordBatch"))
+        call(msgpack.packb(rows), metadata=(("authorization", f"Bearer {TOKEN}"),), timeout=10)
+    assert client.read_flow_run(old_flow.id).pid is None and client.read_task_run(old_task.id).host is None
+
+
 def test_illegal_transition_is_rejected_naming_run_from_and_to(client: StateClient) -> None:
     run = flow()
     client.create_flow_run(run)

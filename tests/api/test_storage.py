@@ -139,7 +139,7 @@ def test_a_version_2_database_moves_to_blob_ids_and_keeps_history(tmp_path: Path
     storage = Storage(path, synchronous="NORMAL")
     c = GroupCommitter(storage)
     try:
-        assert schema_version(sqlite3.connect(path)) == SCHEMA_VERSION == 3
+        assert schema_version(sqlite3.connect(path)) == SCHEMA_VERSION
         [run] = storage.list_flow_runs()
         assert (run.id, run.last_heartbeat, run.task_run_count) == (flow_id, 5.0, 1)
         info = storage.read_task_run(str(task_id)[:8])  # prefixes still resolve
@@ -231,5 +231,66 @@ def test_text_sqlite_cannot_bind_fails_its_record_alone_not_the_group(tmp_path: 
         assert unstored.run_id == bad.id and f"task run {bad.id}: name is not valid Unicode" in unstored.reason
         assert storage.read_flow_run(run.id).state_type == "RUNNING"
         assert storage.read_task_run(good.id).state_type == "PENDING"
+    finally:
+        storage.close()
+
+
+def _placement(storage: Storage, run_id: uuid.UUID) -> tuple[str | None, int | None]:
+    info = storage.read_task_run(run_id)
+    return info.host, info.pid
+
+
+def test_a_task_run_is_placed_where_it_last_moved_whichever_announcement_comes_first(tmp_path: Path) -> None:
+    """The flow's process announces a run and a worker re-announces it as moved, each over
+    its own connection, so either may arrive first; a retry on another worker moves it again."""
+    storage = Storage(tmp_path / "h.db", synchronous="NORMAL")
+    try:
+        run = flow(host="flow-host", pid=10)
+        made = task(run.id, host="flow-host", pid=10)
+        on_a = made._replace(host="worker-a", pid=20, moved=True)
+        on_b = made._replace(host="worker-b", pid=30, moved=True)
+        storage.apply_batches([Batch((run,), (made,))], 0.0)
+        assert _placement(storage, made.id) == ("flow-host", 10)
+        assert (storage.read_flow_run(run.id).host, storage.read_flow_run(run.id).pid) == ("flow-host", 10)
+        storage.apply_batches([Batch(tasks=(on_a,))], 0.0)
+        assert _placement(storage, made.id) == ("worker-a", 20)
+        storage.apply_batches([Batch(tasks=(made,))], 0.0)  # the flow's copy, late or re-sent
+        assert _placement(storage, made.id) == ("worker-a", 20)
+        storage.apply_batches([Batch(tasks=(on_b,))], 0.0)  # the retry ran elsewhere
+        assert _placement(storage, made.id) == ("worker-b", 30)
+
+        late = task(run.id, host="flow-host", pid=10)  # the worker's copy first, in one group
+        moved = late._replace(host="worker-a", pid=20, moved=True)
+        storage.apply_batches([Batch(tasks=(moved,)), Batch(tasks=(late,))], 0.0)
+        assert _placement(storage, late.id) == ("worker-a", 20)
+        alone = task(run.id, host="worker-a", pid=20, moved=True)  # then in separate writes
+        storage.apply_batches([Batch(tasks=(alone,))], 0.0)
+        storage.apply_batches([Batch(tasks=(alone._replace(host="flow-host", pid=10, moved=False),))], 0.0)
+        assert _placement(storage, alone.id) == ("worker-a", 20)
+    finally:
+        storage.close()
+
+
+def test_a_version_3_database_gains_placement_and_keeps_its_rows(tmp_path: Path) -> None:
+    path = tmp_path / "headwater.db"
+    flow_id, task_id, _ = _v2_database(path)
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.create_function("uuid_blob", 1, lambda t: None if t is None else uuid.UUID(t).bytes)
+    for statement in MIGRATIONS[2].split(";"):  # to version 3, as a headwater of then did
+        if statement.strip():
+            conn.execute(statement)
+    conn.execute("UPDATE schema_version SET version = 3")
+    conn.close()
+    storage = Storage(path, synchronous="NORMAL")
+    try:
+        assert schema_version(sqlite3.connect(path)) == SCHEMA_VERSION
+        [run] = storage.list_flow_runs()
+        assert (run.id, run.name, run.host, run.pid) == (flow_id, "old", None, None)
+        old = storage.read_task_run(task_id)
+        assert (old.state_type, old.host, old.pid) == ("RUNNING", None, None)
+        # A stored run without a placement gets the first one announced.
+        rec = task(flow_id, host="h", pid=7)._replace(id=task_id)
+        storage.apply_batches([Batch(tasks=(rec,))], 0.0)
+        assert _placement(storage, task_id) == ("h", 7)
     finally:
         storage.close()

@@ -22,14 +22,15 @@ TOKEN = "cli-token"
 
 @pytest.fixture
 def recorded() -> Iterator[tuple[StateServer, dict[str, UUID]]]:
-    """A server with a parent flow (2 tasks, one fed by the other) and a child flow."""
+    """A server with a parent flow (2 tasks, one fed by the other) and a child flow; `load`
+    moved to a worker, `total` was recorded by a client that did not say where it ran."""
     srv = StateServer(Path(os.environ["HEADWATER_HOME"]), port=0, token=TOKEN, synchronous="NORMAL")
     srv.start()
     with StateClient(srv.url, token=TOKEN) as c:
-        parent = flow("etl")
+        parent = flow("etl", host="flow-host", pid=101)
         c.create_flow_run(parent)
         c.set_state(state(parent.id, "RUNNING"))
-        load = task(parent.id, "load")
+        load = task(parent.id, "load", host="worker-host", pid=202, moved=True)
         total = task(parent.id, "total", upstream={"rows": (load.id,)})
         for t in (load, total):
             c.create_task_run(t)
@@ -60,6 +61,7 @@ def test_runs_ls_json_reads_the_database_directly(recorded, capsys) -> None:  # 
     assert (parent["state_type"], parent["task_run_count"], parent["parent_id"]) == ("COMPLETED", 2, None)
     assert child["parent_id"] == str(ids["parent"]) and child["state_name"] == "Failed"
     assert parent["start_time"].endswith("+00:00")
+    assert (parent["host"], parent["pid"], child["host"], child["pid"]) == ("flow-host", 101, None, None)
     assert [r["id"] for r in _json(capsys, "runs", "ls", "--json", "--state", "failed")] == [str(ids["child"])]
     assert [r["id"] for r in _json(capsys, "runs", "ls", "--json", "--flow", "etl")] == [str(ids["parent"])]
 
@@ -75,6 +77,7 @@ def test_runs_show_json_accepts_a_prefix(recorded, capsys) -> None:  # type: ign
     assert (load["task_name"], load["state_type"], [s["name"] for s in load["states"]]) == (
         "load", "COMPLETED", ["Pending", "Running", "Completed"])
     assert total["upstream"] == [str(ids["load"])]
+    assert (load["host"], load["pid"], total["host"], total["pid"]) == ("worker-host", 202, None, None)
     child = _json(capsys, "runs", "show", str(ids["child"]), "--json")
     assert child["states"][-1]["message"] == "boom"  # type: ignore[index]
 
@@ -88,13 +91,15 @@ def test_runs_through_the_server_url(recorded, capsys, monkeypatch) -> None:  # 
     assert _json(capsys, "runs", "show", str(ids["child"]), "--json")["parent_id"] == str(ids["parent"])  # type: ignore[index]
 
 
-def test_human_output_and_watch(recorded, capsys) -> None:  # type: ignore[no-untyped-def]
+def test_human_output_and_watch(recorded, capsys, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     _, ids = recorded
+    monkeypatch.setenv("COLUMNS", "200")  # every cell on one line
     assert main(["runs", "ls"]) == 0
-    assert "etl" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "etl" in out and "flow-host (101)" in out
     assert main(["runs", "show", str(ids["parent"])]) == 0
     out = capsys.readouterr().out
-    assert "state timeline" in out and "load-0" in out
+    assert "state timeline" in out and "load-0" in out and "worker-host (202)" in out
     assert main(["runs", "watch", "--iterations", "2", "--interval", "0.05"]) == 0
     assert "report" in capsys.readouterr().out
 
@@ -114,14 +119,15 @@ EVIL = "\x1b]0;pwned\x07\x1b[2J\x1b[31mred[bold]x[/]\u202eevil\r"
 
 
 def test_escape_sequences_in_run_names_reach_the_terminal_inert(tmp_path: Path) -> None:
-    """A run's name, its flow's name, a state's name and message are the user's text: shown
+    """A run's name, its flow's name, its host, a state's name and message are anyone's text: shown
     as text, with control characters escaped, never as terminal escapes or rich markup."""
     home = tmp_path / "home"
     srv = StateServer(home, port=0, token=TOKEN, synchronous="NORMAL")
     srv.start()
     try:
         with StateClient(srv.url, token=TOKEN) as c:
-            run = FlowRunRecord(uuid4(), f"run{EVIL}", f"flow{EVIL}", {}, created=time.time())
+            run = FlowRunRecord(uuid4(), f"run{EVIL}", f"flow{EVIL}", {}, created=time.time(),
+                                host=f"host{EVIL}", pid=1)
             c.create_flow_run(run)
             c.set_state(state(run.id, "RUNNING", name=f"Running{EVIL}", message=f"note{EVIL}"))
             t = TaskRunRecord(uuid4(), run.id, f"task{EVIL}", "t", created=time.time())

@@ -40,6 +40,9 @@ def _shared_dask_cluster() -> Iterator[None]:
 
 @pytest.fixture(scope="session")
 def ray_session() -> Iterator[None]:
+    """A local Ray of the session's own. `address="local"`: without it `ray.init()` joins a
+    Ray that `ray start` left on the machine (named in /tmp/ray/ray_current_cluster), anyone's,
+    and refuses `num_cpus` for it."""
     import ray
 
     ray.init(**RAY_INIT)

@@ -4,6 +4,7 @@ the real embedded state service, read back through the `headwater runs` CLI."""
 
 from __future__ import annotations
 
+import socket
 import threading
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from headwater.runners import ProcessPoolTaskRunner
 from tests.runtime.test_recording import cli_json, run_script
 
 RECORDED_PIPELINE = """
+import os
 from pathlib import Path
 from headwater import flow, task
 from headwater.runners import ProcessPoolTaskRunner
@@ -45,7 +47,7 @@ def pipeline(n: int) -> int:
     return total
 
 if __name__ == "__main__":
-    print(pipeline(20))
+    print(pipeline(20), os.getpid())
 """
 
 
@@ -53,10 +55,12 @@ def test_runs_in_worker_processes_are_recorded_completely(tmp_path: Path) -> Non
     code = RECORDED_PIPELINE.format(marker=str(tmp_path / "flaky-marker"))
     result = run_script(tmp_path, code, timeout=120)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == str(4 * sum(range(20)))
+    total, flow_pid = result.stdout.split()
+    assert total == str(4 * sum(range(20)))
 
     (run,) = cli_json(tmp_path, "ls")
     assert run["state_type"] == "COMPLETED"
+    assert (run["host"], run["pid"]) == (socket.gethostname(), int(flow_pid))
     shown = cli_json(tmp_path, "show", run["id"])
     tasks = {t["name"]: t for t in shown["task_runs"]}
     assert len(tasks) == 42
@@ -68,6 +72,10 @@ def test_runs_in_worker_processes_are_recorded_completely(tmp_path: Path) -> Non
     ]  # fmt: skip
     assert tasks["broken-0"]["state_type"] == "FAILED"
     assert "broken on purpose" in tasks["broken-0"]["states"][-1]["message"]
+    # Each task run says which of the two worker processes ran it, never the flow's process.
+    worker_pids = {t["pid"] for t in tasks.values()}
+    assert 1 <= len(worker_pids) <= 2 and int(flow_pid) not in worker_pids
+    assert {t["host"] for t in tasks.values()} == {socket.gethostname()}
 
 
 @task

@@ -7,6 +7,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -42,6 +43,7 @@ def cli_json(home: Path, *args: str, env: dict[str, str] | None = None) -> Any:
 
 
 PIPELINE = """
+import os
 from headwater import flow, task, allow_failure
 
 @task
@@ -67,14 +69,15 @@ def pipeline(n: int) -> int:
     broken.submit()
     return total.result()
 
-print(pipeline(3))
+print(pipeline(3), os.getpid())
 """
 
 
 def test_every_run_state_and_lineage_is_recorded_by_default(tmp_path: Path) -> None:
     result = run_script(tmp_path, PIPELINE)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "103"
+    value, pid = result.stdout.split()
+    assert value == "103"
 
     runs = cli_json(tmp_path, "ls")
     by_flow = {run["flow_name"]: run for run in runs}
@@ -90,6 +93,9 @@ def test_every_run_state_and_lineage_is_recorded_by_default(tmp_path: Path) -> N
     child_shown = cli_json(tmp_path, "show", child["id"])
     assert child_shown["state_type"] == "COMPLETED"
     assert child_shown["parent_id"] == parent["id"]
+    # Threads of the flow's process ran everything: every run says so.
+    places = {(r["host"], r["pid"]) for r in (parent, child_shown, *tasks.values(), *child_shown["task_runs"])}
+    assert places == {(socket.gethostname(), int(pid))}
 
 
 def test_a_5000_task_flow_is_fully_recorded_once_its_process_exits(tmp_path: Path) -> None:
@@ -272,20 +278,24 @@ if pid == 0:
     child_flow()  # a recorder of its own: the parent's threads did not survive the fork
     os._exit(0)
 _, status = os.waitpid(pid, 0)
-print(os.waitstatus_to_exitcode(status), round(time.monotonic() - started, 1))
+print(os.waitstatus_to_exitcode(status), round(time.monotonic() - started, 1), os.getpid(), pid)
 """
 
 
 def test_a_forked_child_records_its_flows_without_waiting_on_the_parents_recorder(tmp_path: Path) -> None:
     result = run_script(tmp_path, FORKED)
     assert result.returncode == 0, result.stderr
-    exit_code, seconds = result.stdout.split()
+    exit_code, seconds, parent_pid, child_pid = result.stdout.split()
     assert exit_code == "0" and float(seconds) < 20, result.stderr
     runs = {run["flow_name"]: run for run in cli_json(tmp_path, "ls")}
     assert {name: run["state_type"] for name, run in runs.items()} == {
         "parent_flow": "COMPLETED", "child_flow": "COMPLETED",
     }  # fmt: skip
     assert runs["child_flow"]["task_run_count"] == 2
+    # The child worked out its own pid after the fork, not the parent's it inherited.
+    assert (runs["parent_flow"]["pid"], runs["child_flow"]["pid"]) == (int(parent_pid), int(child_pid))
+    child_tasks = cli_json(tmp_path, "show", runs["child_flow"]["id"])["task_runs"]
+    assert {t["pid"] for t in child_tasks} == {int(child_pid)}
 
 
 def test_after_reset_recorder_the_next_flow_is_recorded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
