@@ -248,3 +248,18 @@ def test_a_runner_starts_a_local_ray_when_none_runs_and_shuts_down_only_that(tmp
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.strip().endswith("started and stopped")
+
+
+def test_a_call_ray_refuses_fails_that_run_saying_why_and_the_flow_goes_on() -> None:
+    """Calls reach Ray from the runner's submit thread; one Ray refuses (here options it
+    rejects: CPUs go in `num_cpus`, not `resources`) fails its run, named, and nothing else."""
+
+    @flow(task_runner=RayTaskRunner())
+    def refused() -> tuple[bool, str, float]:
+        with remote_options(resources={"CPU": 1}):
+            state = assigned_cpus.submit(return_state=True)
+        return state.is_failed(), str(state.message), assigned_cpus.submit().result()
+
+    failed, message, fine = refused()
+    assert failed and fine == 1.0
+    assert "cannot be sent to Ray" in message and "num_cpus" in message
