@@ -27,8 +27,8 @@ What decides a value's hash, first match wins:
    order independent. Enums, datetimes, Decimal, UUID, paths and plain objects go this way.
 8. Last, `cloudpickle.dumps(value)`, for what the pickle protocol cannot take but cloudpickle
    can (classes defined inside functions, properties, mapping proxies); never for open files,
-   which cloudpickle would pickle by their current contents. Pickled bytes are only as deterministic as the
-   pickling: stable for a given object graph and library version, not across versions.
+   which cloudpickle would pickle by their current contents. Pickled bytes are only as
+   deterministic as the pickling: stable for a given object graph and library version, not across versions.
 
 What fails all of these raises `UnhashableInput` naming the path inside the value
 (`['db'][0]: a _thread.lock`): locks, generators, open files, anything whose pickling fails.
@@ -211,7 +211,8 @@ class _Walker:
 
     def unordered(self, value: set[Any] | frozenset[Any], sink: _Sink, depth: int) -> None:
         digests = sorted(self.digest(item, depth, "{…}") for item in value)
-        self.token(sink, "S" if isinstance(value, set) else "F", len(digests), _qualified(type(value)))
+        tag = "S" if isinstance(value, set) else "F"
+        self.token(sink, tag, len(digests), _qualified(type(value)))
         for d in digests:
             sink.update(d)
 

@@ -205,7 +205,8 @@ class CompoundPolicy(CachePolicy):
     def __sub__(self, name: str | Iterable[str]) -> CachePolicy:
         if not any(isinstance(p, Inputs) for p in self.policies):
             return CachePolicy.__sub__(self, str(name))
-        return CompoundPolicy.of(*(p - name if isinstance(p, Inputs) else p for p in self.policies))
+        parts = (p - name if isinstance(p, Inputs) else p for p in self.policies)
+        return CompoundPolicy.of(*parts)
 
     def strict(self, strict: bool = True) -> CachePolicy:
         return CompoundPolicy.of(*(p.strict(strict) for p in self.policies))
