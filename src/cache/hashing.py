@@ -28,7 +28,8 @@ What decides a value's hash, first match wins:
 8. Last, `cloudpickle.dumps(value)`, for what the pickle protocol cannot take but cloudpickle
    can (classes defined inside functions, properties, mapping proxies); never for open files,
    which cloudpickle would pickle by their current contents. Pickled bytes are only as
-   deterministic as the pickling: stable for a given object graph and library version, not across versions.
+   deterministic as the pickling: stable for one object graph and library version, not
+   across versions.
 
 What fails all of these raises `UnhashableInput` naming the path inside the value
 (`['db'][0]: a _thread.lock`): locks, generators, open files, anything whose pickling fails.
