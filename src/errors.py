@@ -24,6 +24,8 @@
     ├── RunnerUnavailable (ImportError)       a runner's optional dependency is missing
     ├── ShippingError (TypeError)             a call or a value could not cross to or from
     │                                         a worker process (it does not pickle)
+    ├── UnhashableInput (TypeError)           a value cannot be part of a cache key (a lock,
+    │                                         a generator, an open file); names where it is
     ├── RecordingError                        some runs never reached the state service, or it
     │   │                                     refused them (it declared the flow run crashed)
     │   └── FlushTimeout (TimeoutError)       flush() ran out of time before all was committed
@@ -133,6 +135,23 @@ class PreflightFailed(BrokenRunner):
 class ShippingError(HeadwaterError, TypeError):
     """A task call could not be sent to a worker process, or its value back: it does not
     pickle. The message names the run and what failed to pickle."""
+
+
+class UnhashableInput(HeadwaterError, TypeError):
+    """A value cannot be hashed into a cache key: it has no stable content (a lock, a
+    generator, an open file), its pickling fails, or it nests too deep. The message names where
+    the value sits, e.g. `argument 'config' ['db'][0]: a _thread.lock`; `where` holds the
+    argument ("argument 'config'", or "" for a bare value), `path` the place inside it
+    ("['db'][0]") and `type_name` the offending type. Cache policies turn it into a miss with a
+    warning, or raise it when they are strict."""
+
+    def __init__(self, where: str, path: str, type_name: str, reason: str) -> None:
+        self.where, self.path, self.type_name, self.reason = where, path, type_name, reason
+        place = " ".join(part for part in (where, path) if part) or "value"
+        super().__init__(f"{place}: a {type_name} cannot be hashed ({reason})")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.where, self.path, self.type_name, self.reason))
 
 
 class RunnerUnavailable(HeadwaterError, ImportError):
