@@ -26,6 +26,8 @@
     │                                         a worker process (it does not pickle)
     ├── UnhashableInput (TypeError)           a value cannot be part of a cache key (a lock,
     │                                         a generator, an open file); names where it is
+    ├── CacheStoreError (OSError)             the result cache's directory or key file cannot
+    │                                         be used (permissions, a read-only home)
     ├── RecordingError                        some runs never reached the state service, or it
     │   │                                     refused them (it declared the flow run crashed)
     │   └── FlushTimeout (TimeoutError)       flush() ran out of time before all was committed
@@ -135,6 +137,11 @@ class PreflightFailed(BrokenRunner):
 class ShippingError(HeadwaterError, TypeError):
     """A task call could not be sent to a worker process, or its value back: it does not
     pickle. The message names the run and what failed to pickle."""
+
+
+class CacheStoreError(HeadwaterError, OSError):
+    """The result cache's directory or its key file cannot be used (permissions, a read-only
+    home, a damaged key file); the message names the path and what to do."""
 
 
 class UnhashableInput(HeadwaterError, TypeError):

@@ -32,7 +32,7 @@ import cloudpickle
 import diskcache
 import msgpack
 
-from ..errors import HeadwaterError
+from ..errors import CacheStoreError
 
 log = logging.getLogger("headwater.cache")
 
@@ -41,10 +41,6 @@ _MAC_SIZE = hashlib.sha256().digest_size
 _META = "meta:"  # index entries: key -> header, no value
 _VALUE = "value:"
 _HITS, _MISSES = "stat:hits", "stat:misses"
-
-
-class CacheStoreError(HeadwaterError, OSError):
-    """The cache directory or its key file cannot be used (permissions, a read-only home)."""
 
 
 class Entry(NamedTuple):

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from headwater.cache.store import CacheStoreError, LocalStore
+from headwater.cache.store import LocalStore
+from headwater.errors import CacheStoreError
 
 BIG = b"x" * 100_000  # diskcache keeps values this size in files of their own
 
