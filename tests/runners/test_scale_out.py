@@ -26,11 +26,8 @@ from uuid import UUID
 
 import pytest
 
-pytest.importorskip("distributed")
-pytest.importorskip("ray")
-
-from headwater.api import RunFilter, StateClient, TaskRunInfo  # noqa: E402
-from tests.runners.scale_out_cluster import (  # noqa: E402
+from headwater.api import RunFilter, StateClient, TaskRunInfo
+from tests.runners.scale_out_cluster import (
     FlowFileFailed,
     Processes,
     Started,
