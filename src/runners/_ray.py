@@ -54,7 +54,7 @@ from __future__ import annotations
 import queue
 import threading
 from collections.abc import Callable, Iterator, Mapping
-from concurrent.futures import Executor, ThreadPoolExecutor
+from concurrent.futures import Executor, Future, InvalidStateError, ThreadPoolExecutor
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
@@ -187,13 +187,11 @@ def _remote_function() -> Any:
 class RayFuture:
     """A runner future for a call on Ray; waits on the small return only.
 
-    Made when the call is queued; its `ObjectRef`s exist once the runner's submit thread has
-    handed the call to Ray (`_handed_over`), or it fails with why the call could not be."""
+    Made when the call is queued. `_done` completes with that return once the runner's submit
+    thread has handed the call to Ray (`_handed_over`) and Ray finished it, or with why the
+    call could not be sent (`_refuse`) or the head went away (`_headwatch`)."""
 
-    __slots__ = (
-        "run_id", "meta_ref", "data_ref", "run", "_upstream", "_inner", "_outcome", "_callbacks",
-        "_sent", "_refused", "_waiting", "_lock",
-    )  # fmt: skip
+    __slots__ = ("run_id", "meta_ref", "data_ref", "run", "_upstream", "_done", "_outcome", "_callbacks")
 
     def __init__(
         self, run_id: UUID, run: str = "", upstream: tuple[RayFuture, ...] = (), callbacks: Executor | None = None
@@ -203,40 +201,38 @@ class RayFuture:
         self.data_ref: Any = None
         self.run = run or f"task run {run_id}"  # how errors name it
         self._upstream = upstream  # this runner's upstream calls, to name one whose value is lost
-        self._inner: Any = None  # the meta ref's concurrent future, once handed over
+        self._done: Future[Any] = Future()
         self._outcome: Any = None
         self._callbacks = callbacks
-        self._sent = threading.Event()  # handed over, or refused
-        self._refused: BaseException | None = None
-        self._waiting: list[Callable[[Any], object]] = []  # callbacks added before the hand-over
-        self._lock = threading.Lock()
 
     def _handed_over(self, meta_ref: Any, data_ref: Any) -> None:
         self.meta_ref, self.data_ref = meta_ref, data_ref
-        inner = meta_ref.future()
-        with self._lock:
-            self._inner = inner
-            waiting, self._waiting = self._waiting, []
-        self._sent.set()
-        for fn in waiting:
-            self._arm(fn)
+        callbacks = self._callbacks
+        if callbacks is None:
+            meta_ref.future().add_done_callback(self._settle)
+        else:
+            meta_ref.future().add_done_callback(lambda inner: callbacks.submit(self._settle, inner))
+
+    def _settle(self, inner: Future[Any]) -> None:
+        error = inner.exception()
+        try:
+            if error is None:
+                self._done.set_result(inner.result())
+            else:
+                self._done.set_exception(error)
+        except InvalidStateError:  # the head watch failed it first
+            pass
 
     def _refuse(self, error: BaseException) -> None:
-        with self._lock:
-            self._refused = error
-            waiting, self._waiting = self._waiting, []
-        self._sent.set()
-        for fn in waiting:
-            call_done_callback(fn, self)
+        try:
+            self._done.set_exception(error)
+        except InvalidStateError:  # the head watch failed it first
+            pass
 
     def result(self, timeout: float | None = None) -> Any:
         if self._outcome is None:
-            if not self._sent.wait(timeout):
-                raise TimeoutError(f"Ray call for run {self.run_id} not handed over after {timeout} s")
-            if self._refused is not None:
-                raise self._refused
             try:
-                handle, outcome = self._inner.result(timeout)
+                handle, outcome = self._done.result(timeout)
             except (TimeoutError, ray.exceptions.GetTimeoutError):
                 raise
             except BaseException as exc:
@@ -280,30 +276,16 @@ class RayFuture:
         return None
 
     def done(self) -> bool:
-        return self._refused is not None or (self._inner is not None and bool(self._inner.done()))
+        return self._done.done()
 
     def running(self) -> bool:
-        return not self.done()
+        return not self._done.done()
 
     def cancel(self) -> bool:
         return False  # Ray cannot tell whether a task started; a submitted call runs
 
     def add_done_callback(self, fn: Callable[[Any], object]) -> None:
-        with self._lock:
-            if self._inner is None and self._refused is None:
-                self._waiting.append(fn)
-                return
-        if self._refused is not None:
-            call_done_callback(fn, self)
-        else:
-            self._arm(fn)
-
-    def _arm(self, fn: Callable[[Any], object]) -> None:
-        callbacks = self._callbacks
-        if callbacks is None:
-            self._inner.add_done_callback(lambda _inner: call_done_callback(fn, self))
-        else:
-            self._inner.add_done_callback(lambda _inner: callbacks.submit(call_done_callback, fn, self))
+        self._done.add_done_callback(lambda _done: call_done_callback(fn, self))
 
 
 _Queued = tuple[RayFuture, bytes, tuple[Any, ...], Any]
@@ -317,8 +299,7 @@ class _Submissions:
     fails there) and queues it; this thread makes the Ray call, and an upstream queued earlier
     always has its `ObjectRef` by the time its dependents are sent."""
 
-    def __init__(self, watch: RayHeadWatch | None) -> None:
-        self._watch = watch
+    def __init__(self) -> None:
         self._queue: queue.SimpleQueue[_Queued | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._loop, name="headwater-ray-submit", daemon=True)
         self._thread.start()
@@ -345,8 +326,6 @@ class _Submissions:
                 future._refuse(error)
                 continue
             future._handed_over(meta_ref, data_ref)
-            if self._watch is not None:
-                self._watch.track(future._inner)
 
 
 def _ref_of(upstream: Any) -> Any:
@@ -399,7 +378,7 @@ class RayTaskRunner(TaskRunner):
         if not ray.util.client.ray.is_connected():  # type: ignore[no-untyped-call]  # Ray Client: see _headwatch
             self._watch = RayHeadWatch(ray.get_runtime_context().gcs_address)
         self._callbacks = _callbacks_off_ray_client()
-        self._submissions = _Submissions(self._watch)
+        self._submissions = _Submissions()
         self._running = True
 
     def preflight(self, check: WorkerCheck) -> None:
@@ -421,6 +400,8 @@ class RayTaskRunner(TaskRunner):
         blob = pickled_call((call.entrypoint, call.payload), call.run_id, "Ray")
         own = tuple([u for u in call.upstream if type(u) is RayFuture]) if call.upstream else ()
         future = RayFuture(call.run_id, _label(call), own, self._callbacks)
+        if watch is not None:
+            watch.track(future._done)
         assert self._submissions is not None
         self._submissions.put((future, blob, call.upstream, call.options))
         return future
