@@ -52,7 +52,7 @@ import queue
 import threading
 import weakref
 from collections.abc import Callable, Iterator, Mapping
-from concurrent.futures import CancelledError
+from concurrent.futures import CancelledError, Future
 from contextlib import contextmanager, nullcontext
 from typing import Any, NamedTuple
 from uuid import UUID, uuid4
@@ -224,68 +224,59 @@ def _mapped(exc: BaseException | None) -> BaseException | None:
 class DaskFuture:
     """A runner future for a call on Dask: `result()` is its outcome, the data left behind.
 
-    Completed by the runner when the worker's event arrives, or when Dask reports that the
-    call failed (a lost worker, a cancellation) without one."""
+    `_done` is completed by the runner when the worker's event arrives, or when Dask reports
+    that the call failed (a lost worker, a cancellation) without one."""
 
-    __slots__ = ("run_id", "main", "_done", "_outcome", "_error", "_callbacks", "_lock")
+    __slots__ = ("run_id", "main", "_done", "_lock")
 
     def __init__(self, run_id: UUID) -> None:
         self.run_id = run_id
         # The Dask future, once the call is handed over; it holds the data on the cluster
         # while this future lives.
         self.main: Any = None
-        self._done = threading.Event()
-        self._outcome: Any = None
-        self._error: BaseException | None = None
-        self._callbacks: list[Callable[[Any], object]] = []
-        self._lock = threading.Lock()
+        self._done: Future[Any] = Future()
+        self._lock = threading.Lock()  # the Dask future and the outcome meet under it
 
     def _attach(self, main: Any) -> None:
         with self._lock:
             self.main = main
-            self._bind()
+            if self._done.done() and self._done.exception() is None:
+                self._bind(self._done.result())
 
-    def _bind(self) -> None:
+    def _bind(self, outcome: Any) -> None:
         """Let the outcome's handle fetch through the Dask future (whichever came second)."""
-        handle = getattr(getattr(getattr(self._outcome, "state", None), "data", None), "handle", None)
+        handle = getattr(getattr(getattr(outcome, "state", None), "data", None), "handle", None)
         if type(handle) is DaskData and handle._future is None:
             handle._future = self.main
 
     def _complete(self, outcome: Any = None, error: BaseException | None = None) -> None:
         with self._lock:
-            if self._done.is_set():
+            if self._done.done():
                 return
-            self._outcome, self._error = outcome, error
+            if error is not None:
+                self._done.set_exception(error)
+                return
             if self.main is not None:
-                self._bind()
-            self._done.set()
-            callbacks, self._callbacks = self._callbacks, []
-        for fn in callbacks:
-            call_done_callback(fn, self)
+                self._bind(outcome)
+            self._done.set_result(outcome)
 
     def result(self, timeout: float | None = None) -> Any:
-        if not self._done.wait(timeout):
-            raise TimeoutError(f"Dask call for run {self.run_id} not done after {timeout} s")
-        if self._error is not None:
-            raise self._error
-        return self._outcome
+        return self._done.result(timeout)
 
     def exception(self, timeout: float | None = None) -> BaseException | None:
-        if not self._done.wait(timeout):
-            raise TimeoutError(f"Dask call for run {self.run_id} not done after {timeout} s")
-        return self._error
+        return self._done.exception(timeout)
 
     def done(self) -> bool:
-        return self._done.is_set()
+        return self._done.done()
 
     def running(self) -> bool:
         """Dask does not tell a client whether a task started: true until it is done."""
-        return not self._done.is_set()
+        return not self._done.done()
 
     def cancel(self) -> bool:
         """Withdraw the call. One already running on a worker runs to its end there (Dask
         cannot interrupt it); the flow has stopped listening."""
-        if self._done.is_set():
+        if self._done.done():
             return False
         if self.main is not None:  # else still queued: the submitter skips it
             self.main.cancel()
@@ -293,11 +284,7 @@ class DaskFuture:
         return True
 
     def add_done_callback(self, fn: Callable[[Any], object]) -> None:
-        with self._lock:
-            if not self._done.is_set():
-                self._callbacks.append(fn)
-                return
-        call_done_callback(fn, self)
+        self._done.add_done_callback(lambda _done: call_done_callback(fn, self))
 
 
 class _Call(NamedTuple):
