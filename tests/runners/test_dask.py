@@ -17,23 +17,8 @@ import distributed
 from headwater import flow, task
 from headwater.runners import DaskTaskRunner, TaskCall, get_dask_client
 from tests.runners.dask_cluster import shared_dask_address, small_cluster
+from tests.runners.side_effects import Traced, executions
 from tests.runtime.test_recording import cli_json
-
-
-def _unpickled(log: str, value: int) -> Traced:
-    with open(log, "a") as f:
-        f.write(f"{os.getpid()}\n")
-    return Traced(log, value)
-
-
-class Traced:
-    """A value that writes down the pid of every process that unpickles it."""
-
-    def __init__(self, log: str, value: int) -> None:
-        self.log, self.value = log, value
-
-    def __reduce__(self) -> Any:
-        return _unpickled, (self.log, self.value)
 
 
 @task
@@ -52,7 +37,7 @@ def identity(value: Any) -> Any:
 
 
 def _unpickling_pids(log: Path) -> set[int]:
-    return {int(line) for line in log.read_text().split()} if log.exists() else set()
+    return set(executions(log))
 
 
 def test_values_stay_on_the_workers_until_the_flow_asks_for_one(tmp_path: Path) -> None:

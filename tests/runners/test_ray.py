@@ -17,40 +17,20 @@ import pytest
 
 from headwater import flow, task
 from headwater.runners import RayTaskRunner, remote_options
+from tests.runners.side_effects import Traced, executions
 from tests.runtime.test_recording import cli_json
 
 pytestmark = pytest.mark.usefixtures("ray_session")
 
 
-def _unpickled_here(log: str, payload: str) -> Tracked:
-    with open(log, "a") as file:
-        file.write(f"{os.getpid()}\n")
-    return Tracked(log, payload)
-
-
-class Tracked:
-    """A value that writes down the pid of every process that unpickles it."""
-
-    def __init__(self, log: str, payload: str) -> None:
-        self.log = log
-        self.payload = payload
-
-    def __reduce__(self) -> Any:
-        return _unpickled_here, (self.log, self.payload)
-
-
-def _pids(log: Path) -> list[int]:
-    return [int(line) for line in log.read_text().split()] if log.exists() else []
+@task
+def make_tracked(log: str) -> Traced:
+    return Traced(log, "x" * 1000)
 
 
 @task
-def make_tracked(log: str) -> Tracked:
-    return Tracked(log, "x" * 1000)
-
-
-@task
-def payload_size(value: Tracked) -> int:
-    return len(value.payload)
+def payload_size(value: Traced) -> int:
+    return len(value.value)
 
 
 @task
@@ -65,13 +45,13 @@ def test_values_stay_on_the_workers_until_the_flow_asks_for_one(tmp_path: Path) 
     def pipeline() -> tuple[int, list[int], str]:
         made = make_tracked.submit(str(log))
         size = payload_size.submit(made).result()  # the downstream run reads it on a worker
-        before = _pids(log)
-        return size, before, made.result().payload[:1]  # now the flow asks for it
+        before = executions(log)
+        return size, before, made.result().value[:1]  # now the flow asks for it
 
     size, before, first = pipeline()
     assert size == 1000 and first == "x"
     assert before and os.getpid() not in before  # read on a worker, never in the flow
-    assert os.getpid() in _pids(log)  # until `.result()` asked for it here
+    assert os.getpid() in executions(log)  # until `.result()` asked for it here
 
 
 def test_every_task_run_on_ray_is_recorded_completely(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
