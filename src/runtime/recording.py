@@ -39,7 +39,7 @@ from .runs import FlowRun, Run, TaskRun
 from .states import State
 
 if TYPE_CHECKING:
-    from ..api import Recorder, RecorderTarget
+    from ..api import Recorder, RecorderTarget, StateClient
 
 FLUSH_TIMEOUT = 60.0
 # The committer thread gives up the GIL for each SQLite call and, while the flow's thread is
@@ -90,6 +90,17 @@ class RunServices:
             return None
         self._reporter, self._generation = _reporter_for(self.target), _fork_generation
         return self._reporter
+
+    def client(self, timeout: float) -> StateClient:
+        """A client of the state service, for the reads a flow makes at its end."""
+        from pathlib import Path
+
+        from ..api import StateClient
+
+        assert self.target is not None, "recording is off: there is no state service"
+        url, token, tls_ca = self.target
+        return StateClient(url, token=token, tls_ca=Path(tls_ca) if tls_ca else None,
+                           timeout=timeout, retry_for=5.0)  # fmt: skip
 
     def __repr__(self) -> str:
         url = self.target[0] if self.target else None
@@ -333,15 +344,10 @@ def confirm_recorded_away(
 
 def _stored_states(services: RunServices, flow_run_id: UUID) -> dict[UUID, tuple[str | None, str | None]]:
     """Task run id -> (state type, name) as the service has them; empty if it cannot say."""
-    from pathlib import Path
+    from ..api import StateServiceError
 
-    from ..api import StateClient, StateServiceError
-
-    assert services.target is not None
-    url, token, tls_ca = services.target
     try:
-        with StateClient(url, token=token, tls_ca=Path(tls_ca) if tls_ca else None,
-                         timeout=30.0, retry_for=5.0) as client:
+        with services.client(timeout=30.0) as client:
             runs = client.list_task_runs(flow_run_id)
     except StateServiceError:
         return {}  # then every run is re-sent, and the flush says whether it could be
@@ -373,14 +379,10 @@ def _recorded_crash(services: RunServices, run_id: UUID) -> str | None:
     """The message of the CRASHED state the server recorded for `run_id`, if any."""
     if services.target is None:
         return None
-    from pathlib import Path
+    from ..api import StateServiceError
 
-    from ..api import StateClient, StateServiceError
-
-    url, token, tls_ca = services.target
     try:
-        with StateClient(url, token=token, tls_ca=Path(tls_ca) if tls_ca else None,
-                         timeout=5.0, retry_for=5.0) as client:
+        with services.client(timeout=5.0) as client:
             history = client.read_history(run_id)
     except StateServiceError:
         return None
