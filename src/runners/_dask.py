@@ -427,6 +427,9 @@ class _Deliveries:
                 future._complete(cloudpickle.loads(message))
 
 
+_NO_ANNOTATIONS: Mapping[str, Any] = {}  # shared, never changed: what most calls capture
+
+
 def _once() -> Any:
     """`Client.submit` lets a `retries` annotation override its `retries=0`: override it back,
     so Dask never runs an attempt twice (retries are the task's, run by headwater)."""
@@ -553,16 +556,16 @@ class DaskTaskRunner(TaskRunner):
         future = DaskFuture(call.run_id)
         deliveries.pending[key] = future
         # A call made without the runtime (no options captured) takes the annotations here.
-        options = call.options if call.options is not None else (get_annotations() or None)
+        options = call.options if call.options is not None else get_annotations()
         submissions.put(_Call(future, key, blob, remote, options))
         return future
 
-    def submission_options(self, task_options: Mapping[str, Any]) -> dict[str, Any] | None:
+    def submission_options(self, task_options: Mapping[str, Any]) -> Mapping[str, Any]:
         """The `dask.annotate(...)` annotations around the submit over the task's
-        `runner_options`, kept until the call is handed to Dask; None when there are none."""
+        `runner_options`, kept until the call is handed to Dask (empty when there are none)."""
         around = get_annotations()
         if not task_options and not around:
-            return None
+            return _NO_ANNOTATIONS
         return {**task_options, **around}
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
