@@ -257,8 +257,9 @@ class _TaskRunEngine:
             elif state.type in (StateType.FAILED, StateType.CRASHED):
                 self._hooks(self.task.on_failure)
         reporter = self.reporter
-        away = reporter is not None and not reporter.home
-        unrecorded = reporter.settle(run.id) if away else None  # type: ignore[union-attr]
+        unrecorded, away = None, False
+        if reporter is not None and not reporter.home:  # recorded here, away from the flow
+            unrecorded, away = reporter.settle(run.id), True
         earlier = run.history[self.first_index : -1]
         return _tuple_new(
             RunOutcome,
