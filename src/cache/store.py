@@ -1,19 +1,25 @@
 """Cached values on this machine: a diskcache under `HEADWATER_HOME/cache`, entries signed.
 
-Each entry is `mac || header || payload`: the header (msgpack: task name, created, expires,
-payload size) says what the entry is without unpickling it; the payload is the value pickled
-with cloudpickle. The MAC is an HMAC-SHA256 over header and payload, keyed with a secret kept
+Each stored blob is `mac || body`, the body as `entries.py` lays it out (a msgpack header
+saying what the entry is, then the value pickled with cloudpickle, or nothing when the value
+lives in `result_storage`). The MAC is an HMAC-SHA256 over the body, keyed with a secret kept
 outside the cache directory (`cache.key`, created 0600), so an entry someone else wrote or
 changed is never unpickled: unpickling runs code. An entry that fails its MAC, is truncated,
-has lost its file, or does not unpickle is a miss: the store deletes it, warns once per key,
-and the caller recomputes and writes it again.
+has lost its file, or does not unpickle is unusable: the store deletes it and warns, and the
+caller recomputes and writes it again.
 
 The directory is created owner-only (0700), bounded by `size_limit` bytes with least-recently-
-used eviction (diskcache's). Expiry is diskcache's too: an expired entry is never returned.
-Hits and misses are counted in the cache itself, so `stats()` sees every process's.
+used eviction (diskcache's). Expiry is read from the header when a key is looked up, not left
+to diskcache, so a value found live stays loadable for the rest of the run that found it; an
+expired entry is deleted when it is next looked up (or listed).
 
-A small index entry per key (`_META`) carries the header alone, so listing the cache reads no
-values.
+Besides entries the store keeps, in the same diskcache: a small index entry per key (`_META`,
+the header alone, so listing reads no values), run notes (what the cache did for each task
+run, for `headwater cache explain`), hit and miss counts (every process's), and claims: short
+leases that let one process compute a key while the others wait (single flight).
+
+The state service serves a `LocalStore` to processes that do not share this directory
+(`RemoteStore` in `headwater.api`), through `read_body` and `write_body`.
 """
 
 from __future__ import annotations
@@ -24,45 +30,38 @@ import logging
 import os
 import secrets
 import time
-from collections.abc import Iterator
+import uuid
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
-import cloudpickle
 import diskcache
-import msgpack
 
 from ..errors import CacheStoreError
+from .entries import (
+    CacheValueMissing,
+    Entry,
+    RunNote,
+    Stats,
+    make_body,
+    pack_note,
+    split_body,
+    unpack_header,
+    unpack_note,
+    value_of,
+)
 
 log = logging.getLogger("headwater.cache")
 
 DEFAULT_SIZE_LIMIT = 1 << 30  # 1 GiB
+NOTE_LIFETIME = 30 * 86400.0  # run notes are kept this long (seconds)
 _MAC_SIZE = hashlib.sha256().digest_size
 _META = "meta:"  # index entries: key -> header, no value
 _VALUE = "value:"
+_NOTE = "note:"
+_CLAIM = "claim:"
 _HITS, _MISSES = "stat:hits", "stat:misses"
-
-
-class Entry(NamedTuple):
-    """What `entries()` lists for one key, read from its header alone."""
-
-    key: str
-    task: str
-    size: int
-    created: float
-    expires: float | None
-
-
-class Stats(NamedTuple):
-    entries: int
-    bytes: int
-    hits: int
-    misses: int
-
-
-class Hit(NamedTuple):
-    value: Any
-    entry: Entry
+ID_FILE = "store.id"
 
 
 class LocalStore:
@@ -76,63 +75,166 @@ class LocalStore:
             self._cache = diskcache.Cache(
                 str(directory), size_limit=size_limit, eviction_policy="least-recently-used"
             )
+            self.store_id = _store_id(directory)
         except OSError as exc:
             raise CacheStoreError(
                 f"the result cache at {directory} cannot be used ({exc.strerror or exc}); make "
                 "HEADWATER_HOME writable, or point it elsewhere"
             ) from exc
 
-    # -- reading and writing ---------------------------------------------------------------
+    # -- looking up and loading ------------------------------------------------------------
 
-    def get(self, key: str) -> Hit | None:
-        """The value stored under `key`, or None (never stored, expired, or unusable)."""
+    def lookup(self, key: str) -> Entry | None:
+        """The live entry under `key` (its header: no value is read), or None."""
+        header = self._cache.get(_META + key, default=None, retry=True)
+        if header is None:
+            return None
+        entry = unpack_header(key, header)
+        if not entry.is_live():
+            self.delete(key)
+            return None
+        return entry
+
+    def load(self, key: str) -> Any:
+        """The value under `key`; `CacheValueMissing` (the entry is deleted) if it is gone or
+        unusable. Does not look at expiry: a value found live by `lookup` stays loadable."""
+        entry, payload = self._checked(key)
+        try:
+            return value_of(entry, payload)
+        except CacheValueMissing as exc:
+            self._unusable(key, str(exc))
+            raise
+
+    def read_body(self, key: str) -> bytes:
+        """The checked body under `key` (header and payload, without the signature), for the
+        state service to hand to a process that does not share this directory."""
+        return self._checked_body(key)
+
+    def get(self, key: str) -> tuple[Entry, Any] | None:
+        """`lookup` and `load` at once, counting a hit or a miss; None for a miss."""
+        entry = self.lookup(key)
+        value = None
+        if entry is not None:
+            try:
+                value = self.load(key)
+            except CacheValueMissing:
+                entry = None
+        self.count(hits=entry is not None, misses=entry is None)
+        return None if entry is None else (entry, value)
+
+    def _checked(self, key: str) -> tuple[Entry, bytes]:
+        body = self._checked_body(key)
+        try:
+            return split_body(key, body)
+        except ValueError as exc:
+            self._unusable(key, f"it is damaged ({exc})")
+            raise CacheValueMissing(f"cached value {key} is damaged ({exc})") from None
+
+    def _checked_body(self, key: str) -> bytes:
         blob = self._cache.get(_VALUE + key, default=None, retry=True)
-        if blob is not None:
-            hit = self._open(key, blob)
-        else:
-            hit = None
-            if _META + key in self._cache:  # indexed, but its value (file) is gone
+        if blob is None:
+            if _META + key in self._cache:
                 self._unusable(key, "its stored value is missing")
-        self._cache.incr(_HITS if hit is not None else _MISSES, retry=True)
-        return hit
+            raise CacheValueMissing(
+                f"cached value {key} is gone (evicted, cleared or lost since it was found); rerun, "
+                "or pass refresh_cache=True, to compute it again"
+            )
+        body = blob[_MAC_SIZE:]
+        if len(blob) <= _MAC_SIZE + 4 or not hmac.compare_digest(blob[:_MAC_SIZE], self._mac(body)):
+            why = "it does not carry this cache's signature (changed, truncated or written by someone else)"
+            self._unusable(key, why)
+            raise CacheValueMissing(f"cached value {key} is unusable: {why}")
+        return bytes(body)
 
-    def put(self, key: str, value: Any, *, task: str, expires: float | None = None) -> int:
-        """Store `value` (pickled with cloudpickle) under `key` until `expires` (epoch
-        seconds, None: until evicted); returns the stored size in bytes."""
-        payload = cloudpickle.dumps(value)
-        created = time.time()
-        header = msgpack.packb([task, created, expires, len(payload)])
-        body = len(header).to_bytes(4, "big") + header + payload
-        blob = hmac.digest(self._secret, body, "sha256") + body
-        ttl = None if expires is None else max(expires - created, 0.001)
+    # -- writing ---------------------------------------------------------------------------
+
+    def put(
+        self,
+        key: str,
+        value: Any,
+        *,
+        task: str,
+        expires: float | None = None,
+        components: Mapping[str, str] | None = None,
+        storage: str | None = None,
+    ) -> Entry:
+        """Store `value` under `key` until `expires` (epoch seconds; None: until evicted). With
+        `storage` (an fsspec URL) the value is written there and only its header is kept here."""
+        entry, body = make_body(key, value, task=task, expires=expires, components=components or {}, storage=storage)
+        self._write(key, body)
+        return entry
+
+    def write_body(self, key: str, body: bytes) -> Entry:
+        """Store a body another process made (`entries.make_body`); raises ValueError if it is
+        not one."""
+        entry, _ = split_body(key, body)
+        self._write(key, body)
+        return entry
+
+    def _write(self, key: str, body: bytes) -> None:
+        size = int.from_bytes(body[:4], "big")
+        header = body[4 : 4 + size]
         with self._cache.transact(retry=True):
-            self._cache.set(_VALUE + key, blob, expire=ttl, tag=task, retry=True)
-            self._cache.set(_META + key, header, expire=ttl, tag=task, retry=True)
-        return len(blob)
+            self._cache.set(_VALUE + key, self._mac(body) + body, retry=True)
+            self._cache.set(_META + key, header, retry=True)
+
+    def _mac(self, body: bytes | memoryview) -> bytes:
+        return hmac.digest(self._secret, body, "sha256")
 
     def delete(self, key: str) -> None:
         with self._cache.transact(retry=True):
             self._cache.delete(_VALUE + key, retry=True)
             self._cache.delete(_META + key, retry=True)
 
-    def _open(self, key: str, blob: bytes) -> Hit | None:
-        mac, body = blob[:_MAC_SIZE], blob[_MAC_SIZE:]
-        if len(blob) <= _MAC_SIZE + 4 or not hmac.compare_digest(mac, hmac.digest(self._secret, body, "sha256")):
-            self._unusable(key, "it does not carry this cache's signature (changed, truncated or "
-                                "written by someone else)")  # fmt: skip
-            return None
-        size = int.from_bytes(body[:4], "big")
-        try:
-            task, created, expires, length = msgpack.unpackb(body[4 : 4 + size])
-            value = cloudpickle.loads(body[4 + size :])
-        except Exception as exc:  # signed but unreadable: a version that pickles differently
-            self._unusable(key, f"it cannot be read ({type(exc).__name__}: {exc})")
-            return None
-        return Hit(value, Entry(key, task, length, created, expires))
-
     def _unusable(self, key: str, why: str) -> None:
         log.warning("cache entry %s is unusable: %s; it is deleted and the task runs again", key, why)
         self.delete(key)
+
+    # -- single flight: one process computes a key, the others wait for its value ----------
+
+    def claim(self, key: str, owner: str, ttl: float) -> bool:
+        """Take the lease to compute `key` for `ttl` seconds; False if another owner holds it."""
+        return bool(self._cache.add(_CLAIM + key, owner, expire=ttl, retry=True))
+
+    def renew(self, key: str, owner: str, ttl: float) -> bool:
+        """Extend `owner`'s lease; False if it expired (and may be someone else's now)."""
+        with self._cache.transact(retry=True):
+            if self._cache.get(_CLAIM + key, default=None, retry=True) != owner:
+                return False
+            return bool(self._cache.touch(_CLAIM + key, expire=ttl, retry=True))
+
+    def release(self, key: str, owner: str) -> None:
+        """Give the lease up, if `owner` still holds it (a late release from an expired lease
+        must not free someone else's)."""
+        with self._cache.transact(retry=True):
+            if self._cache.get(_CLAIM + key, default=None, retry=True) == owner:
+                self._cache.delete(_CLAIM + key, retry=True)
+
+    def claimed(self, key: str) -> bool:
+        return self._cache.get(_CLAIM + key, default=None, retry=True) is not None
+
+    # -- run notes and counts ------------------------------------------------------------------
+
+    def record(self, notes: Iterable[RunNote] = (), *, hits: int = 0, misses: int = 0) -> None:
+        """Keep run notes and add to the hit and miss counts, in one transaction (the runtime
+        batches these off the task's path)."""
+        with self._cache.transact(retry=True):
+            for note in notes:
+                self._cache.set(_NOTE + note.run_id, pack_note(note), expire=NOTE_LIFETIME, retry=True)
+            self.count(hits, misses)
+
+    def count(self, hits: int = 0, misses: int = 0) -> None:
+        if hits:
+            self._cache.incr(_HITS, int(hits), retry=True)
+        if misses:
+            self._cache.incr(_MISSES, int(misses), retry=True)
+
+    def note(self, run_id: str) -> RunNote | None:
+        blob = self._cache.get(_NOTE + str(run_id), default=None, retry=True)
+        return None if blob is None else unpack_note(blob)
+
+    def entries_of(self, task: str) -> list[Entry]:
+        return [entry for entry in self.entries() if entry.task == task]
 
     # -- looking at the cache ----------------------------------------------------------------
 
@@ -145,9 +247,9 @@ class LocalStore:
             header = self._cache.get(name, default=None, retry=True)
             if header is None:
                 continue
-            task, created, expires, length = msgpack.unpackb(header)
-            if expires is None or expires > now:
-                yield Entry(name[len(_META) :], task, length, created, expires)
+            entry = unpack_header(name[len(_META) :], header)
+            if entry.is_live(now):
+                yield entry
 
     def stats(self) -> Stats:
         entries = list(self.entries())
@@ -160,18 +262,54 @@ class LocalStore:
 
     def clear(self, *, task: str | None = None, older_than: float | None = None) -> int:
         """Delete entries (of `task`, created more than `older_than` seconds ago, or all);
-        returns how many."""
+        returns how many. Expired entries go too."""
         cutoff = None if older_than is None else time.time() - older_than
-        doomed = [
-            entry.key for entry in self.entries()
-            if (task is None or entry.task == task) and (cutoff is None or entry.created < cutoff)
-        ]  # fmt: skip
+        now = time.time()
+        doomed = []
+        for name in list(self._cache.iterkeys()):
+            if not (isinstance(name, str) and name.startswith(_META)):
+                continue
+            header = self._cache.get(name, default=None, retry=True)
+            if header is None:
+                continue
+            entry = unpack_header(name[len(_META) :], header)
+            if not entry.is_live(now):
+                self.delete(entry.key)
+            elif (task is None or entry.task == task) and (cutoff is None or entry.created < cutoff):
+                doomed.append(entry.key)
         for key in doomed:
             self.delete(key)
         return len(doomed)
 
     def close(self) -> None:
         self._cache.close()
+
+
+def _store_id(directory: Path) -> str:
+    """The store's identity: a process whose cache directory holds the same id shares this
+    store and reads it directly instead of through the state service."""
+    path = directory / ID_FILE
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        for _ in range(20):
+            ident = path.read_text().strip()
+            if ident:
+                return ident
+            time.sleep(0.01)
+        raise CacheStoreError(f"the cache id file {path} is empty; delete it and run again") from None
+    ident = uuid.uuid4().hex
+    with os.fdopen(fd, "w") as file:
+        file.write(ident)
+    return ident
+
+
+def read_store_id(directory: Path) -> str | None:
+    """The id of the store in `directory`, without opening it; None if there is none."""
+    try:
+        return (directory / ID_FILE).read_text().strip() or None
+    except OSError:
+        return None
 
 
 def _secret_in(key_file: Path) -> bytes:
