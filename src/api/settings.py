@@ -42,6 +42,9 @@ class Settings(BaseSettings):
     heartbeat_interval_seconds: float = Field(default=HEARTBEAT_INTERVAL, gt=0)
     #: SQLite `synchronous` pragma; FULL fsyncs every group commit, NORMAL survives process crashes.
     db_synchronous: str = "FULL"
+    #: Most bytes the result cache under `HEADWATER_HOME/cache` keeps; least recently used
+    #: entries are evicted beyond it.
+    cache_size_limit_bytes: int = Field(default=1 << 30, gt=0)
 
     @property
     def db_path(self) -> Path:

@@ -8,12 +8,14 @@
     policy = TASK_SOURCE + INPUTS - "client"
     key = policy.compute_key(KeyContext(task_fn=fn, task_name="load"), {"path": "a.csv"})
 
-`store.LocalStore` keeps values on this machine, signed (see its module). The package imports
-nothing of ours but `headwater.errors`; the task engine does not use it yet.
+`store.LocalStore` keeps values on this machine, signed (see its module); the state service
+serves one to a whole cluster. Tasks use all this through their options (`cache_policy=...`,
+see `headwater.runtime.caching`). The package imports nothing of ours but `headwater.errors`.
 """
 
 from ..errors import UnhashableInput as UnhashableInput
 from .hashing import hash_value as hash_value
+from .policies import DEFAULT as DEFAULT
 from .policies import FLOW_PARAMETERS as FLOW_PARAMETERS
 from .policies import INPUTS as INPUTS
 from .policies import NONE as NONE
@@ -26,7 +28,7 @@ from .policies import UncacheableCall as UncacheableCall
 from .policies import task_input_hash as task_input_hash
 
 __all__ = [
-    "FLOW_PARAMETERS", "INPUTS", "NONE", "RUN_ID", "TASK_SOURCE", "CachePolicy",
+    "DEFAULT", "FLOW_PARAMETERS", "INPUTS", "NONE", "RUN_ID", "TASK_SOURCE", "CachePolicy",
     "CompoundPolicy", "KeyContext", "UncacheableCall", "UnhashableInput", "hash_value",
     "task_input_hash",
 ]  # fmt: skip

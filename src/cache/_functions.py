@@ -2,7 +2,7 @@
 
 `function_identity(fn)` returns plain parts for `hashing` to walk:
 
-- module and qualified name;
+- its qualified name (not its module's: `python flows.py` and `import flows` agree);
 - the source text when `inspect` can find it (edits, comments and decorator lines count);
 - the code object itself, walked structurally by `hashing` (bytecode, constants, names,
   nested code objects; never file names or line numbers, so moving a function is no edit).
@@ -24,6 +24,7 @@ This module imports nothing of ours: `hashing` calls it, never the other way rou
 
 from __future__ import annotations
 
+import functools
 import inspect
 import types
 from dataclasses import dataclass
@@ -57,10 +58,7 @@ def function_identity(fn: types.FunctionType) -> tuple[Any, ...]:
         except ValueError:
             closure[name] = EMPTY_CELL
     return (
-        fn.__module__,
-        fn.__qualname__,
-        source_of(fn),
-        code,
+        StaticPart(code, fn.__module__, fn.__qualname__),
         fn.__defaults__,
         fn.__kwdefaults__,
         closure,
@@ -68,20 +66,42 @@ def function_identity(fn: types.FunctionType) -> tuple[Any, ...]:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class StaticPart:
+    """What cannot change while a function object lives: its names, source and code. Code
+    objects are immutable, so `hashing` hashes this once per code object (the source read then
+    is the one the code was compiled from, even if the file is edited later without a
+    reload); defaults, closure values and globals are hashed on every call."""
+
+    code: types.CodeType
+    module: str
+    qualname: str
+
+    def parts(self) -> tuple[Any, ...]:
+        # Not the module's name: a script's functions are in `__main__` when run and in their
+        # module when imported, and they compute the same.
+        return (self.qualname, _source_of_code(self.code), self.code)
+
+
 def source_of(fn: types.FunctionType) -> str | None:
+    return _source_of_code(fn.__code__)
+
+
+def _source_of_code(code: types.CodeType) -> str | None:
     try:
-        return inspect.getsource(fn)
+        return inspect.getsource(code)
     except (OSError, TypeError):  # built in a REPL, by exec, or from a .pyc alone
         return None
 
 
-def global_names(code: types.CodeType) -> set[str]:
+@functools.lru_cache(maxsize=4096)
+def global_names(code: types.CodeType) -> frozenset[str]:
     """Names `code` and the code objects nested in it look up (a superset of its globals)."""
     names = set(code.co_names)
     for const in code.co_consts:
         if isinstance(const, types.CodeType):
             names |= global_names(const)
-    return names
+    return frozenset(names)
 
 
 def referenced_globals(fn: types.FunctionType) -> dict[str, Lenient]:

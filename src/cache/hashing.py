@@ -57,7 +57,7 @@ from typing import Any, Protocol
 import msgpack
 
 from ..errors import UnhashableInput
-from ._functions import Lenient, function_identity
+from ._functions import Lenient, StaticPart, function_identity
 
 #: Every hash starts with this: changing the encoding means changing the version here.
 _SALT = b"headwater-cache-keys/1\0"
@@ -107,6 +107,14 @@ def is_library_module(module: str | None) -> bool:
 
 _SCALARS: dict[type, str] = {type(None): "n", bool: "?", str: "s", bytes: "b"}
 _SCIENTIFIC = frozenset({"numpy", "pandas"})
+
+
+@functools.lru_cache(maxsize=4096)
+def _static_digest(part: StaticPart) -> bytes:
+    """A function's names, source and code, hashed once per code object (see `StaticPart`)."""
+    sink = hashlib.sha256(_SALT)
+    _Walker().walk(part.parts(), sink, 0)
+    return sink.digest()
 
 
 class _Walker:
@@ -251,6 +259,10 @@ class _Walker:
         for part in (c.co_consts, c.co_names, c.co_varnames, c.co_freevars, c.co_cellvars):
             self.child(part, sink, depth, f"<code {c.co_name}>")
 
+    def static(self, value: StaticPart, sink: _Sink, depth: int) -> None:
+        self.token(sink, "static")
+        sink.update(_static_digest(value))
+
     def lenient(self, value: Lenient, sink: _Sink, depth: int) -> None:
         labels = len(self.labels)
         try:
@@ -311,6 +323,7 @@ _BY_KIND: tuple[tuple[type | tuple[type, ...], _Handler], ...] = (
     (type, _Walker.klass),
     (types.CodeType, _Walker.code),
     (Lenient, _Walker.lenient),
+    (StaticPart, _Walker.static),
     ((bool, int, float, str, bytes), _Walker._reduce),  # subclasses: by pickle, with the type
 )
 

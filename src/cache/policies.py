@@ -60,8 +60,34 @@ class CachePolicy:
 
     __slots__ = ()
 
+    #: "SERIALIZABLE": identical concurrent calls, in any process of the cluster, compute once
+    #: and the others wait for that value (single flight); set with `configure`.
+    isolation_level: str = "READ_COMMITTED"
+    #: how long a computing call holds its claim on the key without renewing it (seconds)
+    lock_lease_seconds: float = 30.0
+
     def compute_key(self, context: KeyContext, parameters: Mapping[str, Any]) -> str | None:
         raise NotImplementedError
+
+    def explain_key(self, context: KeyContext, parameters: Mapping[str, Any]) -> tuple[str | None, dict[str, str]]:
+        """The key and what it is made of (component name -> digest), for `headwater cache
+        explain`. A policy of your own is one component, named after its class."""
+        key = self.compute_key(context, parameters)
+        return key, {type(self).__name__: key if key is not None else "(no key)"}
+
+    def configure(self, *, isolation_level: str | None = None, lock_lease_seconds: float | None = None) -> CachePolicy:
+        """This policy with single flight on (`isolation_level="SERIALIZABLE"`, as Prefect
+        spells it) or off ("READ_COMMITTED"), and the lease a computing call holds."""
+        level = isolation_level or self.isolation_level
+        if level not in ("READ_COMMITTED", "SERIALIZABLE"):
+            raise ValueError(f"isolation_level must be 'READ_COMMITTED' or 'SERIALIZABLE', not {level!r}")
+        lease = self.lock_lease_seconds if lock_lease_seconds is None else lock_lease_seconds
+        if lease <= 0:
+            raise ValueError(f"lock_lease_seconds must be positive, got {lease}")
+        inner = self.inner if isinstance(self, Isolated) else self
+        if level == "READ_COMMITTED":
+            return inner
+        return Isolated(inner, lease)
 
     def __add__(self, other: CachePolicy) -> CachePolicy:
         if not isinstance(other, CachePolicy):
@@ -100,19 +126,26 @@ class Inputs(CachePolicy):
     is_strict: bool = False
 
     def compute_key(self, context: KeyContext, parameters: Mapping[str, Any]) -> str | None:
+        return self.explain_key(context, parameters)[0]
+
+    def explain_key(self, context: KeyContext, parameters: Mapping[str, Any]) -> tuple[str | None, dict[str, str]]:
         tokens: dict[str, tuple[str, str]] = {}
+        components: dict[str, str] = {}
         for name in sorted(set(parameters) | set(context.upstream_keys)):
             if name in self.exclude:
                 continue
             upstream = context.upstream_keys.get(name)
             if upstream is not None:
                 tokens[name] = ("lineage", upstream)
+                components[f"argument {name!r}"] = f"upstream key {upstream}"
                 continue
             digest = _hash_or_none(parameters[name], f"argument {name!r}", context, self.is_strict)
             if digest is None:
-                return None
+                components[f"argument {name!r}"] = "(does not hash)"
+                return None, components
             tokens[name] = ("value", digest)
-        return hash_value(("inputs", tokens))
+            components[f"argument {name!r}"] = digest
+        return hash_value(("inputs", tokens)), components
 
     def __sub__(self, name: str | Iterable[str]) -> Inputs:
         names = {name} if isinstance(name, str) else set(name)
@@ -130,6 +163,10 @@ class TaskSource(CachePolicy):
     uncacheable; a global that does not hash counts by its type."""
 
     is_strict: bool = False
+
+    def explain_key(self, context: KeyContext, parameters: Mapping[str, Any]) -> tuple[str | None, dict[str, str]]:
+        key = self.compute_key(context, parameters)
+        return key, {'task source': key if key is not None else "(no key)"}
 
     def compute_key(self, context: KeyContext, parameters: Mapping[str, Any]) -> str | None:
         fn = context.task_fn
@@ -150,6 +187,10 @@ class FlowParameters(CachePolicy):
 
     is_strict: bool = False
 
+    def explain_key(self, context: KeyContext, parameters: Mapping[str, Any]) -> tuple[str | None, dict[str, str]]:
+        key = self.compute_key(context, parameters)
+        return key, {'flow parameters': key if key is not None else "(no key)"}
+
     def compute_key(self, context: KeyContext, parameters: Mapping[str, Any]) -> str | None:
         params = dict(context.flow_parameters)
         digest = _hash_or_none(params, "the flow parameters", context, self.is_strict)
@@ -162,6 +203,10 @@ class FlowParameters(CachePolicy):
 @dataclass(frozen=True, slots=True)
 class RunId(CachePolicy):
     """The flow run's id: results are reused within one flow run only. None outside a run."""
+
+    def explain_key(self, context: KeyContext, parameters: Mapping[str, Any]) -> tuple[str | None, dict[str, str]]:
+        key = self.compute_key(context, parameters)
+        return key, {'flow run id': key if key is not None else "(no key)"}
 
     def compute_key(self, context: KeyContext, parameters: Mapping[str, Any]) -> str | None:
         if context.run_id is None:
@@ -176,6 +221,9 @@ class NoCache(CachePolicy):
     def compute_key(self, context: KeyContext, parameters: Mapping[str, Any]) -> str | None:
         return None
 
+    def explain_key(self, context: KeyContext, parameters: Mapping[str, Any]) -> tuple[str | None, dict[str, str]]:
+        return None, {"policy": "NONE (never cached)"}
+
 
 @dataclass(frozen=True, slots=True)
 class CompoundPolicy(CachePolicy):
@@ -186,12 +234,16 @@ class CompoundPolicy(CachePolicy):
     @classmethod
     def of(cls, *policies: CachePolicy) -> CachePolicy:
         flat: list[CachePolicy] = []
+        lease = None  # a part with single flight makes the whole single flight
         for policy in policies:
+            if isinstance(policy, Isolated):
+                lease, policy = max(lease or 0.0, policy.lock_lease_seconds), policy.inner
             if isinstance(policy, NoCache):
                 return policy
             parts = policy.policies if isinstance(policy, CompoundPolicy) else (policy,)
             flat.extend(p for p in parts if p not in flat)
-        return flat[0] if len(flat) == 1 else cls(tuple(flat))
+        joined = flat[0] if len(flat) == 1 else cls(tuple(flat))
+        return joined if lease is None else Isolated(joined, lease)
 
     def compute_key(self, context: KeyContext, parameters: Mapping[str, Any]) -> str | None:
         keys = []
@@ -202,6 +254,17 @@ class CompoundPolicy(CachePolicy):
             keys.append(key)
         return hash_value(("compound", keys))
 
+    def explain_key(self, context: KeyContext, parameters: Mapping[str, Any]) -> tuple[str | None, dict[str, str]]:
+        keys: list[str] = []
+        components: dict[str, str] = {}
+        for policy in self.policies:
+            key, parts = policy.explain_key(context, parameters)
+            components.update(parts)
+            if key is None:
+                return None, components
+            keys.append(key)
+        return hash_value(("compound", keys)), components
+
     def __sub__(self, name: str | Iterable[str]) -> CachePolicy:
         if not any(isinstance(p, Inputs) for p in self.policies):
             return CachePolicy.__sub__(self, str(name))
@@ -210,6 +273,28 @@ class CompoundPolicy(CachePolicy):
 
     def strict(self, strict: bool = True) -> CachePolicy:
         return CompoundPolicy.of(*(p.strict(strict) for p in self.policies))
+
+
+@dataclass(frozen=True, slots=True)
+class Isolated(CachePolicy):
+    """A policy with single flight on (`policy.configure(isolation_level="SERIALIZABLE")`):
+    the key is the inner policy's; the engine lets one call compute it at a time."""
+
+    inner: CachePolicy
+    lock_lease_seconds: float = 30.0  # type: ignore[misc]
+    isolation_level: str = "SERIALIZABLE"  # type: ignore[misc]
+
+    def compute_key(self, context: KeyContext, parameters: Mapping[str, Any]) -> str | None:
+        return self.inner.compute_key(context, parameters)
+
+    def explain_key(self, context: KeyContext, parameters: Mapping[str, Any]) -> tuple[str | None, dict[str, str]]:
+        return self.inner.explain_key(context, parameters)
+
+    def __sub__(self, name: str | Iterable[str]) -> CachePolicy:
+        return Isolated(self.inner - name, self.lock_lease_seconds)  # type: ignore[operator]
+
+    def strict(self, strict: bool = True) -> CachePolicy:
+        return Isolated(self.inner.strict(strict), self.lock_lease_seconds)
 
 
 INPUTS = Inputs()
@@ -226,3 +311,6 @@ def task_input_hash(context: KeyContext, parameters: Mapping[str, Any]) -> str |
 
 
 _TASK_INPUT_HASH = TASK_SOURCE + INPUTS
+#: what a task with `persist_result=True` and no policy of its own is cached by, as in
+#: Prefect: its code, its inputs, and the flow run (so only that run's retries reuse it)
+DEFAULT = TASK_SOURCE + INPUTS + RUN_ID

@@ -73,7 +73,7 @@ class LocalStore:
             directory.mkdir(mode=0o700, parents=True, exist_ok=True)
             self._secret = _secret_in(key_file)
             self._cache = diskcache.Cache(
-                str(directory), size_limit=size_limit, eviction_policy="least-recently-used"
+                str(directory), size_limit=size_limit, eviction_policy="least-recently-stored"
             )
             self.store_id = _store_id(directory)
         except OSError as exc:
@@ -85,13 +85,19 @@ class LocalStore:
     # -- looking up and loading ------------------------------------------------------------
 
     def lookup(self, key: str) -> Entry | None:
-        """The live entry under `key` (its header: no value is read), or None."""
+        """The live entry under `key`, or None. The value's bytes are checked (signature and
+        shape) but not unpickled, so a damaged entry is a miss now, not a failure later when
+        the value is loaded; a value in `result_storage` is checked when loaded."""
         header = self._cache.get(_META + key, default=None, retry=True)
         if header is None:
             return None
         entry = unpack_header(key, header)
         if not entry.is_live():
             self.delete(key)
+            return None
+        try:
+            self._checked(key)
+        except CacheValueMissing:
             return None
         return entry
 

@@ -33,7 +33,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import anyio
@@ -49,6 +49,7 @@ from .recording import RunServices
 from .runs import TaskRun, set_state
 from .states import (
     AwaitingRetry,
+    Cached,
     Cancelled,
     Completed,
     Crashed,
@@ -63,6 +64,7 @@ from .states import (
 )
 
 if TYPE_CHECKING:
+    from .caching import CacheStep
     from .tasks import Task
 
 
@@ -80,6 +82,8 @@ class TaskRunPayload(NamedTuple):
     required: frozenset[int]  # upstream indexes that must complete for the run to start
     log_prints: bool
     services: RunServices
+    # the flow run's parameters, for a cached task's key (FLOW_PARAMETERS); None otherwise
+    flow_parameters: Mapping[str, Any] | None = None
 
 
 class RunOutcome(NamedTuple):
@@ -92,6 +96,8 @@ class RunOutcome(NamedTuple):
     `recorded_away` is true when the attempt's states were recorded by a process other than
     the flow's (a worker): the flow confirms at its end that they arrived (`recording.py`).
     `unrecorded` says why a worker could not make the run's records durable, if it could not.
+    `cache_key` is the run's cache key when it completed with one: a downstream cached run's
+    key is made from it (lineage) without loading the value.
 
     A NamedTuple rather than a frozen dataclass: one is made per attempt on the hot path, and
     the engine builds it with `tuple.__new__` in a fraction of a dataclass's time.
@@ -105,10 +111,13 @@ class RunOutcome(NamedTuple):
     retry_delay: float | None = None
     unrecorded: str | None = None
     recorded_away: bool = False
+    cache_key: str | None = None
 
     def detach(self, handle: Any) -> RunOutcome:
-        """This outcome with its state's data left where it is, behind `handle`."""
-        if self.state.data is None:
+        """This outcome with its state's data left where it is, behind `handle` (data that is
+        already a handle, such as a cached value's, travels as it is)."""
+        data = self.state.data
+        if data is None or type(data) is Detached:
             return self
         return self._replace(state=self.state.with_data(Detached(handle)))
 
@@ -143,7 +152,7 @@ class _TaskRunEngine:
 
     __slots__ = (
         "task", "run", "payload", "upstream", "parameters", "log_prints", "reraise",
-        "reporter", "first_index", "retry_delay",
+        "reporter", "first_index", "retry_delay", "cache_step", "inputs_loaded",
     )  # fmt: skip
 
     def __init__(self, payload: TaskRunPayload, upstream: Sequence[Any]) -> None:
@@ -159,34 +168,65 @@ class _TaskRunEngine:
         self.reporter = reporter = payload.services.reporter()
         if reporter is not None and not reporter.home:
             reporter.adopt(run)
+        self.inputs_loaded = not upstream
+        self.cache_step: CacheStep | None = None
+        cache = payload.task.cache
+        if cache is not None:
+            from .caching import CacheStep
+
+            self.cache_step = CacheStep(cache, self)
 
     def context(self) -> TaskRunContext:
         return TaskRunContext(self.task, self.run, self.log_prints, self.payload.services)
 
-    def inputs_ready(self) -> bool:
-        """Step 1. False when the run ended without starting: NotReady because an upstream did
-        not complete, or FAILED (CRASHED for `UpstreamLost`) because an upstream's value could
-        not be fetched from where it was left."""
+    def upstreams_completed(self) -> bool:
+        """Step 1a. False when an upstream the run needs did not complete: the run ends
+        PENDING("NotReady") without running."""
         if not self.upstream:
             return True
-        states: list[State] = [outcome.state for outcome in self.upstream]
         for index in self.payload.required:
-            state = states[index]
+            state = self.upstream[index].state
             if state.type is not StateType.COMPLETED:
-                message = f"upstream run ended {state}; this run did not start"
-                self._set(NotReady(message))
+                self._set(NotReady(f"upstream run ended {state}; this run did not start"))
                 return False
+        return True
+
+    def answered_by_cache(self) -> bool:
+        """Step 1b, for a cached task: True when the cache answered the run (`caching.py`)."""
+        step = self.cache_step
+        return step is not None and step.answered()
+
+    def load_inputs(self) -> bool:
+        """Step 1c. False when the run ended FAILED (CRASHED for `UpstreamLost`) because an
+        upstream's value could not be fetched from where it was left."""
+        if self.inputs_loaded:
+            return True
         try:
             values = tuple(
                 s.data if s.type is StateType.COMPLETED and type(s.data) is not Detached
                 else s.result(raise_on_failure=False)
-                for s in states
+                for s in (outcome.state for outcome in self.upstream)
             )
         except Exception as exc:  # a value left where its run ran could not be brought here
             self._set((Crashed if isinstance(exc, CrashedRun) else Failed)(exc))
             return False
         self.parameters = fill_upstream(self.parameters, values)
+        self.inputs_loaded = True
         return True
+
+    def key_failed(self, exc: Exception) -> None:
+        """A cached task's key could not be made: the run ends FAILED with why, unstarted."""
+        self._set(Failed(exc, f"the cache key could not be made: {type(exc).__name__}: {exc}"))
+
+    def cache_hit(self, handle: Any, message: str) -> None:
+        """The cache answered: RUNNING, then COMPLETED("Cached") with the value left in the
+        cache behind `handle`; the function is not called and `on_running` hooks do not run."""
+        run = self.run
+        run.run_count += 1
+        if run.start_time is None:
+            run.start_time = time.time()
+        self._set(Running())
+        self._set(Cached(Detached(handle), message))
 
     def start(self) -> None:
         """Step 2."""
@@ -209,8 +249,12 @@ class _TaskRunEngine:
         return f"task run {self.run.name!r}"
 
     def returned(self, value: Any) -> None:
-        """Step 4, returned."""
-        self._set(value if isinstance(value, State) else Completed(value))
+        """Step 4, returned (a cached task's value is stored first)."""
+        if isinstance(value, State):
+            self._set(value)
+            return
+        step = self.cache_step
+        self._set(Completed(value if step is None else step.store_value(value)))
 
     def raised(self, exc: Exception) -> None:
         """Step 4, raised: a retry is due (`retry_delay` set), or the run failed."""
@@ -256,6 +300,12 @@ class _TaskRunEngine:
                 self._hooks(self.task.on_completion)
             elif state.type in (StateType.FAILED, StateType.CRASHED):
                 self._hooks(self.task.on_failure)
+        cache_key = None
+        step = self.cache_step
+        if step is not None:
+            completed = state.type is StateType.COMPLETED
+            step.finished(completed)
+            cache_key = step.key if completed else None
         reporter = self.reporter
         unrecorded, away = None, False
         if reporter is not None and not reporter.home:  # recorded here, away from the flow
@@ -263,8 +313,9 @@ class _TaskRunEngine:
         earlier = run.history[self.first_index : -1]
         return _tuple_new(
             RunOutcome,
-            (state, earlier, run.run_count, run.start_time, run.end_time, self.retry_delay, unrecorded, away),
-        )
+            (state, earlier, run.run_count, run.start_time, run.end_time, self.retry_delay, unrecorded, away,
+             cache_key),
+        )  # fmt: skip
 
     def _set(self, state: State) -> None:
         try:
@@ -308,7 +359,7 @@ def run_task(payload: TaskRunPayload, upstream: Sequence[Any]) -> RunOutcome:
     engine = _TaskRunEngine(payload, upstream)
     token = task_run_var.set(engine.context())  # not a context manager: this is per task
     try:
-        if engine.inputs_ready():
+        if engine.upstreams_completed() and not engine.answered_by_cache() and engine.load_inputs():
             _attempt(engine)
     except BaseException as exc:
         engine.interrupted(exc)
@@ -325,7 +376,7 @@ async def run_task_async(payload: TaskRunPayload, upstream: Sequence[Any]) -> Ru
     engine = _TaskRunEngine(payload, upstream)
     with entered(task_run_var, engine.context()):
         try:
-            if engine.inputs_ready():
+            if engine.upstreams_completed() and not engine.answered_by_cache() and engine.load_inputs():
                 await _attempt_async(engine)
         except BaseException as exc:
             engine.interrupted(exc)

@@ -35,6 +35,7 @@ Order of work:
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -245,6 +246,9 @@ class FlowRunEngine:
         log("Finished in state %s", state, extra=run_extra())
         if self.reporter is not None:
             self.reporter.flow_finished(run.id)
+        journal = sys.modules.get("headwater.runtime.journal")  # loaded once a task cached
+        if journal is not None:
+            journal.flush_journals()  # so `headwater cache explain` knows the runs at once
         return state
 
     def make_durable(self) -> None:

@@ -14,7 +14,8 @@ import functools
 import inspect
 import itertools
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, Generic, ParamSpec, TypeVar, overload
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
 
 from ..errors import MappingLengthMismatch, ParameterBindError
 from .arguments import extract_upstream, unmapped
@@ -24,6 +25,9 @@ from .futures import FutureList, RunFuture, TaskFuture
 from .runs import TaskRun, new_run_id, set_state
 from .states import Pending, State
 from .submission import current_scheduler
+
+if TYPE_CHECKING:
+    from .caching import TaskCache
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -57,7 +61,16 @@ class Task(Generic[P, R]):
     `retries`, like a failure. `crash_retries=n` gives such losses a budget of their own: up to
     n lost attempts are retried, and `retries` counts only the task's own failures. When no
     retry is left a lost attempt ends the run CRASHED, or FAILED if every one of two or more
-    attempts died with its worker (the task itself is then the likely killer)."""
+    attempts died with its worker (the task itself is then the likely killer).
+
+    Caching (`caching.py`): with `cache_policy` (from `headwater.cache`: `INPUTS`,
+    `TASK_SOURCE + INPUTS - "client"`, ...) or `cache_key_fn(context, parameters)`, a run
+    whose key is in the cache ends COMPLETED("Cached") with the stored value, without calling
+    the function. `cache_expiration` (a timedelta) bounds an entry's life, `refresh_cache=True`
+    computes and stores over it, `result_storage` (an fsspec URL or path) keeps values there
+    instead of in the state service's store, `cache_result_in_memory=False` leaves a value in
+    the cache rather than in the run's state until asked for. `persist_result=True` alone
+    caches by `DEFAULT` (code, inputs and flow run); `persist_result=False` turns caching off."""
 
     def __init__(
         self,
@@ -79,6 +92,13 @@ class Task(Generic[P, R]):
         on_failure: Sequence[Hook] | None = None,
         on_running: Sequence[Hook] | None = None,
         runner_options: Mapping[str, Any] | None = None,
+        cache_policy: Any = None,
+        cache_key_fn: Callable[..., str | None] | None = None,
+        cache_expiration: timedelta | None = None,
+        refresh_cache: bool | None = None,
+        persist_result: bool | None = None,
+        result_storage: Any = None,
+        cache_result_in_memory: bool = True,
     ) -> None:
         if not callable(fn):
             raise TypeError(f"@task needs a function, got {fn!r}")
@@ -110,6 +130,18 @@ class Task(Generic[P, R]):
         #: `RayTaskRunner`, annotations (`resources`, `priority`, `workers`) on
         #: `DaskTaskRunner`; runners without per-call settings ignore them
         self.runner_options: Mapping[str, Any] = dict(runner_options or {})
+        #: how this task caches (`caching.py`), or None: most tasks do not, and pay nothing
+        self.cache: TaskCache | None = None
+        if (cache_policy is not None or cache_key_fn is not None or persist_result is not None
+                or refresh_cache or result_storage is not None):  # fmt: skip
+            from .caching import TaskCache
+
+            self.cache = TaskCache.from_options(
+                self.name, cache_policy=cache_policy, cache_key_fn=cache_key_fn,
+                cache_expiration=cache_expiration, refresh_cache=refresh_cache,
+                persist_result=persist_result, result_storage=result_storage,
+                cache_result_in_memory=cache_result_in_memory,
+            )  # fmt: skip
         self.is_async = inspect.iscoroutinefunction(fn)
         self._signature = inspect.signature(fn)
         params = self._signature.parameters.values()
@@ -126,6 +158,9 @@ class Task(Generic[P, R]):
             "crash_retries": crash_retries, "timeout_seconds": timeout_seconds, "log_prints": log_prints,
             "task_run_name": task_run_name, "on_completion": on_completion,
             "on_failure": on_failure, "on_running": on_running, "runner_options": runner_options,
+            "cache_policy": cache_policy, "cache_key_fn": cache_key_fn, "cache_expiration": cache_expiration,
+            "refresh_cache": refresh_cache, "persist_result": persist_result,
+            "result_storage": result_storage, "cache_result_in_memory": cache_result_in_memory,
         }  # fmt: skip
         functools.update_wrapper(self, fn)
 
@@ -223,8 +258,9 @@ class Task(Generic[P, R]):
         set_state(run, Pending(), services.reporter())
         payload: TaskRunPayload = _tuple_new(
             TaskRunPayload,
-            (self, run, extracted.parameters, extracted.required, self._log_prints(flow_ctx), services),
-        )
+            (self, run, extracted.parameters, extracted.required, self._log_prints(flow_ctx), services,
+             None if self.cache is None or flow_ctx is None else flow_ctx.flow_run.parameters),
+        )  # fmt: skip
         return payload, extracted.futures
 
     def _log_prints(self, flow_ctx: Any) -> bool:
@@ -377,6 +413,13 @@ def task(
     on_failure: Sequence[Hook] | None = ...,
     on_running: Sequence[Hook] | None = ...,
     runner_options: Mapping[str, Any] | None = ...,
+    cache_policy: Any = ...,
+    cache_key_fn: Callable[..., str | None] | None = ...,
+    cache_expiration: timedelta | None = ...,
+    refresh_cache: bool | None = ...,
+    persist_result: bool | None = ...,
+    result_storage: Any = ...,
+    cache_result_in_memory: bool = ...,
 ) -> Callable[[Callable[P, R]], Task[P, R]]: ...
 
 

@@ -1,0 +1,71 @@
+"""One cache for a whole Dask cluster: a value computed on one `dask worker` process is a hit
+on another, though each has a `HEADWATER_HOME` of its own (as on separate machines), because
+both reach the cache through the state service the flow records into."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import distributed
+import pytest
+
+from headwater import flow, task
+from headwater.cache import INPUTS, TASK_SOURCE
+from headwater.runners import DaskTaskRunner
+
+from .cluster_processes import Processes
+from .side_effects import count, executions
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@task(cache_policy=TASK_SOURCE + INPUTS)
+def squares(log: str, n: int) -> list[int]:
+    count(Path(log))
+    return [i * i for i in range(n)]
+
+
+@task(cache_policy=TASK_SOURCE + INPUTS)
+def total(log: str, values: list[int]) -> int:
+    count(Path(log + ".total"))
+    return sum(values)
+
+
+@pytest.fixture
+def processes() -> Iterator[Processes]:
+    procs = Processes()
+    try:
+        yield procs
+    finally:
+        procs.kill_all()
+
+
+def test_a_value_computed_on_one_worker_is_a_hit_on_another_with_its_own_home(
+    tmp_path: Path, processes: Processes
+) -> None:
+    _, address = processes.dask_scheduler(tmp_path / "scheduler.log")
+    for name in ("worker-a", "worker-b"):
+        home = tmp_path / f"home-{name}"
+        env = {**os.environ, "HEADWATER_HOME": str(home), "PYTHONPATH": str(ROOT)}
+        processes.dask_worker(address, name, tmp_path / f"{name}.log", env=env, cwd=ROOT)
+    with distributed.Client(address) as client:
+        client.wait_for_workers(2, timeout=60)
+        pids = {info["name"]: info["pid"] for info in client.scheduler_info()["workers"].values()}
+    log = str(tmp_path / "runs")
+
+    @flow(task_runner=DaskTaskRunner(address=address))
+    def on(worker: str) -> Any:
+        pinned = {"runner_options": {"workers": [worker]}}
+        values = squares.with_options(**pinned).submit(log, 1000)
+        result = total.with_options(**pinned).submit(log, values)
+        return result.result(), values.wait() or values.state.name, result.state.name
+
+    assert on("worker-a") == (332_833_500, "Completed", "Completed")
+    assert executions(Path(log)) == [pids["worker-a"]]
+    assert on("worker-b") == (332_833_500, "Cached", "Cached")
+    assert executions(Path(log)) == [pids["worker-a"]]  # worker-b ran neither task
+    assert executions(Path(log + ".total")) == [pids["worker-a"]]
+    assert not (tmp_path / "home-worker-b" / "cache" / "store.id").exists()  # nothing of its own
