@@ -355,10 +355,12 @@ def checked_entry(entry: Entry) -> Entry:
 
 
 def note_body(note: RunNote) -> dict[str, Any]:
+    """A run note to send; an over-long task name or reason is cut, so one odd note cannot get
+    a whole `CacheRecord` refused."""
     return {
-        "run_id": note.run_id, "task": note.task, "key": note.key,
-        "components": dict(note.components), "outcome": note.outcome, "reason": note.reason,
-        "created": float(note.created),
+        "run_id": str(note.run_id), "task": _n(note.task), "key": note.key,
+        "components": dict(note.components), "outcome": _n(note.outcome),
+        "reason": _clamp_message(note.reason) or "", "created": float(note.created),
     }
 
 
