@@ -8,8 +8,8 @@
     policy = TASK_SOURCE + INPUTS - "client"
     key = policy.compute_key(KeyContext(task_fn=fn, task_name="load"), {"path": "a.csv"})
 
-`store.LocalStore` keeps values on this machine, signed (see its module). The package imports
-nothing of ours but `headwater.errors`; the task engine does not use it yet.
+`store.LocalStore` keeps values on this machine, signed (see its module); `explain.explain`
+says why a run hit or missed. The package imports nothing of ours but `headwater.errors`.
 """
 
 from ..errors import UnhashableInput as UnhashableInput
