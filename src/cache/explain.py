@@ -123,7 +123,7 @@ def render(result: dict[str, Any]) -> str:
     """`explain`'s answer as plain text: the summary first, then the details it rests on."""
     lines = [result["summary"]]
     if not result["recorded"]:
-        return lines[0]
+        return str(result["summary"])
     reason = f" ({result['reason']})" if result["reason"] else ""
     lines += ["", f"outcome:    {result['outcome']}{reason}, at {_when(result['at'])}"]
     lines.append(f"key:        {result['key'] or '(none)'}")
