@@ -293,16 +293,18 @@ class RemoteStore:
         )
 
 
-def open_cache_store(settings: Settings | None = None) -> LocalStore | RemoteStore:
+def open_cache_store(settings: Settings | None = None, *, retry_for: float = 5.0) -> LocalStore | RemoteStore:
     """The result cache tools (`headwater cache ...`) work on: with `HEADWATER_API_URL` set, the
     server's, read through a `RemoteStore`, or straight from this home's cache directory when
-    it holds that same store (a tool on the server's machine); otherwise the home's store."""
+    it holds that same store (a tool on the server's machine); otherwise the home's store. A
+    tool waits `retry_for` seconds for a server that is away, not a task's 30."""
     settings = settings or get_settings()
     home = settings.home.expanduser()
     directory, key_file = home / "cache", home / "cache.key"
     if not settings.api_url:
         return LocalStore(directory, key_file)
-    remote = RemoteStore(Target.resolve(settings.api_url, settings.api_token, settings.api_tls_ca))
+    target = Target.resolve(settings.api_url, settings.api_token, settings.api_tls_ca)
+    remote = RemoteStore(target, retry_for=retry_for)
     local_id = read_store_id(directory)
     try:
         if local_id is None or local_id != remote.store_id:
