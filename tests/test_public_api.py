@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import subprocess
 import sys
 
@@ -77,3 +78,17 @@ def test_recording_error_names_the_unrecorded_runs() -> None:
     assert err.run_ids == frozenset(ids)
     assert all(str(i) in str(err) for i in ids)
     assert headwater.RecordingError("nothing").run_ids == frozenset()
+
+
+def test_the_api_exports_the_remote_cache() -> None:
+    import headwater.api
+    from headwater.cache.store import LocalStore
+
+    assert {"RemoteStore", "open_cache_store"} <= set(headwater.api.__all__)
+    # The task engine is written once against either store: the same methods, the same names.
+    methods = {name for name in vars(LocalStore) if not name.startswith("_")}
+    for name in methods:
+        theirs = getattr(headwater.api.RemoteStore, name, None)
+        assert theirs is not None, f"RemoteStore.{name} is missing"
+        assert inspect.signature(theirs) == inspect.signature(getattr(LocalStore, name)), name
+    assert isinstance(headwater.api.RemoteStore.store_id, property)

@@ -1,12 +1,16 @@
 """The headwater state service: records flow runs, task runs and their states.
 
 The runtime reports through `get_recorder()` (non-blocking, batched); tools read through
-`StateClient` / `AsyncStateClient`; `StateServer` serves it (embedded or standalone).
+`StateClient` / `AsyncStateClient`; `StateServer` serves it (embedded or standalone). The server
+also serves its home's result cache: `RemoteStore` is that cache with `LocalStore`'s methods,
+and `open_cache_store()` picks the store a tool should use.
 Importing this package imports grpc, pydantic and msgpack; `import headwater` does not.
 """
 
 from ..errors import FlushTimeout as FlushTimeout
 from ..errors import RecordingError as RecordingError
+from .cache_client import RemoteStore as RemoteStore
+from .cache_client import open_cache_store as open_cache_store
 from .client import AsyncStateClient as AsyncStateClient
 from .client import StateClient as StateClient
 from .errors import AmbiguousRunId as AmbiguousRunId
@@ -60,6 +64,7 @@ __all__ = [
     "RecorderTarget",
     "RecordingError",
     "Rejection",
+    "RemoteStore",
     "RunFilter",
     "RunNotFound",
     "SchemaVersionError",
@@ -79,6 +84,7 @@ __all__ = [
     "embedded_server",
     "get_recorder",
     "get_settings",
+    "open_cache_store",
     "recorder_for",
     "recorder_target",
     "reset_recorder",

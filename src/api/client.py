@@ -240,6 +240,35 @@ def _unavailable(call: _Call[Any], exc: grpc.RpcError) -> ServiceUnavailable:
     return ServiceUnavailable(f"{call.method}: state service unreachable: {exc.details()}")
 
 
+def invoke(
+    stub: Any,
+    call: _Call[T],
+    body: dict[str, Any],
+    metadata: tuple[tuple[str, str], ...],
+    *,
+    timeout: float,
+    retry_for: float,
+    error_for: Callable[[grpc.StatusCode, str], Exception] = error_for_status,
+) -> T:
+    """One blocking call through `stub`, retried while the server is unreachable (see the
+    module docstring); any other status is raised as `error_for` says."""
+    request, backoff = codec.pack(body), _Backoff(retry_for)
+    metadata = _metadata_for(call, metadata)
+    while True:
+        try:
+            reply = stub(request, timeout=timeout, metadata=metadata)
+            break
+        except grpc.RpcError as exc:
+            code = exc.code()
+            delay = backoff.next_delay() if code in TRANSIENT else None
+            if delay is None:
+                if code in TRANSIENT:
+                    raise _unavailable(call, exc) from None
+                raise error_for(code, exc.details() or "") from None
+            time.sleep(delay)
+    return call.convert(codec.decode(call.model, reply, max_bytes=codec.MAX_GRPC_MESSAGE))
+
+
 # -- preflight -------------------------------------------------------------------------------
 
 _OTHERWISE = (
@@ -363,21 +392,7 @@ class StateClient:
         stub = self._stubs.get(call.method)
         if stub is None:
             stub = self._stubs[call.method] = self._channel.unary_unary(method_path(call.method))
-        request, backoff = codec.pack(body), _Backoff(self._retry_for)
-        metadata = _metadata_for(call, self._metadata)
-        while True:
-            try:
-                reply = stub(request, timeout=self._timeout, metadata=metadata)
-                break
-            except grpc.RpcError as exc:
-                code = exc.code()
-                delay = backoff.next_delay() if code in TRANSIENT else None
-                if delay is None:
-                    if code in TRANSIENT:
-                        raise _unavailable(call, exc) from None
-                    raise error_for_status(code, exc.details()) from None
-                time.sleep(delay)
-        return call.convert(codec.decode(call.model, reply, max_bytes=codec.MAX_GRPC_MESSAGE))
+        return invoke(stub, call, body, self._metadata, timeout=self._timeout, retry_for=self._retry_for)
 
     def create_flow_run(self, rec: FlowRunRecord) -> None:
         return self._call(CREATE_FLOW_RUN, codec.flow_run_body(rec))

@@ -15,6 +15,7 @@ from uuid import UUID
 import msgpack
 from pydantic import ValidationError
 
+from ..cache.entries import Entry, RunNote, Stats
 from . import models as m
 from .errors import InvalidPayload, PayloadTooLarge
 from .records import (
@@ -36,6 +37,7 @@ MAX_UNARY_BYTES = 1 * 1024 * 1024
 MAX_BATCH_BYTES = 12 * 1024 * 1024
 #: gRPC's own receive limit, a little above ours so ours produces the clearer message.
 MAX_GRPC_MESSAGE = 16 * 1024 * 1024
+assert m.MAX_CACHE_BODY < MAX_GRPC_MESSAGE, "a cache body must fit in one gRPC message"
 _KINDS: tuple[RunKind, RunKind] = ("flow", "task")
 
 W = TypeVar("W", bound=m.Wire)
@@ -328,3 +330,48 @@ def decode_ack(data: bytes) -> tuple[int, BatchResult]:
 
 def uuid_of(value: bytes) -> UUID:
     return UUID(bytes=value)
+
+
+# -- the result cache: entries and run notes, both ways ----------------------------------------
+
+
+def entry_body(entry: Entry) -> dict[str, Any]:
+    return {
+        "key": entry.key, "task": entry.task, "size": entry.size, "created": float(entry.created),
+        "expires": None if entry.expires is None else float(entry.expires),
+        "components": dict(entry.components), "location": entry.location, "digest": entry.digest,
+    }
+
+
+def entry_of(wire: m.CacheEntryWire) -> Entry:
+    return Entry(wire.key, wire.task, wire.size, wire.created, wire.expires, dict(wire.components),
+                 wire.location, wire.digest)
+
+
+def checked_entry(entry: Entry) -> Entry:
+    """`entry` (a header a client wrote) if every field has its type and bounds, else
+    `InvalidPayload` naming the field."""
+    return entry_of(validate(m.CacheEntryWire, entry._asdict()))
+
+
+def note_body(note: RunNote) -> dict[str, Any]:
+    """A run note to send; an over-long task name or reason is cut, so one odd note cannot get
+    a whole `CacheRecord` refused."""
+    return {
+        "run_id": str(note.run_id), "task": _n(note.task), "key": note.key,
+        "components": dict(note.components), "outcome": _n(note.outcome),
+        "reason": _clamp_message(note.reason) or "", "created": float(note.created),
+    }
+
+
+def note_of(wire: m.RunNoteWire) -> RunNote:
+    return RunNote(wire.run_id, wire.task, wire.key, dict(wire.components), wire.outcome,
+                   wire.reason, wire.created)
+
+
+def stats_body(stats: Stats) -> dict[str, Any]:
+    return stats._asdict()
+
+
+def stats_of(out: m.CacheStatsOut) -> Stats:
+    return Stats(out.entries, out.bytes, out.hits, out.misses)

@@ -28,13 +28,19 @@ the ways out.
 
 `status_code_for` is the one place that maps an error to a `grpc.StatusCode`;
 `error_for_status` is its inverse, used by clients to re-raise the server's error.
+
+The result cache's calls (`cache_service.py`) also send two errors of the cache's own, so a
+`RemoteStore` raises what a `LocalStore` raises: `CacheValueMissing` (the value is gone or
+unusable) as NOT_FOUND, and `CacheStoreError` (the server's cache directory cannot be used)
+as FAILED_PRECONDITION; `cache_error_for_status` turns them back.
 """
 
 from __future__ import annotations
 
 import grpc
 
-from ..errors import HeadwaterError
+from ..cache.entries import CacheValueMissing
+from ..errors import CacheStoreError, HeadwaterError
 
 
 class StateServiceError(HeadwaterError):
@@ -108,13 +114,27 @@ _CODES: dict[type[StateServiceError], grpc.StatusCode] = {
 }
 
 
+#: The cache's errors, sent by cache calls only (so NOT_FOUND elsewhere is still RunNotFound).
+_CACHE_CODES: dict[type[CacheStoreError], grpc.StatusCode] = {
+    CacheValueMissing: grpc.StatusCode.NOT_FOUND,
+    # Not UNAVAILABLE: a read-only home does not heal while a client retries.
+    CacheStoreError: grpc.StatusCode.FAILED_PRECONDITION,
+}
+
+
 def status_code_for(exc: BaseException) -> grpc.StatusCode:
     """The gRPC status a server sends for `exc`; anything unexpected is INTERNAL."""
     for cls in type(exc).__mro__:
-        code = _CODES.get(cls)
+        code = _CODES.get(cls) or _CACHE_CODES.get(cls)
         if code is not None:
             return code
     return grpc.StatusCode.INTERNAL
+
+
+def is_sent_as_is(exc: BaseException) -> bool:
+    """Whether a server sends `exc`'s own message (errors of ours that say what to do), not
+    a bare "internal error"."""
+    return isinstance(exc, (StateServiceError, CacheStoreError))
 
 
 def error_for_status(code: grpc.StatusCode, details: str) -> StateServiceError:
@@ -123,3 +143,12 @@ def error_for_status(code: grpc.StatusCode, details: str) -> StateServiceError:
         if mapped == code and cls is not AmbiguousRunId:
             return cls(details)
     return StateServiceError(f"{code.name}: {details}")
+
+
+def cache_error_for_status(code: grpc.StatusCode, details: str) -> Exception:
+    """The client-side exception for a status a cache call got: the cache's own errors for
+    the codes in `_CACHE_CODES`, else as `error_for_status`."""
+    for cls, mapped in _CACHE_CODES.items():
+        if mapped == code:
+            return cls(details)
+    return error_for_status(code, details)

@@ -150,6 +150,92 @@ class RecordBatchIn(Wire):
     heartbeats: Annotated[list[Uuid16], Field(max_length=MAX_BATCH_ITEMS)]
 
 
+# The result cache's requests (`cache_service.py`). Keys are the hex digests cache policies
+# make; a body is at most MAX_CACHE_BODY bytes, so its request fits gRPC's message limit.
+MAX_CACHE_KEY = 128
+#: Room left in a gRPC message for everything but the body (key, field names, framing).
+_CACHE_FRAMING = 64 * 1024
+MAX_CACHE_BODY = 16 * 1024 * 1024 - _CACHE_FRAMING  # codec.MAX_GRPC_MESSAGE less framing
+MAX_CACHE_TTL = 7 * 86400.0
+MAX_COMPONENTS = 1_000
+MAX_NOTES = 10_000
+
+CacheKey = Annotated[StrictStr, Field(min_length=1, max_length=MAX_CACHE_KEY, pattern=r"^[0-9a-fA-F]+$")]
+Owner = Annotated[StrictStr, Field(min_length=1, max_length=200)]
+Seconds = Annotated[float, Field(strict=True, allow_inf_nan=False, gt=0, le=MAX_CACHE_TTL)]
+Count = Annotated[int, Field(strict=True, ge=0, le=2**53)]
+Components = Annotated[dict[Name, Name], Field(max_length=MAX_COMPONENTS)]
+
+
+class CacheKeyIn(Wire):
+    key: CacheKey
+
+
+class CacheWriteIn(Wire):
+    key: CacheKey
+    body: Annotated[StrictBytes, Field(max_length=MAX_CACHE_BODY)]
+
+
+class CacheClaimIn(Wire):
+    key: CacheKey
+    owner: Owner
+    ttl: Seconds
+
+
+class CacheReleaseIn(Wire):
+    key: CacheKey
+    owner: Owner
+
+
+class RunNoteWire(Wire):
+    """`entries.RunNote` on the wire, both ways."""
+
+    run_id: Name
+    task: Name
+    key: CacheKey | None
+    components: Components
+    outcome: Name  # "hit", "miss", ... (see `RunNote`); not a closed set, so explain shows new ones
+    reason: Message
+    created: Timestamp
+
+
+class CacheRecordIn(Wire):
+    notes: Annotated[list[RunNoteWire], Field(max_length=MAX_NOTES)] = []
+    hits: Count = 0
+    misses: Count = 0
+
+
+class CacheNoteIn(Wire):
+    run_id: Name
+
+
+class CacheEntriesIn(Wire):
+    """A page of entries in key order: those after `after`, at most `limit`."""
+
+    task: Name | None = None
+    after: CacheKey | None = None
+    limit: Annotated[int, Field(strict=True, ge=1, le=MAX_LIST)] = MAX_LIST
+
+
+class CacheClearIn(Wire):
+    task: Name | None = None
+    older_than: Annotated[float, Field(strict=True, allow_inf_nan=False, ge=0)] | None = None
+
+
+class CacheEntryWire(Wire):
+    """`entries.Entry` on the wire; the server also checks a written body's header with it, so
+    a header that would break every later listing is refused when it is written."""
+
+    key: CacheKey
+    task: Name
+    size: Count
+    created: Timestamp
+    expires: Timestamp | None
+    components: Components
+    location: Message | None
+    digest: Annotated[StrictStr, Field(max_length=128)] | None
+
+
 # Responses (server -> client). The client validates them too: the server is remote code.
 
 
@@ -227,3 +313,39 @@ class BatchAckOut(Wire):
     applied: int
     rejections: list[tuple[Uuid16, Uuid16, StrictStr]]
     unstored: list[tuple[Uuid16, StrictStr]] = []
+
+
+class CacheInfoOut(Wire):
+    store_id: StrictStr
+
+
+class CacheLookupOut(Wire):
+    entry: CacheEntryWire | None
+
+
+class CacheBodyOut(Wire):
+    body: StrictBytes
+
+
+class CacheEntriesOut(Wire):
+    entries: list[CacheEntryWire]
+    more: StrictBool
+
+
+class CacheNoteOut(Wire):
+    note: RunNoteWire | None
+
+
+class CacheStatsOut(Wire):
+    entries: Count
+    bytes: Count
+    hits: Count
+    misses: Count
+
+
+class FlagOut(Wire):
+    ok: StrictBool
+
+
+class CountOut(Wire):
+    count: Count

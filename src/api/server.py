@@ -93,6 +93,7 @@ class StateServer:
         self._stopped = threading.Event()
         self._closed = threading.Event()
         self._server: grpc.Server | None = None
+        self._service: StateService | None = None
         self.storage: Storage | None = None
         self.committer: GroupCommitter | None = None
         self.port = 0
@@ -107,7 +108,7 @@ class StateServer:
         """Open the database, bind, start serving and sweeping; returns the client URL."""
         self.storage = Storage(self.home / DB_FILENAME, synchronous=self._synchronous)
         self.committer = GroupCommitter(self.storage)
-        service = StateService(self.storage, self.committer, self.token)
+        service = self._service = StateService(self.storage, self.committer, self.token, home=self.home)
         options = [
             ("grpc.max_receive_message_length", MAX_GRPC_MESSAGE),
             ("grpc.max_send_message_length", MAX_GRPC_MESSAGE),
@@ -143,6 +144,8 @@ class StateServer:
         self._stopped.set()
         if self._server is not None:
             self._server.stop(grace).wait(grace + 1)
+        if self._service is not None:
+            self._service.close()
         if self.committer is not None:
             self.committer.close()
         if self.storage is not None:

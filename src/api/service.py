@@ -8,6 +8,9 @@ ack once committed: a server thread is held only while a batch commits, so thous
 recording clients cost nothing while they idle. The older bidi `Record` stream (a thread held
 for the stream's whole life) is still served for clients that use it.
 
+The result cache's calls (`Cache*`) are served by `cache_service.CacheService`, over the
+store in the service's home, with the same authorization and error mapping.
+
 Every handler runs inside `_guarded`, so a bad request gets a status naming what is wrong
 (via `errors.status_code_for`, the one mapping) and never disturbs other callers.
 """
@@ -22,15 +25,17 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
+from pathlib import Path
 from typing import Any
 
 import grpc
 
 from . import codec
 from . import models as m
+from .cache_service import CACHE_WRITES, CacheService
 from .committer import GroupCommitter
 from .dbfile import storage_error
-from .errors import ServiceUnavailable, StateServiceError, TransitionRejected, Unauthenticated, status_code_for
+from .errors import ServiceUnavailable, TransitionRejected, Unauthenticated, is_sent_as_is, status_code_for
 from .records import Batch, BatchResult
 from .storage import Storage
 
@@ -53,11 +58,19 @@ def method_path(name: str) -> str:
 class StateService:
     """The servicer: one method per RPC, each `bytes -> msgpack-able dict`."""
 
-    def __init__(self, storage: Storage, committer: GroupCommitter, token: str | None) -> None:
+    def __init__(
+        self, storage: Storage, committer: GroupCommitter, token: str | None, *, home: Path | None = None
+    ) -> None:
         self._replies = _Replies()
         self._storage = storage
         self._committer = committer
         self._expected = f"Bearer {token}".encode() if token else None
+        # The result cache lives beside the database unless told otherwise.
+        self.cache = CacheService(home if home is not None else storage.path.parent)
+
+    def close(self) -> None:
+        """Close what the service opened itself (the result cache, if a call opened it)."""
+        self.cache.close()
 
     def generic_handler(self) -> grpc.GenericRpcHandler:
         unary: dict[str, Handler] = {
@@ -72,8 +85,9 @@ class StateService:
             "Heartbeat": self.heartbeat,
             "Ping": self.ping,
         }
+        unary.update(self.cache.handlers())
         handlers = {
-            name: grpc.unary_unary_rpc_method_handler(self._unary(fn, write=name in _WRITES))
+            name: grpc.unary_unary_rpc_method_handler(self._unary(fn, write=name in _WRITES | CACHE_WRITES))
             for name, fn in unary.items()
         }
         handlers["Record"] = grpc.stream_stream_rpc_method_handler(self.record)
@@ -225,7 +239,7 @@ class _guarded:
     ) -> None:
         if exc is None or not isinstance(exc, Exception):
             return
-        if isinstance(exc, StateServiceError):
+        if is_sent_as_is(exc):
             message = str(exc)
         elif _is_abort(exc):
             return  # already aborted by grpc itself

@@ -9,8 +9,9 @@
     key = policy.compute_key(KeyContext(task_fn=fn, task_name="load"), {"path": "a.csv"})
 
 `store.LocalStore` keeps values on this machine, signed (see its module); the state service
-serves one to a whole cluster. Tasks use all this through their options (`cache_policy=...`,
-see `headwater.runtime.caching`). The package imports nothing of ours but `headwater.errors`.
+serves one to a whole cluster; `explain.explain` says why a run hit or missed. Tasks use all
+this through their options (`cache_policy=...`, see `headwater.runtime.caching`). The package
+imports nothing of ours but `headwater.errors`.
 """
 
 from ..errors import UnhashableInput as UnhashableInput

@@ -56,7 +56,7 @@ class Stats(NamedTuple):
 
 
 def pack_header(entry: Entry) -> bytes:
-    return msgpack.packb(
+    return msgpack.packb(  # type: ignore[no-any-return]  # msgpack is untyped
         [entry.task, entry.created, entry.expires, entry.size, dict(entry.components), entry.location, entry.digest]
     )
 
@@ -89,12 +89,13 @@ def make_body(
 
 def pickled(key: str, value: Any, task: str) -> bytes:
     try:
-        return cloudpickle.dumps(value)
+        data: bytes = cloudpickle.dumps(value)
     except Exception as exc:
         raise CacheStoreError(
             f"the value of task {task!r} cannot be cached under {key}: it does not pickle "
             f"({type(exc).__name__}: {exc}); return picklable data, or set cache_policy=NONE"
         ) from exc
+    return data
 
 
 def split_body(key: str, body: bytes) -> tuple[Entry, bytes]:
@@ -188,7 +189,8 @@ class RunNote(NamedTuple):
 
 
 def pack_note(note: RunNote) -> bytes:
-    return msgpack.packb([note.run_id, note.task, note.key, dict(note.components), note.outcome, note.reason, note.created])
+    return msgpack.packb(  # type: ignore[no-any-return]  # msgpack is untyped
+        [note.run_id, note.task, note.key, dict(note.components), note.outcome, note.reason, note.created])
 
 
 def unpack_note(blob: bytes) -> RunNote:
