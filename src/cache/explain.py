@@ -116,7 +116,10 @@ def _when(ts: float | None, never: str = "never") -> str:
 
 
 def _short(digest: str | None) -> str:
-    return "(absent)" if digest is None else digest[:_SHORT]
+    if digest is None:
+        return "(absent)"
+    label, _, rest = digest.rpartition(" ")  # "upstream key <key>": keep the words
+    return f"{label} {rest[:_SHORT]}" if label else digest[:_SHORT]
 
 
 def render(result: dict[str, Any]) -> str:

@@ -281,8 +281,8 @@ class Isolated(CachePolicy):
     the key is the inner policy's; the engine lets one call compute it at a time."""
 
     inner: CachePolicy
-    lock_lease_seconds: float = 30.0  # type: ignore[misc]
-    isolation_level: str = "SERIALIZABLE"  # type: ignore[misc]
+    lock_lease_seconds: float = 30.0
+    isolation_level: str = "SERIALIZABLE"
 
     def compute_key(self, context: KeyContext, parameters: Mapping[str, Any]) -> str | None:
         return self.inner.compute_key(context, parameters)

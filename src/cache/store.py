@@ -29,8 +29,10 @@ import hmac
 import logging
 import os
 import secrets
+import threading
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -43,6 +45,7 @@ from .entries import (
     Entry,
     RunNote,
     Stats,
+    external_present,
     make_body,
     pack_note,
     split_body,
@@ -76,6 +79,7 @@ class LocalStore:
                 str(directory), size_limit=size_limit, eviction_policy="least-recently-stored"
             )
             self.store_id = _store_id(directory)
+            self._recent = _RecentBodies()
         except OSError as exc:
             raise CacheStoreError(
                 f"the result cache at {directory} cannot be used ({exc.strerror or exc}); make "
@@ -88,23 +92,24 @@ class LocalStore:
         """The live entry under `key`, or None. The value's bytes are checked (signature and
         shape) but not unpickled, so a damaged entry is a miss now, not a failure later when
         the value is loaded; a value in `result_storage` is checked when loaded."""
-        header = self._cache.get(_META + key, default=None, retry=True)
-        if header is None:
+        try:
+            entry, payload = self._checked(key)
+        except CacheValueMissing:
             return None
-        entry = unpack_header(key, header)
         if not entry.is_live():
             self.delete(key)
             return None
-        try:
-            self._checked(key)
-        except CacheValueMissing:
+        if entry.location is not None and not external_present(entry):
+            self._unusable(key, f"its value is gone from {entry.location}, or has another size")
             return None
+        self._recent.put(key, entry, payload)
         return entry
 
     def load(self, key: str) -> Any:
         """The value under `key`; `CacheValueMissing` (the entry is deleted) if it is gone or
         unusable. Does not look at expiry: a value found live by `lookup` stays loadable."""
-        entry, payload = self._checked(key)
+        found = self._recent.take(key)
+        entry, payload = found if found is not None else self._checked(key)
         try:
             return value_of(entry, payload)
         except CacheValueMissing as exc:
@@ -139,7 +144,7 @@ class LocalStore:
     def _checked_body(self, key: str) -> bytes:
         blob = self._cache.get(_VALUE + key, default=None, retry=True)
         if blob is None:
-            if _META + key in self._cache:
+            if _META + key in self._cache:  # indexed, but the value (its file) is gone
                 self._unusable(key, "its stored value is missing")
             raise CacheValueMissing(
                 f"cached value {key} is gone (evicted, cleared or lost since it was found); rerun, "
@@ -188,6 +193,7 @@ class LocalStore:
         return hmac.digest(self._secret, body, "sha256")
 
     def delete(self, key: str) -> None:
+        self._recent.drop(key)
         with self._cache.transact(retry=True):
             self._cache.delete(_VALUE + key, retry=True)
             self._cache.delete(_META + key, retry=True)
@@ -289,6 +295,34 @@ class LocalStore:
 
     def close(self) -> None:
         self._cache.close()
+
+
+class _RecentBodies:
+    """The last few small values `lookup` checked, so the `load` that usually follows a hit
+    does not read and check them a second time. Bounded in count and size; taken once."""
+
+    MAX_ENTRIES = 64
+    MAX_BYTES = 256 * 1024  # bigger values are read again: holding them would cost memory
+
+    def __init__(self) -> None:
+        self._bodies: OrderedDict[str, tuple[Entry, bytes]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def put(self, key: str, entry: Entry, payload: bytes) -> None:
+        if len(payload) > self.MAX_BYTES:
+            return
+        with self._lock:
+            self._bodies[key] = (entry, payload)
+            if len(self._bodies) > self.MAX_ENTRIES:
+                self._bodies.popitem(last=False)
+
+    def take(self, key: str) -> tuple[Entry, bytes] | None:
+        with self._lock:
+            return self._bodies.pop(key, None)
+
+    def drop(self, key: str) -> None:
+        with self._lock:
+            self._bodies.pop(key, None)
 
 
 def _store_id(directory: Path) -> str:

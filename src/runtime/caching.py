@@ -142,7 +142,7 @@ def _storage_url(task_name: str, storage: Any) -> str | None:
     if storage is None:
         return None
     if isinstance(storage, os.PathLike):
-        return os.fspath(storage)
+        return str(os.fspath(storage))
     if isinstance(storage, str) and storage:
         return storage
     url = getattr(storage, "url", None) or getattr(storage, "basepath", None)
@@ -234,7 +234,7 @@ class CacheStep:
                 for name, value in parameters.items():
                     if type(value) is UpstreamRef:
                         upstream_keys[name] = keys[value.index]
-                parameters = fill_upstream(parameters, tuple(Lineage(k) for k in keys))  # type: ignore[arg-type]
+                parameters = fill_upstream(parameters, tuple(Lineage(k) for k in keys))
             else:  # some upstream has no key, or the key function wants values: load them
                 if not engine.load_inputs():  # the run ended FAILED: that is the answer
                     return False

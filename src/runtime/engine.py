@@ -6,7 +6,9 @@ The order of work, fixed and the same on every runner:
    flow re-announces the run to the state service before its first state.
 1. Inputs: each upstream's outcome arrives (a remote runner resolves its own futures where
    the call runs). If an upstream the run needs did not complete (and was not wrapped in
-   `allow_failure`), the run ends PENDING("NotReady") without running. Otherwise the refs in
+   `allow_failure`), the run ends PENDING("NotReady") without running. A cached task asks its
+   cache now, before any upstream value is loaded (`caching.py`): a hit ends the run
+   COMPLETED("Cached") without running. Otherwise the refs in
    the arguments are replaced by the upstream values (fetched if they were left remote; a
    value that cannot be fetched ends the run FAILED with the error, or CRASHED for a value
    lost with its worker, `UpstreamLost`).
@@ -14,7 +16,8 @@ The order of work, fixed and the same on every runner:
    hooks run.
 3. The function runs, under `timeout_seconds` if set (see `timeouts.py` for what a timeout
    can interrupt).
-4. It returned: COMPLETED with the value (a returned `State` is used as the final state).
+4. It returned: COMPLETED with the value (a returned `State` is used as the final state; a
+   cached task's value is stored first).
    It raised an `Exception`: if retries remain and `retry_condition_fn` agrees, the run goes
    to SCHEDULED("AwaitingRetry") and the attempt ends there with the delay (with jitter): the
    flow's lifecycle waits it out and dispatches the run again, so no worker sleeps; otherwise

@@ -53,7 +53,9 @@ def test_a_value_computed_on_one_worker_is_a_hit_on_another_with_its_own_home(
         processes.dask_worker(address, name, tmp_path / f"{name}.log", env=env, cwd=ROOT)
     with distributed.Client(address) as client:
         client.wait_for_workers(2, timeout=60)
-        pids = {info["name"]: info["pid"] for info in client.scheduler_info()["workers"].values()}
+        pids = {name: pid for name, pid in client.run(os.getpid).items()}
+        names = {address: info["name"] for address, info in client.scheduler_info()["workers"].items()}
+        pids = {names[address]: pid for address, pid in pids.items()}
     log = str(tmp_path / "runs")
 
     @flow(task_runner=DaskTaskRunner(address=address))

@@ -20,7 +20,7 @@ import pytest
 
 from headwater import flow, task
 from headwater.api import StateClient, recorder_target, reset_recorder, worker_environment
-from headwater.cache import DEFAULT, INPUTS, NONE, RUN_ID, TASK_SOURCE, UncacheableCall, task_input_hash
+from headwater.cache import DEFAULT, FLOW_PARAMETERS, INPUTS, NONE, RUN_ID, TASK_SOURCE, UncacheableCall, task_input_hash
 from headwater.runtime.caching import CachedValue, store_for
 from headwater.runtime.journal import flush_journals
 from headwater.runtime.states import Detached
@@ -355,3 +355,35 @@ def test_explain_notes_are_written_by_the_flows_end(tmp_path: Path) -> None:
     miss, hit = store.note(str(first)), store.note(str(second))
     assert (miss.outcome, hit.outcome) == ("miss", "hit")
     assert miss.key == hit.key and "argument 'x'" in hit.components
+
+
+def test_values_in_result_storage(tmp_path: Path) -> None:
+    storage = tmp_path / "results"
+    double = counted(tmp_path / "log", result_storage=str(storage))
+
+    @returning_state
+    def run() -> Any:
+        return double(10, str(tmp_path), return_state=True)
+
+    assert run().name == "Completed"
+    (stored,) = list(storage.iterdir())
+    hit = run()
+    assert hit.name == "Cached" and hit.result() == 20
+    stored.write_bytes(b"not the value")  # changed behind the cache's back: a miss, recomputed
+    again = run()
+    assert again.name == "Completed" and again.result() == 20 and calls(tmp_path / "log") == 2
+    assert run().name == "Cached"
+
+
+def test_flow_parameters_in_the_key(tmp_path: Path) -> None:
+    log = tmp_path / "log"
+    double = counted(log).with_options(cache_policy=FLOW_PARAMETERS + INPUTS)
+
+    @flow
+    def run(region: str) -> int:
+        return double(1, str(tmp_path))  # type: ignore[no-any-return]
+
+    run("eu")
+    run("eu")
+    run("us")
+    assert calls(log) == 2
