@@ -170,3 +170,39 @@ def check_dask_and_ray_targets(document: dict[str, Any]) -> None:
         for row in workload["rows"]:
             added = row["figures"]["added_rss_mib"]["median"]
             assert added < moved_mib / 2, f"{workload['name']}: the flow process gained {added:.0f} MiB"
+
+
+CACHE_WORKLOADS = {"cache-hit", "cache-hash", "cache-hash-large", "cache-rerun"}
+REMOTE_STORE_MISSING = "cannot import name 'RemoteStore'"
+
+
+def test_cache_workloads_run_at_tiny_size(tmp_path: Path) -> None:
+    # Issue #10's workloads end to end. A cache-hit or cache-rerun trial raises when a call it
+    # expects to hit misses (or a cold run hits), so a row without error means the cache did.
+    out = tmp_path / "cache.json"
+    completed = run_suite(
+        "cache", "--tiny", "--repeats", "1", "--no-progress", "--json", str(out), timeout=300
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    workloads = {w["name"]: w for w in json.loads(out.read_text())["workloads"]}
+    assert set(workloads) == CACHE_WORKLOADS
+    hit_spec = {spec["key"]: spec for spec in workloads["cache-hit"]["figure_specs"]}
+    assert workloads["cache-hit"]["headline"] == "us_added_per_hit"
+    assert hit_spec["us_added_per_hit"]["target"] == 200
+    assert {"cold_s", "rerun_s", "rerun_over_cold"} <= {
+        spec["key"] for spec in workloads["cache-rerun"]["figure_specs"]
+    }
+    waiting = []
+    for workload in workloads.values():
+        for name, baseline in workload["baselines"].items():
+            assert baseline["error"] is None, f"{workload['name']} {name}: {baseline['error']}"
+        for row in workload["rows"]:
+            if row["runner"] == "dask+recording" and REMOTE_STORE_MISSING in (row["error"] or ""):
+                waiting.append(f"{workload['name']} {row['runner']}")
+                continue
+            assert row["error"] is None, f"{workload['name']} {row['runner']}: {row['error']}"
+            assert FIGURE_STATS <= set(row["figures"][workload["headline"]])
+    if waiting:
+        # Workers reach the cache through the state service's RemoteStore, which lands on
+        # another branch; everything else ran. Remove once headwater.api.RemoteStore exists.
+        pytest.xfail(f"{', '.join(waiting)}: headwater.api has no RemoteStore yet")
