@@ -173,7 +173,6 @@ def check_dask_and_ray_targets(document: dict[str, Any]) -> None:
 
 
 CACHE_WORKLOADS = {"cache-hit", "cache-hash", "cache-hash-large", "cache-rerun"}
-REMOTE_STORE_MISSING = "cannot import name 'RemoteStore'"
 
 
 def test_cache_workloads_run_at_tiny_size(tmp_path: Path) -> None:
@@ -192,17 +191,9 @@ def test_cache_workloads_run_at_tiny_size(tmp_path: Path) -> None:
     assert {"cold_s", "rerun_s", "rerun_over_cold"} <= {
         spec["key"] for spec in workloads["cache-rerun"]["figure_specs"]
     }
-    waiting = []
     for workload in workloads.values():
         for name, baseline in workload["baselines"].items():
             assert baseline["error"] is None, f"{workload['name']} {name}: {baseline['error']}"
         for row in workload["rows"]:
-            if row["runner"] == "dask+recording" and REMOTE_STORE_MISSING in (row["error"] or ""):
-                waiting.append(f"{workload['name']} {row['runner']}")
-                continue
             assert row["error"] is None, f"{workload['name']} {row['runner']}: {row['error']}"
             assert FIGURE_STATS <= set(row["figures"][workload["headline"]])
-    if waiting:
-        # Workers reach the cache through the state service's RemoteStore, which lands on
-        # another branch; everything else ran. Remove once headwater.api.RemoteStore exists.
-        pytest.xfail(f"{', '.join(waiting)}: headwater.api has no RemoteStore yet")
