@@ -243,3 +243,23 @@ def test_a_call_ray_refuses_fails_that_run_saying_why_and_the_flow_goes_on() -> 
     failed, message, fine = refused()
     assert failed and fine == 1.0
     assert "cannot be sent to Ray" in message and "num_cpus" in message
+
+
+def test_a_cached_chain_on_ray_hits_end_to_end_without_loading_upstream_data(tmp_path: Path) -> None:
+    from tests.runtime.cache_tasks import grow, produce
+
+    log = str(tmp_path / "chain")
+
+    @flow(task_runner=RayTaskRunner())
+    def chain() -> tuple[list[int], list[str]]:
+        first = produce.submit(log, 3)
+        second = grow.submit(log, first)
+        third = grow.submit(log, second)
+        return third.result().value, [f.state.name for f in (first, second, third)]
+
+    assert chain() == ([0, 1, 2, 3, 4], ["Completed", "Completed", "Completed"])
+    runs, grows = executions(Path(log + ".runs")), executions(Path(log + ".grow"))
+    loads = len(executions(Path(log + ".loads")))
+    assert chain() == ([0, 1, 2, 3, 4], ["Cached", "Cached", "Cached"])
+    assert executions(Path(log + ".runs")) == runs and executions(Path(log + ".grow")) == grows
+    assert executions(Path(log + ".loads"))[loads:] == [os.getpid()]  # the last value, here only
