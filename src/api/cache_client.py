@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from ..cache.entries import CacheValueMissing, Entry, RunNote, Stats, make_body, split_body, value_of
 from ..cache.store import LocalStore, read_store_id
@@ -31,14 +31,12 @@ from ..errors import CacheStoreError
 from . import codec
 from . import models as m
 from .cache_service import body_too_large
-from .client import Target, _Call, invoke
+from .client import Target, UnaryCaller, _Call
 from .errors import StateServiceError, cache_error_for_status
-from .service import method_path
 from .settings import Settings, get_settings
 
 log = logging.getLogger("headwater.cache")
 
-T = TypeVar("T")
 #: Run notes per `CacheRecord` call: well inside the server's batch size limit.
 NOTES_PER_CALL = 1_000
 
@@ -91,11 +89,13 @@ CACHE_STATS = _Call("CacheStats", m.CacheStatsOut, codec.stats_of)
 CACHE_CLEAR = _Call("CacheClear", m.CountOut, _count, write=True)
 
 
-class RemoteStore:
+class RemoteStore(UnaryCaller):
     """The state service's result cache; thread-safe (one gRPC channel for all threads)."""
 
     #: Entries per `CacheEntries` call while listing (the server may send fewer).
     page_size = 1_000
+
+    _error_for = staticmethod(cache_error_for_status)
 
     def __init__(
         self,
@@ -108,30 +108,9 @@ class RemoteStore:
     ) -> None:
         """`target` is a `Target`, or a URL resolved like `StateClient`'s (None:
         `HEADWATER_API_URL`, with `HEADWATER_API_TOKEN` and `HEADWATER_API_TLS_CA`)."""
-        self.target = target if isinstance(target, Target) else Target.resolve(target, token, tls_ca)
-        self._channel = self.target.channel()
-        self._metadata = self.target.metadata()
-        self._timeout, self._retry_for = timeout, retry_for
-        self._stubs: dict[str, Any] = {}
+        resolved = target if isinstance(target, Target) else Target.resolve(target, token, tls_ca)
+        super().__init__(resolved, timeout=timeout, retry_for=retry_for)
         self._store_id: str | None = None
-
-    def __enter__(self) -> RemoteStore:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        self._channel.close()
-
-    def _call(self, call: _Call[T], body: dict[str, Any]) -> T:
-        stub = self._stubs.get(call.method)
-        if stub is None:
-            stub = self._stubs[call.method] = self._channel.unary_unary(method_path(call.method))
-        return invoke(
-            stub, call, body, self._metadata, timeout=self._timeout, retry_for=self._retry_for,
-            error_for=cache_error_for_status,
-        )
 
     @property
     def store_id(self) -> str:

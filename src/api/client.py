@@ -81,6 +81,7 @@ CHANNEL_OPTIONS = [
 ]
 
 T = TypeVar("T")
+S = TypeVar("S", bound="UnaryCaller")
 
 
 @dataclass(frozen=True, slots=True)
@@ -361,25 +362,21 @@ def _tls_mismatch(target: Target, details: str) -> ClientConfigError:
     )
 
 
-class StateClient:
-    """Blocking client; thread-safe (one gRPC channel shared by all threads)."""
+class UnaryCaller:
+    """One gRPC channel to the state service and its unary calls, retried while the service
+    is away (`invoke`); thread-safe. `StateClient` and the cache's `RemoteStore` are these."""
 
-    def __init__(
-        self,
-        url: str | None = None,
-        *,
-        token: str | None = None,
-        tls_ca: Path | None = None,
-        timeout: float = 10.0,
-        retry_for: float = 30.0,
-    ) -> None:
-        self.target = Target.resolve(url, token, tls_ca)
-        self._channel = self.target.channel()
-        self._metadata = self.target.metadata()
+    #: how a refused call's status and details become the error raised (`invoke`)
+    _error_for: Callable[[grpc.StatusCode, str], Exception] = staticmethod(error_for_status)
+
+    def __init__(self, target: Target, *, timeout: float, retry_for: float) -> None:
+        self.target = target
+        self._channel = target.channel()
+        self._metadata = target.metadata()
         self._timeout, self._retry_for = timeout, retry_for
         self._stubs: dict[str, Any] = {}
 
-    def __enter__(self) -> StateClient:
+    def __enter__(self: S) -> S:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -392,7 +389,25 @@ class StateClient:
         stub = self._stubs.get(call.method)
         if stub is None:
             stub = self._stubs[call.method] = self._channel.unary_unary(method_path(call.method))
-        return invoke(stub, call, body, self._metadata, timeout=self._timeout, retry_for=self._retry_for)
+        return invoke(
+            stub, call, body, self._metadata, timeout=self._timeout, retry_for=self._retry_for,
+            error_for=self._error_for,
+        )  # fmt: skip
+
+
+class StateClient(UnaryCaller):
+    """Blocking client; thread-safe (one gRPC channel shared by all threads)."""
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        token: str | None = None,
+        tls_ca: Path | None = None,
+        timeout: float = 10.0,
+        retry_for: float = 30.0,
+    ) -> None:
+        super().__init__(Target.resolve(url, token, tls_ca), timeout=timeout, retry_for=retry_for)
 
     def create_flow_run(self, rec: FlowRunRecord) -> None:
         return self._call(CREATE_FLOW_RUN, codec.flow_run_body(rec))

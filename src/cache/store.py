@@ -253,15 +253,16 @@ class LocalStore:
     def entries(self) -> Iterator[Entry]:
         """Every live entry, from the index alone (no value is read)."""
         now = time.time()
+        return (entry for entry in self._indexed() if entry.is_live(now))
+
+    def _indexed(self) -> Iterator[Entry]:
+        """Every indexed entry, expired ones too."""
         for name in list(self._cache.iterkeys()):
             if not (isinstance(name, str) and name.startswith(_META)):
                 continue
             header = self._cache.get(name, default=None, retry=True)
-            if header is None:
-                continue
-            entry = unpack_header(name[len(_META) :], header)
-            if entry.is_live(now):
-                yield entry
+            if header is not None:
+                yield unpack_header(name[len(_META) :], header)
 
     def stats(self) -> Stats:
         entries = list(self.entries())
@@ -278,13 +279,7 @@ class LocalStore:
         cutoff = None if older_than is None else time.time() - older_than
         now = time.time()
         doomed = []
-        for name in list(self._cache.iterkeys()):
-            if not (isinstance(name, str) and name.startswith(_META)):
-                continue
-            header = self._cache.get(name, default=None, retry=True)
-            if header is None:
-                continue
-            entry = unpack_header(name[len(_META) :], header)
+        for entry in self._indexed():
             if not entry.is_live(now):
                 self.delete(entry.key)
             elif (task is None or entry.task == task) and (cutoff is None or entry.created < cutoff):
