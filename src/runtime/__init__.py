@@ -15,6 +15,7 @@ from ..errors import ShippingError as ShippingError
 from ..errors import RunnerUnavailable as RunnerUnavailable
 from ..errors import RunTimedOut as RunTimedOut
 from ..errors import SlotTimeout as SlotTimeout
+from ..errors import SlotUnavailable as SlotUnavailable
 from ..errors import UnfinishedRun as UnfinishedRun
 from ..errors import UpstreamFailed as UpstreamFailed
 from ..errors import UpstreamLost as UpstreamLost
@@ -22,6 +23,8 @@ from ..errors import WorkerLost as WorkerLost
 from .arguments import allow_failure as allow_failure
 from .arguments import unmapped as unmapped
 from .context import get_run_context as get_run_context
+from .concurrency import concurrency as concurrency
+from .concurrency import rate_limit as rate_limit
 from .flows import Flow as Flow
 from .flows import flow as flow
 from .futures import FlowFuture as FlowFuture
@@ -57,8 +60,8 @@ __all__ = [
     "FutureList", "HeadwaterError", "InvalidTransition", "MappingLengthMismatch",
     "MissingContext", "NotReady", "ParameterBindError", "ParameterValidationError", "Paused",
     "Pending", "RecordingError", "Retrying", "RunTimedOut", "RunnerUnavailable", "Running", "ShippingError",
-    "Scheduled", "SlotTimeout", "State", "StateType", "Task", "TaskFuture", "TaskRun",
+    "Scheduled", "SlotTimeout", "SlotUnavailable", "State", "StateType", "Task", "TaskFuture", "TaskRun",
     "TimedOut", "UnfinishedRun", "UpstreamFailed", "UpstreamLost", "WorkerLost", "allow_failure", "as_completed",
-    "exponential_backoff", "flow", "get_run_context", "get_run_logger", "task", "unmapped",
-    "wait",
+    "concurrency", "exponential_backoff", "flow", "get_run_context", "get_run_logger",
+    "rate_limit", "task", "unmapped", "wait",
 ]  # fmt: skip

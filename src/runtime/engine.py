@@ -50,6 +50,7 @@ from .portal import run_async
 from .timeouts import call_with_timeout, call_with_timeout_async
 from .recording import RunServices
 from .runs import TaskRun, set_state
+from .slots import attempt_with_slots, attempt_with_slots_async
 from .states import (
     AwaitingRetry,
     Cached,
@@ -390,9 +391,13 @@ async def run_task_async(payload: TaskRunPayload, upstream: Sequence[Any]) -> Ru
 
 
 def run_task_now(payload: TaskRunPayload, upstream: Sequence[Any]) -> State:
-    """Every attempt of a task run in this thread, sleeping between them: a direct call."""
+    """Every attempt of a task run in this thread, sleeping between them: a direct call. A
+    run with tags waits here for the slots of those that name a limit (`slots.py`)."""
     while True:
-        outcome = run_task(payload, upstream)
+        if payload.task_run.tags:
+            outcome = attempt_with_slots(payload, upstream, run_task)
+        else:
+            outcome = run_task(payload, upstream)
         if outcome.retry_delay is None:
             return outcome.state
         time.sleep(outcome.retry_delay)
@@ -400,7 +405,10 @@ def run_task_now(payload: TaskRunPayload, upstream: Sequence[Any]) -> State:
 
 async def run_task_now_async(payload: TaskRunPayload, upstream: Sequence[Any]) -> State:
     while True:
-        outcome = await run_task_async(payload, upstream)
+        if payload.task_run.tags:
+            outcome = await attempt_with_slots_async(payload, upstream, run_task_async)
+        else:
+            outcome = await run_task_async(payload, upstream)
         if outcome.retry_delay is None:
             return outcome.state
         await anyio.sleep(outcome.retry_delay)

@@ -107,6 +107,7 @@ class TaskFuture(RunFuture[R]):
 
     __slots__ = (
         "task_run", "runner_future", "outcome", "scheduler", "payload", "upstream", "options", "eager",
+        "slot",
     )  # fmt: skip
 
     def __init__(self, task_run: TaskRun) -> None:
@@ -121,6 +122,9 @@ class TaskFuture(RunFuture[R]):
         self.upstream: Any = None
         self.options: Any = None  # the runner's per-call settings, captured at submit
         self.eager = False  # handed over before its upstreams finished (`starts_after_upstreams`)
+        # for a run tagged with a concurrency limit: its request for slots while it waits
+        # (a Ticket), then its Lease while the attempt runs (`slots.py`)
+        self.slot: Any = None
 
     @property
     def run_id(self) -> UUID:

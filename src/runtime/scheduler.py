@@ -51,7 +51,9 @@ from .lifecycle import (
     Watch,
 )
 from .losses import counts_as_attempt, judge_lost_attempt
+from . import slots
 from .runs import set_state
+from .slots import limited_tags
 from .states import AwaitingRetry, Cancelled, Crashed, Failed, Retrying, Running, State, StateType
 
 _tuple_new = tuple.__new__
@@ -97,7 +99,8 @@ class TaskScheduler:
                 self._finish(future, outcome_of(_record(future, Failed(exc, f"{type(exc).__name__}: {exc}"))))
                 return
         waiting = tuple([u for u in upstream if not u.done()]) if upstream else ()
-        if waiting and self._chains and all([self._chainable(u) for u in waiting]):
+        limited = payload.task_run.tags and limited_tags(payload.services, payload.task_run.tags)
+        if waiting and self._chains and not limited and all([self._chainable(u) for u in waiting]):
             future.eager, waiting = True, ()  # the runner starts it once they finish
         instructions = self._apply(self._lifecycle.submitted, Submitted(future, waiting))
         if len(instructions) == 1 and type(instructions[0]) is Dispatch:
@@ -172,6 +175,8 @@ class TaskScheduler:
         self._feed(UpstreamFinished(upstream))
 
     def _attempt_done(self, future: TaskFuture[Any], runner_future: Any) -> None:
+        if future.slot is not None:
+            self._release_slots(future)
         try:
             outcome: RunOutcome = runner_future.result()
         except BaseException as exc:
@@ -249,6 +254,8 @@ class TaskScheduler:
                 _record(future, Crashed(message=instruction.reason))  # type: ignore[union-attr]
 
     def _dispatch(self, future: TaskFuture[Any]) -> None:
+        if future.task_run.tags and future.slot is None and self._wait_for_slots(future):
+            return  # handed over when the slots are granted
         upstream = future.upstream
         call: TaskCall = _tuple_new(  # a NamedTuple, built without its Python-level __new__
             TaskCall,
@@ -263,6 +270,7 @@ class TaskScheduler:
         try:
             runner_future = self.runner.submit(call)
         except BaseException as exc:  # the run cannot start (it does not pickle, say)
+            self._release_slots(future)
             self._lost(future, exc)
             return
         future.runner_future = runner_future
@@ -270,6 +278,38 @@ class TaskScheduler:
             self._attempt_done(future, runner_future)
         else:
             runner_future.add_done_callback(partial(self._attempt_done, future))
+
+    def _wait_for_slots(self, future: TaskFuture[Any]) -> bool:
+        """Ask for a slot of each limited tag of a run about to be handed over, without
+        blocking; True if it must wait for them (it is then handed over by the grant)."""
+        payload = future.payload
+        if not slots.inputs_ready(payload, [self._upstream_for_runner(u) for u in future.upstream or ()]):
+            return False  # its engine will end it NotReady: it needs no slot for that
+        limits = limited_tags(payload.services, future.task_run.tags)
+        if not limits:
+            return False
+        _record(future, slots.awaiting(limits), late=False)
+
+        def granted(lease: Any) -> None:  # on the slot client's stream thread: hand it on
+            future.slot = lease
+            slots.hand_over(self._dispatch, future)
+
+        def refused(exc: BaseException) -> None:
+            future.slot = None
+            future.outcome = outcome_of(Failed(exc, f"{type(exc).__name__}: {exc}"))
+            self._feed(AttemptLost(future, StateType.FAILED, f"{type(exc).__name__}: {exc}"))
+
+        client = slots.slot_client(payload.services.target)
+        future.slot = client.request(limits, on_grant=granted, on_error=refused, holder=slots.holder_for(future.task_run))
+        return True
+
+    @staticmethod
+    def _release_slots(future: TaskFuture[Any]) -> None:
+        """The attempt ended (or will never start): its slots go back at once, whatever the
+        outcome; a retry asks again when it is dispatched."""
+        slot, future.slot = future.slot, None
+        if slot is not None:
+            (slot.cancel if hasattr(slot, "cancel") else slot.release)()
 
     def _upstream_for_runner(self, upstream: RunFuture[Any]) -> Any:
         """What the runner gets for an upstream: its own future when it ran the upstream (so a
@@ -299,6 +339,11 @@ class TaskScheduler:
         timer.start()
 
     def _revoke(self, future: TaskFuture[Any]) -> None:
+        if future.runner_future is None and future.slot is not None:  # waiting for a slot
+            self._release_slots(future)
+            future.outcome = None
+            self._feed(AttemptLost(future, StateType.CANCELLED, "cancelled while waiting for a concurrency slot"))
+            return
         runner_future = future.runner_future
         if runner_future is None or runner_future.cancel():
             return  # a cancelled call's future completes with CancelledError: AttemptLost

@@ -1,0 +1,144 @@
+"""Concurrency slots for task runs: which tags are limited, and waiting for a slot.
+
+The state service holds the limits and hands out slots as leases (`api.SlotClient`: one
+stream per process pushes grants and the set of limit names, one thread renews what this
+process holds). A task run tagged with a limit's name takes a slot per limited tag after its
+inputs are ready and before it runs, and gives it back when its attempt ends, whatever the
+outcome:
+
+- submitted runs (`scheduler.py`): the flow's scheduler asks for the slot when the lifecycle
+  dispatches the run (its upstreams are done by then: a limited run is never handed to a
+  runner early), without blocking a thread, and hands the run to its runner only when the
+  grant arrives; the flow's process holds and renews the lease while a worker runs it, and
+  releases it when the attempt's outcome (or its loss) comes back. A dead flow process stops
+  renewing, so its slots free within the lease time.
+- a direct call (`task(x)`) waits in the calling thread (`holding_slots`).
+
+While it waits, the run's state is PENDING("AwaitingConcurrencySlot") naming the limits, so
+`headwater runs show` says why it is not running. Tags without a limit cost nothing: the
+client knows the limit names from the service's pushes, without a call per run. With
+recording off there is no service, and no tag is limited.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from ..errors import SlotUnavailable
+from .recording import RunServices
+from .runs import TaskRun, set_state
+from .states import Failed, Pending, State
+
+AWAITING = "AwaitingConcurrencySlot"
+
+_clients: dict[tuple[Any, int], Any] = {}
+_lock = threading.Lock()
+
+
+def slot_client(target: Any) -> Any:
+    """This process's `SlotClient` for the state service at `target` (made once)."""
+    memo = (target, os.getpid())
+    client = _clients.get(memo)
+    if client is None:
+        with _lock:
+            client = _clients.get(memo)
+            if client is None:
+                from pathlib import Path
+
+                from ..api import SlotClient
+
+                url, token, tls_ca = target
+                client = _clients[memo] = SlotClient(url, token=token, tls_ca=Path(tls_ca) if tls_ca else None)
+    return client
+
+
+def limited_tags(services: RunServices, tags: tuple[str, ...]) -> tuple[str, ...]:
+    """Which of a run's tags name a concurrency limit (none with recording off)."""
+    if not tags or services.target is None:
+        return ()
+    return tuple(slot_client(services.target).limited(tags))
+
+
+_handing_over: Any = None
+
+
+def hand_over(dispatch: Callable[[Any], None], future: Any) -> None:
+    """Dispatch a run whose slots were just granted, on a thread of ours: the grant arrives
+    on the slot client's stream thread, which must stay free for the next grants (an inline
+    runner would run the task right there)."""
+    global _handing_over
+    pid = os.getpid()
+    if _handing_over is None or _handing_over[0] != pid:  # none yet, or made before a fork
+        with _lock:
+            if _handing_over is None or _handing_over[0] != pid:
+                from concurrent.futures import ThreadPoolExecutor
+
+                _handing_over = (pid, ThreadPoolExecutor(1, thread_name_prefix="headwater-slot-grants"))
+    _handing_over[1].submit(dispatch, future)
+
+
+def holder_for(run: TaskRun) -> Any:
+    from ..api import Holder
+
+    return Holder(label=f"task run {run.name}", task_run_id=run.id, flow_run_id=run.flow_run_id)
+
+
+def awaiting(limits: tuple[str, ...]) -> State:
+    return Pending(f"waiting for a slot of {', '.join(repr(n) for n in limits)}", name=AWAITING)
+
+
+def inputs_ready(payload: Any, upstream: Any) -> bool:
+    """Whether the upstreams the run needs completed: a run that will end NotReady takes no
+    slot."""
+    return all(upstream[i].state.is_completed() for i in payload.required)
+
+
+def attempt_with_slots(payload: Any, upstream: Any, attempt: Callable[[Any, Any], Any]) -> Any:
+    """For a direct call: wait in this thread for a slot of each limited tag of the run (its
+    state says so meanwhile), run `attempt`, and give the slots back however it ends. A limit
+    that can never admit the run (0) ends it FAILED with the service's reason."""
+    run: TaskRun = payload.task_run
+    services: RunServices = payload.services
+    limits = limited_tags(services, run.tags) if inputs_ready(payload, upstream) else ()
+    if not limits:
+        return attempt(payload, upstream)
+    reporter = services.reporter()
+    set_state(run, awaiting(limits), reporter)
+    try:
+        lease = slot_client(services.target).acquire(limits, holder=holder_for(run))
+    except SlotUnavailable as exc:
+        return refused(run, exc, reporter)
+    try:
+        return attempt(payload, upstream)
+    finally:
+        lease.release()
+
+
+async def attempt_with_slots_async(payload: Any, upstream: Any, attempt: Callable[[Any, Any], Awaitable[Any]]) -> Any:
+    run: TaskRun = payload.task_run
+    services: RunServices = payload.services
+    limits = limited_tags(services, run.tags) if inputs_ready(payload, upstream) else ()
+    if not limits:
+        return await attempt(payload, upstream)
+    reporter = services.reporter()
+    set_state(run, awaiting(limits), reporter)
+    try:
+        lease = await slot_client(services.target).acquire_async(limits, holder=holder_for(run))
+    except SlotUnavailable as exc:
+        return refused(run, exc, reporter)
+    try:
+        return await attempt(payload, upstream)
+    finally:
+        lease.release()
+
+
+def refused(run: TaskRun, exc: BaseException, reporter: Any) -> Any:
+    """The outcome of a run no slot can ever be found for: FAILED, saying why."""
+    from .engine import outcome_of
+
+    run.end_time = time.time()
+    return outcome_of(set_state(run, Failed(exc), reporter))
