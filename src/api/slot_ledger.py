@@ -30,7 +30,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from .slot_records import Grant, HolderInfo, LeaseRecord, LimitInfo, LimitSpec, Waiter
+from .slot_records import Grant, LeaseRecord, LimitInfo, LimitSpec, Waiter, holder_info
 
 #: Request ids remembered with their grant, for requests sent again after a broken stream.
 OUTCOMES_KEPT = 65_536
@@ -102,7 +102,7 @@ class SlotLedger:
         spec = self.limits.get(name)
         if spec is None:
             return None
-        holders = [_holder_info(lease) for lease in self.leases.values() if name in lease.names]
+        holders = [holder_info(lease) for lease in self.leases.values() if name in lease.names]
         holders.sort(key=lambda h: h.acquired_at)
         waiting = sum(1 for w in self.queue.values() if name in w.names)
         return LimitInfo(
@@ -330,10 +330,3 @@ class SlotLedger:
             else:
                 self.held.pop(name, None)
 
-
-def _holder_info(lease: LeaseRecord) -> HolderInfo:
-    h = lease.holder
-    return HolderInfo(
-        lease.id, h.label, h.task_run_id, h.flow_run_id, h.host, h.pid, lease.occupy,
-        lease.acquired_at, lease.expires_at,
-    )

@@ -117,3 +117,12 @@ class Grant:
     @property
     def lease_id(self) -> str | None:
         return None if self.lease is None else self.lease.id
+
+
+def holder_info(lease: LeaseRecord) -> HolderInfo:
+    """A live lease as a limit's holder."""
+    h = lease.holder
+    return HolderInfo(
+        lease.id, h.label, h.task_run_id, h.flow_run_id, h.host, h.pid, lease.occupy,
+        lease.acquired_at, lease.expires_at,
+    )

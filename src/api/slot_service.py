@@ -35,10 +35,10 @@ import grpc
 from ..errors import SlotUnavailable
 from . import codec
 from . import models as m
-from .errors import LimitNotFound, StorageError
+from .errors import StorageError
 from .slot_ledger import SlotLedger
 from .slot_records import Grant, Waiter
-from .slot_store import SlotStore
+from .slot_store import SlotStore, limit_not_found
 
 log = logging.getLogger(__name__)
 
@@ -149,7 +149,7 @@ class SlotService:
             self._refresh()
             before = self._store.generation()
             if not self._store.delete_limit(name):
-                raise _not_found(name)
+                raise limit_not_found(name)
             self._ledger.delete_limit(name)
             self._wrote(before)
             self._settle(time.time())
@@ -158,7 +158,7 @@ class SlotService:
     def _info(self, name: str) -> dict[str, Any]:
         info = self._ledger.info(name, time.time())
         if info is None:
-            raise _not_found(name)
+            raise limit_not_found(name)
         return codec.limit_info_body(info)
 
     # -- acquiring and holding -------------------------------------------------------------
@@ -339,9 +339,3 @@ class SlotService:
         self._refresh()
         self._settle(now)
 
-
-def _not_found(name: str) -> LimitNotFound:
-    return LimitNotFound(
-        f"no concurrency limit named {name!r}; see `headwater concurrency-limit ls`, or create it "
-        f"with `headwater concurrency-limit create {name} N`"
-    )

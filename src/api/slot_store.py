@@ -25,8 +25,9 @@ from typing import Any
 from uuid import UUID
 
 from .dbfile import storage_error
+from .errors import LimitNotFound
 from .schema import connect
-from .slot_records import Holder, LeaseRecord, LimitSpec
+from .slot_records import MAX_LIMIT_NAME, Holder, LeaseRecord, LimitInfo, LimitSpec, holder_info
 
 _LEASE_COLUMNS = (
     "id, request_id, names, occupy, label, task_run_id, flow_run_id, host, pid, acquired_at, "
@@ -159,4 +160,77 @@ def _lease(row: Any) -> LeaseRecord:
     return LeaseRecord(
         str(lid), str(rid), tuple(json.loads(str(names))), int(occupy), holder,
         float(acquired), float(expires), float(seconds),
+    )
+
+
+class StoredLimits:
+    """The limit verbs of `SlotClient` (`create_limit`, `read_limit`, `list_limits`,
+    `reset_limit`, `delete_limit`) straight on the database, for the CLI when no
+    `HEADWATER_API_URL` is set. A server running on the same home (a flow's embedded one)
+    picks the change up through the change counter. The wait queue lives only in a server's
+    memory, so `waiting` is 0 here; holders are the stored leases not yet expired."""
+
+    def __init__(self, path: Path) -> None:
+        self._store = SlotStore(path)
+
+    def __enter__(self) -> StoredLimits:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._store.close()
+
+    def create_limit(self, name: str, limit: int, *, slot_decay_per_second: float = 0.0) -> LimitInfo:
+        check_limit(name, limit, slot_decay_per_second)
+        self._store.put_limit(name, int(limit), float(slot_decay_per_second))
+        return self.read_limit(name)
+
+    def read_limit(self, name: str) -> LimitInfo:
+        for info in self._infos(name):
+            return info
+        raise limit_not_found(name)
+
+    def list_limits(self) -> list[LimitInfo]:
+        return self._infos(None)
+
+    def reset_limit(self, name: str) -> None:
+        self.read_limit(name)
+        self._store.reset(name)
+
+    def delete_limit(self, name: str) -> None:
+        if not self._store.delete_limit(name):
+            raise limit_not_found(name)
+
+    def _infos(self, only: str | None) -> list[LimitInfo]:
+        now = time.time()
+        live = [lease for lease in self._store.leases() if lease.expires_at > now]
+        infos = []
+        for spec in self._store.limits():
+            if only is not None and spec.name != only:
+                continue
+            holders = sorted(
+                (holder_info(lease) for lease in live if spec.name in lease.names),
+                key=lambda h: h.acquired_at,
+            )
+            active = sum(h.occupy for h in holders)
+            infos.append(LimitInfo(spec.name, spec.limit, spec.slot_decay_per_second, active, 0, holders, spec.created))
+        return infos
+
+
+def check_limit(name: str, limit: int, decay: float) -> None:
+    """What the server's wire model checks, for writes that do not go through it."""
+    if not isinstance(name, str) or not 1 <= len(name) <= MAX_LIMIT_NAME:
+        raise ValueError(f"a concurrency limit's name is 1 to {MAX_LIMIT_NAME} characters, not {name!r}")
+    if not isinstance(limit, int) or limit < 0:
+        raise ValueError(f"a concurrency limit is an int of 0 or more, not {limit!r}")
+    if not decay >= 0 or decay == float("inf"):
+        raise ValueError(f"slot_decay_per_second is a finite number of 0 or more, not {decay!r}")
+
+
+def limit_not_found(name: str) -> LimitNotFound:
+    return LimitNotFound(
+        f"no concurrency limit named {name!r}; see `headwater concurrency-limit ls`, or create it "
+        f"with `headwater concurrency-limit create {name} N`"
     )
