@@ -188,7 +188,7 @@ class SlotService:
                 raise SlotUnavailable(problem)
             outcome = self._ledger.try_grant(waiter, now)
             if isinstance(outcome, int):
-                self._timer.notify()  # a rate limit's drain time, the external check
+                self._settle(now)  # works out when a rate limit will have drained for it
                 return {"queued": outcome}
             if outcome.lease is not None:
                 try:
