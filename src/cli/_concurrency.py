@@ -120,7 +120,6 @@ def list_limits(args: argparse.Namespace, limits: Limits) -> int:
 
 def inspect_limit(args: argparse.Namespace, limits: Limits) -> int:
     from rich.console import Console
-    from rich.table import Table
 
     from ._runs import _inert
 
@@ -129,16 +128,15 @@ def inspect_limit(args: argparse.Namespace, limits: Limits) -> int:
         _print_json(limit_json(info))
         return 0
     decay = f", draining {info.slot_decay_per_second:g}/s" if info.slot_decay_per_second else ""
-    console = Console()
+    console = Console(soft_wrap=True)
     console.print(_inert(f"{info.name}: {info.active} of {info.limit} slots active{decay}, "
                          f"{info.waiting} waiting"))
-    table = Table(title=f"holders ({len(info.holders)})")
-    for column in ("holder", "task run", "host", "pid", "slots", "since (UTC)", "expires (UTC)", "lease"):
-        table.add_column(column)
     for h in info.holders:
-        table.add_row(_inert(h.label), str(h.task_run_id or "-"), _inert(h.host or "-"), str(h.pid or "-"),
-                      str(h.occupy), _short_time(h.acquired_at), _short_time(h.expires_at), h.lease_id)
-    console.print(table)
+        run = f" (task run {h.task_run_id})" if h.task_run_id else ""
+        console.print(_inert(
+            f"  {h.label}{run} on {h.host or '?'} pid {h.pid or '?'}: {h.occupy} slot(s) since "
+            f"{_short_time(h.acquired_at)} UTC, lease {h.lease_id} expires {_short_time(h.expires_at)} UTC"
+        ))
     return 0
 
 
