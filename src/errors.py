@@ -16,6 +16,9 @@
     │                                         worker; it is never computed again
     ├── MissingContext (RuntimeError)         a run-scoped helper used outside any run
     ├── SlotTimeout (TimeoutError)            waited too long for a concurrency slot
+    ├── SlotUnavailable                       a slot can never be granted as the limits stand
+    │                                         (a limit of 0, more slots asked than it has,
+    │                                         or no limit of that name with strict=True)
     ├── BrokenRunner                          a task runner can no longer accept work (it
     │   │                                     was shut down, or its cluster's head went away)
     │   └── PreflightFailed                   workers cannot run this flow's task runs: they
@@ -117,6 +120,13 @@ class MissingContext(HeadwaterError, RuntimeError):
 
 class SlotTimeout(HeadwaterError, TimeoutError):
     """Waiting for a concurrency slot took longer than allowed."""
+
+
+class SlotUnavailable(HeadwaterError):
+    """A request for concurrency slots that can never be granted as the limits stand: a limit
+    of 0, more slots asked than the limit has, or (with `strict=True`) a name with no limit.
+    Refused at once rather than queued forever; the message names the limit and the command
+    that fixes it."""
 
 
 class BrokenRunner(HeadwaterError):

@@ -3,12 +3,15 @@
 The runtime reports through `get_recorder()` (non-blocking, batched); tools read through
 `StateClient` / `AsyncStateClient`; `StateServer` serves it (embedded or standalone). The server
 also serves its home's result cache: `RemoteStore` is that cache with `LocalStore`'s methods,
-and `open_cache_store()` picks the store a tool should use.
+and `open_cache_store()` picks the store a tool should use. It hands out concurrency slots as
+leases: `SlotClient` takes them (`acquire`, `request`, `rate_limit`) and manages limits.
 Importing this package imports grpc, pydantic and msgpack; `import headwater` does not.
 """
 
 from ..errors import FlushTimeout as FlushTimeout
 from ..errors import RecordingError as RecordingError
+from ..errors import SlotTimeout as SlotTimeout
+from ..errors import SlotUnavailable as SlotUnavailable
 from .cache_client import RemoteStore as RemoteStore
 from .cache_client import open_cache_store as open_cache_store
 from .client import AsyncStateClient as AsyncStateClient
@@ -17,6 +20,7 @@ from .errors import AmbiguousRunId as AmbiguousRunId
 from .errors import ClientConfigError as ClientConfigError
 from .errors import DamagedDatabase as DamagedDatabase
 from .errors import InvalidPayload as InvalidPayload
+from .errors import LimitNotFound as LimitNotFound
 from .errors import PayloadTooLarge as PayloadTooLarge
 from .errors import RunNotFound as RunNotFound
 from .errors import SchemaVersionError as SchemaVersionError
@@ -45,6 +49,12 @@ from .records import StateRecord as StateRecord
 from .records import TaskRunInfo as TaskRunInfo
 from .records import TaskRunRecord as TaskRunRecord
 from .server import StateServer as StateServer
+from .slot_client import SlotClient as SlotClient
+from .slot_handles import Lease as Lease
+from .slot_handles import Ticket as Ticket
+from .slot_records import Holder as Holder
+from .slot_records import HolderInfo as HolderInfo
+from .slot_records import LimitInfo as LimitInfo
 from .settings import Settings as Settings
 from .settings import get_settings as get_settings
 
@@ -57,7 +67,12 @@ __all__ = [
     "FlowRunInfo",
     "FlowRunRecord",
     "FlushTimeout",
+    "Holder",
+    "HolderInfo",
     "InvalidPayload",
+    "Lease",
+    "LimitInfo",
+    "LimitNotFound",
     "PayloadTooLarge",
     "Recorder",
     "RecorderStatistics",
@@ -71,6 +86,9 @@ __all__ = [
     "ServerConfigError",
     "ServiceUnavailable",
     "Settings",
+    "SlotClient",
+    "SlotTimeout",
+    "SlotUnavailable",
     "StateClient",
     "StateInfo",
     "StateRecord",
@@ -79,6 +97,7 @@ __all__ = [
     "StorageError",
     "TaskRunInfo",
     "TaskRunRecord",
+    "Ticket",
     "TransitionRejected",
     "Unauthenticated",
     "embedded_server",

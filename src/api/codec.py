@@ -32,6 +32,7 @@ from .records import (
     TaskRunRecord,
     Unstorable,
 )
+from .slot_records import Grant, Holder, HolderInfo, LimitInfo
 
 MAX_UNARY_BYTES = 1 * 1024 * 1024
 MAX_BATCH_BYTES = 12 * 1024 * 1024
@@ -375,3 +376,46 @@ def stats_body(stats: Stats) -> dict[str, Any]:
 
 def stats_of(out: m.CacheStatsOut) -> Stats:
     return Stats(out.entries, out.bytes, out.hits, out.misses)
+
+
+# -- concurrency slots -----------------------------------------------------------------------
+
+
+def holder_body(holder: Holder) -> dict[str, Any]:
+    return {
+        "label": _n(holder.label), "task_run_id": _b(holder.task_run_id),
+        "flow_run_id": _b(holder.flow_run_id), "host": _host(holder.host), "pid": holder.pid,
+    }
+
+
+def holder_of(wire: m.SlotHolderWire) -> Holder:
+    return Holder(wire.label, _u(wire.task_run_id), _u(wire.flow_run_id), wire.host or "", wire.pid or 0)
+
+
+def limit_info_body(info: LimitInfo) -> dict[str, Any]:
+    return {
+        "name": info.name, "limit": info.limit, "slot_decay_per_second": info.slot_decay_per_second,
+        "active": info.active, "waiting": info.waiting, "created": info.created,
+        "holders": [
+            {
+                "lease_id": h.lease_id, "label": h.label, "task_run_id": _b(h.task_run_id),
+                "flow_run_id": _b(h.flow_run_id), "host": h.host, "pid": h.pid,
+                "occupy": h.occupy, "acquired_at": h.acquired_at, "expires_at": h.expires_at,
+            }
+            for h in info.holders
+        ],
+    }
+
+
+def limit_info(out: m.LimitOut) -> LimitInfo:
+    holders = [
+        HolderInfo(h.lease_id, h.label, _u(h.task_run_id), _u(h.flow_run_id), h.host, h.pid,
+                   h.occupy, h.acquired_at, h.expires_at)
+        for h in out.holders
+    ]
+    return LimitInfo(out.name, out.limit, out.slot_decay_per_second, out.active, out.waiting,
+                     holders, out.created)
+
+
+def grant_body(grant: Grant) -> dict[str, Any]:
+    return {"lease_id": grant.lease_id, "expires_at": grant.expires_at}

@@ -7,6 +7,7 @@
     │   ├── TransitionRejected               the orchestration rules refused a state change
     │   ├── RunNotFound (LookupError)        no run with that id (or id prefix)
     │   ├── AmbiguousRunId (LookupError)     an id prefix that matches more than one run
+    │   ├── LimitNotFound (LookupError)      no concurrency limit of that name
     │   ├── Unauthenticated (PermissionError)     missing or wrong bearer token
     │   ├── ServiceUnavailable (ConnectionError)  the server could not be reached in time
     │   ├── ClientConfigError (ValueError)   this process's URL, token or TLS settings are
@@ -32,7 +33,10 @@ the ways out.
 The result cache's calls (`cache_service.py`) also send two errors of the cache's own, so a
 `RemoteStore` raises what a `LocalStore` raises: `CacheValueMissing` (the value is gone or
 unusable) as NOT_FOUND, and `CacheStoreError` (the server's cache directory cannot be used)
-as FAILED_PRECONDITION; `cache_error_for_status` turns them back.
+as FAILED_PRECONDITION; `cache_error_for_status` turns them back. The slot calls
+(`slot_service.py`) likewise send `LimitNotFound` as NOT_FOUND and `SlotUnavailable` (from
+`headwater.errors`: a limit of 0, too many slots asked, an unknown name with strict) as
+FAILED_PRECONDITION; `slot_error_for_status` turns them back.
 """
 
 from __future__ import annotations
@@ -40,7 +44,7 @@ from __future__ import annotations
 import grpc
 
 from ..cache.entries import CacheValueMissing
-from ..errors import CacheStoreError, HeadwaterError
+from ..errors import CacheStoreError, HeadwaterError, SlotUnavailable
 
 
 class StateServiceError(HeadwaterError):
@@ -65,6 +69,10 @@ class RunNotFound(StateServiceError, LookupError):
 
 class AmbiguousRunId(StateServiceError, LookupError):
     """An id prefix matches more than one run."""
+
+
+class LimitNotFound(StateServiceError, LookupError):
+    """No concurrency limit has that name."""
 
 
 class Unauthenticated(StateServiceError, PermissionError):
@@ -122,10 +130,17 @@ _CACHE_CODES: dict[type[CacheStoreError], grpc.StatusCode] = {
 }
 
 
+#: The slot calls' own errors, sent by slot calls only (see `_CACHE_CODES`).
+_SLOT_CODES: dict[type[HeadwaterError], grpc.StatusCode] = {
+    LimitNotFound: grpc.StatusCode.NOT_FOUND,
+    SlotUnavailable: grpc.StatusCode.FAILED_PRECONDITION,
+}
+
+
 def status_code_for(exc: BaseException) -> grpc.StatusCode:
     """The gRPC status a server sends for `exc`; anything unexpected is INTERNAL."""
     for cls in type(exc).__mro__:
-        code = _CODES.get(cls) or _CACHE_CODES.get(cls)
+        code = _CODES.get(cls) or _CACHE_CODES.get(cls) or _SLOT_CODES.get(cls)
         if code is not None:
             return code
     return grpc.StatusCode.INTERNAL
@@ -134,7 +149,7 @@ def status_code_for(exc: BaseException) -> grpc.StatusCode:
 def is_sent_as_is(exc: BaseException) -> bool:
     """Whether a server sends `exc`'s own message (errors of ours that say what to do), not
     a bare "internal error"."""
-    return isinstance(exc, (StateServiceError, CacheStoreError))
+    return isinstance(exc, (StateServiceError, CacheStoreError, SlotUnavailable))
 
 
 def error_for_status(code: grpc.StatusCode, details: str) -> StateServiceError:
@@ -149,6 +164,15 @@ def cache_error_for_status(code: grpc.StatusCode, details: str) -> Exception:
     """The client-side exception for a status a cache call got: the cache's own errors for
     the codes in `_CACHE_CODES`, else as `error_for_status`."""
     for cls, mapped in _CACHE_CODES.items():
+        if mapped == code:
+            return cls(details)
+    return error_for_status(code, details)
+
+
+def slot_error_for_status(code: grpc.StatusCode, details: str) -> Exception:
+    """The client-side exception for a status a slot call got: `LimitNotFound` and
+    `SlotUnavailable` for their codes, else as `error_for_status`."""
+    for cls, mapped in _SLOT_CODES.items():
         if mapped == code:
             return cls(details)
     return error_for_status(code, details)

@@ -349,3 +349,119 @@ class FlagOut(Wire):
 
 class CountOut(Wire):
     count: Count
+
+
+# Concurrency slots (`slot_service.py`). Limit names are tags: short, never empty.
+MAX_SLOT_NAMES = 64
+MAX_SLOTS = 10**9
+MAX_LEASE_SECONDS = 7 * 86400.0
+LimitName = Annotated[StrictStr, Field(min_length=1, max_length=200)]
+SlotId = Annotated[StrictStr, Field(min_length=1, max_length=64)]
+SlotCount = Annotated[int, Field(strict=True, ge=0, le=MAX_SLOTS)]
+Decay = Annotated[float, Field(strict=True, allow_inf_nan=False, ge=0, le=MAX_SLOTS)]
+LeaseSeconds = Annotated[float, Field(strict=True, allow_inf_nan=False, gt=0, le=MAX_LEASE_SECONDS)]
+
+
+class SlotHolderWire(Wire):
+    label: Name
+    task_run_id: Uuid16 | None = None
+    flow_run_id: Uuid16 | None = None
+    host: Name | None = None
+    pid: Pid | None = None
+
+
+class LimitIn(Wire):
+    name: LimitName
+    limit: SlotCount
+    slot_decay_per_second: Decay = 0.0
+
+
+class LimitNameIn(Wire):
+    name: LimitName
+
+
+class AcquireIn(Wire):
+    request_id: SlotId
+    subscriber_id: SlotId
+    names: Annotated[list[LimitName], Field(min_length=1, max_length=MAX_SLOT_NAMES)]
+    occupy: Annotated[int, Field(strict=True, ge=1, le=MAX_SLOTS)] = 1
+    lease_seconds: LeaseSeconds
+    holder: SlotHolderWire
+    strict: StrictBool = False
+
+
+class LeaseIdsIn(Wire):
+    lease_ids: Annotated[list[SlotId], Field(max_length=MAX_LIST)]
+    lease_seconds: LeaseSeconds | None = None
+
+
+class RequestIdIn(Wire):
+    request_id: SlotId
+
+
+class SubscriberIn(Wire):
+    subscriber_id: SlotId
+
+
+class HolderOut(Wire):
+    lease_id: StrictStr
+    label: StrictStr
+    task_run_id: Uuid16 | None
+    flow_run_id: Uuid16 | None
+    host: StrictStr | None
+    pid: int | None
+    occupy: int
+    acquired_at: float
+    expires_at: float
+
+
+class LimitOut(Wire):
+    name: StrictStr
+    limit: int
+    slot_decay_per_second: float
+    active: int
+    waiting: int
+    holders: list[HolderOut]
+    created: float
+
+
+class LimitsOut(Wire):
+    limits: list[LimitOut]
+
+
+class GrantOut(Wire):
+    lease_id: StrictStr | None
+    expires_at: float | None
+
+
+class AcquireOut(Wire):
+    """Exactly one of `granted` (now) and `queued` (the position, from 1; the grant is pushed)."""
+
+    granted: GrantOut | None = None
+    queued: int | None = None
+
+
+class RejectedOut(Wire):
+    """Lease ids the server did not know, or knew as expired: nothing was changed for them."""
+
+    rejected: list[StrictStr]
+
+
+class PushedGrant(Wire):
+    request_id: StrictStr
+    lease_id: StrictStr | None
+    expires_at: float | None
+
+
+class PushedError(Wire):
+    request_id: StrictStr
+    message: StrictStr
+
+
+class SlotPush(Wire):
+    """One message of the `SlotGrants` stream: the limit names (at connect and whenever one is
+    created or deleted), a grant, or a queued request refused (its limit was lowered to 0)."""
+
+    limits: list[StrictStr] | None = None
+    grant: PushedGrant | None = None
+    error: PushedError | None = None

@@ -51,6 +51,7 @@ STATE_NAMES: Mapping[str, str] = {
     "Cached": COMPLETED,
     "TimedOut": FAILED,
     "NotReady": PENDING,
+    "AwaitingConcurrencySlot": PENDING,
 }
 
 #: `None` stands for a run with no state yet.

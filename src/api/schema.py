@@ -103,8 +103,26 @@ ALTER TABLE task_runs ADD COLUMN host TEXT;
 ALTER TABLE task_runs ADD COLUMN pid INTEGER;
 """
 
+# v5: concurrency limits and the leases on them (`slot_store.py`), so both survive a restart.
+# `concurrency_changes.generation` counts changes made to limits (and leases freed by a reset)
+# by whoever writes them: a running server compares it with what it last read, and so picks
+# up a limit the CLI created or reset in the database directly.
+_V5 = """
+CREATE TABLE concurrency_limits (
+    name TEXT PRIMARY KEY, slot_limit INTEGER NOT NULL,
+    slot_decay_per_second REAL NOT NULL DEFAULT 0, created REAL NOT NULL
+);
+CREATE TABLE concurrency_leases (
+    id TEXT PRIMARY KEY, request_id TEXT NOT NULL, names TEXT NOT NULL, occupy INTEGER NOT NULL,
+    label TEXT NOT NULL, task_run_id BLOB, flow_run_id BLOB, host TEXT, pid INTEGER,
+    acquired_at REAL NOT NULL, expires_at REAL NOT NULL, lease_seconds REAL NOT NULL
+);
+CREATE TABLE concurrency_changes (generation INTEGER NOT NULL);
+INSERT INTO concurrency_changes (generation) VALUES (0);
+"""
+
 #: MIGRATIONS[i] upgrades a database from version i to version i + 1.
-MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4)
+MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4, _V5)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -108,7 +108,9 @@ class StateServer:
         """Open the database, bind, start serving and sweeping; returns the client URL."""
         self.storage = Storage(self.home / DB_FILENAME, synchronous=self._synchronous)
         self.committer = GroupCommitter(self.storage)
-        service = self._service = StateService(self.storage, self.committer, self.token, home=self.home)
+        service = self._service = StateService(
+            self.storage, self.committer, self.token, home=self.home, synchronous=self._synchronous
+        )
         options = [
             ("grpc.max_receive_message_length", MAX_GRPC_MESSAGE),
             ("grpc.max_send_message_length", MAX_GRPC_MESSAGE),
@@ -143,7 +145,10 @@ class StateServer:
             return
         self._stopped.set()
         if self._server is not None:
-            self._server.stop(grace).wait(grace + 1)
+            done = self._server.stop(grace)
+            if self._service is not None:
+                self._service.slots.end_streams()  # they never end by themselves
+            done.wait(grace + 1)
         if self._service is not None:
             self._service.close()
         if self.committer is not None:

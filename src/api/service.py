@@ -9,7 +9,9 @@ recording clients cost nothing while they idle. The older bidi `Record` stream (
 for the stream's whole life) is still served for clients that use it.
 
 The result cache's calls (`Cache*`) are served by `cache_service.CacheService`, over the
-store in the service's home, with the same authorization and error mapping.
+store in the service's home, and the concurrency slot calls (limits, `Acquire`, `Renew`,
+`Release`, the `SlotGrants` stream) by `slot_service.SlotService`, over the same database,
+both with the same authorization and error mapping.
 
 Every handler runs inside `_guarded`, so a bad request gets a status naming what is wrong
 (via `errors.status_code_for`, the one mapping) and never disturbs other callers.
@@ -37,6 +39,7 @@ from .committer import GroupCommitter
 from .dbfile import storage_error
 from .errors import ServiceUnavailable, TransitionRejected, Unauthenticated, is_sent_as_is, status_code_for
 from .records import Batch, BatchResult
+from .slot_service import SLOT_WRITES, SlotService
 from .storage import Storage
 
 log = logging.getLogger(__name__)
@@ -59,7 +62,13 @@ class StateService:
     """The servicer: one method per RPC, each `bytes -> msgpack-able dict`."""
 
     def __init__(
-        self, storage: Storage, committer: GroupCommitter, token: str | None, *, home: Path | None = None
+        self,
+        storage: Storage,
+        committer: GroupCommitter,
+        token: str | None,
+        *,
+        home: Path | None = None,
+        synchronous: str = "FULL",
     ) -> None:
         self._replies = _Replies()
         self._storage = storage
@@ -67,10 +76,13 @@ class StateService:
         self._expected = f"Bearer {token}".encode() if token else None
         # The result cache lives beside the database unless told otherwise.
         self.cache = CacheService(home if home is not None else storage.path.parent)
+        self.slots = SlotService(storage.path, synchronous=synchronous)
 
     def close(self) -> None:
-        """Close what the service opened itself (the result cache, if a call opened it)."""
+        """Close what the service opened itself (the result cache, if a call opened it, and
+        the slot ledger's timer, streams and database connection)."""
         self.cache.close()
+        self.slots.close()
 
     def generic_handler(self) -> grpc.GenericRpcHandler:
         unary: dict[str, Handler] = {
@@ -86,10 +98,13 @@ class StateService:
             "Ping": self.ping,
         }
         unary.update(self.cache.handlers())
+        unary.update(self.slots.handlers())
+        writes = _WRITES | CACHE_WRITES | SLOT_WRITES
         handlers = {
-            name: grpc.unary_unary_rpc_method_handler(self._unary(fn, write=name in _WRITES | CACHE_WRITES))
+            name: grpc.unary_unary_rpc_method_handler(self._unary(fn, write=name in writes))
             for name, fn in unary.items()
         }
+        handlers["SlotGrants"] = grpc.unary_stream_rpc_method_handler(self.slot_grants)
         handlers["Record"] = grpc.stream_stream_rpc_method_handler(self.record)
         handlers["RecordBatch"] = grpc.unary_unary_rpc_method_handler(self.record_batch)
         return grpc.method_handlers_generic_handler(SERVICE_NAME, handlers)
@@ -186,6 +201,12 @@ class StateService:
                 except TimeoutError:
                     raise ServiceUnavailable("storage is busy; commit timed out, retry") from None
                 yield codec.ack_body(seq, result)
+
+    def slot_grants(self, request: bytes, context: grpc.ServicerContext) -> Iterator[bytes]:
+        """The server stream a client process's slot grants are pushed on (`SlotService.grants`)."""
+        with _guarded(context):
+            self._authorize(context)
+            yield from self.slots.grants(request, context)
 
     def _read_batches(self, requests: Iterator[bytes], inbox: queue.SimpleQueue[Any]) -> None:
         try:

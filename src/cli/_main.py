@@ -26,9 +26,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _registrars() -> list:  # type: ignore[type-arg]
     """The subcommand modules; each exposes `register(subparsers)`."""
-    from . import _cache, _db, _runs, _server
+    from . import _cache, _concurrency, _db, _runs, _server
 
-    return [_server.register, _runs.register, _cache.register, _db.register]
+    return [_server.register, _runs.register, _cache.register, _concurrency.register, _db.register]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
