@@ -207,10 +207,15 @@ class SlotClient(UnaryCaller):
     # -- limits ----------------------------------------------------------------------------
 
     def create_limit(self, name: str, limit: int, *, slot_decay_per_second: float = 0.0) -> LimitInfo:
-        """Create a limit, or change an existing one's size and decay."""
-        return self._call(CREATE_LIMIT, {
+        """Create a limit, or change an existing one's size and decay. This client limits by
+        it at once; other processes as soon as the server's push reaches them."""
+        info: LimitInfo = self._call(CREATE_LIMIT, {
             "name": name, "limit": int(limit), "slot_decay_per_second": float(slot_decay_per_second),
         })  # fmt: skip
+        with self._lock:
+            if self._names is not None:
+                self._names = self._names | {name}
+        return info
 
     def read_limit(self, name: str) -> LimitInfo:
         return self._call(READ_LIMIT, {"name": name})
@@ -223,7 +228,10 @@ class SlotClient(UnaryCaller):
         return self._call(RESET_LIMIT, {"name": name})
 
     def delete_limit(self, name: str) -> None:
-        return self._call(DELETE_LIMIT, {"name": name})
+        self._call(DELETE_LIMIT, {"name": name})
+        with self._lock:
+            if self._names is not None:
+                self._names = self._names - {name}
 
     def renew_leases(self, lease_ids: Iterable[str], lease_seconds: float | None = None) -> list[str]:
         """Renew leases by id (the renewer does this for held `Lease`s); the rejected ids."""

@@ -395,7 +395,7 @@ def run_task_now(payload: TaskRunPayload, upstream: Sequence[Any]) -> State:
     run with tags waits here for the slots of those that name a limit (`slots.py`)."""
     while True:
         if payload.task_run.tags:
-            outcome = attempt_with_slots(payload, upstream, run_task)
+            outcome: RunOutcome = attempt_with_slots(payload, upstream, run_task)
         else:
             outcome = run_task(payload, upstream)
         if outcome.retry_delay is None:
@@ -406,7 +406,7 @@ def run_task_now(payload: TaskRunPayload, upstream: Sequence[Any]) -> State:
 async def run_task_now_async(payload: TaskRunPayload, upstream: Sequence[Any]) -> State:
     while True:
         if payload.task_run.tags:
-            outcome = await attempt_with_slots_async(payload, upstream, run_task_async)
+            outcome: RunOutcome = await attempt_with_slots_async(payload, upstream, run_task_async)
         else:
             outcome = await run_task_async(payload, upstream)
         if outcome.retry_delay is None:

@@ -283,7 +283,8 @@ class TaskScheduler:
         """Ask for a slot of each limited tag of a run about to be handed over, without
         blocking; True if it must wait for them (it is then handed over by the grant)."""
         payload = future.payload
-        if not slots.inputs_ready(payload, [self._upstream_for_runner(u) for u in future.upstream or ()]):
+        upstream = future.upstream or ()
+        if not all(upstream[i].done() and upstream[i].state.is_completed() for i in payload.required):
             return False  # its engine will end it NotReady: it needs no slot for that
         limits = limited_tags(payload.services, future.task_run.tags)
         if not limits:

@@ -31,9 +31,7 @@ from typing import Any
 from ..errors import SlotUnavailable
 from .recording import RunServices
 from .runs import TaskRun, set_state
-from .states import Failed, Pending, State
-
-AWAITING = "AwaitingConcurrencySlot"
+from .states import AwaitingConcurrencySlot, Failed, State
 
 _clients: dict[tuple[Any, int], Any] = {}
 _lock = threading.Lock()
@@ -53,7 +51,23 @@ def slot_client(target: Any) -> Any:
 
                 url, token, tls_ca = target
                 client = _clients[memo] = SlotClient(url, token=token, tls_ca=Path(tls_ca) if tls_ca else None)
+                if len(_clients) == 1:
+                    # Before the interpreter joins executor threads at exit: a server in this
+                    # process serves our grant stream on one of them, until we close it.
+                    threading._register_atexit(close_slot_clients)  # type: ignore[attr-defined]
     return client
+
+
+def close_slot_clients() -> None:
+    """Close this process's slot clients: their streams end, and what they hold is released."""
+    with _lock:
+        mine = [c for (_, pid), c in _clients.items() if pid == os.getpid()]
+        _clients.clear()
+    for client in mine:
+        try:
+            client.close()
+        except Exception:  # exiting: a client that cannot close leaves its leases to expire
+            pass
 
 
 def limited_tags(services: RunServices, tags: tuple[str, ...]) -> tuple[str, ...]:
@@ -88,7 +102,7 @@ def holder_for(run: TaskRun) -> Any:
 
 
 def awaiting(limits: tuple[str, ...]) -> State:
-    return Pending(f"waiting for a slot of {', '.join(repr(n) for n in limits)}", name=AWAITING)
+    return AwaitingConcurrencySlot(f"waiting for a slot of {', '.join(repr(n) for n in limits)}")
 
 
 def inputs_ready(payload: Any, upstream: Any) -> bool:

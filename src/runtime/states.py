@@ -252,6 +252,11 @@ def Pending(message: str | None = None, *, name: str = "Pending") -> State:
     return _tuple_new(State, (StateType.PENDING, name, message, None, _now(), None))
 
 
+def AwaitingConcurrencySlot(message: str | None = None) -> State:
+    """A run waiting for a slot of a concurrency limit its tags name."""
+    return _tuple_new(State, (StateType.PENDING, "AwaitingConcurrencySlot", message, None, _now(), None))
+
+
 def NotReady(message: str, upstream_run_id: UUID | None = None) -> State:
     return _tuple_new(State, (StateType.PENDING, "NotReady", message, None, _now(), upstream_run_id))
 
