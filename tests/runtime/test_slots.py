@@ -198,3 +198,25 @@ def test_rate_limit_admits_a_burst_then_the_decay_rate() -> None:
         rate_limit(name)
     elapsed = time.monotonic() - started
     assert 0.3 <= elapsed < 2.0  # 2 at once, then 4 more at 10 per second
+
+
+def test_with_recording_off_tags_limit_nothing_and_concurrency_says_why(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "from headwater import SlotUnavailable, concurrency, flow, task\n"
+        "@task(tags=['warehouse'])\n"
+        "def t(): return 1\n"
+        "@flow\n"
+        "def f(): return t()\n"
+        "assert f() == 1\n"
+        "try:\n"
+        "    with concurrency('warehouse'): pass\n"
+        "except SlotUnavailable as e: print(e)\n"
+    )
+    env = {**os.environ, "HEADWATER_RECORD": "0", "HEADWATER_HOME": str(tmp_path)}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "recording is off" in out.stdout
