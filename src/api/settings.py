@@ -45,6 +45,9 @@ class Settings(BaseSettings):
     #: Most bytes the result cache under `HEADWATER_HOME/cache` keeps; least recently used
     #: entries are evicted beyond it.
     cache_size_limit_bytes: int = Field(default=1 << 30, gt=0)
+    #: How long a concurrency slot outlives its holder: held slots are renewed every third of
+    #: it, so a process that dies frees its slots within this time.
+    slot_lease_seconds: float = Field(default=30.0, gt=0)
 
     @property
     def db_path(self) -> Path:

@@ -47,10 +47,13 @@ def slot_client(target: Any) -> Any:
             if client is None:
                 from pathlib import Path
 
-                from ..api import SlotClient
+                from ..api import SlotClient, get_settings
 
                 url, token, tls_ca = target
-                client = _clients[memo] = SlotClient(url, token=token, tls_ca=Path(tls_ca) if tls_ca else None)
+                client = _clients[memo] = SlotClient(
+                    url, token=token, tls_ca=Path(tls_ca) if tls_ca else None,
+                    lease_seconds=get_settings().slot_lease_seconds,
+                )  # fmt: skip
                 if len(_clients) == 1:
                     # Before the interpreter joins executor threads at exit: a server in this
                     # process serves our grant stream on one of them, until we close it.

@@ -220,3 +220,42 @@ def test_with_recording_off_tags_limit_nothing_and_concurrency_says_why(tmp_path
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert "recording is off" in out.stdout
+
+
+def test_a_killed_flow_process_frees_its_slot_within_the_lease(tmp_path: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from headwater.api import worker_environment
+
+    name, started = limit(1), tmp_path / "started"
+    code = (
+        "import sys, time\n"
+        "from pathlib import Path\n"
+        "from headwater import flow, task\n"
+        f"@task(tags=[{name!r}])\n"
+        "def hold():\n"
+        f"    Path({str(started)!r}).write_text('x')\n"
+        "    time.sleep(60)\n"
+        "@flow\n"
+        "def f(): hold.submit().wait()\n"
+        "f()\n"
+    )
+    env = {**os.environ, **worker_environment(), "HEADWATER_SLOT_LEASE_SECONDS": "1.5"}
+    holder = subprocess.Popen([sys.executable, "-c", code], env=env, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 30
+        while not started.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert started.exists() and active(name) == 1
+        os.killpg(holder.pid, signal.SIGKILL)
+        holder.wait()
+        killed = time.monotonic()
+        with concurrency(name, timeout_seconds=10):  # waits for the dead holder's lease to end
+            waited = time.monotonic() - killed
+        assert waited < 3.0  # within the 1.5 s lease (and the service's expiry timer)
+    finally:
+        if holder.poll() is None:
+            os.killpg(holder.pid, signal.SIGKILL)
