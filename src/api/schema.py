@@ -126,13 +126,19 @@ MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4, _V5)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
-def connect(path: Path, *, synchronous: str = "FULL") -> sqlite3.Connection:
+def connect(path: Path, *, synchronous: str = "FULL", check: bool = True) -> sqlite3.Connection:
     """A read-write connection with the schema created or upgraded to `SCHEMA_VERSION`; a new
-    directory and database are private to their owner (0700, 0600)."""
+    directory and database are private to their owner (0700, 0600).
+
+    `check=False` for a second connection in a process that already has one: checking the
+    file's header opens and closes it outside SQLite, and closing any descriptor of a file
+    drops every POSIX lock the process holds on it, the first connection's included; another
+    process could then write under it and corrupt the database."""
     pragma = _pragma_value(synchronous)
     try:
-        prepare(path)
-        check_header(path)
+        if check:
+            prepare(path)
+            check_header(path)
         conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
     except (OSError, sqlite3.Error) as exc:
         raise storage_error(path, exc) from None

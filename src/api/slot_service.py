@@ -70,7 +70,7 @@ class SlotService:
     """Limits and leases over the database at `path`; see the module docstring."""
 
     def __init__(self, path: Path, *, synchronous: str = "FULL") -> None:
-        self._store = SlotStore(path, synchronous=synchronous)
+        self._store = SlotStore(path, synchronous=synchronous, beside_storage=True)
         self._lock = threading.Lock()
         self._timer = threading.Condition(self._lock)
         self._ledger = SlotLedger()

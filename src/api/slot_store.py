@@ -38,9 +38,11 @@ _LEASE_COLUMNS = (
 class SlotStore:
     """Limits and leases under one database file; thread-safe (one connection, one lock)."""
 
-    def __init__(self, path: Path, *, synchronous: str = "FULL") -> None:
+    def __init__(self, path: Path, *, synchronous: str = "FULL", beside_storage: bool = False) -> None:
+        """`beside_storage`: the server's `Storage` has this database open in this process
+        already (see `schema.connect`'s `check`)."""
         self.path = path
-        self._conn = connect(path, synchronous=synchronous)
+        self._conn = connect(path, synchronous=synchronous, check=not beside_storage)
         self._lock = threading.Lock()
 
     def close(self) -> None:
