@@ -197,3 +197,34 @@ def test_cache_workloads_run_at_tiny_size(tmp_path: Path) -> None:
         for row in workload["rows"]:
             assert row["error"] is None, f"{workload['name']} {row['runner']}: {row['error']}"
             assert FIGURE_STATS <= set(row["figures"][workload["headline"]])
+
+
+SLOT_WORKLOADS = {"slots-pairs", "slots-flow", "slots-handoff", "slots-ideal"}
+
+
+def test_slot_workloads_run_at_tiny_size(tmp_path: Path) -> None:
+    # Issue #11's workloads end to end, both slots-pairs rows included (the second starts a
+    # standalone server and 8 client processes). A slots-handoff trial raises if two runs
+    # under a limit of 1 overlapped, so a row without error means the limit held.
+    out = tmp_path / "slots.json"
+    completed = run_suite(
+        "slots", "--tiny", "--repeats", "1", "--no-progress", "--json", str(out), timeout=300
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    workloads = {w["name"]: w for w in json.loads(out.read_text())["workloads"]}
+    assert set(workloads) == SLOT_WORKLOADS
+    pairs_runners = {row["runner"] for row in workloads["slots-pairs"]["rows"]}
+    assert pairs_runners == {"embedded", "server-8-processes"}
+    ideal_spec = {spec["key"]: spec for spec in workloads["slots-ideal"]["figure_specs"]}
+    assert workloads["slots-ideal"]["headline"] == "over_ideal"
+    assert ideal_spec["over_ideal"]["target"] == 1.5
+    assert {"over_untagged", "untagged_tasks_per_s"} <= {
+        spec["key"] for spec in workloads["slots-flow"]["figure_specs"]
+    }
+    assert {"p50_ms", "p99_ms"} <= {spec["key"] for spec in workloads["slots-handoff"]["figure_specs"]}
+    for workload in workloads.values():
+        for name, baseline in workload["baselines"].items():
+            assert baseline["error"] is None, f"{workload['name']} {name}: {baseline['error']}"
+        for row in workload["rows"]:
+            assert row["error"] is None, f"{workload['name']} {row['runner']}: {row['error']}"
+            assert FIGURE_STATS <= set(row["figures"][workload["headline"]])
