@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import atexit
 import functools
+import os
 import json
 import shutil
 import subprocess
@@ -73,3 +74,21 @@ def run_json(
         raise ChildFailed(f"child printed no JSON report: {stdout[-200:]!r}")
     result: dict[str, Any] = json.loads(reports[-1])
     return result
+
+
+def start_server(token: str, prefix: str) -> str:
+    """A `headwater server start` process on a fresh scratch home, stopped at exit; its URL."""
+    home = tempfile.mkdtemp(prefix=prefix)
+    env = {**os.environ, "HEADWATER_HOME": home}
+    env.pop("HEADWATER_API_URL", None)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "headwater.cli", "server", "start", "--port", "0", "--token", token],
+        stdout=subprocess.PIPE, text=True, env=env,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    url = proc.stdout.readline().strip()
+    if not url.startswith("grpc"):
+        proc.kill()
+        raise RuntimeError("headwater server did not start")
+    atexit.register(proc.terminate)
+    return url

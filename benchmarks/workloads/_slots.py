@@ -6,19 +6,14 @@ recording off), limits made on this process's embedded service, the standalone s
 
 from __future__ import annotations
 
-import atexit
-import os
-import subprocess
-import sys
-import tempfile
 from typing import Any
 
-from benchmarks.children import scratch_home
+from benchmarks.children import scratch_home, start_server
 from benchmarks.engines import environment
 
 TOKEN = "bench-slots-token"
 
-_server: tuple[subprocess.Popen[str], str] | None = None
+_server: str | None = None
 
 
 def recording_env() -> dict[str, str]:
@@ -48,21 +43,8 @@ def standalone_server() -> str:
     other workloads' rows and clients do not share its database), stopped at exit."""
     global _server
     if _server is None:
-        home = tempfile.mkdtemp(prefix="headwater-bench-slots-")
-        env = {**os.environ, "HEADWATER_HOME": home}
-        env.pop("HEADWATER_API_URL", None)
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "headwater.cli", "server", "start", "--port", "0", "--token", TOKEN],
-            stdout=subprocess.PIPE, text=True, env=env,
-        )  # fmt: skip
-        assert proc.stdout is not None
-        url = proc.stdout.readline().strip()
-        if not url.startswith("grpc"):
-            proc.kill()
-            raise RuntimeError("headwater server did not start")
-        atexit.register(proc.terminate)
-        _server = (proc, url)
-    return _server[1]
+        _server = start_server(TOKEN, "headwater-bench-slots-")
+    return _server
 
 
 def percentile(sorted_values: list[float], q: float) -> float:

@@ -18,10 +18,7 @@ built before the timer starts; trials time themselves and return ``seconds`` (an
 from __future__ import annotations
 
 import atexit
-import os
 import sqlite3
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -29,6 +26,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from benchmarks.children import start_server
 from benchmarks.engines import require_baseline, require_headwater
 from benchmarks.workload import Figure, Trial, Workload
 
@@ -42,28 +40,15 @@ P50_MS = Figure("p50_ms", "p50 ms", lambda raw, n: raw["p50_ms"])
 P99_MS = Figure("p99_ms", "p99 ms", lambda raw, n: raw["p99_ms"], target=100.0)
 SECONDS = Figure("seconds", "s", lambda raw, n: raw["seconds"], in_table=False)
 
-_server: tuple[subprocess.Popen[str], str] | None = None
+_server: str | None = None
 
 
 def _standalone_server() -> str:
     """One `headwater server start` process for the whole suite, stopped at exit."""
     global _server
     if _server is None:
-        home = tempfile.mkdtemp(prefix="headwater-bench-")
-        env = {**os.environ, "HEADWATER_HOME": home}
-        env.pop("HEADWATER_API_URL", None)
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "headwater.cli", "server", "start", "--port", "0", "--token", TOKEN],
-            stdout=subprocess.PIPE, text=True, env=env,
-        )
-        assert proc.stdout is not None
-        url = proc.stdout.readline().strip()
-        if not url.startswith("grpc"):
-            proc.kill()
-            raise RuntimeError("headwater server did not start")
-        atexit.register(proc.terminate)
-        _server = (proc, url)
-    return _server[1]
+        _server = start_server(TOKEN, "headwater-bench-")
+    return _server
 
 
 def _records(n: int) -> list[Any]:
