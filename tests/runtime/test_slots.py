@@ -259,3 +259,24 @@ def test_a_killed_flow_process_frees_its_slot_within_the_lease(tmp_path: Path) -
     finally:
         if holder.poll() is None:
             os.killpg(holder.pid, signal.SIGKILL)
+
+
+def test_a_flow_that_times_out_while_runs_wait_cancels_their_requests(tmp_path: Path) -> None:
+    name, log = limit(1), tmp_path / "log"
+    futures: list[Any] = []
+
+    @flow(task_runner=ConcurrentTaskRunner(), timeout_seconds=0.2)
+    def run() -> None:
+        futures.extend(timed.with_options(tags=[name]).map(str(log), [0.3] * 3))
+        time.sleep(5)
+
+    assert run(return_state=True).name == "TimedOut"
+    for future in futures:
+        future.wait(10)
+    names = sorted(f.state.name for f in futures)
+    assert names.count("Cancelled") == 2, names  # the two that were waiting for the slot
+    deadline = time.monotonic() + 5
+    while active(name) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert active(name) == 0
+    assert slot_client(recorder_target()).read_limit(name).waiting == 0
