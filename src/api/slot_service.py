@@ -70,7 +70,12 @@ class SlotService:
     """Limits and leases over the database at `path`; see the module docstring."""
 
     def __init__(self, path: Path, *, synchronous: str = "FULL") -> None:
-        self._store = SlotStore(path, synchronous=synchronous, beside_storage=True)
+        # Leases live seconds and are renewed every few: WAL with NORMAL keeps them across a
+        # crash of this process (what a restart must survive) without an fsync per acquire and
+        # release, which was most of their cost; an OS crash may lose the last few, whose
+        # holders then find their renewals rejected. Limits are written the same way.
+        lease_sync = "NORMAL" if synchronous.upper() in ("FULL", "EXTRA") else synchronous
+        self._store = SlotStore(path, synchronous=lease_sync, beside_storage=True)
         self._lock = threading.Lock()
         self._timer = threading.Condition(self._lock)
         self._ledger = SlotLedger()

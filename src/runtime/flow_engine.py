@@ -52,6 +52,7 @@ from .futures import RunFuture
 from .hooks import call_hooks
 from .logs import enable_log_prints, ensure_console_logging, flow_logger, run_extra
 from .context import current_services
+from . import slots
 from .recording import confirm_recorded_away, refusal
 from .runs import FlowRun, new_run_id, set_state
 from .scheduler import TaskScheduler
@@ -249,6 +250,7 @@ class FlowRunEngine:
         journal = sys.modules.get("headwater.runtime.journal")  # loaded once a task cached
         if journal is not None:
             journal.flush_journals()  # so `headwater cache explain` knows the runs at once
+        slots.settle()  # the slots its runs held are given back before the flow returns
         return state
 
     def make_durable(self) -> None:

@@ -254,8 +254,11 @@ class TaskScheduler:
                 _record(future, Crashed(message=instruction.reason))  # type: ignore[union-attr]
 
     def _dispatch(self, future: TaskFuture[Any]) -> None:
-        if future.task_run.tags and future.slot is None and self._wait_for_slots(future):
-            return  # handed over when the slots are granted
+        if future.task_run.tags:
+            if future.slot is slots.WITHDRAWN:
+                return  # granted after the flow cancelled it: it never starts
+            if future.slot is None and self._wait_for_slots(future):
+                return  # handed over when the slots are granted
         upstream = future.upstream
         call: TaskCall = _tuple_new(  # a NamedTuple, built without its Python-level __new__
             TaskCall,
@@ -292,25 +295,37 @@ class TaskScheduler:
         _record(future, slots.awaiting(limits), late=False)
 
         def granted(lease: Any) -> None:  # on the slot client's stream thread: hand it on
+            if future.slot is slots.WITHDRAWN:
+                slots.in_background(lease.release)
+                return
             future.slot = lease
             slots.hand_over(self._dispatch, future)
 
         def refused(exc: BaseException) -> None:
+            if future.slot is slots.WITHDRAWN:
+                return
             future.slot = None
             future.outcome = outcome_of(Failed(exc, f"{type(exc).__name__}: {exc}"))
             self._feed(AttemptLost(future, StateType.FAILED, f"{type(exc).__name__}: {exc}"))
 
         client = slots.slot_client(payload.services.target)
-        future.slot = client.request(limits, on_grant=granted, on_error=refused, holder=slots.holder_for(future.task_run))
+        request = future.slot = slots.SlotRequest()
+        slots.in_background(request.send, client, limits, slots.holder_for(future.task_run), granted, refused)
         return True
 
     @staticmethod
-    def _release_slots(future: TaskFuture[Any]) -> None:
+    def _release_slots(future: TaskFuture[Any], *, withdraw: bool = False) -> None:
         """The attempt ended (or will never start): its slots go back at once, whatever the
-        outcome; a retry asks again when it is dispatched."""
-        slot, future.slot = future.slot, None
-        if slot is not None:
-            (slot.cancel if hasattr(slot, "cancel") else slot.release)()
+        outcome (sent in the background: this may be a worker's thread); a retry asks again
+        when it is dispatched. `withdraw`: the run will not start at all, and a grant that
+        arrives late is given back."""
+        slot, future.slot = future.slot, (slots.WITHDRAWN if withdraw else None)
+        if slot is None or slot is slots.WITHDRAWN:
+            return
+        if isinstance(slot, slots.SlotRequest):
+            slots.in_background(slot.cancel)
+        else:
+            slots.in_background(slot.release)
 
     def _upstream_for_runner(self, upstream: RunFuture[Any]) -> Any:
         """What the runner gets for an upstream: its own future when it ran the upstream (so a
@@ -341,7 +356,7 @@ class TaskScheduler:
 
     def _revoke(self, future: TaskFuture[Any]) -> None:
         if future.runner_future is None and future.slot is not None:  # waiting for a slot
-            self._release_slots(future)
+            self._release_slots(future, withdraw=True)
             future.outcome = None
             self._feed(AttemptLost(future, StateType.CANCELLED, "cancelled while waiting for a concurrency slot"))
             return

@@ -80,22 +80,80 @@ def limited_tags(services: RunServices, tags: tuple[str, ...]) -> tuple[str, ...
     return tuple(slot_client(services.target).limited(tags))
 
 
-_handing_over: Any = None
+_executors: dict[str, tuple[int, Any]] = {}
+
+#: what a run's `slot` is once the flow withdrew it (cancelled): a late grant must not start it
+WITHDRAWN = object()
+
+
+def _executor(role: str) -> Any:
+    """One thread of ours per role in this process (made again after a fork)."""
+    pid = os.getpid()
+    found = _executors.get(role)
+    if found is None or found[0] != pid:
+        with _lock:
+            found = _executors.get(role)
+            if found is None or found[0] != pid:
+                from concurrent.futures import ThreadPoolExecutor
+
+                found = _executors[role] = (pid, ThreadPoolExecutor(1, thread_name_prefix=f"headwater-slot-{role}"))
+    return found[1]
 
 
 def hand_over(dispatch: Callable[[Any], None], future: Any) -> None:
     """Dispatch a run whose slots were just granted, on a thread of ours: the grant arrives
     on the slot client's stream thread, which must stay free for the next grants (an inline
     runner would run the task right there)."""
-    global _handing_over
-    pid = os.getpid()
-    if _handing_over is None or _handing_over[0] != pid:  # none yet, or made before a fork
-        with _lock:
-            if _handing_over is None or _handing_over[0] != pid:
-                from concurrent.futures import ThreadPoolExecutor
+    _executor("grants").submit(dispatch, future)
 
-                _handing_over = (pid, ThreadPoolExecutor(1, thread_name_prefix="headwater-slot-grants"))
-    _handing_over[1].submit(dispatch, future)
+
+def in_background(fn: Callable[..., Any], *args: Any) -> None:
+    """Send a request or a release off the caller's thread: a `.submit` or a worker thread
+    does not wait for the service's round trip and commit."""
+    _executor("calls").submit(fn, *args)
+
+
+def settle(timeout: float = 30.0) -> None:
+    """Wait until the requests and releases sent so far have been made (a flow's end: its
+    slots are back before it returns)."""
+    found = _executors.get("calls")
+    if found is not None and found[0] == os.getpid():
+        try:
+            found[1].submit(lambda: None).result(timeout)
+        except Exception:  # a release that could not be made: its lease expires by itself
+            pass
+
+
+class SlotRequest:
+    """A run's request for slots, sent in the background; withdrawn by `cancel`, before or
+    after it reached the service."""
+
+    __slots__ = ("ticket", "cancelled", "_lock")
+
+    def __init__(self) -> None:
+        self.ticket: Any = None
+        self.cancelled = False
+        self._lock = threading.Lock()
+
+    def send(self, client: Any, limits: tuple[str, ...], holder: Any, on_grant: Any, on_error: Any) -> None:
+        with self._lock:
+            if self.cancelled:
+                return
+        try:
+            ticket = client.request(limits, on_grant=on_grant, on_error=on_error, holder=holder)
+        except BaseException as exc:  # the service refused the call itself
+            on_error(exc)
+            return
+        with self._lock:
+            self.ticket, cancelled = ticket, self.cancelled
+        if cancelled:
+            ticket.cancel()
+
+    def cancel(self) -> None:
+        with self._lock:
+            self.cancelled, ticket = True, self.ticket
+        if ticket is not None:
+            ticket.cancel()
 
 
 def holder_for(run: TaskRun) -> Any:
