@@ -13,6 +13,7 @@ class SequentialTaskRunner(TaskRunner):
     """Runs each task run to completion inside `submit`."""
 
     name = "sequential"
+    runs_inline = True
 
     def submit(self, call: TaskCall) -> RunnerFuture:
         try:

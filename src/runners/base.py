@@ -127,6 +127,10 @@ class TaskRunner(abc.ABC):
     #: the flow per step of a chain. If an upstream does not complete, the call fails with the
     #: runner's error and the runtime holds the run until its upstreams finish (`Premature`).
     starts_after_upstreams: ClassVar[bool] = False
+    #: True when `submit` runs the call to its end in the calling thread (the sequential
+    #: runner) rather than only queueing it: the runtime then never submits from a thread that
+    #: must stay free, such as the one delivering concurrency-slot grants.
+    runs_inline: ClassVar[bool] = False
 
     @abc.abstractmethod
     def submit(self, call: TaskCall) -> RunnerFuture:

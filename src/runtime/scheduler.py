@@ -71,6 +71,7 @@ class TaskScheduler:
         self.runner = runner
         self._entrypoint = entrypoint
         self._chains = runner.starts_after_upstreams
+        self._runs_inline = runner.runs_inline
         # Only runners with per-call settings are asked for them (a call per submit otherwise).
         captures = type(runner).submission_options is not TaskRunner.submission_options
         self._capture_options = runner.submission_options if captures else None
@@ -176,7 +177,7 @@ class TaskScheduler:
 
     def _attempt_done(self, future: TaskFuture[Any], runner_future: Any) -> None:
         if future.slot is not None:
-            self._release_slots(future)
+            self._release_slots(future, now=True)
         try:
             outcome: RunOutcome = runner_future.result()
         except BaseException as exc:
@@ -294,12 +295,15 @@ class TaskScheduler:
             return False
         _record(future, slots.awaiting(limits), late=False)
 
-        def granted(lease: Any) -> None:  # on the slot client's stream thread: hand it on
+        def granted(lease: Any) -> None:  # on the slot client's stream thread
             if future.slot is slots.WITHDRAWN:
-                slots.in_background(lease.release)
+                slots.in_background(lease.release, role="releases")
                 return
             future.slot = lease
-            slots.hand_over(self._dispatch, future)
+            if self._runs_inline:  # it would run the task on the stream thread: hand it on
+                slots.hand_over(self._dispatch, future)
+            else:  # a runner's submit only queues the call: each thread hop costs a GIL wait
+                self._dispatch(future)
 
         def refused(exc: BaseException) -> None:
             if future.slot is slots.WITHDRAWN:
@@ -314,7 +318,7 @@ class TaskScheduler:
         return True
 
     @staticmethod
-    def _release_slots(future: TaskFuture[Any], *, withdraw: bool = False) -> None:
+    def _release_slots(future: TaskFuture[Any], *, withdraw: bool = False, now: bool = False) -> None:
         """The attempt ended (or will never start): its slots go back at once, whatever the
         outcome (sent in the background: this may be a worker's thread); a retry asks again
         when it is dispatched. `withdraw`: the run will not start at all, and a grant that
@@ -323,9 +327,11 @@ class TaskScheduler:
         if slot is None or slot is slots.WITHDRAWN:
             return
         if isinstance(slot, slots.SlotRequest):
-            slots.in_background(slot.cancel)
+            slots.in_background(slot.cancel, role="releases")
+        elif now:  # at an attempt's end, on the thread that ran it: the next waiter starts sooner
+            slot.release()
         else:
-            slots.in_background(slot.release)
+            slots.in_background(slot.release, role="releases")
 
     def _upstream_for_runner(self, upstream: RunFuture[Any]) -> Any:
         """What the runner gets for an upstream: its own future when it ran the upstream (so a

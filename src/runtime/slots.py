@@ -107,21 +107,23 @@ def hand_over(dispatch: Callable[[Any], None], future: Any) -> None:
     _executor("grants").submit(dispatch, future)
 
 
-def in_background(fn: Callable[..., Any], *args: Any) -> None:
-    """Send a request or a release off the caller's thread: a `.submit` or a worker thread
-    does not wait for the service's round trip and commit."""
-    _executor("calls").submit(fn, *args)
+def in_background(fn: Callable[..., Any], *args: Any, role: str = "requests") -> None:
+    """Send a request (or, with role="releases", a release) off the caller's thread: a
+    `.submit` or a worker thread does not wait for the service's round trip and commit.
+    Releases have a thread of their own, so they never queue behind a burst of requests."""
+    _executor(role).submit(fn, *args)
 
 
 def settle(timeout: float = 30.0) -> None:
     """Wait until the requests and releases sent so far have been made (a flow's end: its
     slots are back before it returns)."""
-    found = _executors.get("calls")
-    if found is not None and found[0] == os.getpid():
-        try:
-            found[1].submit(lambda: None).result(timeout)
-        except Exception:  # a release that could not be made: its lease expires by itself
-            pass
+    for role in ("requests", "releases"):
+        found = _executors.get(role)
+        if found is not None and found[0] == os.getpid():
+            try:
+                found[1].submit(lambda: None).result(timeout)
+            except Exception:  # a release that could not be made: its lease expires by itself
+                pass
 
 
 class SlotRequest:

@@ -280,3 +280,17 @@ def test_a_flow_that_times_out_while_runs_wait_cancels_their_requests(tmp_path: 
         time.sleep(0.05)
     assert active(name) == 0
     assert slot_client(recorder_target()).read_limit(name).waiting == 0
+
+
+def test_tagged_runs_on_the_sequential_runner(tmp_path: Path) -> None:
+    from headwater.runners import SequentialTaskRunner
+
+    name, log = limit(1), tmp_path / "log"
+
+    @flow(task_runner=SequentialTaskRunner())
+    def run() -> list[str]:
+        futures = timed.with_options(tags=[name]).map(str(log), [0.01] * 3)
+        futures.wait()
+        return [f.state.name for f in futures]
+
+    assert run() == ["Completed"] * 3 and overlap(intervals_in(log)) == 1 and active(name) == 0
