@@ -26,7 +26,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -218,9 +218,8 @@ class SlotService:
             self._refresh()
             now = time.time()
             released, rejected = self._ledger.release(body.lease_ids, now)
-            self._store.delete_leases(released)
             if released:
-                self._settle(now)
+                self._settle(now, deleted=released)  # one commit for the release and its grants
             return {"rejected": rejected}
 
     def cancel_wait(self, data: bytes) -> dict[str, Any]:
@@ -228,10 +227,8 @@ class SlotService:
         with self._lock:
             self._refresh()
             freed = self._ledger.cancel(request_id)
-            if freed is not None:
-                self._store.delete_leases([freed])
             # A waiter gone from the queue may have reserved names others wait for.
-            self._settle(time.time())
+            self._settle(time.time(), deleted=() if freed is None else (freed,))
             return {}
 
     # -- the grants stream -----------------------------------------------------------------
@@ -276,8 +273,9 @@ class SlotService:
             if self._generation != before + 1:
                 self._generation = -1  # someone else wrote meanwhile: reload next time
 
-    def _settle(self, now: float) -> None:
-        """Walk the queue after a change: store and push its grants, push its refusals, and
+    def _settle(self, now: float, deleted: Iterable[str] = ()) -> None:
+        """Walk the queue after a change: store its grants (with the deletion of the `deleted`
+        leases that made room, in one transaction) and push them, push its refusals, and
         announce the limit names if they changed."""
         names = frozenset(self._ledger.limits)
         if names != self._names:
@@ -289,7 +287,7 @@ class SlotService:
         grants, refused = self._ledger.walk(now, self._eligible)
         leases = [g.lease for g in grants if g.lease is not None]
         try:
-            self._store.add_leases(leases)
+            self._store.change_leases(deleted, leases)
         except StorageError:  # the grants stand in memory; a restart would not know them
             log.exception("could not store %d granted leases", len(leases))
         for grant in grants:
@@ -335,12 +333,11 @@ class SlotService:
         """Expire leases, drop the waiters of processes away too long, look for external
         changes, and walk the queue."""
         expired = self._ledger.expire(now)
-        self._store.delete_leases(expired)
         for sub in [s for s in self._subscribers.values() if not s.connected]:
             if now >= sub.gone_since + SUBSCRIBER_GRACE:
                 self._ledger.drop_waiters(sub.id)
                 del self._subscribers[sub.id]
         self._checked_at = now
+        self._settle(now, deleted=expired)
         self._refresh()
-        self._settle(now)
 
