@@ -48,6 +48,7 @@ from .records import (
     TaskRunInfo,
     TaskRunRecord,
 )
+from .local_calls import local_stub
 from .service import REQUEST_ID_KEY, method_path
 from .settings import get_settings
 
@@ -387,8 +388,9 @@ class UnaryCaller:
 
     def _call(self, call: _Call[T], body: dict[str, Any]) -> T:
         stub = self._stubs.get(call.method)
-        if stub is None:
-            stub = self._stubs[call.method] = self._channel.unary_unary(method_path(call.method))
+        if stub is None:  # the server may run in this process: then it is called directly
+            stub = local_stub(self.target.url, call.method) or self._channel.unary_unary(method_path(call.method))
+            self._stubs[call.method] = stub
         return invoke(
             stub, call, body, self._metadata, timeout=self._timeout, retry_for=self._retry_for,
             error_for=self._error_for,

@@ -28,9 +28,11 @@ import signal
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 import grpc
 
@@ -94,6 +96,7 @@ class StateServer:
         self._closed = threading.Event()
         self._server: grpc.Server | None = None
         self._service: StateService | None = None
+        self._local: dict[str, Callable[[bytes, Any], bytes]] | None = None
         self.storage: Storage | None = None
         self.committer: GroupCommitter | None = None
         self.port = 0
@@ -137,6 +140,18 @@ class StateServer:
             self.sweep()
         threading.Thread(target=self._sweep_loop, name="headwater-sweeper", daemon=True).start()
         return self.url
+
+    def unary_handlers(self) -> dict[str, Callable[[bytes, Any], bytes]]:
+        """The service's unary methods, for clients in this process (`local_calls.py`)."""
+        if self._service is None or self._stopped.is_set():
+            return {}
+        if self._local is None:
+            self._local = self._service.unary_handlers()
+        return self._local
+
+    @property
+    def serving(self) -> bool:
+        return self._service is not None and not self._stopped.is_set()
 
     def stop(self, grace: float = 2.0) -> None:
         """Stop accepting calls, let in-flight ones finish, commit what is queued, close."""

@@ -85,6 +85,18 @@ class StateService:
         self.slots.close()
 
     def generic_handler(self) -> grpc.GenericRpcHandler:
+        handlers = {
+            name: grpc.unary_unary_rpc_method_handler(handle) for name, handle in self.unary_handlers().items()
+        }
+        handlers["SlotGrants"] = grpc.unary_stream_rpc_method_handler(self.slot_grants)
+        handlers["Record"] = grpc.stream_stream_rpc_method_handler(self.record)
+        handlers["RecordBatch"] = grpc.unary_unary_rpc_method_handler(self.record_batch)
+        return grpc.method_handlers_generic_handler(SERVICE_NAME, handlers)
+
+    def unary_handlers(self) -> dict[str, Callable[[bytes, grpc.ServicerContext], bytes]]:
+        """Every unary method as `(request bytes, context) -> reply bytes`, with the checks and
+        error mapping a call through gRPC gets: what the server serves, and what a client in
+        the server's own process calls directly (`local_calls.py`)."""
         unary: dict[str, Handler] = {
             "CreateFlowRun": self.create_flow_run,
             "CreateTaskRun": self.create_task_run,
@@ -100,14 +112,7 @@ class StateService:
         unary.update(self.cache.handlers())
         unary.update(self.slots.handlers())
         writes = _WRITES | CACHE_WRITES | SLOT_WRITES
-        handlers = {
-            name: grpc.unary_unary_rpc_method_handler(self._unary(fn, write=name in writes))
-            for name, fn in unary.items()
-        }
-        handlers["SlotGrants"] = grpc.unary_stream_rpc_method_handler(self.slot_grants)
-        handlers["Record"] = grpc.stream_stream_rpc_method_handler(self.record)
-        handlers["RecordBatch"] = grpc.unary_unary_rpc_method_handler(self.record_batch)
-        return grpc.method_handlers_generic_handler(SERVICE_NAME, handlers)
+        return {name: self._unary(fn, write=name in writes) for name, fn in unary.items()}
 
     # -- plumbing --------------------------------------------------------------------------
 
