@@ -3,11 +3,12 @@
 `function_identity(fn)` returns plain parts for `hashing` to walk:
 
 - its qualified name (not its module's: `python flows.py` and `import flows` agree);
-- the source text when `inspect` can find it (edits, comments and decorator lines count);
-- the code object itself, walked structurally by `hashing` (bytecode, constants, names,
-  nested code objects; never file names or line numbers, so moving a function is no edit).
-  The bytecode is there even when the source is, because two lambdas on one line share
-  their source text;
+- the code object itself, walked structurally by `hashing` (bytecode, constants (the
+  docstring among them), names, nested code objects; never file names or line numbers, so
+  moving a function is no edit). Not the source text: a function that reaches a Dask or
+  Ray worker by value (cloudpickle) has no source there (its code's file name is
+  `<dynamic-code>`), and its key must be the one the flow's process computes. An edit that
+  leaves the bytecode as it was (a comment) is no edit;
 - default argument values;
 - the values of its closure cells, by name: a task built in a loop over different values
   gets a different identity for each (an unhashable closure value makes the key fail, as an
@@ -25,7 +26,6 @@ This module imports nothing of ours: `hashing` calls it, never the other way rou
 from __future__ import annotations
 
 import functools
-import inspect
 import types
 from dataclasses import dataclass
 from typing import Any
@@ -68,10 +68,9 @@ def function_identity(fn: types.FunctionType) -> tuple[Any, ...]:
 
 @dataclass(frozen=True, slots=True)
 class StaticPart:
-    """What cannot change while a function object lives: its names, source and code. Code
-    objects are immutable, so `hashing` hashes this once per code object (the source read then
-    is the one the code was compiled from, even if the file is edited later without a
-    reload); defaults, closure values and globals are hashed on every call."""
+    """What cannot change while a function object lives: its name and code. Code objects are
+    immutable, so `hashing` hashes this once per code object; defaults, closure values and
+    globals are hashed on every call."""
 
     code: types.CodeType
     module: str
@@ -79,19 +78,8 @@ class StaticPart:
 
     def parts(self) -> tuple[Any, ...]:
         # Not the module's name: a script's functions are in `__main__` when run and in their
-        # module when imported, and they compute the same.
-        return (self.qualname, _source_of_code(self.code), self.code)
-
-
-def source_of(fn: types.FunctionType) -> str | None:
-    return _source_of_code(fn.__code__)
-
-
-def _source_of_code(code: types.CodeType) -> str | None:
-    try:
-        return inspect.getsource(code)
-    except (OSError, TypeError):  # built in a REPL, by exec, or from a .pyc alone
-        return None
+        # module when imported, and they compute the same. Not the source: see the module doc.
+        return (self.qualname, self.code)
 
 
 @functools.lru_cache(maxsize=4096)

@@ -390,6 +390,30 @@ async def run_task_async(payload: TaskRunPayload, upstream: Sequence[Any]) -> Ru
     return outcome
 
 
+def answer_from_cache_here(payload: TaskRunPayload, upstream: Sequence[RunOutcome]) -> RunOutcome | None:
+    """For a run about to go to a cluster: if its cache can answer it here, in the flow's
+    process, end it Cached now and return its outcome; None to send it on. Only when its key
+    needs no upstream value (no upstream, or each has a key: lineage) and no key function, and
+    without single flight (whose wait belongs on a worker), so the flow never loads data to
+    look up a key. Spares a hit the cluster's round trip."""
+    cache = payload.task.cache
+    if cache is None or cache.refresh or cache.key_fn is not None:
+        return None
+    if cache.policy is not None and cache.policy.isolation_level == "SERIALIZABLE":
+        return None
+    if any(outcome.cache_key is None for outcome in upstream):
+        return None
+    engine = _TaskRunEngine(payload, upstream)
+    token = task_run_var.set(engine.context())
+    try:
+        # An upstream that did not complete ends the run NotReady here; that is its answer.
+        if engine.upstreams_completed() and not engine.answered_by_cache():
+            return None  # a miss: nothing about the run changed
+    finally:
+        task_run_var.reset(token)
+    return engine.finish()
+
+
 def run_task_now(payload: TaskRunPayload, upstream: Sequence[Any]) -> State:
     """Every attempt of a task run in this thread, sleeping between them: a direct call. A
     run with tags waits here for the slots of those that name a limit (`slots.py`)."""

@@ -26,8 +26,8 @@ from typing import Any
 from uuid import UUID
 
 from ..errors import InvalidTransition, WorkerLost
-from ..runners.base import TaskCall, TaskRunner
-from .engine import RunOutcome, TaskRunPayload, outcome_of
+from ..runners.base import FinishedFuture, TaskCall, TaskRunner
+from .engine import RunOutcome, TaskRunPayload, answer_from_cache_here, outcome_of
 from .futures import RunFuture, TaskFuture
 from .lifecycle import (
     AttemptEnded,
@@ -255,6 +255,8 @@ class TaskScheduler:
                 _record(future, Crashed(message=instruction.reason))  # type: ignore[union-attr]
 
     def _dispatch(self, future: TaskFuture[Any]) -> None:
+        if self._chains and future.slot is None and future.payload.task.cache is not None and self._answered_here(future):
+            return
         if future.task_run.tags:
             if future.slot is slots.WITHDRAWN:
                 return  # granted after the flow cancelled it: it never starts
@@ -282,6 +284,25 @@ class TaskScheduler:
             self._attempt_done(future, runner_future)
         else:
             runner_future.add_done_callback(partial(self._attempt_done, future))
+
+    def _answered_here(self, future: TaskFuture[Any]) -> bool:
+        """A cluster runner's cached run whose key is known here: a hit ends it in the flow's
+        process, without a round trip through the cluster (`answer_from_cache_here`)."""
+        upstream = future.upstream or ()
+        outcomes = []
+        for u in upstream:
+            if not u.done():
+                return False
+            outcome = getattr(u, "outcome", None)
+            outcomes.append(outcome if outcome is not None else outcome_of(u.state))
+        try:
+            outcome = answer_from_cache_here(future.payload, outcomes)
+        except Exception:  # the cache could not answer here: the worker asks it again
+            return False
+        if outcome is None:
+            return False
+        self._attempt_done(future, FinishedFuture(future.run_id, outcome))
+        return True
 
     def _wait_for_slots(self, future: TaskFuture[Any]) -> bool:
         """Ask for a slot of each limited tag of a run about to be handed over, without

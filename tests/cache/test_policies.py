@@ -216,3 +216,16 @@ def test_task_source_is_stable_across_processes() -> None:
         env={**os.environ, "PYTHONHASHSEED": "99"},
     )  # fmt: skip
     assert out.stdout.strip() == source_key(scaled)
+
+
+def test_a_function_shipped_by_value_keeps_its_key() -> None:
+    # cloudpickle ships a function its worker cannot import by value, with no file name and so
+    # no source there: the key must not depend on the source.
+    import cloudpickle
+
+    def local(x: int) -> int:
+        return x * SCALE
+
+    shipped = cloudpickle.loads(cloudpickle.dumps(local))
+    assert shipped.__code__.co_filename == "<dynamic-code>"
+    assert source_key(shipped) == source_key(local)
