@@ -106,10 +106,8 @@ class RemoteStore(UnaryCaller):
         timeout: float = 30.0,
         retry_for: float = 30.0,
     ) -> None:
-        """`target` is a `Target`, or a URL resolved like `StateClient`'s (None:
-        `HEADWATER_API_URL`, with `HEADWATER_API_TOKEN` and `HEADWATER_API_TLS_CA`)."""
-        resolved = target if isinstance(target, Target) else Target.resolve(target, token, tls_ca)
-        super().__init__(resolved, timeout=timeout, retry_for=retry_for)
+        """`target` is a `Target` or a URL, resolved as `UnaryCaller` says."""
+        super().__init__(target, token=token, tls_ca=tls_ca, timeout=timeout, retry_for=retry_for)
         self._store_id: str | None = None
 
     @property

@@ -370,8 +370,18 @@ class UnaryCaller:
     #: how a refused call's status and details become the error raised (`invoke`)
     _error_for: Callable[[grpc.StatusCode, str], Exception] = staticmethod(error_for_status)
 
-    def __init__(self, target: Target, *, timeout: float, retry_for: float) -> None:
-        self.target = target
+    def __init__(
+        self,
+        target: Target | str | None,
+        *,
+        token: str | None = None,
+        tls_ca: Path | None = None,
+        timeout: float,
+        retry_for: float,
+    ) -> None:
+        """`target` is a `Target`, or a URL resolved with `token` and `tls_ca` (None:
+        `HEADWATER_API_URL`, with `HEADWATER_API_TOKEN` and `HEADWATER_API_TLS_CA`)."""
+        self.target = target = target if isinstance(target, Target) else Target.resolve(target, token, tls_ca)
         self._channel = target.channel()
         self._metadata = target.metadata()
         self._timeout, self._retry_for = timeout, retry_for
@@ -409,7 +419,7 @@ class StateClient(UnaryCaller):
         timeout: float = 10.0,
         retry_for: float = 30.0,
     ) -> None:
-        super().__init__(Target.resolve(url, token, tls_ca), timeout=timeout, retry_for=retry_for)
+        super().__init__(url, token=token, tls_ca=tls_ca, timeout=timeout, retry_for=retry_for)
 
     def create_flow_run(self, rec: FlowRunRecord) -> None:
         return self._call(CREATE_FLOW_RUN, codec.flow_run_body(rec))

@@ -90,9 +90,8 @@ class SlotClient(UnaryCaller):
         retry_for: float = 30.0,
         lease_seconds: float = 30.0,
     ) -> None:
-        """`target` is a `Target` or a URL (None: `HEADWATER_API_URL`, with its token and CA)."""
-        resolved = target if isinstance(target, Target) else Target.resolve(target, token, tls_ca)
-        super().__init__(resolved, timeout=timeout, retry_for=retry_for)
+        """`target` is a `Target` or a URL, resolved as `UnaryCaller` says."""
+        super().__init__(target, token=token, tls_ca=tls_ca, timeout=timeout, retry_for=retry_for)
         if not lease_seconds > 0:
             raise ValueError(f"lease_seconds must be positive, not {lease_seconds!r}")
         self.lease_seconds = float(lease_seconds)

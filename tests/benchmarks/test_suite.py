@@ -172,6 +172,16 @@ def check_dask_and_ray_targets(document: dict[str, Any]) -> None:
             assert added < moved_mib / 2, f"{workload['name']}: the flow process gained {added:.0f} MiB"
 
 
+def assert_every_row_ran(workloads: dict[str, Any]) -> None:
+    """No baseline and no row of `workloads` failed, and each row has its headline figure."""
+    for workload in workloads.values():
+        for name, baseline in workload["baselines"].items():
+            assert baseline["error"] is None, f"{workload['name']} {name}: {baseline['error']}"
+        for row in workload["rows"]:
+            assert row["error"] is None, f"{workload['name']} {row['runner']}: {row['error']}"
+            assert FIGURE_STATS <= set(row["figures"][workload["headline"]])
+
+
 CACHE_WORKLOADS = {"cache-hit", "cache-hash", "cache-hash-large", "cache-rerun"}
 
 
@@ -191,12 +201,7 @@ def test_cache_workloads_run_at_tiny_size(tmp_path: Path) -> None:
     assert {"cold_s", "rerun_s", "rerun_over_cold"} <= {
         spec["key"] for spec in workloads["cache-rerun"]["figure_specs"]
     }
-    for workload in workloads.values():
-        for name, baseline in workload["baselines"].items():
-            assert baseline["error"] is None, f"{workload['name']} {name}: {baseline['error']}"
-        for row in workload["rows"]:
-            assert row["error"] is None, f"{workload['name']} {row['runner']}: {row['error']}"
-            assert FIGURE_STATS <= set(row["figures"][workload["headline"]])
+    assert_every_row_ran(workloads)
 
 
 SLOT_WORKLOADS = {"slots-pairs", "slots-flow", "slots-handoff", "slots-ideal"}
@@ -222,9 +227,4 @@ def test_slot_workloads_run_at_tiny_size(tmp_path: Path) -> None:
         spec["key"] for spec in workloads["slots-flow"]["figure_specs"]
     }
     assert {"p50_ms", "p99_ms"} <= {spec["key"] for spec in workloads["slots-handoff"]["figure_specs"]}
-    for workload in workloads.values():
-        for name, baseline in workload["baselines"].items():
-            assert baseline["error"] is None, f"{workload['name']} {name}: {baseline['error']}"
-        for row in workload["rows"]:
-            assert row["error"] is None, f"{workload['name']} {row['runner']}: {row['error']}"
-            assert FIGURE_STATS <= set(row["figures"][workload["headline"]])
+    assert_every_row_ran(workloads)
