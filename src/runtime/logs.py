@@ -3,12 +3,18 @@
 Every record from a run logger carries `flow_run_id`, `task_run_id`, `flow_run_name` and
 `task_run_name` attributes. If the application configured no logging, headwater adds one
 console handler to the `headwater` logger, so a flow shows its progress out of the box.
+
+The `headwater` logger logs at `HEADWATER_LOG_LEVEL` (INFO when unset) whatever the root
+logger's level, as Prefect's run loggers do: a program (or a pytest session) that set the
+root to WARNING still gets its runs' INFO lines, and its own handlers still see them
+(records propagate). A level set on the `headwater` logger by the application stands.
 """
 
 from __future__ import annotations
 
 import builtins
 import logging
+import os
 import sys
 import threading
 from typing import Any
@@ -41,8 +47,22 @@ class _RunFormatter(logging.Formatter):
         return super().format(record)
 
 
+def run_log_level() -> int:
+    """`HEADWATER_LOG_LEVEL` as a logging level (INFO when unset); a value that is not a
+    level is an error naming the variable and the levels there are."""
+    name = os.environ.get("HEADWATER_LOG_LEVEL", "").strip().upper() or "INFO"
+    level = logging.getLevelNamesMapping().get(name)
+    if level is None or name == "NOTSET":
+        raise ValueError(
+            f"HEADWATER_LOG_LEVEL={name!r} is not a log level; use one of DEBUG, INFO, WARNING, "
+            "ERROR, CRITICAL"
+        )
+    return level
+
+
 def ensure_console_logging() -> None:
-    """Add the console handler unless the application configured logging itself."""
+    """Set the `headwater` logger's level (unless the application did), and add the console
+    handler unless the application configured logging itself."""
     global _console_ready
     if _console_ready:
         return
@@ -50,12 +70,12 @@ def ensure_console_logging() -> None:
         if _console_ready:
             return
         root = logging.getLogger("headwater")
+        if root.level == logging.NOTSET:
+            root.setLevel(run_log_level())
         if not root.handlers and not logging.getLogger().handlers:
             handler = logging.StreamHandler(sys.stderr)
             handler.setFormatter(_RunFormatter())
             root.addHandler(handler)
-            if root.level == logging.NOTSET:
-                root.setLevel(logging.INFO)
         _console_ready = True
 
 

@@ -22,6 +22,7 @@ from .arguments import extract_upstream, unmapped
 from .context import current_services, flow_run_var, task_run_var
 from .engine import RunOutcome, TaskRunPayload, jittered, outcome_of, run_task_now, run_task_now_async
 from .futures import FutureList, RunFuture, TaskFuture
+from .logs import enable_log_prints
 from .runs import TaskRun, new_run_id, set_state
 from .states import Pending, State
 from .submission import current_scheduler
@@ -122,6 +123,8 @@ class Task(Generic[P, R]):
         self.crash_retries = crash_retries
         self.timeout_seconds = timeout_seconds
         self.log_prints = log_prints
+        if log_prints:  # a task's own log_prints works whatever its flow says (and on workers)
+            enable_log_prints()
         self.task_run_name = task_run_name
         self.on_completion = list(on_completion or ())
         self.on_failure = list(on_failure or ())
