@@ -447,6 +447,10 @@ class Storage:
 
     # -- reads (any thread) ----------------------------------------------------------------
 
+    def reader(self) -> sqlite3.Connection:
+        """This thread's read-only connection (for readers of other tables, `log_store.py`)."""
+        return self._reader()
+
     def _reader(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
