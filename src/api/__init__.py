@@ -39,6 +39,9 @@ from .recorder import recorder_for as recorder_for
 from .recorder import recorder_target as recorder_target
 from .recorder import reset_recorder as reset_recorder
 from .recorder import worker_environment as worker_environment
+from .log_records import LogLine as LogLine
+from .log_records import LogPage as LogPage
+from .log_records import LogRecord as LogRecord
 from .records import HEARTBEAT_INTERVAL as HEARTBEAT_INTERVAL
 from .records import FlowRunInfo as FlowRunInfo
 from .records import FlowRunRecord as FlowRunRecord
@@ -71,6 +74,9 @@ __all__ = [
     "HolderInfo",
     "InvalidPayload",
     "Lease",
+    "LogLine",
+    "LogPage",
+    "LogRecord",
     "LimitInfo",
     "LimitNotFound",
     "PayloadTooLarge",

@@ -25,7 +25,7 @@ from __future__ import annotations
 import random
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generic, TypeVar
@@ -49,6 +49,8 @@ from .records import (
     TaskRunRecord,
 )
 from .local_calls import local_stub
+from .log_client import follow, follow_async, read_logs_body
+from .log_records import LogLine, LogPage
 from .service import REQUEST_ID_KEY, method_path
 from .settings import get_settings
 
@@ -213,6 +215,7 @@ READ_TASK_RUN = _Call("ReadTaskRun", m.TaskRunOut, codec.task_run_info)
 LIST_FLOW_RUNS = _Call("ListFlowRuns", m.FlowRunsOut, _runs)
 LIST_TASK_RUNS = _Call("ListTaskRuns", m.TaskRunsOut, _tasks)
 READ_HISTORY = _Call("ReadHistory", m.StatesOut, _states)
+READ_LOGS = _Call("ReadLogs", m.LogsOut, codec.log_page)
 
 
 class _Backoff:
@@ -453,6 +456,29 @@ class StateClient(UnaryCaller):
     def read_history(self, run_id: UUID) -> list[StateInfo]:
         return self._call(READ_HISTORY, {"run_id": run_id.bytes})
 
+    def read_logs(
+        self, run_id: UUID | str, *, level: int | str | None = None, task: str | None = None,
+        after_seq: int | None = None, limit: int = 1000, tail: bool = False,
+    ) -> LogPage:
+        """A page of a flow run's log lines (its task runs' and subflows' included) or a task
+        run's, oldest first; `level` a number or name (lines at it or above), `task` a task's
+        or task run's name; `tail`: the last `limit` lines. Next page: `after_seq=page.next_seq`."""
+        return self._call(READ_LOGS, read_logs_body(run_id, level, task, after_seq, limit, tail))
+
+    def follow_logs(
+        self, run_id: UUID | str, *, level: int | str | None = None, task: str | None = None,
+        after_seq: int | None = None,
+    ) -> Iterator[LogLine]:
+        """The run's lines as they are committed (those already stored first), until the run
+        is in a final state; pushed by the server (`FollowLogs`), never polled."""
+        stream = self._channel.unary_stream(method_path("FollowLogs"))
+
+        def open_stream(request: bytes) -> Iterator[bytes]:
+            return stream(request, metadata=self._metadata)  # type: ignore[no-any-return]
+
+        return follow(open_stream, run_id, level=level, task=task, after_seq=after_seq,
+                      retry_for=self._retry_for)
+
 
 class AsyncStateClient:
     """The same methods as `StateClient`, awaited; runs on asyncio (grpc.aio), e.g. via anyio."""
@@ -529,3 +555,23 @@ class AsyncStateClient:
 
     async def read_history(self, run_id: UUID) -> list[StateInfo]:
         return await self._call(READ_HISTORY, {"run_id": run_id.bytes})
+
+    async def read_logs(
+        self, run_id: UUID | str, *, level: int | str | None = None, task: str | None = None,
+        after_seq: int | None = None, limit: int = 1000, tail: bool = False,
+    ) -> LogPage:
+        """See `StateClient.read_logs`."""
+        return await self._call(READ_LOGS, read_logs_body(run_id, level, task, after_seq, limit, tail))
+
+    def follow_logs(
+        self, run_id: UUID | str, *, level: int | str | None = None, task: str | None = None,
+        after_seq: int | None = None,
+    ) -> AsyncIterator[LogLine]:
+        """See `StateClient.follow_logs`; iterate with `async for`."""
+        stream = self._channel.unary_stream(method_path("FollowLogs"))
+
+        def open_stream(request: bytes) -> Any:
+            return stream(request, metadata=self._metadata)
+
+        return follow_async(open_stream, run_id, level=level, task=task, after_seq=after_seq,
+                            retry_for=self._retry_for)

@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from ..cache.entries import Entry, RunNote, Stats
 from . import models as m
 from .errors import InvalidPayload, PayloadTooLarge
+from .log_records import LogLine, LogPage, LogRecord
 from .records import (
     Batch,
     BatchResult,
@@ -257,7 +258,8 @@ def task_run_info(out: m.TaskRunOut) -> TaskRunInfo:
 
 
 def batch_body(seq: int, batch: Batch) -> bytes:
-    """One recorder batch as `[seq, flows, tasks, states, heartbeats]` of positional rows.
+    """One recorder batch as `[seq, flows, tasks, states, heartbeats, logs]` of positional
+    rows; `logs` only when there are log lines (a server before schema v6 takes the rest).
 
     Over-long names and tags are cut here: one odd record must not get a whole batch refused.
     """
@@ -278,13 +280,23 @@ def batch_body(seq: int, batch: Batch) -> bytes:
          _clamp_message(s.message), float(s.timestamp), s.transition_id.bytes, s.retry)
         for s in batch.states
     ]
-    return pack((seq, flows, tasks, states, [h.bytes for h in batch.heartbeats]))
+    beats = [h.bytes for h in batch.heartbeats]
+    if not batch.logs:
+        return pack((seq, flows, tasks, states, beats))
+    logs = [
+        (r.flow_run_id.bytes, _b(r.task_run_id), int(r.level), float(r.timestamp), _n(r.logger),
+         r.message, r.exception)
+        for r in batch.logs
+    ]
+    return pack((seq, flows, tasks, states, beats, logs))
 
 
 def decode_batch(data: bytes) -> tuple[int, Batch]:
     obj = unpack(data, max_bytes=MAX_BATCH_BYTES)
-    if not isinstance(obj, list) or len(obj) != len(m.RecordBatchIn.FIELDS):
-        raise InvalidPayload("RecordBatchIn: expected an array [seq, flows, tasks, states, heartbeats]")
+    if not isinstance(obj, list) or len(obj) not in (5, 6):
+        raise InvalidPayload(
+            "RecordBatchIn: expected an array [seq, flows, tasks, states, heartbeats, logs?]"
+        )
     body = validate(m.RecordBatchIn, dict(zip(m.RecordBatchIn.FIELDS, obj)))
     # r[8:] / r[7:]: where the run is; absent from a client before schema v4 (the defaults).
     flows = tuple(
@@ -305,7 +317,10 @@ def decode_batch(data: bytes) -> tuple[int, Batch]:
         for r in body.states
     )
     beats = tuple(UUID(bytes=h) for h in body.heartbeats)
-    return body.seq, Batch(flows, tasks, states, beats)
+    logs = tuple(
+        LogRecord(UUID(bytes=r[0]), _u(r[1]), r[2], r[3], r[4], r[5], r[6]) for r in body.logs
+    )
+    return body.seq, Batch(flows, tasks, states, beats, logs)
 
 
 def ack_body(seq: int, result: BatchResult) -> bytes:
@@ -327,6 +342,30 @@ def decode_ack(data: bytes) -> tuple[int, BatchResult]:
     )
     unstored = tuple(Unstorable(UUID(bytes=run), reason) for run, reason in ack.unstored)
     return ack.seq, BatchResult(ack.applied, rejections, unstored)
+
+
+# -- run logs: pages and stream messages --------------------------------------------------------
+
+
+def log_page_body(page: LogPage) -> dict[str, Any]:
+    lines = [
+        {
+            "seq": ln.seq, "flow_run_id": ln.flow_run_id.bytes, "task_run_id": _b(ln.task_run_id),
+            "label": ln.label, "level": ln.level, "timestamp": ln.timestamp, "logger": ln.logger,
+            "message": ln.message, "exception": ln.exception,
+        }
+        for ln in page.lines
+    ]
+    return {"lines": lines, "next_seq": page.next_seq}
+
+
+def log_page(out: m.LogsOut) -> LogPage:
+    lines = tuple(
+        LogLine(ln.seq, UUID(bytes=ln.flow_run_id), _u(ln.task_run_id), ln.label, ln.level,
+                ln.timestamp, ln.logger, ln.message, ln.exception)
+        for ln in out.lines
+    )
+    return LogPage(lines, out.next_seq)
 
 
 def uuid_of(value: bytes) -> UUID:

@@ -5,6 +5,10 @@ a `Future[BatchResult]`. The committer thread takes whatever is queued (up to `m
 batches), applies it in one SQLite transaction and completes every future only after COMMIT,
 so an acknowledgement always means committed. Under load the groups grow by themselves: while
 one transaction commits, the next group queues up.
+
+After each commit the committer calls its listeners (`add_listener`), on its own thread, so
+readers that wait for new rows (a `FollowLogs` stream) are woken by the commit itself instead
+of polling; a listener must be quick and must not raise.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future
 
 from .errors import StorageError
@@ -35,6 +40,7 @@ class GroupCommitter:
         )
         self._closed = False
         self.commits = 0
+        self._listeners: list[Callable[[], None]] = []
         self._thread = threading.Thread(target=self._run, name="headwater-committer", daemon=True)
         self._thread.start()
 
@@ -46,6 +52,10 @@ class GroupCommitter:
         else:
             self._queue.put((batch, fut))
         return fut
+
+    def add_listener(self, listener: Callable[[], None]) -> None:
+        """Call `listener()` after every commit (on the committer thread)."""
+        self._listeners.append(listener)
 
     def apply(self, batch: Batch, timeout: float | None = 30.0) -> BatchResult:
         """Submit and wait: the synchronous form used by unary calls."""
@@ -95,6 +105,11 @@ class GroupCommitter:
                 fut.set_exception(exc)
             return
         self.commits += 1
+        for listener in self._listeners:
+            try:
+                listener()
+            except Exception:  # a reader's bug must not stop the single writer
+                log.exception("commit listener failed")
         for (_, fut), result in zip(group, results):
             if isinstance(result, Exception):
                 fut.set_exception(result)

@@ -12,6 +12,8 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StrictBytes, StrictStr
 
+from .log_records import MARKER_ROOM, MAX_LOG_BYTES
+
 # Limits, all in one place; `codec.py` adds the byte limits on whole messages.
 MAX_NAME = 1_000
 MAX_MESSAGE = 64 * 1024
@@ -136,18 +138,50 @@ TaskRow = Annotated[
     Field(union_mode="left_to_right"),
 ]
 StateRow = tuple[Uuid16, Literal[0, 1], Name, Name, Message | None, Timestamp, Uuid16, StrictBool]
+# Log lines (`log_records.py`): a message or traceback is at most MAX_LOG_BYTES bytes (so at
+# most that many characters) plus the truncation marker, cut by the recording process.
+LogText = Annotated[StrictStr, Field(max_length=MAX_LOG_BYTES + MARKER_ROOM)]
+Level = Annotated[int, Field(strict=True, ge=0, le=2**31 - 1)]
+#: [flow_run_id, task_run_id, level, timestamp, logger, message, exception]
+LogRow = tuple[Uuid16, Uuid16 | None, Level, Timestamp, Name, LogText, LogText | None]
 
 
 class RecordBatchIn(Wire):
-    """One recorder batch: `[seq, flows, tasks, states, heartbeats]` on the wire."""
+    """One recorder batch: `[seq, flows, tasks, states, heartbeats, logs?]` on the wire (a
+    batch without log lines leaves `logs` out, as clients before schema v6 do)."""
 
-    FIELDS: ClassVar[tuple[str, ...]] = ("seq", "flows", "tasks", "states", "heartbeats")
+    FIELDS: ClassVar[tuple[str, ...]] = ("seq", "flows", "tasks", "states", "heartbeats", "logs")
 
     seq: Annotated[int, Field(strict=True, ge=0)]
     flows: Annotated[list[FlowRow], Field(max_length=MAX_BATCH_ITEMS)]
     tasks: Annotated[list[TaskRow], Field(max_length=MAX_BATCH_ITEMS)]
     states: Annotated[list[StateRow], Field(max_length=MAX_BATCH_ITEMS)]
     heartbeats: Annotated[list[Uuid16], Field(max_length=MAX_BATCH_ITEMS)]
+    logs: Annotated[list[LogRow], Field(max_length=MAX_BATCH_ITEMS)] = []
+
+
+RunIdent = Annotated[StrictStr, Field(min_length=1, max_length=36)]
+SeqNumber = Annotated[int, Field(strict=True, ge=0, le=2**63 - 1)]
+
+
+class ReadLogsIn(Wire):
+    """`ReadLogs`: a flow or task run by id or unique prefix; lines after `after_seq`."""
+
+    run_id: RunIdent
+    min_level: Level = 0
+    task: Name | None = None
+    after_seq: SeqNumber = 0
+    limit: Annotated[int, Field(strict=True, ge=1, le=MAX_LIST)] = 1000
+    tail: StrictBool = False
+
+
+class FollowLogsIn(Wire):
+    """`FollowLogs`: the same run and filters, streamed until the run ends."""
+
+    run_id: RunIdent
+    min_level: Level = 0
+    task: Name | None = None
+    after_seq: SeqNumber = 0
 
 
 # The result cache's requests (`cache_service.py`). Keys are the hex digests cache policies
@@ -465,3 +499,22 @@ class SlotPush(Wire):
     limits: list[StrictStr] | None = None
     grant: PushedGrant | None = None
     error: PushedError | None = None
+
+
+class LogLineOut(Wire):
+    seq: int
+    flow_run_id: Uuid16
+    task_run_id: Uuid16 | None
+    label: StrictStr | None
+    level: int
+    timestamp: float
+    logger: StrictStr
+    message: StrictStr
+    exception: StrictStr | None
+
+
+class LogsOut(Wire):
+    """A page of `ReadLogs`, and each message of a `FollowLogs` stream."""
+
+    lines: list[LogLineOut]
+    next_seq: int

@@ -10,6 +10,12 @@ ships them over a sink; with none it sleeps until a producer wakes it. Sinks:
 - `_GrpcSink`: one unary `RecordBatch` call per batch to a remote server, acknowledged after
   it is committed; no call, and no server thread, while the process idles.
 
+Log lines (`log`) go to a bounded buffer of their own (`log_buffer.py`): a log storm drops
+and counts records instead of stalling tasks or growing memory, and is told by a WARNING
+record per flow run. Log lines travel in batches of their own, formed before the states of
+the same pass (so a run's lines reach the server before its final state), and a lost log
+batch is counted and told, never a `RecordingError`.
+
 Ordering: one FIFO, so a run's records reach the server in the order this process produced
 them, create-run records before any state that follows them. Batches are acknowledged in
 order; `flush()` puts a marker in the FIFO and waits until every batch before it is resolved.
@@ -53,6 +59,8 @@ from ..errors import FlushTimeout, RecordingError
 from . import codec
 from .client import Target, preflight
 from .committer import GroupCommitter
+from .log_buffer import LogBuffer
+from .log_records import LogRecord
 from .records import (
     Batch,
     BatchResult,
@@ -204,6 +212,8 @@ class RecorderStatistics:
     rejected_states: int
     dropped_runs: int
     connected: bool
+    #: Log records dropped (buffer full, or their batch lost); see `log_buffer.py`.
+    dropped_logs: int = 0
 
 
 class Recorder:
@@ -218,8 +228,10 @@ class Recorder:
         max_buffered: int = 1_000_000,
         max_batch: int = 10_000,
         window: int | None = None,
+        max_logs_buffered: int = 100_000,
     ) -> None:
         self._sink = sink
+        self._logs = LogBuffer(max_logs_buffered)
         self._interval, self._grace = interval, grace
         # Batches in flight at once: what the sink allows (1 keeps a unary sink in order), else 4.
         if window is None:
@@ -272,6 +284,12 @@ class Recorder:
         if self._asleep:
             self._wake.set()
 
+    def log(self, record: LogRecord) -> None:
+        """Buffer one log line of a run; dropped and counted when the log buffer is full."""
+        self._logs.append(record)
+        if self._asleep:
+            self._wake.set()
+
     # -- waiting ---------------------------------------------------------------------------
 
     def flush(self, timeout: float | None = None, *, runs: Iterable[UUID] | None = None) -> None:
@@ -288,6 +306,7 @@ class Recorder:
         if threading.current_thread() is self._thread:
             raise RuntimeError("flush() called from the recorder's own thread")
         marker = _Marker(runs=None if runs is None else frozenset(runs))
+        self._logs.tell_at_next_take()
         self._append(marker)
         self._wake.set()
         if not marker.event.wait(timeout):
@@ -317,7 +336,7 @@ class Recorder:
             queued=len(self._fifo), unacknowledged_batches=len(self._pending),
             acknowledged_batches=c["acked"], applied_states=c["applied"],
             rejected_states=c["rejected"], dropped_runs=c["dropped"],
-            connected=self._open and self._down_since is None,
+            connected=self._open and self._down_since is None, dropped_logs=self._logs.dropped,
         )
 
     def _unacknowledged_runs(self) -> set[UUID]:
@@ -353,7 +372,10 @@ class Recorder:
                 log.exception("recorder step failed; will retry")
 
     def _idle(self) -> bool:
-        return not (self._fifo or self._pending or self._markers) and self._events.empty()
+        return (
+            not (self._fifo or self._pending or self._markers or self._logs.waiting())
+            and self._events.empty()
+        )
 
     def _step(self, now: float) -> None:
         self._handle_events(now)
@@ -367,14 +389,18 @@ class Recorder:
         self._complete_markers()
 
     def _drain(self, now: float) -> None:
+        # This pass takes the records in the FIFO now and, first, every log line buffered
+        # now: a line written before one of those records is among them, so a run's lines
+        # are committed before its final state (a follower stops at that state).
+        todo = len(self._fifo)
+        for logs in self._logs.take(now, self._max_batch):
+            self._pending[self._next_seq] = _Pending(self._next_seq, Batch(logs=logs), now)
+            self._next_seq += 1
         rows: tuple[list[Any], ...] = ([], [], [], [])
         count, pop, owner = 0, self._fifo.popleft, self._owner
         kinds = {FlowRunRecord: 0, TaskRunRecord: 1, StateRecord: 2, Heartbeat: 3}
-        while True:
-            try:
-                item = pop()
-            except IndexError:
-                break
+        for _ in range(todo):
+            item = pop()
             kind = kinds.get(type(item))
             if kind is None:  # a flush marker: it waits for everything formed so far
                 self._form(rows, now)
@@ -455,6 +481,8 @@ class Recorder:
             self._lose({u.run_id for u in result.unstored}, reason)
         if p is not None:
             self._forget_finished(p.batch)
+            if p.batch.logs:
+                self._logs.resolved(len(p.batch.logs))
         self._counts["acked"] += 1
         self._counts["applied"] += result.applied
         if result.rejections:
@@ -483,9 +511,10 @@ class Recorder:
         self._backoff = min(self._backoff * 2, 1.0)
 
     def _expire(self, now: float) -> None:
-        buffered = sum(len(p.batch) for p in self._pending.values())
+        # Log lines have their own bound (`LogBuffer`): they never push out a state.
+        buffered = sum(len(p.batch) - len(p.batch.logs) for p in self._pending.values())
         for p in list(self._pending.values()):
-            if buffered > self._max_buffered:
+            if buffered > self._max_buffered and len(p.batch) > len(p.batch.logs):
                 buffered -= len(p.batch)
                 self._fail(p, f"recorder buffer over {self._max_buffered} records")
             elif self._down_since is not None and now - max(self._down_since, p.created) > self._grace:
@@ -494,6 +523,10 @@ class Recorder:
     def _fail(self, p: _Pending, reason: str) -> None:
         del self._pending[p.seq]
         batch = p.batch
+        if batch.logs:  # counted and told, never a loss of the runs (module docstring)
+            self._logs.lost(batch.logs, reason)
+            if len(batch) == len(batch.logs):
+                return
         runs = {r.id for r in batch.flows} | {r.id for r in batch.tasks}
         runs |= {s.run_id for s in batch.states}  # a lost heartbeat loses no record
         log.error("dropped %d records of %d runs: %s", len(batch), len(runs), reason)
@@ -630,6 +663,7 @@ def recorder_for(target: RecorderTarget) -> tuple[Recorder, bool]:
                 sink,
                 grace=settings.recorder_grace_seconds,
                 max_buffered=settings.recorder_max_buffered,
+                max_logs_buffered=settings.logs_max_buffered,
             )
             if not _foreign and _recorder is None:
                 atexit.register(_shutdown_at_exit)
@@ -673,7 +707,10 @@ def _set_owner_locked() -> None:
 def _create_recorder_locked() -> None:
     global _recorder, _target, _embedded
     settings = get_settings()
-    options = {"grace": settings.recorder_grace_seconds, "max_buffered": settings.recorder_max_buffered}
+    options = {
+        "grace": settings.recorder_grace_seconds, "max_buffered": settings.recorder_max_buffered,
+        "max_logs_buffered": settings.logs_max_buffered,
+    }
     if settings.api_url:
         target = Target.resolve(settings.api_url, settings.api_token, settings.api_tls_ca)
         preflight(target, settings.api_connect_timeout_seconds)

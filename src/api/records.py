@@ -19,6 +19,8 @@ from types import MappingProxyType
 from typing import Any, Literal, NamedTuple
 from uuid import UUID
 
+from .log_records import LogRecord
+
 RunKind = Literal["flow", "task"]
 
 #: The shared, read-only default of `TaskRunRecord.upstream`.
@@ -185,15 +187,19 @@ class BatchResult:
 
 @dataclass(frozen=True, slots=True)
 class Batch:
-    """Records committed together: runs first, then states in the order they were produced."""
+    """Records committed together: runs first, then states in the order they were produced,
+    then log lines (`log_records.py`). The recorder ships logs in batches of their own, so a
+    batch of logs the server refuses never takes a state with it."""
 
     flows: tuple[FlowRunRecord, ...] = ()
     tasks: tuple[TaskRunRecord, ...] = ()
     states: tuple[StateRecord, ...] = ()
     heartbeats: tuple[UUID, ...] = ()
+    logs: tuple[LogRecord, ...] = ()
 
     def __len__(self) -> int:
-        return len(self.flows) + len(self.tasks) + len(self.states) + len(self.heartbeats)
+        return (len(self.flows) + len(self.tasks) + len(self.states) + len(self.heartbeats)
+                + len(self.logs))
 
     def run_ids(self) -> set[UUID]:
         """Every run this batch touches, for naming unrecorded runs in errors."""
@@ -215,7 +221,10 @@ class Batch:
         flows = tuple(r for r in self.flows if keep(r, _flow_problem(r)))
         tasks = tuple(r for r in self.tasks if keep(r, _task_problem(r)))
         states = tuple(r for r in self.states if keep(r, _state_problem(r)))
-        return Batch(flows, tasks, states, self.heartbeats), tuple(bad)
+        # A log line that cannot be stored is left out without naming its run: logs are never
+        # a reason to fail a flow's recording (`admit_log` makes this rare in the first place).
+        logs = tuple(r for r in self.logs if _log_problem(r) is None)
+        return Batch(flows, tasks, states, self.heartbeats, logs), tuple(bad)
 
 
 def _text_problem(where: str, field: str, value: Any) -> str | None:
@@ -266,4 +275,12 @@ def _state_problem(s: StateRecord) -> str | None:
     problem = _text_problem(where, "type", s.type) or _text_problem(where, "name", s.name)
     if problem is None and s.message is not None:
         problem = _text_problem(where, "message", s.message)
+    return problem
+
+
+def _log_problem(r: LogRecord) -> str | None:
+    where = f"log line of flow run {r.flow_run_id}"
+    problem = _text_problem(where, "logger", r.logger) or _text_problem(where, "message", r.message)
+    if problem is None and r.exception is not None:
+        problem = _text_problem(where, "exception", r.exception)
     return problem

@@ -121,8 +121,18 @@ CREATE TABLE concurrency_changes (generation INTEGER NOT NULL);
 INSERT INTO concurrency_changes (generation) VALUES (0);
 """
 
+# v6: run logs (`log_store.py`). `seq` is the commit order, which readers page and follow by;
+# lines are read per flow run from a seq on, hence the index on (flow_run_id, seq).
+_V6 = """
+CREATE TABLE logs (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, flow_run_id BLOB, task_run_id BLOB, level INT,
+    timestamp REAL, logger TEXT, message TEXT, exception TEXT
+);
+CREATE INDEX logs_by_flow_run ON logs (flow_run_id, seq);
+"""
+
 #: MIGRATIONS[i] upgrades a database from version i to version i + 1.
-MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4, _V5)
+MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4, _V5, _V6)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -163,6 +163,7 @@ class StateServer:
             done = self._server.stop(grace)
             if self._service is not None:
                 self._service.slots.end_streams()  # they never end by themselves
+                self._service.logs.end_streams()
             done.wait(grace + 1)
         if self._service is not None:
             self._service.close()

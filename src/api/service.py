@@ -11,7 +11,8 @@ for the stream's whole life) is still served for clients that use it.
 The result cache's calls (`Cache*`) are served by `cache_service.CacheService`, over the
 store in the service's home, and the concurrency slot calls (limits, `Acquire`, `Renew`,
 `Release`, the `SlotGrants` stream) by `slot_service.SlotService`, over the same database,
-both with the same authorization and error mapping.
+both with the same authorization and error mapping. Run logs (`ReadLogs`, the `FollowLogs`
+stream) are read by `log_service.LogService`, which the committer wakes after each commit.
 
 Every handler runs inside `_guarded`, so a bad request gets a status naming what is wrong
 (via `errors.status_code_for`, the one mapping) and never disturbs other callers.
@@ -37,6 +38,7 @@ from . import models as m
 from .cache_service import CACHE_WRITES, CacheService
 from .committer import GroupCommitter
 from .dbfile import storage_error
+from .log_service import LogService
 from .errors import ServiceUnavailable, TransitionRejected, Unauthenticated, is_sent_as_is, status_code_for
 from .records import Batch, BatchResult
 from .slot_service import SLOT_WRITES, SlotService
@@ -77,6 +79,8 @@ class StateService:
         # The result cache lives beside the database unless told otherwise.
         self.cache = CacheService(home if home is not None else storage.path.parent)
         self.slots = SlotService(storage.path, synchronous=synchronous)
+        self.logs = LogService(storage)
+        committer.add_listener(self.logs.notify)
 
     def close(self) -> None:
         """Close what the service opened itself (the result cache, if a call opened it, and
@@ -89,6 +93,7 @@ class StateService:
             name: grpc.unary_unary_rpc_method_handler(handle) for name, handle in self.unary_handlers().items()
         }
         handlers["SlotGrants"] = grpc.unary_stream_rpc_method_handler(self.slot_grants)
+        handlers["FollowLogs"] = grpc.unary_stream_rpc_method_handler(self.follow_logs)
         handlers["Record"] = grpc.stream_stream_rpc_method_handler(self.record)
         handlers["RecordBatch"] = grpc.unary_unary_rpc_method_handler(self.record_batch)
         return grpc.method_handlers_generic_handler(SERVICE_NAME, handlers)
@@ -111,6 +116,7 @@ class StateService:
         }
         unary.update(self.cache.handlers())
         unary.update(self.slots.handlers())
+        unary.update(self.logs.handlers())
         writes = _WRITES | CACHE_WRITES | SLOT_WRITES
         return {name: self._unary(fn, write=name in writes) for name, fn in unary.items()}
 
@@ -212,6 +218,12 @@ class StateService:
         with _guarded(context):
             self._authorize(context)
             yield from self.slots.grants(request, context)
+
+    def follow_logs(self, request: bytes, context: grpc.ServicerContext) -> Iterator[bytes]:
+        """The server stream of a run's new log lines (`LogService.follow`)."""
+        with _guarded(context):
+            self._authorize(context)
+            yield from self.logs.follow(request, context)
 
     def _read_batches(self, requests: Iterator[bytes], inbox: queue.SimpleQueue[Any]) -> None:
         try:

@@ -34,6 +34,9 @@ class Settings(BaseSettings):
     recorder_grace_seconds: float = 30.0
     #: Most records the recorder holds in memory while the server is away (about 200 B each).
     recorder_max_buffered: int = 1_000_000
+    #: Most log records a process buffers (`HEADWATER_LOGS_MAX_BUFFERED`); past it they are
+    #: dropped, counted and told by a WARNING record (see `api/log_buffer.py`).
+    logs_max_buffered: int = Field(default=100_000, gt=0)
     #: A RUNNING flow run with no heartbeat for this long is marked CRASHED by the server;
     #: at least `HEARTBEAT_TIMEOUT_FACTOR` heartbeat intervals (a server refuses less).
     heartbeat_timeout_seconds: float = 30.0

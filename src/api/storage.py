@@ -38,6 +38,8 @@ from uuid import UUID
 from . import rules
 from .dbfile import check_header, storage_error
 from .errors import AmbiguousRunId, RunNotFound, SchemaVersionError
+from .log_records import LogPage
+from .log_store import LOG_INSERT, log_rows, query_for, read_logs
 from .records import (
     Batch,
     BatchResult,
@@ -277,7 +279,7 @@ class Storage:
         """After `batch` failed with `exc`: apply it without the records that cannot be stored
         (`Batch.without_unstorable`), which its result names; `exc` if there are none."""
         rest, unstored = batch.without_unstorable()
-        if not unstored:
+        if not unstored and len(rest.logs) == len(batch.logs):
             return exc
         log.error("%d record(s) cannot be stored; the rest of their batch is: %s",
                   len(unstored), unstored[0].reason)
@@ -316,6 +318,9 @@ class Storage:
             refused = [[(pair, r) for pair, r in each if pair not in known] for each in refused]
         self._write_runs(cur, created, runs, now)
         self._write_states(cur, runs, history, now)
+        logs = [r for b in batches for r in b.logs]
+        if logs:  # see log_store.py
+            self._insert_rows(cur, LOG_INSERT, "", log_rows(logs))
         beats = [(now, _blob(run_id)) for b in batches for run_id in b.heartbeats]
         if beats:
             cur.executemany("UPDATE flow_runs SET last_heartbeat = ? WHERE id = ?", beats)
@@ -442,6 +447,10 @@ class Storage:
 
     # -- reads (any thread) ----------------------------------------------------------------
 
+    def reader(self) -> sqlite3.Connection:
+        """This thread's read-only connection (for readers of other tables, `log_store.py`)."""
+        return self._reader()
+
     def _reader(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
@@ -538,6 +547,16 @@ class Storage:
             rows += self._reader().execute(sql, (kind, run_id.bytes)).fetchall()
         rows.sort(key=lambda r: (r[0], r[1]))
         return [StateInfo(run_id, r[2], r[3], r[4], r[0], UUID(bytes=r[5])) for r in rows]
+
+    def read_logs(
+        self, run_id: UUID | str, *, level: int | str | None = None, task: str | None = None,
+        after_seq: int | None = None, limit: int = 1000, tail: bool = False,
+    ) -> LogPage:
+        """A page of a flow or task run's log lines (`log_store.read_logs`); the same call as
+        `StateClient.read_logs`, so the CLI reads either."""
+        query, _ = query_for(self.resolve_id, self._reader(), run_id, level=level, task=task,
+                             after_seq=after_seq, limit=limit, tail=tail)
+        return read_logs(self._reader(), query)
 
     def stale_flow_runs(self, cutoff: float) -> list[tuple[UUID, float | None]]:
         """RUNNING flow runs whose last sign of life is older than `cutoff`."""

@@ -1,4 +1,4 @@
-"""`headwater runs ls | show | watch`: inspect recorded flow runs.
+"""`headwater runs ls | show | logs | watch`: inspect recorded flow runs (`logs`: `_logs.py`).
 
 The data comes from the server at `HEADWATER_API_URL` when it is set (a `StateClient`), else
 straight from the SQLite database under `HEADWATER_HOME`, opened read-only. Both expose the
@@ -34,9 +34,14 @@ from rich.text import Text
 from ..api.client import StateClient
 from ..api.dbfile import storage_error
 from ..api.errors import StateServiceError
+from ..api.log_records import LogPage
 from ..api.records import FlowRunInfo, RunFilter, StateInfo, TaskRunInfo
 from ..api.settings import get_settings
 from ..api.storage import Storage
+from . import _logs
+from ._text import inert
+
+_inert = inert  # the name `_cache` and `_concurrency` import it by
 
 _STYLE = {
     "COMPLETED": "green", "FAILED": "red", "CRASHED": "bold red", "CANCELLED": "yellow",
@@ -52,6 +57,10 @@ class RunSource(Protocol):
     def read_task_run(self, ident: UUID | str) -> TaskRunInfo: ...
     def list_task_runs(self, flow_run_id: UUID) -> list[TaskRunInfo]: ...
     def read_history(self, run_id: UUID) -> list[StateInfo]: ...
+    def read_logs(
+        self, run_id: UUID | str, *, level: int | str | None = ..., task: str | None = ...,
+        after_seq: int | None = ..., limit: int = ..., tail: bool = ...,
+    ) -> LogPage: ...
 
 
 @contextmanager
@@ -77,6 +86,7 @@ def register(subparsers: Any) -> None:
     show.add_argument("id", help="flow run id or a unique prefix of it")
     show.add_argument("--json", action="store_true", help="print a JSON object")
     show.set_defaults(handler=_guard(show_run))
+    _logs.register(verbs, _guard(lambda args: _logs.print_logs(args, open_source)))
     watch = verbs.add_parser("watch", help="live view of recent flow runs (Ctrl-C to exit)")
     watch.add_argument("--limit", type=int, default=15)
     watch.add_argument("--interval", type=float, default=1.0, help="seconds between refreshes")
@@ -165,6 +175,7 @@ def flow_run_detail(source: RunSource, ident: str) -> dict[str, Any]:
     detail["task_runs"] = [task_run_json(source, t) for t in source.list_task_runs(run.id)]
     children = source.list_flow_runs(RunFilter(parent_flow_run_id=run.id, limit=1000))
     detail["children"] = [str(c.id) for c in children]
+    detail["logs"], detail["error"] = _logs.ending_json(source, run)
     return detail
 
 
@@ -199,6 +210,7 @@ def show_run(args: argparse.Namespace) -> int:
                       _where(t), ", ".join(u[:8] for u in t["upstream"]))
     console.print(tasks)
     console.print(f"parent: {detail['parent_id'] or '-'}    children: {', '.join(detail['children']) or '-'}")
+    _logs.print_ending(console, detail["logs"], detail["error"])
     return 0
 
 
@@ -217,15 +229,6 @@ def watch_runs(args: argparse.Namespace) -> int:
 
 
 # -- rendering -------------------------------------------------------------------------------
-
-
-def _inert(value: str | None, style: str = "") -> Text:
-    """`value` as plain text: no markup, and every control or formatting character (ESC,
-    BEL, CR, a bidi override) shown escaped (`\\x1b`) instead of reaching the terminal."""
-    text = value or ""
-    if not text.isprintable():
-        text = "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in text)
-    return Text(text, style=style)
 
 
 def _state_text(run: dict[str, Any]) -> Text:

@@ -1,0 +1,126 @@
+"""The recorder's buffer of log records: bounded, so a log storm never stalls a task or grows
+memory without limit, and honest about what it dropped.
+
+A task printing in a tight loop can produce records faster than any server stores them. The
+runtime's logging handler calls `Recorder.log`, which is `append` here: one `len` and one
+`deque.append` (atomic under the GIL, any thread). Records count against the bound from the
+moment they are appended until their batch is resolved (`held`), so records waiting on a slow
+or absent server count too. Past `max_buffered` (`HEADWATER_LOGS_MAX_BUFFERED`) a record is
+dropped and counted per flow run; producers racing past the check can overshoot the bound by
+at most one record per thread.
+
+Every drop is told: once records are accepted again (no drop since the recorder last took
+records), or at the next `flush()` whatever happens, one WARNING record per affected flow run
+says how many of its records were dropped and why (`log_records.drop_notice`). A log batch the
+server refuses, or that waits on an absent server past the grace period, is dropped the same
+way: counted and told, never a `RecordingError` (logs are never a reason to fail a flow's
+recording). A notice that is itself lost is counted but not told again, so a server that
+refuses every log batch does not get an endless stream of notices.
+
+Everything but `append` runs on the recorder's background thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import deque
+from uuid import UUID
+
+from .log_records import NOTICE_LOGGER, LogRecord, admit_log, drop_notice
+
+log = logging.getLogger(__name__)
+
+#: Characters of messages and tracebacks per log batch: about 8 MiB of UTF-8 at worst, under
+#: the server's 12 MiB batch limit whatever the lines hold.
+_BATCH_CHARS = 2 * 1024 * 1024
+#: Flow runs whose drops are remembered one by one; past it, only the total is kept.
+_MAX_DROP_RUNS = 10_000
+
+
+class LogBuffer:
+    """See the module docstring."""
+
+    def __init__(self, max_buffered: int = 100_000) -> None:
+        self.max_buffered = max_buffered
+        self._queue: deque[LogRecord] = deque()
+        #: Records taken into batches that are not yet acknowledged or dropped.
+        self.held = 0
+        #: Every record dropped so far (the buffer was full, or its batch was lost).
+        self.dropped = 0
+        self._lock = threading.Lock()  # only on the drop path: producers race there
+        self._untold: dict[UUID, list[int | str]] = {}  # flow run -> [count, first reason]
+        self._dropped_since_take = False
+        self._tell_now = False
+
+    def append(self, record: LogRecord) -> None:
+        """The hot path: buffer `record`, or drop and count it when the buffer is full."""
+        if len(self._queue) + self.held < self.max_buffered:
+            self._queue.append(record)
+        else:
+            self._drop(record.flow_run_id, 1, f"more than {self.max_buffered} log records "
+                       "buffered (HEADWATER_LOGS_MAX_BUFFERED)")
+
+    def waiting(self) -> bool:
+        """Whether `take` has anything to do (records, or drops not yet told)."""
+        return bool(self._queue) or bool(self._untold)
+
+    def tell_at_next_take(self) -> None:
+        """A flush is coming: its batches should include the drop notices."""
+        self._tell_now = True
+
+    def take(self, now: float, max_batch: int) -> list[tuple[LogRecord, ...]]:
+        """Everything buffered, admitted (`admit_log`) and split into batches of at most
+        `max_batch` records and `_BATCH_CHARS` characters, drop notices last; all of it now
+        counts as `held` until `resolved` or `lost`."""
+        records = [admit_log(self._queue.popleft()) for _ in range(len(self._queue))]
+        if self._untold and (self._tell_now or not self._dropped_since_take):
+            records += self._notices(now)
+        self._tell_now = self._dropped_since_take = False
+        self.held += len(records)
+        batches: list[tuple[LogRecord, ...]] = []
+        start = chars = 0
+        for i, r in enumerate(records):
+            size = len(r.message) + len(r.exception or "")
+            if i > start and (i - start >= max_batch or chars + size > _BATCH_CHARS):
+                batches.append(tuple(records[start:i]))
+                start, chars = i, 0
+            chars += size
+        if start < len(records):
+            batches.append(tuple(records[start:]))
+        return batches
+
+    def resolved(self, count: int) -> None:
+        """`count` held records were stored."""
+        self.held -= count
+
+    def lost(self, records: tuple[LogRecord, ...], reason: str) -> None:
+        """A batch of held records will never be stored: count them, to be told later."""
+        self.held -= len(records)
+        log.warning("dropped %d log records: %s", len(records), reason)
+        counts: dict[UUID, int] = {}
+        for r in records:
+            if r.logger != NOTICE_LOGGER:
+                counts[r.flow_run_id] = counts.get(r.flow_run_id, 0) + 1
+            else:
+                self.dropped += 1
+        for flow_run_id, count in counts.items():
+            self._drop(flow_run_id, count, reason)
+
+    def _drop(self, flow_run_id: UUID, count: int, reason: str) -> None:
+        with self._lock:
+            self.dropped += count
+            self._dropped_since_take = True
+            told = self._untold.get(flow_run_id)
+            if told is not None:
+                told[0] = int(told[0]) + count
+            elif len(self._untold) < _MAX_DROP_RUNS:
+                self._untold[flow_run_id] = [count, reason]
+
+    def _notices(self, now: float) -> list[LogRecord]:
+        with self._lock:
+            untold, self._untold = self._untold, {}
+        return [
+            drop_notice(flow_run_id, int(count), str(reason), now)
+            for flow_run_id, (count, reason) in untold.items()
+        ]

@@ -1,0 +1,111 @@
+"""The run logs' RPCs: `ReadLogs` (a page of a run's lines) and `FollowLogs` (a server stream
+of its new lines until the run ends).
+
+Lines are written by the recorder's batches through the group committer like states (see
+`log_store.py`); this module only reads. A follower is pushed new lines as they are
+committed: the committer calls `notify` after every commit, which bumps a generation under a
+condition variable, and each follower waits on it, then reads what is new. There is no
+polling interval; the wait wakes for a commit, for the client going away (a gRPC callback)
+or for the server stopping (`end_streams`).
+
+A stream ends when the followed run (a flow run, or a task run) is in a final state and every
+line committed before that state was seen has been sent: after seeing the final state the
+follower reads once more. The recorder commits a run's lines before its final state (see
+`recorder._drain`), so that read holds the run's last lines. Lines a worker process records
+through another connection may land after the flow's final state; a follower may miss those,
+`ReadLogs` will not. Each open stream holds one of the server's threads, as `SlotGrants` does.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import grpc
+
+from . import codec
+from . import models as m
+from .log_store import LogQuery, query_for, read_logs, run_state
+from .rules import TERMINAL
+from .storage import Storage
+
+Handler = Callable[[bytes], dict[str, Any]]
+
+#: Lines per message of a `FollowLogs` stream.
+_FOLLOW_PAGE = 1000
+
+
+class LogService:
+    """`ReadLogs` and `FollowLogs` over the service's storage."""
+
+    def __init__(self, storage: Storage) -> None:
+        self._storage = storage
+        self._changed = threading.Condition()
+        self._generation = 0
+        self._ending = False
+
+    def handlers(self) -> dict[str, Handler]:
+        return {"ReadLogs": self.read}
+
+    def notify(self) -> None:
+        """Something was committed: wake every follower (the committer calls this)."""
+        with self._changed:
+            self._generation += 1
+            self._changed.notify_all()
+
+    def end_streams(self) -> None:
+        """End every open stream: the server is stopping, and streams never end by themselves."""
+        with self._changed:
+            self._ending = True
+            self._changed.notify_all()
+
+    def read(self, data: bytes) -> dict[str, Any]:
+        body = codec.decode(m.ReadLogsIn, data)
+        query, _ = self._query(body.run_id, body.min_level, body.task, body.after_seq, body.limit, body.tail)
+        return codec.log_page_body(read_logs(self._storage.reader(), query))
+
+    def follow(self, data: bytes, context: grpc.ServicerContext) -> Iterator[bytes]:
+        """The `FollowLogs` stream: one message (`LogsOut`) per group of new lines."""
+        body = codec.decode(m.FollowLogsIn, data)
+        query, kind = self._query(body.run_id, body.min_level, body.task, body.after_seq, _FOLLOW_PAGE, False)
+        run_id = query.task_run_id if kind == "task" else query.flow_run_id
+        assert run_id is not None
+        gone = threading.Event()
+
+        def on_gone() -> None:
+            gone.set()
+            with self._changed:
+                self._changed.notify_all()
+
+        context.add_callback(on_gone)
+        after, final_seen = query.after_seq, False
+        while not gone.is_set():
+            with self._changed:
+                generation = self._generation
+            page = read_logs(self._storage.reader(), _after(query, after))
+            if page.lines:
+                after = page.next_seq
+                yield codec.pack(codec.log_page_body(page))
+                continue
+            if final_seen:
+                return  # the read after the final state found nothing more
+            if run_state(self._storage.reader(), kind, run_id) in TERMINAL:
+                final_seen = True
+                continue  # one more read: lines committed before that state
+            with self._changed:
+                while self._generation == generation and not (self._ending or gone.is_set()):
+                    self._changed.wait()
+                if self._ending:
+                    return
+
+    def _query(
+        self, ident: str, level: int, task: str | None, after_seq: int, limit: int, tail: bool
+    ) -> tuple[LogQuery, str]:
+        return query_for(self._storage.resolve_id, self._storage.reader(), ident, level=level,
+                         task=task, after_seq=after_seq, limit=limit, tail=tail)
+
+
+def _after(query: LogQuery, seq: int) -> LogQuery:
+    return LogQuery(query.flow_run_id, query.task_run_id, query.min_level, query.task, seq,
+                    query.limit, query.tail)
