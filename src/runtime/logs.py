@@ -20,6 +20,7 @@ import threading
 from typing import Any
 
 from ..errors import MissingContext
+from . import log_capture
 from .context import flow_run_var, task_run_var
 
 flow_logger = logging.getLogger("headwater.flow_runs")
@@ -60,6 +61,19 @@ def run_log_level() -> int:
     return level
 
 
+def _prepare_here() -> None:
+    """In every process that imports headwater (a Dask or Ray worker too): run loggers at
+    their level, whatever the root logger's, and their records on their way to the state
+    service. A bad `HEADWATER_LOG_LEVEL` is reported when a flow starts, not at import."""
+    root = logging.getLogger("headwater")
+    if root.level == logging.NOTSET:
+        try:
+            root.setLevel(run_log_level())
+        except ValueError:
+            pass
+    log_capture.install()
+
+
 def ensure_console_logging() -> None:
     """Set the `headwater` logger's level (unless the application did), and add the console
     handler unless the application configured logging itself."""
@@ -70,9 +84,10 @@ def ensure_console_logging() -> None:
         if _console_ready:
             return
         root = logging.getLogger("headwater")
-        if root.level == logging.NOTSET:
-            root.setLevel(run_log_level())
-        if not root.handlers and not logging.getLogger().handlers:
+        run_log_level()  # a bad level is an error now, when a flow starts
+        log_capture.install()  # again: HEADWATER_LOGGING_EXTRA_LOGGERS may be set by now
+        own = [h for h in root.handlers if not log_capture.is_ours(h)]
+        if not own and not logging.getLogger().handlers:
             handler = logging.StreamHandler(sys.stderr)
             handler.setFormatter(_RunFormatter())
             root.addHandler(handler)
@@ -135,3 +150,6 @@ def enable_log_prints() -> None:
         if not _print_patched:
             builtins.print = _print
             _print_patched = True
+
+
+_prepare_here()
