@@ -134,3 +134,38 @@ def test_nothing_is_lost_when_the_process_exits_after_its_flow(tmp_path: Path) -
     )  # fmt: skip
     messages = [json.loads(line)["message"] for line in logs.stdout.splitlines()]
     assert [m for m in messages if m.startswith("line ")] == [f"line {i}" for i in range(2000)]
+
+
+def test_a_second_process_records_its_lines_and_an_extra_loggers_through_a_standalone_server(tmp_path: Path) -> None:
+    from tests.api.helpers import start_server_process, stop_process
+
+    proc, url = start_server_process(tmp_path / "server-home", "--token", "logs-token")
+    try:
+        code = (
+            "import logging, sys\n"
+            "from headwater import flow, task, get_run_logger\n"
+            "@task\n"
+            "def step():\n"
+            "    get_run_logger().warning('from the second process')\n"
+            "    logging.getLogger('thirdparty').warning('from a library')\n"
+            "@flow\n"
+            "def remote():\n"
+            "    step()\n"
+            "    from headwater.runtime.context import flow_run_var\n"
+            "    print(flow_run_var.get().flow_run.id)\n"
+            "remote()\n"
+        )
+        env = {**os.environ, "HEADWATER_HOME": str(tmp_path / "client-home"), "HEADWATER_API_URL": url,
+               "HEADWATER_API_TOKEN": "logs-token", "HEADWATER_LOGGING_EXTRA_LOGGERS": "thirdparty"}  # fmt: skip
+        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, out.stderr
+        run_id = out.stdout.strip().splitlines()[-1]
+        with StateClient(url, token="logs-token") as client:
+            lines = client.read_logs(run_id).lines
+        ours = [line for line in lines if line.message == "from the second process"]
+        assert len(ours) == 1 and ours[0].task_run_id is not None and ours[0].level == logging.WARNING
+        library = [line for line in lines if line.logger == "thirdparty"]  # an extra logger, by env
+        assert [line.message for line in library] == ["from a library"]
+        assert library[0].task_run_id == ours[0].task_run_id
+    finally:
+        stop_process(proc)
