@@ -228,3 +228,38 @@ def test_slot_workloads_run_at_tiny_size(tmp_path: Path) -> None:
     }
     assert {"p50_ms", "p99_ms"} <= {spec["key"] for spec in workloads["slots-handoff"]["figure_specs"]}
     assert_every_row_ran(workloads)
+
+
+LOG_WORKLOADS = {"logs-capture", "logs-storm"}
+
+
+def test_log_workloads_run_at_tiny_size(tmp_path: Path) -> None:
+    # Issue #12's workloads end to end. The logs-capture factory raises unless a capture-on
+    # run stored every task's line, and a trial raises if the recorder dropped any, so a row
+    # without error means capture did; logs-storm's children read their lines back after
+    # exiting, so its counts are what the database holds.
+    out = tmp_path / "logs.json"
+    completed = run_suite(
+        "logs", "--tiny", "--repeats", "1", "--no-progress", "--json", str(out), timeout=300
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    workloads = {w["name"]: w for w in json.loads(out.read_text())["workloads"]}
+    assert set(workloads) == LOG_WORKLOADS
+    assert_every_row_ran(workloads)
+    capture_spec = {spec["key"]: spec for spec in workloads["logs-capture"]["figure_specs"]}
+    assert workloads["logs-capture"]["headline"] == "capture_over_noop"
+    assert capture_spec["capture_over_noop"]["target"] == 0.2
+    assert {"us_per_task_on", "us_per_task_off", "us_per_noop_task"} <= set(capture_spec)
+    storm = workloads["logs-storm"]
+    storm_spec = {spec["key"]: spec for spec in storm["figure_specs"]}
+    assert storm["headline"] == "rss_over_off_mib"
+    assert storm_spec["rss_over_off_mib"]["target"] == 200
+    assert {row["runner"] for row in storm["rows"]} == {"default-buffer", "buffer-1000"}
+    assert storm["baselines"]["capture-off"]["figures"]["stored_lines"]["median"] == 0
+    for row in storm["rows"]:
+        figures = row["figures"]
+        stored, dropped = figures["stored_lines"]["median"], figures["dropped_lines"]["median"]
+        assert stored + dropped == storm["n"], row["runner"]
+        # Every dropped storm line is told by a stored notice (which may also count an
+        # engine line dropped with them).
+        assert figures["told_dropped"]["median"] >= dropped, row["runner"]
