@@ -10,8 +10,10 @@ dropped and counted per flow run; producers racing past the check can overshoot 
 at most one record per thread.
 
 Every drop is told: once records are accepted again (no drop since the recorder last took
-records), or at the next `flush()` whatever happens, one WARNING record per affected flow run
-says how many of its records were dropped and why (`log_records.drop_notice`). A log batch the
+records) and at most every `NOTICE_INTERVAL` seconds, or at the next `flush()` whatever
+happens, one WARNING record per affected flow run says how many of its records were dropped
+since the last notice, and why (`log_records.drop_notice`). A storm that drops and recovers
+many times a second so leaves a few notices, not one per pause. A log batch the
 server refuses, or that waits on an absent server past the grace period, is dropped the same
 way: counted and told, never a `RecordingError` (logs are never a reason to fail a flow's
 recording). A notice that is itself lost is counted but not told again, so a server that
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import deque
 from uuid import UUID
 
@@ -36,6 +39,9 @@ log = logging.getLogger(__name__)
 _BATCH_CHARS = 2 * 1024 * 1024
 #: Flow runs whose drops are remembered one by one; past it, only the total is kept.
 _MAX_DROP_RUNS = 10_000
+#: In a long storm drops pause and resume many times: a run's drops are told at most this
+#: often (seconds), their counts added up meanwhile, and always at a flush.
+NOTICE_INTERVAL = 10.0
 
 
 class LogBuffer:
@@ -52,6 +58,7 @@ class LogBuffer:
         self._untold: dict[UUID, list[int | str]] = {}  # flow run -> [count, first reason]
         self._dropped_since_take = False
         self._tell_now = False
+        self._told_at = -NOTICE_INTERVAL  # monotonic time of the last notices
 
     def append(self, record: LogRecord) -> None:
         """The hot path: buffer `record`, or drop and count it when the buffer is full."""
@@ -62,8 +69,15 @@ class LogBuffer:
                        "buffered (HEADWATER_LOGS_MAX_BUFFERED)")
 
     def waiting(self) -> bool:
-        """Whether `take` has anything to do (records, or drops not yet told)."""
-        return bool(self._queue) or bool(self._untold)
+        """Whether `take` has anything to do (records, or drops due to be told)."""
+        return bool(self._queue) or self._notices_due()
+
+    def _notices_due(self) -> bool:
+        if not self._untold:
+            return False
+        if self._tell_now:
+            return True
+        return not self._dropped_since_take and time.monotonic() - self._told_at >= NOTICE_INTERVAL
 
     def tell_at_next_take(self) -> None:
         """A flush is coming: its batches should include the drop notices."""
@@ -74,8 +88,9 @@ class LogBuffer:
         `max_batch` records and `_BATCH_CHARS` characters, drop notices last; all of it now
         counts as `held` until `resolved` or `lost`."""
         records = [admit_log(self._queue.popleft()) for _ in range(len(self._queue))]
-        if self._untold and (self._tell_now or not self._dropped_since_take):
+        if self._notices_due():
             records += self._notices(now)
+            self._told_at = time.monotonic()
         self._tell_now = self._dropped_since_take = False
         self.held += len(records)
         batches: list[tuple[LogRecord, ...]] = []
