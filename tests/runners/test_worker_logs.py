@@ -3,9 +3,7 @@ service, with the task run's id, through the service the task names."""
 
 from __future__ import annotations
 
-import logging
 import os
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -13,16 +11,8 @@ import pytest
 from headwater import flow, get_run_logger, task
 from headwater.runners import DaskTaskRunner, RayTaskRunner
 from tests.runners.dask_cluster import shared_dask_address
+from tests.runtime.test_log_capture import _run_logs_at_info as _run_logs_at_info  # autouse, here too
 from tests.runtime.test_log_capture import lines_of
-
-
-@pytest.fixture(autouse=True)
-def _run_logs_at_info() -> Iterator[None]:
-    logger = logging.getLogger("headwater")
-    level = logger.level
-    logger.setLevel(logging.INFO)
-    yield
-    logger.setLevel(level)
 
 
 @task
