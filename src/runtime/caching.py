@@ -447,10 +447,4 @@ def _open_store(target: Any) -> Any:
     return remote
 
 
-def forget_stores() -> None:
-    """Drop the stores this process opened (tests that change HEADWATER_HOME)."""
-    with _stores_lock:
-        _stores.clear()
-
-
 __all__ = ["CacheStep", "CacheValueMissing", "CachedValue", "Lineage", "TaskCache", "store_for"]

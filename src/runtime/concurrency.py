@@ -31,7 +31,7 @@ from typing import Any
 
 from ..errors import SlotUnavailable
 from .context import current_services, flow_run_var, task_run_var
-from .slots import slot_client
+from .slots import holder_for, slot_client
 
 
 def _names(names: str | Iterable[str]) -> tuple[str, ...]:
@@ -56,8 +56,7 @@ def _holder() -> Any:
 
     task_ctx, flow_ctx = task_run_var.get(), flow_run_var.get()
     if task_ctx is not None:
-        run = task_ctx.task_run
-        return Holder(label=f"task run {run.name}", task_run_id=run.id, flow_run_id=run.flow_run_id)
+        return holder_for(task_ctx.task_run)
     if flow_ctx is not None:
         return Holder(label=f"flow run {flow_ctx.flow_run.name}", flow_run_id=flow_ctx.flow_run.id)
     return Holder(label="caller")

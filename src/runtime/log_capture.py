@@ -72,9 +72,5 @@ def install(extra: str | None = None) -> None:
                 _installed_on.add(name)
 
 
-def installed_on() -> frozenset[str]:
-    return frozenset(_installed_on)
-
-
 def is_ours(handler: logging.Handler) -> bool:
     return handler is _handler

@@ -174,19 +174,22 @@ def inputs_ready(payload: Any, upstream: Any) -> bool:
     return all(upstream[i].state.is_completed() for i in payload.required)
 
 
+def _limits_to_wait_for(payload: Any, upstream: Any) -> tuple[str, ...]:
+    """The limits a direct call's run takes slots of now: none unless its inputs are ready."""
+    return limited_tags(payload.services, payload.task_run.tags) if inputs_ready(payload, upstream) else ()
+
+
 def attempt_with_slots(payload: Any, upstream: Any, attempt: Callable[[Any, Any], Any]) -> Any:
     """For a direct call: wait in this thread for a slot of each limited tag of the run (its
     state says so meanwhile), run `attempt`, and give the slots back however it ends. A limit
     that can never admit the run (0) ends it FAILED with the service's reason."""
-    run: TaskRun = payload.task_run
-    services: RunServices = payload.services
-    limits = limited_tags(services, run.tags) if inputs_ready(payload, upstream) else ()
+    limits = _limits_to_wait_for(payload, upstream)
     if not limits:
         return attempt(payload, upstream)
-    reporter = services.reporter()
+    run, reporter = payload.task_run, payload.services.reporter()
     set_state(run, awaiting(limits), reporter)
     try:
-        lease = slot_client(services.target).acquire(limits, holder=holder_for(run))
+        lease = slot_client(payload.services.target).acquire(limits, holder=holder_for(run))
     except SlotUnavailable as exc:
         return refused(run, exc, reporter)
     try:
@@ -196,15 +199,14 @@ def attempt_with_slots(payload: Any, upstream: Any, attempt: Callable[[Any, Any]
 
 
 async def attempt_with_slots_async(payload: Any, upstream: Any, attempt: Callable[[Any, Any], Awaitable[Any]]) -> Any:
-    run: TaskRun = payload.task_run
-    services: RunServices = payload.services
-    limits = limited_tags(services, run.tags) if inputs_ready(payload, upstream) else ()
+    """`attempt_with_slots` for async tasks: the wait does not block the event loop."""
+    limits = _limits_to_wait_for(payload, upstream)
     if not limits:
         return await attempt(payload, upstream)
-    reporter = services.reporter()
+    run, reporter = payload.task_run, payload.services.reporter()
     set_state(run, awaiting(limits), reporter)
     try:
-        lease = await slot_client(services.target).acquire_async(limits, holder=holder_for(run))
+        lease = await slot_client(payload.services.target).acquire_async(limits, holder=holder_for(run))
     except SlotUnavailable as exc:
         return refused(run, exc, reporter)
     try:

@@ -10,12 +10,10 @@ the process that recorded it."""
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import distributed
-import pytest
 
 from headwater import flow, task
 from headwater.api import StateClient, recorder_target
@@ -38,15 +36,6 @@ def squares(log: str, n: int) -> list[int]:
 def total(log: str, values: list[int]) -> int:
     count(Path(log + ".total"))
     return sum(values)
-
-
-@pytest.fixture
-def processes() -> Iterator[Processes]:
-    procs = Processes()
-    try:
-        yield procs
-    finally:
-        procs.kill_all()
 
 
 def test_a_value_computed_on_one_worker_is_a_hit_on_another_with_its_own_home(
