@@ -7,7 +7,10 @@ runtime's logging handler calls `Recorder.log`, which is `append` here: one `len
 moment they are appended until their batch is resolved (`held`), so records waiting on a slow
 or absent server count too. Past `max_buffered` (`HEADWATER_LOGS_MAX_BUFFERED`) a record is
 dropped and counted per flow run; producers racing past the check can overshoot the bound by
-at most one record per thread.
+at most one record per thread. Records that say how a run went (WARNING and above, and the
+engine's own lifecycle lines such as "Finished in state ...") are appended with `keep=True`
+and have a reserve beyond the bound (a tenth of it), so a storm of a task's INFO lines does
+not cost the run its error or its closing line.
 
 Every drop is told: once records are accepted again (no drop since the recorder last took
 records) and at most every `NOTICE_INTERVAL` seconds, or at the next `flush()` whatever
@@ -49,6 +52,8 @@ class LogBuffer:
 
     def __init__(self, max_buffered: int = 100_000) -> None:
         self.max_buffered = max_buffered
+        #: The bound for records appended with `keep=True`: the storm's bound plus a reserve.
+        self.max_kept = max_buffered + max(1, max_buffered // 10)
         self._queue: deque[LogRecord] = deque()
         #: Records taken into batches that are not yet acknowledged or dropped.
         self.held = 0
@@ -60,9 +65,10 @@ class LogBuffer:
         self._tell_now = False
         self._told_at = -NOTICE_INTERVAL  # monotonic time of the last notices
 
-    def append(self, record: LogRecord) -> None:
-        """The hot path: buffer `record`, or drop and count it when the buffer is full."""
-        if len(self._queue) + self.held < self.max_buffered:
+    def append(self, record: LogRecord, keep: bool = False) -> None:
+        """The hot path: buffer `record`, or drop and count it when the buffer is full (for
+        a `keep` record: when the reserve beyond the bound is full too)."""
+        if len(self._queue) + self.held < (self.max_kept if keep else self.max_buffered):
             self._queue.append(record)
         else:
             self._drop(record.flow_run_id, 1, f"more than {self.max_buffered} log records "

@@ -8,17 +8,20 @@ condition variable, and each follower waits on it, then reads what is new. There
 polling interval; the wait wakes for a commit, for the client going away (a gRPC callback)
 or for the server stopping (`end_streams`).
 
-A stream ends when the followed run (a flow run, or a task run) is in a final state and every
-line committed before that state was seen has been sent: after seeing the final state the
-follower reads once more. The recorder commits a run's lines before its final state (see
-`recorder._drain`), so that read holds the run's last lines. Lines a worker process records
-through another connection may land after the flow's final state; a follower may miss those,
-`ReadLogs` will not. Each open stream holds one of the server's threads, as `SlotGrants` does.
+A stream ends when the followed run (a flow run, or a task run) is in a final state, every
+line committed before that state was seen has been sent, and `FOLLOW_LINGER` seconds have
+passed since the run entered that state without a new line. The recorder commits a run's
+lines before its final state (see `recorder._drain`), so the read after seeing that state
+holds the flow process's last lines; the linger is for the lines a Dask or Ray worker, or a
+second process, records through a connection of its own, which can land just after the
+flow's final state. A run that ended long ago ends its stream at once. Each open stream
+holds one of the server's threads, as `SlotGrants` does.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -34,6 +37,9 @@ Handler = Callable[[bytes], dict[str, Any]]
 
 #: Lines per message of a `FollowLogs` stream.
 _FOLLOW_PAGE = 1000
+#: Seconds after a run's final state during which a follower still waits for lines recorded
+#: by other processes (module docstring).
+FOLLOW_LINGER = 1.0
 
 
 class LogService:
@@ -79,7 +85,7 @@ class LogService:
                 self._changed.notify_all()
 
         context.add_callback(on_gone)
-        after, final_seen = query.after_seq, False
+        after, ends_at = query.after_seq, None  # ends_at: wall time, once the run is final
         while not gone.is_set():
             with self._changed:
                 generation = self._generation
@@ -88,14 +94,19 @@ class LogService:
                 after = page.next_seq
                 yield codec.pack(codec.log_page_body(page))
                 continue
-            if final_seen:
-                return  # the read after the final state found nothing more
-            if run_state(self._storage.reader(), kind, run_id) in TERMINAL:
-                final_seen = True
-                continue  # one more read: lines committed before that state
+            if ends_at is None:
+                state, entered = run_state(self._storage.reader(), kind, run_id)
+                if state in TERMINAL:
+                    ends_at = entered + FOLLOW_LINGER
+                    continue  # one more read: lines committed before that state
+            elif time.time() >= ends_at:
+                return  # final, nothing more, and the linger is over
             with self._changed:
                 while self._generation == generation and not (self._ending or gone.is_set()):
-                    self._changed.wait()
+                    timeout = None if ends_at is None else ends_at - time.time()
+                    if timeout is not None and timeout <= 0:
+                        break
+                    self._changed.wait(timeout)
                 if self._ending:
                     return
 

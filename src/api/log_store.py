@@ -103,11 +103,12 @@ def read_logs(conn: sqlite3.Connection, query: LogQuery) -> LogPage:
     return LogPage(lines, lines[-1].seq if lines else max(0, query.after_seq))
 
 
-def run_state(conn: sqlite3.Connection, kind: str, run_id: UUID) -> str | None:
-    """The current state type of a run (None: none yet, or no such run)."""
+def run_state(conn: sqlite3.Connection, kind: str, run_id: UUID) -> tuple[str | None, float]:
+    """The current state type of a run (None: none yet, or no such run) and when it was
+    entered (0.0 when unknown)."""
     table = "flow_runs" if kind == "flow" else "task_runs"
-    row = conn.execute(f"SELECT state_type FROM {table} WHERE id = ?", (run_id.bytes,)).fetchone()
-    return None if row is None else row[0]
+    row = conn.execute(f"SELECT state_type, state_timestamp FROM {table} WHERE id = ?", (run_id.bytes,)).fetchone()
+    return (None, 0.0) if row is None else (row[0], row[1] or 0.0)
 
 
 def task_flow_run(conn: sqlite3.Connection, task_run_id: UUID) -> UUID | None:

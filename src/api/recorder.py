@@ -284,9 +284,10 @@ class Recorder:
         if self._asleep:
             self._wake.set()
 
-    def log(self, record: LogRecord) -> None:
-        """Buffer one log line of a run; dropped and counted when the log buffer is full."""
-        self._logs.append(record)
+    def log(self, record: LogRecord, keep: bool = False) -> None:
+        """Buffer one log line of a run; dropped and counted when the log buffer is full.
+        `keep`: a line that says how the run went, with a reserve beyond the bound."""
+        self._logs.append(record, keep)
         if self._asleep:
             self._wake.set()
 

@@ -269,7 +269,7 @@ class _TaskRunEngine:
             delay = task.retry_delay_for(retries_used)
             task_logger.info(
                 "Task run failed with %s - retry %d/%d in %.3gs",
-                final.message, retries_used + 1, task.retries, delay, extra=run_extra(),
+                final.message, retries_used + 1, task.retries, delay, extra=run_extra(lifecycle=True),
             )
             self._set(AwaitingRetry(f"retry {retries_used + 1} of {task.retries} in {delay:.3g}s"))
             self.retry_delay = delay
@@ -277,7 +277,7 @@ class _TaskRunEngine:
         self._set(final)
         if task_logger.isEnabledFor(40):
             task_logger.error(
-                "Finished in state %s", final, exc_info=exc, extra=run_extra()
+                "Finished in state %s", final, exc_info=exc, extra=run_extra(lifecycle=True)
             )
 
     def _should_retry(self, failed: State) -> bool:

@@ -153,7 +153,7 @@ class FlowRunEngine:
             if self.reporter is not None:
                 self.reporter.flow_started(run.id)
             flow_logger.info(
-                "Beginning flow run %r for flow %r", run.name, self.flow.name, extra=run_extra()
+                "Beginning flow run %r for flow %r", run.name, self.flow.name, extra=run_extra(lifecycle=True)
             )
         self._set(Running() if run.run_count == 1 else Retrying())
         self._hooks(self.flow.on_running)
@@ -209,7 +209,7 @@ class FlowRunEngine:
             delay = flow.retry_delay_for(retries_used)
             flow_logger.info(
                 "Flow run failed with %s - retry %d/%d in %.3gs",
-                state.message, retries_used + 1, flow.retries, delay, extra=run_extra(),
+                state.message, retries_used + 1, flow.retries, delay, extra=run_extra(lifecycle=True),
             )
             self._set(AwaitingRetry(f"retry {retries_used + 1} of {flow.retries}"))
             return delay
@@ -244,7 +244,7 @@ class FlowRunEngine:
         }.get(state.type, ())
         self._hooks(hooks)
         log = flow_logger.info if state.type is StateType.COMPLETED else flow_logger.error
-        log("Finished in state %s", state, extra=run_extra())
+        log("Finished in state %s", state, extra=run_extra(lifecycle=True))
         if self.reporter is not None:
             self.reporter.flow_finished(run.id)
         journal = sys.modules.get("headwater.runtime.journal")  # loaded once a task cached

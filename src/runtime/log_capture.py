@@ -48,10 +48,12 @@ class RunLogHandler(logging.Handler):
             from ..api import LogRecord
 
             exception = _formatter.formatException(record.exc_info) if record.exc_info else None
+            keep = record.levelno >= logging.WARNING or getattr(record, "headwater_lifecycle", False)
             reporter.recorder.log(
                 LogRecord(flow_run_id, task_run_id, record.levelno, record.created, record.name,
-                          record.getMessage(), exception)  # fmt: skip
-            )
+                          record.getMessage(), exception),
+                keep,
+            )  # fmt: skip
         except Exception:  # a log line must never break the run that wrote it
             self.handleError(record)
 

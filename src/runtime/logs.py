@@ -94,8 +94,14 @@ def ensure_console_logging() -> None:
         _console_ready = True
 
 
-def run_extra() -> dict[str, Any]:
-    """The run ids and names for the innermost run here (empty outside any run)."""
+#: The record attribute marking the engine's lifecycle lines (a run began, retries, finished):
+#: kept through a log storm by the recorder's reserve (`log_buffer.py`), like WARNING lines.
+LIFECYCLE = "headwater_lifecycle"
+
+
+def run_extra(lifecycle: bool = False) -> dict[str, Any]:
+    """The run ids and names for the innermost run here (empty outside any run);
+    `lifecycle` marks one of the engine's own lines about the run's course."""
     flow_ctx = flow_run_var.get()
     task_ctx = task_run_var.get()
     extra: dict[str, Any] = {
@@ -103,6 +109,7 @@ def run_extra() -> dict[str, Any]:
         "flow_run_name": None,
         "task_run_id": None,
         "task_run_name": None,
+        LIFECYCLE: lifecycle,
     }
     if flow_ctx is not None:
         extra["flow_run_id"] = flow_ctx.flow_run.id

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from headwater.api import LogRecord, Recorder, StateClient, StateServer
+from headwater.api.log_buffer import LogBuffer
 from headwater.api.log_records import MAX_LOG_BYTES
 from headwater.api.recorder import _GrpcSink, _LocalSink
 from headwater.api.client import Target
@@ -134,6 +135,23 @@ def test_a_log_storm_is_bounded_counted_and_told(server: StateServer, client: St
     assert len(stored) - len(notices) + dropped == 200_000
 
 
+def test_lines_kept_through_a_storm_use_a_reserve_beyond_the_bound() -> None:
+    buffer = LogBuffer(max_buffered=100)
+    f = uuid.uuid4()
+    for i in range(150):
+        buffer.append(line(f, f"storm {i}"))
+    buffer.append(line(f, "an error", level=logging.ERROR), keep=True)
+    buffer.append(line(f, "Finished in state Failed"), keep=True)
+    for i in range(20):  # the reserve is a tenth of the bound: 10 records
+        buffer.append(line(f, f"kept {i}"), keep=True)
+    buffer.tell_at_next_take()
+    messages = [r.message for batch in buffer.take(time.time(), 10_000) for r in batch]
+    assert messages[100:102] == ["an error", "Finished in state Failed"]
+    assert messages[102:110] == [f"kept {i}" for i in range(8)]
+    assert buffer.dropped == 50 + 12
+    assert messages[-1].startswith("62 log records") and len(messages) == 111  # the notice, last
+
+
 def test_a_refused_log_batch_is_dropped_not_a_recording_error(remote: Recorder, client: StateClient) -> None:
     f = flow()
     remote.flow_run_created(f)
@@ -180,6 +198,38 @@ def test_follow_pushes_new_lines_and_ends_with_the_run(local: Recorder, server: 
     local.state_changed(state(f.id, "COMPLETED"))
     assert ended.wait(5)
     assert [m for m, _ in got] == ["before", "after", "last words"]
+
+
+def test_follow_lingers_for_a_workers_lines_after_the_final_state(
+    local: Recorder, remote: Recorder, server: StateServer
+) -> None:
+    f = flow()
+    local.flow_run_created(f)
+    local.state_changed(state(f.id, "RUNNING"))
+    local.log(line(f.id, "flow line"))
+    local.state_changed(state(f.id, "COMPLETED"))
+    local.flush(5)
+    got: list[str] = []
+    ended = threading.Event()
+
+    def follow() -> None:
+        with StateClient(server.url, token=TOKEN) as c:
+            got.extend(ln.message for ln in c.follow_logs(f.id))
+        ended.set()
+
+    started = time.monotonic()
+    threading.Thread(target=follow, daemon=True).start()
+    time.sleep(0.3)  # the follower has seen the final state by now
+    remote.log(line(f.id, "a worker's late line"))  # through a connection of its own
+    remote.flush(5)
+    assert ended.wait(5)
+    assert got == ["flow line", "a worker's late line"]
+    assert time.monotonic() - started < 2  # and it ends once the linger is over
+    with StateClient(server.url, token=TOKEN) as c:  # a run that ended a while ago: at once
+        time.sleep(1.0)
+        started = time.monotonic()
+        assert len(list(c.follow_logs(f.id))) == 2
+        assert time.monotonic() - started < 0.5
 
 
 def test_the_database_migrates_to_a_logs_table(home: Path, server: StateServer) -> None:

@@ -169,3 +169,45 @@ def test_a_second_process_records_its_lines_and_an_extra_loggers_through_a_stand
         assert library[0].task_run_id == ours[0].task_run_id
     finally:
         stop_process(proc)
+
+
+def test_a_storm_keeps_the_runs_warnings_and_closing_lines(tmp_path: Path) -> None:
+    code = (
+        "import time, threading\n"
+        "from headwater import flow, task, get_run_logger\n"
+        "from headwater.runners import ConcurrentTaskRunner\n"
+        "storming = threading.Event()\n"
+        "@task\n"
+        "def storm():\n"
+        "    log = get_run_logger()\n"
+        "    storming.set()\n"
+        "    for i in range(50_000): log.info('storm %d', i)\n"
+        "@task\n"
+        "def failing():\n"
+        "    storming.wait(); time.sleep(0.05)\n"
+        "    for i in range(20): get_run_logger().warning('warning %d', i); time.sleep(0.001)\n"
+        "    raise ValueError('during the storm')\n"
+        "@flow(task_runner=ConcurrentTaskRunner())\n"
+        "def stormy():\n"
+        "    s, f = storm.submit(), failing.submit()\n"
+        "    f.wait(); s.wait()\n"
+        "stormy()\n"
+    )
+    env = {**os.environ, "HEADWATER_HOME": str(tmp_path), "HEADWATER_LOGS_MAX_BUFFERED": "200"}
+    env.pop("HEADWATER_API_URL", None)
+    subprocess.run([sys.executable, "-c", code], env=env, check=True, capture_output=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-m", "headwater.cli", "runs", "ls", "--json"], env=env, check=True, capture_output=True, text=True
+    )
+    run_id = json.loads(out.stdout)[0]["id"]
+    logs = subprocess.run(
+        [sys.executable, "-m", "headwater.cli", "runs", "logs", run_id, "--json"], env=env, check=True,
+        capture_output=True, text=True,
+    )  # fmt: skip
+    lines = [json.loads(line) for line in logs.stdout.splitlines()]
+    messages = [ln["message"] for ln in lines]
+    storm = [m for m in messages if m.startswith("storm ")]
+    assert len(storm) < 50_000 and any(ln["logger"] == "headwater.logs" for ln in lines)  # it dropped
+    assert [m for m in messages if m.startswith("warning ")] == [f"warning {i}" for i in range(20)]
+    assert any(m.startswith("Finished in state Failed") and "during the storm" in m for m in messages)
+    assert messages.index("warning 19") < messages.index(storm[-1])  # kept while the storm went on
