@@ -61,7 +61,7 @@ Pid = Annotated[int, Field(strict=True, ge=0, le=2**63 - 1)]
 class Wire(BaseModel):
     """Base of every wire model: unknown fields are an error, instances are immutable."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 class FlowRunIn(Wire):
