@@ -12,7 +12,7 @@ import headwater.runners
 EXPECTED_TOP_LEVEL = {
     "flow", "task", "unmapped", "allow_failure", "wait", "as_completed", "get_run_logger",
     "concurrency", "rate_limit", "SlotUnavailable",
-    "get_run_context", "exponential_backoff",
+    "get_run_context", "exponential_backoff", "tags",
     "Flow", "Task", "TaskFuture", "FlowFuture", "FutureList", "TaskRun", "FlowRun",
     "State", "StateType", "Scheduled", "Pending", "Running", "Completed", "Cached", "Failed",
     "Crashed", "Cancelled", "Paused", "Retrying", "AwaitingRetry", "TimedOut", "NotReady",

@@ -33,6 +33,7 @@ from .futures import TaskFuture as TaskFuture
 from .futures import as_completed as as_completed
 from .futures import wait as wait
 from .logs import get_run_logger as get_run_logger
+from .run_tags import tags as tags
 from .runs import FlowRun as FlowRun
 from .runs import TaskRun as TaskRun
 from .states import AwaitingRetry as AwaitingRetry
@@ -63,5 +64,5 @@ __all__ = [
     "Scheduled", "SlotTimeout", "SlotUnavailable", "State", "StateType", "Task", "TaskFuture", "TaskRun",
     "TimedOut", "UnfinishedRun", "UpstreamFailed", "UpstreamLost", "WorkerLost", "allow_failure", "as_completed",
     "concurrency", "exponential_backoff", "flow", "get_run_context", "get_run_logger",
-    "rate_limit", "task", "unmapped", "wait",
+    "rate_limit", "tags", "task", "unmapped", "wait",
 ]  # fmt: skip

@@ -23,6 +23,7 @@ from .context import current_services, flow_run_var, task_run_var
 from .engine import RunOutcome, TaskRunPayload, jittered, outcome_of, run_task_now, run_task_now_async
 from .futures import FutureList, RunFuture, TaskFuture
 from .logs import enable_log_prints
+from .run_tags import with_tags_in_effect
 from .runs import TaskRun, new_run_id, set_state
 from .states import Pending, State
 from .submission import current_scheduler
@@ -250,7 +251,7 @@ class Task(Generic[P, R]):
             self._run_name(parameters),
             self.name,
             flow_ctx.flow_run.id if flow_ctx is not None else _enclosing_flow_run_id(),
-            self.tags,
+            with_tags_in_effect(self.tags),
         )
         if extracted.lineage:
             futures = extracted.futures
