@@ -1,4 +1,9 @@
-"""The runtime: flows, tasks, futures, states and the engines that run them."""
+"""The runtime: flows, tasks, futures, states and the engines that run them.
+
+`__all__` is the public surface (`headwater` re-exports it). Three submodules are public by
+path instead, as `prefect.runtime`'s are: `flow_run`, `task_run` and `deployment`, whose
+attributes describe the run executing wherever they are read (`run_metadata.py`).
+"""
 
 from ..errors import BrokenRunner as BrokenRunner
 from ..errors import CancelledRun as CancelledRun
@@ -20,6 +25,10 @@ from ..errors import UnfinishedRun as UnfinishedRun
 from ..errors import UpstreamFailed as UpstreamFailed
 from ..errors import UpstreamLost as UpstreamLost
 from ..errors import WorkerLost as WorkerLost
+# Modules, public by path (`runtime.flow_run.name`, as in Prefect), so not in `__all__`.
+from . import deployment as deployment
+from . import flow_run as flow_run
+from . import task_run as task_run
 from .arguments import allow_failure as allow_failure
 from .arguments import unmapped as unmapped
 from .context import get_run_context as get_run_context
