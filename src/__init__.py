@@ -10,7 +10,10 @@
     def pipeline(xs: list[int]) -> int:
         return sum(double.map(xs).result())
 
-Runners live in `headwater.runners`, cache helpers in `headwater.cache`.
+Runners live in `headwater.runners`, cache helpers in `headwater.cache`. The paths a Prefect
+user types also work, as aliases of this one surface: `headwater.futures`, `.states`,
+`.task_runners`, `.context`, `.logging` and `.tasks`; and `headwater.runtime.flow_run`,
+`.task_run` and `.deployment` describe the run executing here, as `prefect.runtime` does.
 """
 
 __version__ = "0.1.0"

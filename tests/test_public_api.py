@@ -12,7 +12,7 @@ import headwater.runners
 EXPECTED_TOP_LEVEL = {
     "flow", "task", "unmapped", "allow_failure", "wait", "as_completed", "get_run_logger",
     "concurrency", "rate_limit", "SlotUnavailable",
-    "get_run_context", "exponential_backoff",
+    "get_run_context", "exponential_backoff", "tags",
     "Flow", "Task", "TaskFuture", "FlowFuture", "FutureList", "TaskRun", "FlowRun",
     "State", "StateType", "Scheduled", "Pending", "Running", "Completed", "Cached", "Failed",
     "Crashed", "Cancelled", "Paused", "Retrying", "AwaitingRetry", "TimedOut", "NotReady",
@@ -34,6 +34,37 @@ def test_runners_exports() -> None:
         "ConcurrentTaskRunner", "ProcessPoolTaskRunner", "RunnerFuture", "SequentialTaskRunner", "TaskCall",
         "TaskRunner", "ThreadPoolTaskRunner", "get_runner",
     }  # fmt: skip
+
+
+# The Prefect-path aliases (issue #13): each module's surface, and where each name comes from.
+# An alias re-exports; it never defines: every name must be the very object of its source.
+EXPECTED_ALIASES: dict[str, dict[str, str]] = {
+    "headwater.futures": dict.fromkeys(["FlowFuture", "FutureList", "TaskFuture", "as_completed", "wait"], "headwater"),
+    "headwater.states": dict.fromkeys([
+        "AwaitingRetry", "Cached", "Cancelled", "Completed", "Crashed", "Failed", "NotReady",
+        "Paused", "Pending", "Retrying", "Running", "Scheduled", "State", "StateType", "TimedOut",
+    ], "headwater"),
+    "headwater.task_runners": dict.fromkeys([
+        "ConcurrentTaskRunner", "ProcessPoolTaskRunner", "SequentialTaskRunner", "TaskRunner",
+        "ThreadPoolTaskRunner",
+    ], "headwater.runners"),
+    "headwater.context": dict.fromkeys(["get_run_context", "tags"], "headwater"),
+    "headwater.logging": {"get_run_logger": "headwater"},
+    "headwater.tasks": {
+        "Task": "headwater", "exponential_backoff": "headwater", "task": "headwater",
+        "task_input_hash": "headwater.cache",
+    },
+}  # fmt: skip
+
+
+def test_prefect_path_aliases_re_export_exactly_their_surface() -> None:
+    import importlib
+
+    for alias, sources in EXPECTED_ALIASES.items():
+        module = importlib.import_module(alias)
+        assert set(module.__all__) == set(sources), alias
+        for name, source in sources.items():
+            assert getattr(module, name) is getattr(importlib.import_module(source), name), f"{alias}.{name}"
 
 
 def test_importing_headwater_does_not_import_heavy_optional_modules() -> None:

@@ -1,4 +1,9 @@
-"""The runtime: flows, tasks, futures, states and the engines that run them."""
+"""The runtime: flows, tasks, futures, states and the engines that run them.
+
+`__all__` is the public surface (`headwater` re-exports it). Three submodules are public by
+path instead, as `prefect.runtime`'s are: `flow_run`, `task_run` and `deployment`, whose
+attributes describe the run executing wherever they are read (`run_metadata.py`).
+"""
 
 from ..errors import BrokenRunner as BrokenRunner
 from ..errors import CancelledRun as CancelledRun
@@ -20,6 +25,10 @@ from ..errors import UnfinishedRun as UnfinishedRun
 from ..errors import UpstreamFailed as UpstreamFailed
 from ..errors import UpstreamLost as UpstreamLost
 from ..errors import WorkerLost as WorkerLost
+# Modules, public by path (`runtime.flow_run.name`, as in Prefect), so not in `__all__`.
+from . import deployment as deployment
+from . import flow_run as flow_run
+from . import task_run as task_run
 from .arguments import allow_failure as allow_failure
 from .arguments import unmapped as unmapped
 from .context import get_run_context as get_run_context
@@ -33,6 +42,7 @@ from .futures import TaskFuture as TaskFuture
 from .futures import as_completed as as_completed
 from .futures import wait as wait
 from .logs import get_run_logger as get_run_logger
+from .run_tags import tags as tags
 from .runs import FlowRun as FlowRun
 from .runs import TaskRun as TaskRun
 from .states import AwaitingRetry as AwaitingRetry
@@ -63,5 +73,5 @@ __all__ = [
     "Scheduled", "SlotTimeout", "SlotUnavailable", "State", "StateType", "Task", "TaskFuture", "TaskRun",
     "TimedOut", "UnfinishedRun", "UpstreamFailed", "UpstreamLost", "WorkerLost", "allow_failure", "as_completed",
     "concurrency", "exponential_backoff", "flow", "get_run_context", "get_run_logger",
-    "rate_limit", "task", "unmapped", "wait",
+    "rate_limit", "tags", "task", "unmapped", "wait",
 ]  # fmt: skip

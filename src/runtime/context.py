@@ -42,6 +42,9 @@ class TaskRunContext:
     task_run: TaskRun
     log_prints: bool
     services: RunServices
+    # the values the task is called with (upstream results in place of their futures, once
+    # the engine has loaded them): what `task_run.parameters` reads
+    parameters: dict[str, Any] = field(default_factory=dict)
 
 
 flow_run_var: ContextVar[FlowRunContext | None] = ContextVar("headwater_flow_run", default=None)
@@ -57,9 +60,25 @@ def entered(var: ContextVar[Any], value: Any) -> Iterator[Any]:
         var.reset(token)
 
 
+def task_context_here() -> TaskRunContext | None:
+    """The task run whose code runs here, if any.
+
+    A subflow called inside a task runs with that task's context still set, but its body is
+    not in the task (Prefect gets this wrong: PrefectHQ/prefect#19449). So a task context
+    counts only when its run belongs to the innermost flow run here, or when there is none (a
+    worker process, or a task called outside any flow)."""
+    task_ctx = task_run_var.get()
+    if task_ctx is None:
+        return None
+    flow_ctx = flow_run_var.get()
+    if flow_ctx is not None and task_ctx.task_run.flow_run_id != flow_ctx.flow_run.id:
+        return None
+    return task_ctx
+
+
 def get_run_context() -> TaskRunContext | FlowRunContext:
     """The innermost run: the task run if inside a task, else the flow run."""
-    ctx = task_run_var.get() or flow_run_var.get()
+    ctx = task_context_here() or flow_run_var.get()
     if ctx is None:
         raise MissingContext("no flow or task is running here; call this inside a @flow or @task")
     return ctx

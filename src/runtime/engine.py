@@ -181,7 +181,7 @@ class _TaskRunEngine:
             self.cache_step = CacheStep(cache, self)
 
     def context(self) -> TaskRunContext:
-        return TaskRunContext(self.task, self.run, self.log_prints, self.payload.services)
+        return TaskRunContext(self.task, self.run, self.log_prints, self.payload.services, self.parameters)
 
     def upstreams_completed(self) -> bool:
         """Step 1a. False when an upstream the run needs did not complete: the run ends
@@ -216,6 +216,9 @@ class _TaskRunEngine:
             return False
         self.parameters = fill_upstream(self.parameters, values)
         self.inputs_loaded = True
+        context = task_run_var.get()
+        if context is not None and context.task_run is self.run:  # this attempt's context
+            context.parameters = self.parameters  # `task_run.parameters`: values, not refs
         return True
 
     def key_failed(self, exc: Exception) -> None:

@@ -54,6 +54,7 @@ from .logs import enable_log_prints, ensure_console_logging, flow_logger, run_ex
 from .context import current_services
 from . import slots
 from .recording import confirm_recorded_away, refusal
+from .run_tags import tags_in_effect
 from .runs import FlowRun, new_run_id, set_state
 from .scheduler import TaskScheduler
 from .signals import sigterm_raises
@@ -94,6 +95,7 @@ class FlowRunEngine:
             parameters,
             parent_flow.flow_run.id if parent_flow else None,
             parent_task.task_run.id if parent_task else None,
+            tags=tags_in_effect(),
         )
         self._set(Pending())
         self.parameters = parameters

@@ -24,6 +24,7 @@ from .flow_engine import FlowRunEngine, run_flow, run_flow_async
 from .futures import FlowFuture
 from .names import generate_run_name
 from .portal import run_async
+from .run_metadata import naming
 from .states import Crashed
 
 P = ParamSpec("P")
@@ -136,7 +137,10 @@ class Flow(Generic[P, R]):
         template = self.flow_run_name
         if template is None:
             return generate_run_name()
-        return template() if callable(template) else template.format(**parameters)
+        if not callable(template):
+            return template.format(**parameters)
+        with naming("flow", parameters):  # the callable may read `flow_run.parameters`
+            return template()
 
     def retry_delay_for(self, retries_used: int) -> float:
         option = self.retry_delay_seconds

@@ -23,6 +23,8 @@ from .context import current_services, flow_run_var, task_run_var
 from .engine import RunOutcome, TaskRunPayload, jittered, outcome_of, run_task_now, run_task_now_async
 from .futures import FutureList, RunFuture, TaskFuture
 from .logs import enable_log_prints
+from .run_metadata import naming
+from .run_tags import with_tags_in_effect
 from .runs import TaskRun, new_run_id, set_state
 from .states import Pending, State
 from .submission import current_scheduler
@@ -231,7 +233,10 @@ class Task(Generic[P, R]):
     def _run_name(self, parameters: dict[str, Any]) -> str:
         template = self.task_run_name
         if template is not None:
-            return template() if callable(template) else template.format(**parameters)
+            if not callable(template):
+                return template.format(**parameters)
+            with naming("task", parameters):  # the callable may read `task_run.parameters`
+                return template()
         flow_ctx = flow_run_var.get()
         counts = flow_ctx.task_run_counts if flow_ctx is not None else _outside_flow_counts
         counter = counts.get(self.name) or counts.setdefault(self.name, itertools.count())
@@ -250,7 +255,7 @@ class Task(Generic[P, R]):
             self._run_name(parameters),
             self.name,
             flow_ctx.flow_run.id if flow_ctx is not None else _enclosing_flow_run_id(),
-            self.tags,
+            with_tags_in_effect(self.tags),
         )
         if extracted.lineage:
             futures = extracted.futures
