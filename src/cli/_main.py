@@ -1,14 +1,18 @@
 """Argument parsing and dispatch for the `headwater` command.
 
 Each noun (`server`, `runs`, ...) registers its subcommands through a `register(subparsers)`
-function in its own module, so adding a verb never touches this file's logic.
+function in its own module, so adding a verb never touches this file's logic. Registering
+imports nothing heavy: a verb's handler imports what it needs when it runs, so
+`headwater --version` costs only `import headwater`, and `runs ls` on the home's database
+never loads the gRPC client, the pydantic models or the server (`tests/cli/test_startup.py`).
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -24,8 +28,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _registrars() -> list:  # type: ignore[type-arg]
-    """The subcommand modules; each exposes `register(subparsers)`."""
+def _registrars() -> list[Callable[[Any], None]]:
+    """The subcommand modules; each exposes `register(subparsers)` and imports only argparse
+    and the standard library at module level."""
     from . import _cache, _concurrency, _db, _runs, _server
 
     return [_server.register, _runs.register, _cache.register, _concurrency.register, _db.register]

@@ -7,42 +7,15 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
-from uuid import UUID, uuid4
+from uuid import uuid4
 
 import pytest
 
 from headwater.api import FlowRunRecord, StateClient, StateServer, TaskRunRecord
 from headwater.cli import main
-from tests.api.helpers import flow, state, task
-
-TOKEN = "cli-token"
-
-
-@pytest.fixture
-def recorded() -> Iterator[tuple[StateServer, dict[str, UUID]]]:
-    """A server with a parent flow (2 tasks, one fed by the other) and a child flow; `load`
-    moved to a worker, `total` was recorded by a client that did not say where it ran."""
-    srv = StateServer(Path(os.environ["HEADWATER_HOME"]), port=0, token=TOKEN, synchronous="NORMAL")
-    srv.start()
-    with StateClient(srv.url, token=TOKEN) as c:
-        parent = flow("etl", host="flow-host", pid=101)
-        c.create_flow_run(parent)
-        c.set_state(state(parent.id, "RUNNING"))
-        load = task(parent.id, "load", host="worker-host", pid=202, moved=True)
-        total = task(parent.id, "total", upstream={"rows": (load.id,)})
-        for t in (load, total):
-            c.create_task_run(t)
-            for type_ in ("PENDING", "RUNNING", "COMPLETED"):
-                c.set_state(state(t.id, type_, "task"))
-        child = flow("report", parent_flow_run_id=parent.id, parent_task_run_id=total.id)
-        c.create_flow_run(child)
-        c.set_state(state(child.id, "RUNNING"))
-        c.set_state(state(child.id, "FAILED", message="boom"))
-        c.set_state(state(parent.id, "COMPLETED"))
-    yield srv, {"parent": parent.id, "child": child.id, "load": load.id, "total": total.id}
-    srv.stop(0.5)
+from tests.api.helpers import state
+from tests.cli.helpers import TOKEN
 
 
 def _json(capsys: pytest.CaptureFixture[str], *argv: str) -> object:
@@ -143,3 +116,4 @@ def test_escape_sequences_in_run_names_reach_the_terminal_inert(tmp_path: Path) 
         assert "\x1b" not in out and "\x07" not in out and "\r" not in out and "\u202e" not in out, verb
         assert r"\x1b]0;pwned\x07" in out and r"\u202eevil" in out, (verb, out)
         assert "red[bold]x[/]" in out, verb  # markup shown, not applied
+
