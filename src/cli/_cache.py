@@ -82,10 +82,9 @@ def _guard(verb: Callable[[argparse.Namespace, LocalStore | RemoteStore], int]) 
 
 
 def list_entries(args: argparse.Namespace, store: LocalStore | RemoteStore) -> int:
-    from rich.console import Console
     from rich.table import Table
 
-    from ._text import inert
+    from ._text import console, inert
 
     found = store.entries_of(args.task) if args.task else list(store.entries())
     found.sort(key=lambda e: (-e.created, e.key))
@@ -98,7 +97,7 @@ def list_entries(args: argparse.Namespace, store: LocalStore | RemoteStore) -> i
     for e in found:
         table.add_row(e.key[:16], inert(e.task), _size(e.size), _short_time(e.created),
                       _short_time(e.expires) if e.expires is not None else "never")
-    Console().print(table)
+    console().print(table)
     return 0
 
 

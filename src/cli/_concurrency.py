@@ -99,10 +99,9 @@ def create_limit(args: argparse.Namespace, limits: Limits) -> int:
 
 
 def list_limits(args: argparse.Namespace, limits: Limits) -> int:
-    from rich.console import Console
     from rich.table import Table
 
-    from ._text import inert
+    from ._text import console, inert
 
     found = limits.list_limits()
     if args.json:
@@ -114,21 +113,19 @@ def list_limits(args: argparse.Namespace, limits: Limits) -> int:
     for info in found:
         table.add_row(inert(info.name), str(info.limit), str(info.active), str(info.waiting),
                       f"{info.slot_decay_per_second:g}" if info.slot_decay_per_second else "-")
-    Console().print(table)
+    console().print(table)
     return 0
 
 
 def inspect_limit(args: argparse.Namespace, limits: Limits) -> int:
-    from rich.console import Console
-
-    from ._text import inert
+    from ._text import console, inert
 
     info = limits.read_limit(args.name)
     if args.json:
         _print_json(limit_json(info))
         return 0
     decay = f", draining {info.slot_decay_per_second:g}/s" if info.slot_decay_per_second else ""
-    out = Console(soft_wrap=True)
+    out = console(soft_wrap=True)
     out.print(inert(f"{info.name}: {info.active} of {info.limit} slots active{decay}, "
                     f"{info.waiting} waiting"))
     for h in info.holders:

@@ -26,6 +26,7 @@ from rich.console import Console
 from rich.text import Text
 
 from ._source import open_source
+from ._text import console as make_console
 from ._text import inert
 
 if TYPE_CHECKING:
@@ -61,7 +62,7 @@ class _Pusher(Protocol):
 
 
 def print_logs(args: argparse.Namespace) -> int:
-    console = Console(highlight=False, soft_wrap=True)
+    console = make_console(highlight=False, soft_wrap=True)
     with open_source() as source:
         if args.follow:
             lines = _follow(source, args.id, args.level, args.task)

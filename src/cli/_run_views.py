@@ -8,13 +8,13 @@ import argparse
 import json
 from typing import Any
 
-from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
 from . import _logs
 from ._run_shapes import flow_run_detail, flow_run_json
 from ._source import open_source
+from ._text import console as make_console
 from ._text import inert
 
 STATE_STYLE = {
@@ -32,7 +32,7 @@ def list_runs(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(runs, indent=2))
     else:
-        Console().print(_runs_table(runs, "flow runs"))
+        make_console().print(_runs_table(runs, "flow runs"))
     return 0
 
 
@@ -42,7 +42,7 @@ def show_run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(detail, indent=2))
         return 0
-    console = Console()
+    console = make_console()
     console.print(_runs_table([detail], f"flow run {detail['id']}"))
     console.print(_timeline(detail["states"], "state timeline"))
     tasks = Table(title=f"task runs ({len(detail['task_runs'])})")

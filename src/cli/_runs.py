@@ -5,7 +5,8 @@ it runs (`_run_views`: ls and show, `_logs`, `_watch`), so no verb pays for anot
 
 The data comes from the server at `HEADWATER_API_URL` when it is set, else straight from the
 SQLite database under `HEADWATER_HOME`, opened read-only (`_source.py`). `--json` prints
-machine-readable output (times ISO 8601 UTC); otherwise rich tables. Every run shows where it ran: the host and pid of the process that
+machine-readable output (times ISO 8601 UTC); otherwise rich tables, never cut to a width when
+stdout is not a terminal. Every run shows where it ran: the host and pid of the process that
 ran it (for a task run handed to a worker, that worker's; the latest attempt's when a retry
 ran elsewhere). Names, state names and messages are whatever a flow's author (or its
 parameters) made them: they are shown as plain text (`_text.inert`), with control characters

@@ -1,0 +1,56 @@
+"""How the real `headwater` command meets its stdout: a pipe that has no width, a terminal
+that has one."""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from pathlib import Path
+from uuid import uuid4
+
+import pytest
+
+from headwater.api import FlowRunRecord, StateClient, StateServer
+from tests.api.helpers import state
+from tests.cli.helpers import TOKEN, cli, in_terminal
+
+LONG_NAME = "swift-ocelot-of-the-very-long-name-that-no-terminal-of-eighty-columns-fits"
+DATE = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d")
+
+
+@pytest.fixture
+def long_named(tmp_path: Path) -> tuple[Path, str]:
+    """A home with one flow run whose names are far wider than a terminal."""
+    home = tmp_path / "home"
+    srv = StateServer(home, port=0, token=TOKEN, synchronous="NORMAL")
+    srv.start()
+    try:
+        with StateClient(srv.url, token=TOKEN) as c:
+            run = FlowRunRecord(uuid4(), LONG_NAME, f"flow-{LONG_NAME}", {}, created=time.time())
+            c.create_flow_run(run)
+            c.set_state(state(run.id, "RUNNING"))
+            c.set_state(state(run.id, "COMPLETED", message=f"done: {LONG_NAME}"))
+    finally:
+        srv.stop(0.5)
+    return home, str(run.id)
+
+
+def test_piped_tables_are_never_cut_to_a_width(long_named: tuple[Path, str]) -> None:
+    home, run_id = long_named
+    env = {"HEADWATER_HOME": str(home)}
+    os.environ.pop("COLUMNS", None)  # no width given: rich would assume 80
+    for verb in (["ls"], ["show", run_id]):
+        done = cli("runs", *verb, env=env)
+        assert done.returncode == 0, done.stderr
+        rows = [line for line in done.stdout.splitlines() if LONG_NAME in line]
+        assert rows, done.stdout
+        assert f"flow-{LONG_NAME}" in rows[0] and DATE.search(rows[0]), rows[0]  # one row, one line
+        assert "…" not in done.stdout
+
+
+def test_on_a_terminal_tables_still_fit_its_width(long_named: tuple[Path, str]) -> None:
+    home, _ = long_named
+    out = in_terminal("runs", "ls", columns=80, env={"HEADWATER_HOME": str(home)})
+    assert "swift-" in out and "…" in out and LONG_NAME not in out
+    assert max(len(line) for line in out.splitlines()) <= 80
