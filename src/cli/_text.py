@@ -20,12 +20,21 @@ def inert(value: str | None, style: str = "") -> Text:
     return Text(text, style=style)
 
 
+class _StdoutConsole(Console):
+    """A console that leaves a closed pipe to `_main.main`, so every verb ends alike there
+    (rich's own answer exits with status 1 on the spot)."""
+
+    def on_broken_pipe(self) -> None:
+        self.quiet = True  # nothing more to write: the reader is gone
+        raise BrokenPipeError
+
+
 def console(**options: Any) -> Console:
     """A rich console on stdout. On a terminal, rich fits tables to its width. Anywhere else
     rich would assume 80 columns and cut names (`swift-oce…`) or wrap dates over two lines for
     a width nobody sees; there nothing is cut or wrapped, so ids, names and times stay whole,
     one row a line, for `grep`, `awk` and `less -S`."""
-    out = Console(**options)
+    out = _StdoutConsole(**options)
     if out.is_terminal:
         return out
-    return Console(width=_UNBOUNDED, **options)
+    return _StdoutConsole(width=_UNBOUNDED, **options)

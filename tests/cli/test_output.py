@@ -1,10 +1,11 @@
-"""How the real `headwater` command meets its stdout: a pipe that has no width, a terminal
-that has one."""
+"""How the real `headwater` command meets its stdout and its arguments: a reader that stops
+reading, a pipe that has no width, a terminal that has one."""
 
 from __future__ import annotations
 
 import os
 import re
+import subprocess
 import time
 from pathlib import Path
 from uuid import uuid4
@@ -12,11 +13,34 @@ from uuid import uuid4
 import pytest
 
 from headwater.api import FlowRunRecord, StateClient, StateServer
+from headwater.cli._main import CLOSED_PIPE_STATUS
 from tests.api.helpers import state
-from tests.cli.helpers import TOKEN, cli, in_terminal
+from tests.cli.helpers import HEADWATER, TOKEN, cli, in_terminal
 
 LONG_NAME = "swift-ocelot-of-the-very-long-name-that-no-terminal-of-eighty-columns-fits"
 DATE = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d")
+
+
+@pytest.mark.parametrize("verb", [["ls", "--json"], ["ls"], ["show", "PARENT"], ["show", "PARENT", "--json"]],
+                         ids=" ".join)
+def test_a_closed_pipe_ends_the_command_quietly(verb: list[str], recorded) -> None:  # type: ignore[no-untyped-def]
+    """`headwater runs ls --json | head -1`: the reader is gone before we write; no traceback,
+    and 141, as a shell reports for a Unix tool that a closed pipe ended."""
+    _, ids = recorded
+    argv = [str(ids["parent"]) if arg == "PARENT" else arg for arg in verb]
+    proc = subprocess.Popen([*HEADWATER, "runs", *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()  # long before the interpreter has started: every write finds it closed
+    err = proc.stderr.read()
+    assert proc.wait(30) == CLOSED_PIPE_STATUS == 141
+    assert err == ""
+
+
+def test_head_reads_its_line_and_nothing_complains(recorded) -> None:  # type: ignore[no-untyped-def]
+    done = subprocess.run(f"{' '.join(HEADWATER)} runs ls --json | head -1", shell=True,
+                          capture_output=True, text=True, timeout=30, check=True)
+    assert (done.stdout, done.stderr) == ("[\n", "")
 
 
 @pytest.fixture
