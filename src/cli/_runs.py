@@ -12,22 +12,35 @@ ran elsewhere). Names, state names and messages are whatever a flow's author (or
 parameters) made them: they are shown as plain text (`_text.inert`), with control characters
 escaped, so a terminal escape in a run name is printed, not obeyed, and rich markup in one is
 shown, not applied.
+
+Options that take one of a fixed set of values (`ls --state`, `logs --level`) accept them in
+any case and refuse anything else, naming the option and the values it takes, rather than
+quietly match nothing.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from importlib import import_module
 from typing import Any
+
+from .. import StateType
+
+#: The state types `ls --state` takes, in lifecycle order.
+STATE_TYPES = tuple(s.name for s in StateType)
+#: The level names `logs --level` takes (those logging knows, as the server does), lowest first.
+LOG_LEVELS = tuple(name for name, _ in sorted(logging.getLevelNamesMapping().items(), key=lambda kv: kv[1]))
 
 
 def register(subparsers: Any) -> None:
     runs = subparsers.add_parser("runs", help="inspect recorded flow runs")
     verbs = runs.add_subparsers(dest="verb", metavar="VERB")
     ls = verbs.add_parser("ls", help="list flow runs, newest first")
-    ls.add_argument("--state", help="only runs in this state type, e.g. RUNNING")
+    ls.add_argument("--state", type=one_of(STATE_TYPES), metavar="STATE",
+                    help=f"only runs in this state type: {', '.join(STATE_TYPES)} (any case)")
     ls.add_argument("--flow", help="only runs of this flow")
     ls.add_argument("--limit", type=int, default=20)
     ls.add_argument("--json", action="store_true", help="print a JSON array")
@@ -39,7 +52,9 @@ def register(subparsers: Any) -> None:
     logs = verbs.add_parser("logs", help="a run's log lines (a flow run's include its task runs')")
     logs.add_argument("id", help="flow or task run id, or a unique prefix of it")
     logs.add_argument("--follow", "-f", action="store_true", help="stream new lines until the run ends")
-    logs.add_argument("--level", help="only lines at this level or above, e.g. WARNING")
+    logs.add_argument("--level", type=one_of(LOG_LEVELS, numbers=True), metavar="LEVEL",
+                      help="only lines at this level or above: DEBUG, INFO, WARNING, ERROR, "
+                           "CRITICAL (any case) or a number")
     logs.add_argument("--task", help="only lines of task runs of this task (or this task run name)")
     logs.add_argument("--json", action="store_true", help="one JSON object per line")
     logs.set_defaults(handler=_guard("_logs", "print_logs"))
@@ -50,6 +65,21 @@ def register(subparsers: Any) -> None:
     watch.add_argument("--once", action="store_true", help="render once and exit")
     watch.set_defaults(handler=_guard("_watch", "watch_runs"))
     runs.set_defaults(handler=lambda args: runs.print_help() or 2)
+
+
+def one_of(values: Sequence[str], *, numbers: bool = False) -> Callable[[str], str]:
+    """An argparse `type` for an option that takes one of `values` in any case (given back in
+    upper case), or with `numbers` a whole number too; argparse refuses anything else with
+    the option's name and this message."""
+
+    def parse(text: str) -> str:
+        value = text.strip().upper()
+        if value in values or (numbers and value.isdigit()):
+            return value
+        also = ", or a number" if numbers else ""
+        raise argparse.ArgumentTypeError(f"invalid choice: {text!r} (choose from {', '.join(values)}{also})")
+
+    return parse
 
 
 def _guard(module: str, verb: str) -> Callable[[argparse.Namespace], int]:

@@ -1,5 +1,5 @@
 """How the real `headwater` command meets its stdout and its arguments: a reader that stops
-reading, a pipe that has no width, a terminal that has one."""
+reading, a pipe that has no width, a terminal that has one, and values an option does not take."""
 
 from __future__ import annotations
 
@@ -78,3 +78,24 @@ def test_on_a_terminal_tables_still_fit_its_width(long_named: tuple[Path, str]) 
     out = in_terminal("runs", "ls", columns=80, env={"HEADWATER_HOME": str(home)})
     assert "swift-" in out and "…" in out and LONG_NAME not in out
     assert max(len(line) for line in out.splitlines()) <= 80
+
+
+@pytest.mark.parametrize(("argv", "option", "valid"), [
+    (["runs", "ls", "--state", "bogus"], "--state",
+     "'bogus' (choose from SCHEDULED, PENDING, RUNNING, COMPLETED, FAILED, CRASHED, CANCELLED, PAUSED)"),
+    (["runs", "logs", "0123abcd", "--level", "loud"], "--level",
+     "'loud' (choose from NOTSET, DEBUG, INFO, WARN, WARNING, ERROR, CRITICAL, FATAL, or a number)"),
+], ids=["state", "level"])
+def test_an_unknown_value_is_refused_naming_the_option_and_its_values(argv: list[str], option: str,
+                                                                       valid: str) -> None:
+    done = cli(*argv)
+    assert done.returncode == 2 and done.stdout == ""
+    assert f"argument {option}: invalid choice: " in done.stderr and valid in done.stderr, done.stderr
+
+
+def test_known_values_are_taken_in_any_case(recorded) -> None:  # type: ignore[no-untyped-def]
+    _, ids = recorded
+    for argv in (["runs", "ls", "--state", "Failed", "--json"], ["runs", "logs", str(ids["parent"]), "--level", "warning"]):
+        done = cli(*argv)
+        assert done.returncode == 0, done.stderr
+    assert str(ids["child"]) in cli("runs", "ls", "--state", "failed", "--json").stdout
