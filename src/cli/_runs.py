@@ -58,11 +58,13 @@ def register(subparsers: Any) -> None:
     logs.add_argument("--task", help="only lines of task runs of this task (or this task run name)")
     logs.add_argument("--json", action="store_true", help="one JSON object per line")
     logs.set_defaults(handler=_guard("_logs", "print_logs"))
-    watch = verbs.add_parser("watch", help="live view of recent flow runs (Ctrl-C to exit)")
+    watch = verbs.add_parser(
+        "watch", help="recent flow runs as they change: a live table on a terminal, else a line "
+                      "per new run and change of state (Ctrl-C to exit)")
     watch.add_argument("--limit", type=int, default=15)
-    watch.add_argument("--interval", type=float, default=1.0, help="seconds between refreshes")
-    watch.add_argument("--iterations", type=int, default=None, help="stop after N refreshes")
-    watch.add_argument("--once", action="store_true", help="render once and exit")
+    watch.add_argument("--interval", type=float, default=1.0, help="seconds between looks")
+    watch.add_argument("--iterations", type=int, default=None, help="stop after N looks")
+    watch.add_argument("--once", action="store_true", help="look once and exit")
     watch.set_defaults(handler=_guard("_watch", "watch_runs"))
     runs.set_defaults(handler=lambda args: runs.print_help() or 2)
 

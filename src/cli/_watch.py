@@ -1,12 +1,24 @@
-"""`headwater runs watch`: a live table (rich `Live`) of the newest flow runs, looked at again
-every `--interval` seconds, with a progress bar of finished task runs for each running one.
+"""`headwater runs watch`: the newest flow runs, looked at again every `--interval` seconds.
+
+On a terminal it is a live table (rich `Live`), redrawn at each look, with a progress bar of
+finished task runs for each running flow run. Anywhere else a redrawn table shows nothing
+while it runs (`Live` writes only its last frame, when it stops), so a watch piped to a file
+or to `grep` prints a line for every run at the first look, then one for each new run and
+each change of state, flushed at once:
+
+    2025-06-01T12:00:03.120+00:00  etl  swift-ocelot  0f1e2d3c-5b6a-4c1d-9e8f-7a6b5c4d3e2f  RUNNING
+
+The time is that of the run's latest recorded state; the state is its type, with its name
+after it when the name says more (`PENDING AwaitingConcurrencySlot`).
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from collections import Counter
+from collections.abc import Iterator
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
@@ -24,19 +36,62 @@ _FINISHED = ("COMPLETED", "FAILED", "CRASHED", "CANCELLED")
 
 
 def watch_runs(args: argparse.Namespace) -> int:
-    from rich.live import Live
-
-    iterations = 1 if args.once else args.iterations
-    count = 0
-    with open_source() as source, Live(_view(source, args.limit), refresh_per_second=4) as live:
+    looks = 1 if args.once else args.iterations
+    watch = _watch_live if sys.stdout.isatty() else _watch_lines
+    with open_source() as source:
         try:
-            while iterations is None or count < iterations - 1:
-                time.sleep(args.interval)
-                live.update(_view(source, args.limit))
-                count += 1
-        except KeyboardInterrupt:
+            watch(source, args.limit, args.interval, looks)
+        except KeyboardInterrupt:  # the way to stop watching for good
             pass
     return 0
+
+
+def _looks(interval: float, looks: int | None) -> Iterator[int]:
+    """Count the looks (`None`: until Ctrl-C), sleeping `interval` between two."""
+    count = 0
+    while looks is None or count < looks:
+        if count:
+            time.sleep(interval)
+        yield count
+        count += 1
+
+
+# -- not a terminal: a line per change -------------------------------------------------------
+
+
+def _watch_lines(source: RunSource, limit: int, interval: float, looks: int | None) -> None:
+    from ..api.records import RunFilter
+
+    seen: dict[str, tuple[str | None, str | None]] = {}
+    for _ in _looks(interval, looks):
+        for run in reversed(source.list_flow_runs(RunFilter(limit=limit))):  # oldest first
+            state = (run.state_type, run.state_name)
+            if seen.get(str(run.id)) != state:
+                seen[str(run.id)] = state
+                print(_line(source, run), flush=True)
+
+
+def _line(source: RunSource, run: FlowRunInfo) -> str:
+    history = source.read_history(run.id)
+    at = history[-1].timestamp if history else (run.created or time.time())
+    when = datetime.fromtimestamp(at, timezone.utc).isoformat(timespec="milliseconds")
+    state = run.state_type or "-"
+    if run.state_name and run.state_name.upper() != state:
+        state += f" {run.state_name}"
+    fields = (when, run.flow_name, run.name, str(run.id), state)
+    return "  ".join(inert(field).plain for field in fields)
+
+
+# -- a terminal: a live table ----------------------------------------------------------------
+
+
+def _watch_live(source: RunSource, limit: int, interval: float, looks: int | None) -> None:
+    from rich.live import Live
+
+    with Live(_view(source, limit), refresh_per_second=4) as live:
+        for count in _looks(interval, looks):
+            if count:
+                live.update(_view(source, limit))
 
 
 def _view(source: RunSource, limit: int) -> Group:

@@ -21,8 +21,8 @@ LONG_NAME = "swift-ocelot-of-the-very-long-name-that-no-terminal-of-eighty-colum
 DATE = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d")
 
 
-@pytest.mark.parametrize("verb", [["ls", "--json"], ["ls"], ["show", "PARENT"], ["show", "PARENT", "--json"]],
-                         ids=" ".join)
+@pytest.mark.parametrize("verb", [["ls", "--json"], ["ls"], ["show", "PARENT"], ["show", "PARENT", "--json"],
+                                  ["watch", "--once"]], ids=" ".join)
 def test_a_closed_pipe_ends_the_command_quietly(verb: list[str], recorded) -> None:  # type: ignore[no-untyped-def]
     """`headwater runs ls --json | head -1`: the reader is gone before we write; no traceback,
     and 141, as a shell reports for a Unix tool that a closed pipe ended."""

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 from uuid import uuid4
 
@@ -14,8 +15,8 @@ import pytest
 
 from headwater.api import FlowRunRecord, StateClient, StateServer, TaskRunRecord
 from headwater.cli import main
-from tests.api.helpers import state
-from tests.cli.helpers import TOKEN
+from tests.api.helpers import flow, state
+from tests.cli.helpers import HEADWATER, TOKEN, cli, in_terminal
 
 
 def _json(capsys: pytest.CaptureFixture[str], *argv: str) -> object:
@@ -117,3 +118,33 @@ def test_escape_sequences_in_run_names_reach_the_terminal_inert(tmp_path: Path) 
         assert r"\x1b]0;pwned\x07" in out and r"\u202eevil" in out, (verb, out)
         assert "red[bold]x[/]" in out, verb  # markup shown, not applied
 
+
+def test_watch_without_a_terminal_prints_a_line_per_change_as_it_happens(recorded) -> None:  # type: ignore[no-untyped-def]
+    srv, ids = recorded
+    proc = subprocess.Popen([*HEADWATER, "runs", "watch", "--interval", "0.1", "--iterations", "100"],
+                            stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    try:
+        at, *parent = proc.stdout.readline().split()
+        assert parent == ["etl", "etl-run", str(ids["parent"]), "COMPLETED"]
+        assert datetime.fromisoformat(at).tzinfo is not None
+        assert proc.stdout.readline().split()[1:] == ["report", "report-run", str(ids["child"]), "FAILED"]
+        with StateClient(srv.url, token=TOKEN) as c:
+            late = flow("late")
+            c.create_flow_run(late)
+            c.set_state(state(late.id, "PENDING", name="AwaitingConcurrencySlot"))
+            seen = [proc.stdout.readline().split()[1:]]
+            if seen[0][-1] == "-":  # looked between the run's creation and its first state
+                seen.append(proc.stdout.readline().split()[1:])
+            assert seen[-1] == ["late", "late-run", str(late.id), "PENDING", "AwaitingConcurrencySlot"]
+            assert proc.poll() is None  # printed while it watches, not when it ends
+            c.set_state(state(late.id, "RUNNING"))
+            assert proc.stdout.readline().split()[1:] == ["late", "late-run", str(late.id), "RUNNING"]
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_watch_on_a_terminal_is_a_live_table(recorded) -> None:  # type: ignore[no-untyped-def]
+    out = in_terminal("runs", "watch", "--once", columns=120)
+    assert "headwater flow runs" in out and "etl-run" in out and "report-run" in out
