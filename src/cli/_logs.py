@@ -116,7 +116,7 @@ def _state_of(source: LogSource, run_id: str) -> str | None:
 # -- the end of `runs show` ------------------------------------------------------------------
 
 
-def ending_json(source: LogSource, run: FlowRunInfo) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+def ending_json(source: LogSource, run: FlowRunInfo | TaskRunInfo) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
     """The run's last `SHOW_LINES` log lines, and for a failed run its error: the final state's
     message and the traceback of its last logged exception (None when it did not fail)."""
     lines = [line_json(ln) for ln in source.read_logs(run.id, limit=SHOW_LINES, tail=True).lines]

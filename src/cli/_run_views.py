@@ -1,5 +1,8 @@
 """`headwater runs ls` and `runs show`: runs as JSON (`_run_shapes`) or as rich tables.
-Everything a run's author or its parameters named is shown inert (`_text.inert`).
+
+`show` takes a flow run's id or a task run's (or a unique prefix of either). Runs a run refers
+to are shown by name with their short id, never as bare ids. Everything a run's author or its
+parameters named is shown inert (`_text.inert`).
 """
 
 from __future__ import annotations
@@ -8,11 +11,12 @@ import argparse
 import json
 from typing import Any
 
+from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
 from . import _logs
-from ._run_shapes import flow_run_detail, flow_run_json
+from ._run_shapes import flow_run_json, run_detail
 from ._source import open_source
 from ._text import console as make_console
 from ._text import inert
@@ -38,23 +42,58 @@ def list_runs(args: argparse.Namespace) -> int:
 
 def show_run(args: argparse.Namespace) -> int:
     with open_source() as source:
-        detail = flow_run_detail(source, args.id)
+        detail = run_detail(source, args.id)
     if args.json:
         print(json.dumps(detail, indent=2))
-        return 0
-    console = make_console()
+    elif detail["kind"] == "flow":
+        _print_flow_run(make_console(), detail)
+    else:
+        _print_task_run(make_console(), detail)
+    return 0
+
+
+def _print_flow_run(console: Console, detail: dict[str, Any]) -> None:
     console.print(_runs_table([detail], f"flow run {detail['id']}"))
     console.print(_timeline(detail["states"], "state timeline"))
+    names = {t["id"]: t["name"] for t in detail["task_runs"]}
     tasks = Table(title=f"task runs ({len(detail['task_runs'])})")
     for column in ("id", "name", "state", "duration", "host (pid)", "upstream"):
         tasks.add_column(column)
     for t in detail["task_runs"]:
+        upstream = Text(", ").join(_ref(names.get(u), u) for u in t["upstream"])
         tasks.add_row(t["id"][:8], inert(t["name"]), state_text(t), fmt_duration(t["duration_seconds"]),
-                      _where(t), ", ".join(u[:8] for u in t["upstream"]))
+                      _where(t), upstream)
     console.print(tasks)
-    console.print(f"parent: {detail['parent_id'] or '-'}    children: {', '.join(detail['children']) or '-'}")
+    console.print(Text("parent: ") + (_ref(detail["parent"]["name"], detail["parent"]["id"])
+                                      if detail["parent"] else Text("-")))
+    if detail["children"]:
+        console.print(_subflows_table(detail["children"], names))
     _logs.print_ending(console, detail["logs"], detail["error"])
-    return 0
+
+
+def _print_task_run(console: Console, detail: dict[str, Any]) -> None:
+    table = Table(title=f"task run {detail['id']}")
+    for column in ("id", "name", "task", "state", "started (UTC)", "duration", "host (pid)"):
+        table.add_column(column)
+    table.add_row(detail["id"][:8], inert(detail["name"]), inert(detail["task_name"]), state_text(detail),
+                  _started(detail), fmt_duration(detail["duration_seconds"]), _where(detail))
+    console.print(table)
+    flow_run = detail["flow_run"]
+    console.print(Text("flow run: ") + (
+        _ref(flow_run["name"], flow_run["id"], full=True) + Text(" of flow ") + inert(flow_run["flow_name"])
+        if flow_run else Text("- (called outside a flow)")))
+    console.print(_timeline(detail["states"], "state timeline"))
+    by_id = {r["id"]: r for r in detail["upstream_runs"]}
+    for label, runs in (("upstream", detail["upstream_runs"]), ("downstream", detail["downstream_runs"])):
+        line = Text(f"{label}: ")
+        line += Text(", ").join(_ref(r["name"], r["id"]) for r in runs) if runs else Text("-")
+        console.print(line)
+    for parameter, ids in detail["upstream_by_parameter"].items():
+        console.print(Text(f"  {parameter} <- ") + Text(", ").join(
+            _ref(by_id[u]["name"] if u in by_id else None, u) for u in ids))
+    if detail["subflows"]:
+        console.print(_subflows_table(detail["subflows"], {detail["id"]: detail["name"]}))
+    _logs.print_ending(console, detail["logs"], detail["error"])
 
 
 # -- rendering -------------------------------------------------------------------------------
@@ -71,6 +110,12 @@ def fmt_duration(seconds: float | None) -> str:
     return f"{seconds * 1000:.0f} ms" if seconds < 1 else f"{seconds:.1f} s"
 
 
+def _ref(name: str | None, run_id: str, *, full: bool = False) -> Text:
+    """A run another run refers to: `name (1a2b3c4d)`, or the whole id with `full`; a run
+    recorded only by id is shown as `? (1a2b3c4d)`."""
+    return inert(name or "?") + Text(f" ({run_id if full else run_id[:8]})")
+
+
 def _started(run: dict[str, Any]) -> str:
     return (run["start_time"] or "-")[:19].replace("T", " ")
 
@@ -82,6 +127,18 @@ def _runs_table(runs: list[dict[str, Any]], title: str) -> Table:
     for r in runs:
         table.add_row(r["id"][:8], inert(r["name"]), inert(r["flow_name"]), state_text(r), _started(r),
                       fmt_duration(r["duration_seconds"]), str(r["task_run_count"]), _where(r))
+    return table
+
+
+def _subflows_table(children: list[dict[str, Any]], task_names: dict[str, str]) -> Table:
+    """The flow runs a run started, with the task run each was called from, if any."""
+    table = Table(title=f"subflows ({len(children)})")
+    for column in ("id", "name", "flow", "state", "called from"):
+        table.add_column(column)
+    for c in children:
+        caller = c["parent_task_run_id"]
+        table.add_row(c["id"][:8], inert(c["name"]), inert(c["flow_name"]), state_text(c),
+                      _ref(task_names.get(caller), caller) if caller else Text("-"))
     return table
 
 

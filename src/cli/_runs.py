@@ -1,4 +1,4 @@
-"""`headwater runs ls | show | logs | watch`: inspect recorded flow runs.
+"""`headwater runs ls | show | logs | watch`: inspect recorded flow runs and task runs.
 
 This module only declares the verbs and their options; each handler imports its module when
 it runs (`_run_views`: ls and show, `_logs`, `_watch`), so no verb pays for another's imports.
@@ -36,7 +36,7 @@ LOG_LEVELS = tuple(name for name, _ in sorted(logging.getLevelNamesMapping().ite
 
 
 def register(subparsers: Any) -> None:
-    runs = subparsers.add_parser("runs", help="inspect recorded flow runs")
+    runs = subparsers.add_parser("runs", help="inspect recorded flow runs and task runs")
     verbs = runs.add_subparsers(dest="verb", metavar="VERB")
     ls = verbs.add_parser("ls", help="list flow runs, newest first")
     ls.add_argument("--state", type=one_of(STATE_TYPES), metavar="STATE",
@@ -45,8 +45,10 @@ def register(subparsers: Any) -> None:
     ls.add_argument("--limit", type=int, default=20)
     ls.add_argument("--json", action="store_true", help="print a JSON array")
     ls.set_defaults(handler=_guard("_run_views", "list_runs"))
-    show = verbs.add_parser("show", help="one flow run: states, task runs, parent and children")
-    show.add_argument("id", help="flow run id or a unique prefix of it")
+    show = verbs.add_parser(
+        "show", help="one flow run (states, task runs, parent, subflows) or task run (states, "
+                     "its flow run, upstream and downstream runs)")
+    show.add_argument("id", help="flow run or task run id, or a unique prefix of it")
     show.add_argument("--json", action="store_true", help="print a JSON object")
     show.set_defaults(handler=_guard("_run_views", "show_run"))
     logs = verbs.add_parser("logs", help="a run's log lines (a flow run's include its task runs')")
