@@ -82,10 +82,9 @@ def _guard(verb: Callable[[argparse.Namespace, LocalStore | RemoteStore], int]) 
 
 
 def list_entries(args: argparse.Namespace, store: LocalStore | RemoteStore) -> int:
-    from rich.console import Console
     from rich.table import Table
 
-    from ._runs import _inert
+    from ._text import console, inert
 
     found = store.entries_of(args.task) if args.task else list(store.entries())
     found.sort(key=lambda e: (-e.created, e.key))
@@ -96,9 +95,9 @@ def list_entries(args: argparse.Namespace, store: LocalStore | RemoteStore) -> i
     for column in ("key", "task", "size", "created (UTC)", "expires (UTC)"):
         table.add_column(column)
     for e in found:
-        table.add_row(e.key[:16], _inert(e.task), _size(e.size), _short_time(e.created),
+        table.add_row(e.key[:16], inert(e.task), _size(e.size), _short_time(e.created),
                       _short_time(e.expires) if e.expires is not None else "never")
-    Console().print(table)
+    console().print(table)
     return 0
 
 
@@ -144,7 +143,7 @@ def explain_run(args: argparse.Namespace, store: LocalStore | RemoteStore) -> in
 
 def _with_iso_times(result: dict[str, Any]) -> dict[str, Any]:
     """`explain`'s answer with its times as ISO 8601 UTC, as every `--json` prints them."""
-    from ._runs import iso
+    from ._run_shapes import iso
 
     shaped = dict(result)
     if "at" in shaped:
@@ -174,7 +173,7 @@ def _full_run_id(given: str) -> str | None:
     from uuid import UUID
 
     from ..api.errors import AmbiguousRunId, StateServiceError
-    from ._runs import open_source
+    from ._source import open_source
 
     try:
         return str(UUID(given))
@@ -193,7 +192,7 @@ def _full_run_id(given: str) -> str | None:
 
 
 def _entry_json(entry: Entry) -> dict[str, Any]:
-    from ._runs import iso
+    from ._run_shapes import iso
 
     return {
         "key": entry.key, "task": entry.task, "size": entry.size, "created": iso(entry.created),
@@ -208,7 +207,7 @@ def _print_json(value: Any) -> None:
 
 
 def _short_time(ts: float | None) -> str:
-    from ._runs import iso
+    from ._run_shapes import iso
 
     return (iso(ts) or "-")[:19].replace("T", " ")
 

@@ -99,10 +99,9 @@ def create_limit(args: argparse.Namespace, limits: Limits) -> int:
 
 
 def list_limits(args: argparse.Namespace, limits: Limits) -> int:
-    from rich.console import Console
     from rich.table import Table
 
-    from ._runs import _inert
+    from ._text import console, inert
 
     found = limits.list_limits()
     if args.json:
@@ -112,28 +111,26 @@ def list_limits(args: argparse.Namespace, limits: Limits) -> int:
     for column in ("name", "limit", "active", "waiting", "decay/s"):
         table.add_column(column)
     for info in found:
-        table.add_row(_inert(info.name), str(info.limit), str(info.active), str(info.waiting),
+        table.add_row(inert(info.name), str(info.limit), str(info.active), str(info.waiting),
                       f"{info.slot_decay_per_second:g}" if info.slot_decay_per_second else "-")
-    Console().print(table)
+    console().print(table)
     return 0
 
 
 def inspect_limit(args: argparse.Namespace, limits: Limits) -> int:
-    from rich.console import Console
-
-    from ._runs import _inert
+    from ._text import console, inert
 
     info = limits.read_limit(args.name)
     if args.json:
         _print_json(limit_json(info))
         return 0
     decay = f", draining {info.slot_decay_per_second:g}/s" if info.slot_decay_per_second else ""
-    console = Console(soft_wrap=True)
-    console.print(_inert(f"{info.name}: {info.active} of {info.limit} slots active{decay}, "
-                         f"{info.waiting} waiting"))
+    out = console(soft_wrap=True)
+    out.print(inert(f"{info.name}: {info.active} of {info.limit} slots active{decay}, "
+                    f"{info.waiting} waiting"))
     for h in info.holders:
         run = f" (task run {h.task_run_id})" if h.task_run_id else ""
-        console.print(_inert(
+        out.print(inert(
             f"  {h.label}{run} on {h.host or '?'} pid {h.pid or '?'}: {h.occupy} slot(s) since "
             f"{_short_time(h.acquired_at)} UTC, lease {h.lease_id} expires {_short_time(h.expires_at)} UTC"
         ))
@@ -162,7 +159,7 @@ def delete_limit(args: argparse.Namespace, limits: Limits) -> int:
 
 
 def limit_json(info: LimitInfo, *, holders: bool = True) -> dict[str, Any]:
-    from ._runs import iso
+    from ._run_shapes import iso
 
     shaped: dict[str, Any] = {
         "name": info.name, "limit": info.limit, "slot_decay_per_second": info.slot_decay_per_second,
@@ -189,6 +186,6 @@ def _print_json(value: Any) -> None:
 
 
 def _short_time(ts: float) -> str:
-    from ._runs import iso
+    from ._run_shapes import iso
 
     return (iso(ts) or "-")[:19].replace("T", " ")

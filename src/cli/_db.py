@@ -3,7 +3,8 @@
 Only this command does it: headwater never replaces a database by itself. The damaged file is
 kept, renamed `headwater.db.damaged-<time>` (with its -wal and -shm), for inspection or
 repair. A database that reads as whole is left alone. Run it while no server or flow uses
-that `HEADWATER_HOME`.
+that `HEADWATER_HOME`. The handler imports what it needs when it runs, so registering the verb
+costs every other command nothing.
 """
 
 from __future__ import annotations
@@ -12,10 +13,6 @@ import argparse
 import sys
 from pathlib import Path
 from typing import Any
-
-from ..api.dbfile import diagnose, move_aside
-from ..api.errors import StorageError
-from ..api.settings import DB_FILENAME, get_settings
 
 
 def register(subparsers: Any) -> None:
@@ -30,6 +27,10 @@ def register(subparsers: Any) -> None:
 
 
 def reset_database(args: argparse.Namespace) -> int:
+    from ..api.dbfile import diagnose, move_aside
+    from ..api.errors import StorageError
+    from ..api.settings import DB_FILENAME, get_settings
+
     path = (args.home or get_settings().home).expanduser() / DB_FILENAME
     try:
         cause = diagnose(path)

@@ -17,20 +17,21 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager
+from collections.abc import Iterator
 from datetime import datetime, timezone
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from uuid import UUID
 
 from rich.console import Console
 from rich.text import Text
 
-from ..api.client import StateClient
-from ..api.errors import RunNotFound
-from ..api.log_records import LogLine, LogPage
-from ..api.records import FlowRunInfo, StateInfo, TaskRunInfo
+from ._source import open_source
+from ._text import console as make_console
 from ._text import inert
+
+if TYPE_CHECKING:
+    from ..api.log_records import LogLine, LogPage
+    from ..api.records import FlowRunInfo, StateInfo, TaskRunInfo
 
 _POLL_SECONDS = 0.2
 _FINAL = frozenset({"COMPLETED", "FAILED", "CRASHED", "CANCELLED"})
@@ -51,18 +52,17 @@ class LogSource(Protocol):
     ) -> LogPage: ...
 
 
-def register(verbs: Any, handler: Callable[[argparse.Namespace], int]) -> None:
-    logs = verbs.add_parser("logs", help="a run's log lines (a flow run's include its task runs')")
-    logs.add_argument("id", help="flow or task run id, or a unique prefix of it")
-    logs.add_argument("--follow", "-f", action="store_true", help="stream new lines until the run ends")
-    logs.add_argument("--level", help="only lines at this level or above, e.g. WARNING")
-    logs.add_argument("--task", help="only lines of task runs of this task (or this task run name)")
-    logs.add_argument("--json", action="store_true", help="one JSON object per line")
-    logs.set_defaults(handler=handler)
+@runtime_checkable
+class _Pusher(Protocol):
+    """A source a server pushes new lines through (`StateClient`); checked by its method, so
+    reading the database never imports the client to tell the two apart."""
+
+    def follow_logs(self, run_id: UUID | str, *, level: int | str | None = ...,
+                    task: str | None = ...) -> Iterator[LogLine]: ...
 
 
-def print_logs(args: argparse.Namespace, open_source: Callable[[], AbstractContextManager[Any]]) -> int:
-    console = Console(highlight=False, soft_wrap=True)
+def print_logs(args: argparse.Namespace) -> int:
+    console = make_console(highlight=False, soft_wrap=True)
     with open_source() as source:
         if args.follow:
             lines = _follow(source, args.id, args.level, args.task)
@@ -87,7 +87,7 @@ def _read_all(source: LogSource, run_id: str, level: str | None, task: str | Non
 
 
 def _follow(source: LogSource, run_id: str, level: str | None, task: str | None) -> Iterator[LogLine]:
-    if isinstance(source, StateClient):
+    if isinstance(source, _Pusher):
         yield from source.follow_logs(run_id, level=level, task=task)
         return
     after, final_seen = 0, False
@@ -105,6 +105,8 @@ def _follow(source: LogSource, run_id: str, level: str | None, task: str | None)
 
 
 def _state_of(source: LogSource, run_id: str) -> str | None:
+    from ..api.errors import RunNotFound
+
     try:
         return source.read_flow_run(run_id).state_type
     except RunNotFound:
@@ -114,7 +116,7 @@ def _state_of(source: LogSource, run_id: str) -> str | None:
 # -- the end of `runs show` ------------------------------------------------------------------
 
 
-def ending_json(source: LogSource, run: FlowRunInfo) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+def ending_json(source: LogSource, run: FlowRunInfo | TaskRunInfo) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
     """The run's last `SHOW_LINES` log lines, and for a failed run its error: the final state's
     message and the traceback of its last logged exception (None when it did not fail)."""
     lines = [line_json(ln) for ln in source.read_logs(run.id, limit=SHOW_LINES, tail=True).lines]

@@ -1,7 +1,8 @@
 """`headwater server start`: run the standalone state service until SIGINT/SIGTERM.
 
 Prints the URL clients should use (`grpc://HOST:PORT`, or `grpcs://` with TLS) on one line of
-stdout once the server is listening; everything else goes to stderr.
+stdout once the server is listening; everything else goes to stderr. The handler imports the
+server when it runs, so registering the verb costs every other command nothing.
 """
 
 from __future__ import annotations
@@ -12,9 +13,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..api.errors import SchemaVersionError, ServerConfigError
-from ..api.server import StateServer, serve_until_signalled
-from ..api.settings import DEFAULT_PORT, get_settings
+#: `api.settings.DEFAULT_PORT`, restated so that registering this verb does not import the
+#: settings (pydantic) for every command; `tests/cli/test_startup.py` ties the two.
+_DEFAULT_PORT = 4200
 
 
 def register(subparsers: Any) -> None:
@@ -22,7 +23,10 @@ def register(subparsers: Any) -> None:
     verbs = server.add_subparsers(dest="verb", metavar="VERB")
     start = verbs.add_parser("start", help="serve until interrupted; prints the client URL")
     start.add_argument("--host", default="127.0.0.1", help="address to listen on")
-    start.add_argument("--port", type=int, default=DEFAULT_PORT, help="0 picks a free port")
+    start.add_argument(
+        "--port", type=int, default=None,
+        help=f"port to listen on (default {_DEFAULT_PORT}); 0 picks a free port",
+    )
     start.add_argument("--token", default=None, help="bearer token (default HEADWATER_API_TOKEN)")
     start.add_argument("--tls-cert", type=Path, default=None, help="PEM certificate chain")
     start.add_argument("--tls-key", type=Path, default=None, help="PEM private key")
@@ -40,13 +44,17 @@ def register(subparsers: Any) -> None:
 
 
 def start_server(args: argparse.Namespace) -> int:
+    from ..api.errors import SchemaVersionError, ServerConfigError
+    from ..api.server import StateServer, serve_until_signalled
+    from ..api.settings import DEFAULT_PORT, get_settings
+
     settings = get_settings()
     logging.basicConfig(level=settings.log_level.upper(), stream=sys.stderr)
     try:
         server = StateServer(
             args.home or settings.home,
             host=args.host,
-            port=args.port,
+            port=DEFAULT_PORT if args.port is None else args.port,
             token=args.token or settings.api_token,
             tls_cert=args.tls_cert,
             tls_key=args.tls_key,

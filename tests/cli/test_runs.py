@@ -7,42 +7,16 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
-from uuid import UUID, uuid4
+from uuid import uuid4
 
 import pytest
 
 from headwater.api import FlowRunRecord, StateClient, StateServer, TaskRunRecord
 from headwater.cli import main
-from tests.api.helpers import flow, state, task
-
-TOKEN = "cli-token"
-
-
-@pytest.fixture
-def recorded() -> Iterator[tuple[StateServer, dict[str, UUID]]]:
-    """A server with a parent flow (2 tasks, one fed by the other) and a child flow; `load`
-    moved to a worker, `total` was recorded by a client that did not say where it ran."""
-    srv = StateServer(Path(os.environ["HEADWATER_HOME"]), port=0, token=TOKEN, synchronous="NORMAL")
-    srv.start()
-    with StateClient(srv.url, token=TOKEN) as c:
-        parent = flow("etl", host="flow-host", pid=101)
-        c.create_flow_run(parent)
-        c.set_state(state(parent.id, "RUNNING"))
-        load = task(parent.id, "load", host="worker-host", pid=202, moved=True)
-        total = task(parent.id, "total", upstream={"rows": (load.id,)})
-        for t in (load, total):
-            c.create_task_run(t)
-            for type_ in ("PENDING", "RUNNING", "COMPLETED"):
-                c.set_state(state(t.id, type_, "task"))
-        child = flow("report", parent_flow_run_id=parent.id, parent_task_run_id=total.id)
-        c.create_flow_run(child)
-        c.set_state(state(child.id, "RUNNING"))
-        c.set_state(state(child.id, "FAILED", message="boom"))
-        c.set_state(state(parent.id, "COMPLETED"))
-    yield srv, {"parent": parent.id, "child": child.id, "load": load.id, "total": total.id}
-    srv.stop(0.5)
+from tests.api.helpers import flow, state
+from tests.cli.helpers import HEADWATER, TOKEN, cli, in_terminal
 
 
 def _json(capsys: pytest.CaptureFixture[str], *argv: str) -> object:
@@ -72,7 +46,8 @@ def test_runs_show_json_accepts_a_prefix(recorded, capsys) -> None:  # type: ign
     assert isinstance(detail, dict)
     assert detail["id"] == str(ids["parent"])
     assert [s["type"] for s in detail["states"]] == ["RUNNING", "COMPLETED"]
-    assert detail["children"] == [str(ids["child"])]
+    assert [(c["id"], c["name"], c["flow_name"], c["parent_task_run_id"]) for c in detail["children"]] == [
+        (str(ids["child"]), "report-run", "report", str(ids["total"]))]
     load, total = detail["task_runs"]
     assert (load["task_name"], load["state_type"], [s["name"] for s in load["states"]]) == (
         "load", "COMPLETED", ["Pending", "Running", "Completed"])
@@ -106,7 +81,42 @@ def test_human_output_and_watch(recorded, capsys, monkeypatch) -> None:  # type:
 
 def test_unknown_id_is_an_error(recorded, capsys) -> None:  # type: ignore[no-untyped-def]
     assert main(["runs", "show", "ffffffff"]) == 1
-    assert "no flow run" in capsys.readouterr().err
+    assert "no flow run or task run with id 'ffffffff'" in capsys.readouterr().err
+
+
+def test_show_names_a_flow_runs_subflows_parent_and_upstreams(recorded) -> None:  # type: ignore[no-untyped-def]
+    _, ids = recorded
+    done = cli("runs", "show", str(ids["parent"]))
+    assert done.returncode == 0, done.stderr
+    subflows = done.stdout[done.stdout.index("subflows (1)"):]
+    assert "report-run" in subflows and "total-0" in subflows and str(ids["child"])[:8] in subflows
+    assert f"load-0 ({str(ids['load'])[:8]})" in done.stdout  # total's upstream, by name
+    assert "parent: -" in done.stdout
+    child = cli("runs", "show", str(ids["child"])).stdout
+    assert f"parent: etl-run ({str(ids['parent'])[:8]})" in child
+
+
+@pytest.mark.parametrize("through", ["database", "server"])
+def test_show_a_task_run(through: str, recorded) -> None:  # type: ignore[no-untyped-def]
+    """Its states, its flow run by name and id, its upstream and downstream task runs and the
+    subflow it started, all by name."""
+    srv, ids = recorded
+    env = {"HEADWATER_API_URL": srv.url, "HEADWATER_API_TOKEN": TOKEN} if through == "server" else {}
+    total = json.loads(cli("runs", "show", str(ids["total"])[:8], "--json", env=env).stdout)
+    assert (total["kind"], total["id"], total["name"], total["task_name"]) == ("task", str(ids["total"]), "total-0", "total")
+    assert [s["type"] for s in total["states"]] == ["PENDING", "RUNNING", "COMPLETED"]
+    assert (total["flow_run"]["id"], total["flow_run"]["name"], total["flow_run"]["flow_name"]) == (
+        str(ids["parent"]), "etl-run", "etl")
+    assert [(r["id"], r["name"]) for r in total["upstream_runs"]] == [(str(ids["load"]), "load-0")]
+    assert total["upstream_by_parameter"] == {"rows": [str(ids["load"])]}
+    assert [(r["id"], r["name"]) for r in total["subflows"]] == [(str(ids["child"]), "report-run")]
+    load = json.loads(cli("runs", "show", str(ids["load"]), "--json", env=env).stdout)
+    assert [(r["id"], r["name"]) for r in load["downstream_runs"]] == [(str(ids["total"]), "total-0")]
+    assert (load["host"], load["pid"]) == ("worker-host", 202)
+    out = cli("runs", "show", str(ids["total"]), env=env).stdout
+    assert f"flow run: etl-run ({ids['parent']}) of flow etl" in out
+    assert f"upstream: load-0 ({str(ids['load'])[:8]})" in out and "rows <- load-0" in out
+    assert "state timeline" in out and "report-run" in out
 
 
 def test_cli_in_a_fresh_process(recorded) -> None:  # type: ignore[no-untyped-def]
@@ -137,9 +147,40 @@ def test_escape_sequences_in_run_names_reach_the_terminal_inert(tmp_path: Path) 
         srv.stop(0.5)
     env = {**os.environ, "HEADWATER_HOME": str(home), "COLUMNS": "400", "TERM": "xterm-256color"}
     env.pop("HEADWATER_API_URL", None)
-    for verb in (["show", str(run.id)], ["ls"], ["watch", "--once"]):
+    for verb in (["show", str(run.id)], ["show", str(t.id)], ["ls"], ["watch", "--once"]):
         out = subprocess.run([sys.executable, "-m", "headwater.cli", "runs", *verb],
                              capture_output=True, text=True, env=env, timeout=60, check=True).stdout
         assert "\x1b" not in out and "\x07" not in out and "\r" not in out and "\u202e" not in out, verb
         assert r"\x1b]0;pwned\x07" in out and r"\u202eevil" in out, (verb, out)
         assert "red[bold]x[/]" in out, verb  # markup shown, not applied
+
+
+def test_watch_without_a_terminal_prints_a_line_per_change_as_it_happens(recorded) -> None:  # type: ignore[no-untyped-def]
+    srv, ids = recorded
+    proc = subprocess.Popen([*HEADWATER, "runs", "watch", "--interval", "0.1", "--iterations", "100"],
+                            stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    try:
+        at, *parent = proc.stdout.readline().split()
+        assert parent == ["etl", "etl-run", str(ids["parent"]), "COMPLETED"]
+        assert datetime.fromisoformat(at).tzinfo is not None
+        assert proc.stdout.readline().split()[1:] == ["report", "report-run", str(ids["child"]), "FAILED"]
+        with StateClient(srv.url, token=TOKEN) as c:
+            late = flow("late")
+            c.create_flow_run(late)
+            c.set_state(state(late.id, "PENDING", name="AwaitingConcurrencySlot"))
+            seen = [proc.stdout.readline().split()[1:]]
+            if seen[0][-1] == "-":  # looked between the run's creation and its first state
+                seen.append(proc.stdout.readline().split()[1:])
+            assert seen[-1] == ["late", "late-run", str(late.id), "PENDING", "AwaitingConcurrencySlot"]
+            assert proc.poll() is None  # printed while it watches, not when it ends
+            c.set_state(state(late.id, "RUNNING"))
+            assert proc.stdout.readline().split()[1:] == ["late", "late-run", str(late.id), "RUNNING"]
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_watch_on_a_terminal_is_a_live_table(recorded) -> None:  # type: ignore[no-untyped-def]
+    out = in_terminal("runs", "watch", "--once", columns=120)
+    assert "headwater flow runs" in out and "etl-run" in out and "report-run" in out
