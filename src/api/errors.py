@@ -41,10 +41,14 @@ FAILED_PRECONDITION; `slot_error_for_status` turns them back.
 
 from __future__ import annotations
 
-import grpc
+import functools
+from typing import TYPE_CHECKING
 
 from ..cache.entries import CacheValueMissing
 from ..errors import CacheStoreError, HeadwaterError, SlotUnavailable
+
+if TYPE_CHECKING:
+    import grpc
 
 
 class StateServiceError(HeadwaterError):
@@ -108,41 +112,50 @@ class DamagedDatabase(StorageError):
     timestamp) so that the next start begins a new one."""
 
 
-_CODES: dict[type[StateServiceError], grpc.StatusCode] = {
-    InvalidPayload: grpc.StatusCode.INVALID_ARGUMENT,
-    PayloadTooLarge: grpc.StatusCode.RESOURCE_EXHAUSTED,
-    TransitionRejected: grpc.StatusCode.FAILED_PRECONDITION,
-    RunNotFound: grpc.StatusCode.NOT_FOUND,
-    AmbiguousRunId: grpc.StatusCode.INVALID_ARGUMENT,
-    Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,
-    ServiceUnavailable: grpc.StatusCode.UNAVAILABLE,
-    # A server whose disk is full may recover once space is freed: clients retry, and
-    # recorders buffer, exactly as for a server that is away; the message says why.
-    StorageError: grpc.StatusCode.UNAVAILABLE,
-}
+Codes = dict[type[Exception], "grpc.StatusCode"]
 
 
-#: The cache's errors, sent by cache calls only (so NOT_FOUND elsewhere is still RunNotFound).
-_CACHE_CODES: dict[type[CacheStoreError], grpc.StatusCode] = {
-    CacheValueMissing: grpc.StatusCode.NOT_FOUND,
-    # Not UNAVAILABLE: a read-only home does not heal while a client retries.
-    CacheStoreError: grpc.StatusCode.FAILED_PRECONDITION,
-}
+@functools.cache
+def _tables() -> tuple[Codes, Codes, Codes]:
+    """The status tables: the service's errors, the cache's and the slot calls' own. Built
+    on first use, so that reading the database (the CLI) does not import gRPC (~50 ms)."""
+    import grpc
 
-
-#: The slot calls' own errors, sent by slot calls only (see `_CACHE_CODES`).
-_SLOT_CODES: dict[type[HeadwaterError], grpc.StatusCode] = {
-    LimitNotFound: grpc.StatusCode.NOT_FOUND,
-    SlotUnavailable: grpc.StatusCode.FAILED_PRECONDITION,
-}
+    codes: Codes = {
+        InvalidPayload: grpc.StatusCode.INVALID_ARGUMENT,
+        PayloadTooLarge: grpc.StatusCode.RESOURCE_EXHAUSTED,
+        TransitionRejected: grpc.StatusCode.FAILED_PRECONDITION,
+        RunNotFound: grpc.StatusCode.NOT_FOUND,
+        AmbiguousRunId: grpc.StatusCode.INVALID_ARGUMENT,
+        Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,
+        ServiceUnavailable: grpc.StatusCode.UNAVAILABLE,
+        # A server whose disk is full may recover once space is freed: clients retry, and
+        # recorders buffer, exactly as for a server that is away; the message says why.
+        StorageError: grpc.StatusCode.UNAVAILABLE,
+    }
+    # The cache's errors, sent by cache calls only (so NOT_FOUND elsewhere is still RunNotFound).
+    cache_codes: Codes = {
+        CacheValueMissing: grpc.StatusCode.NOT_FOUND,
+        # Not UNAVAILABLE: a read-only home does not heal while a client retries.
+        CacheStoreError: grpc.StatusCode.FAILED_PRECONDITION,
+    }
+    # The slot calls' own errors, sent by slot calls only (as the cache's).
+    slot_codes: Codes = {
+        LimitNotFound: grpc.StatusCode.NOT_FOUND,
+        SlotUnavailable: grpc.StatusCode.FAILED_PRECONDITION,
+    }
+    return codes, cache_codes, slot_codes
 
 
 def status_code_for(exc: BaseException) -> grpc.StatusCode:
     """The gRPC status a server sends for `exc`; anything unexpected is INTERNAL."""
+    codes, cache_codes, slot_codes = _tables()
     for cls in type(exc).__mro__:
-        code = _CODES.get(cls) or _CACHE_CODES.get(cls) or _SLOT_CODES.get(cls)
+        code = codes.get(cls) or cache_codes.get(cls) or slot_codes.get(cls)
         if code is not None:
             return code
+    import grpc
+
     return grpc.StatusCode.INTERNAL
 
 
@@ -154,16 +167,17 @@ def is_sent_as_is(exc: BaseException) -> bool:
 
 def error_for_status(code: grpc.StatusCode, details: str) -> StateServiceError:
     """The client-side exception for a status the server sent (inverse of the table above)."""
-    for cls, mapped in _CODES.items():
+    for cls, mapped in _tables()[0].items():
         if mapped == code and cls is not AmbiguousRunId:
+            assert issubclass(cls, StateServiceError)
             return cls(details)
     return StateServiceError(f"{code.name}: {details}")
 
 
 def cache_error_for_status(code: grpc.StatusCode, details: str) -> Exception:
     """The client-side exception for a status a cache call got: the cache's own errors for
-    the codes in `_CACHE_CODES`, else as `error_for_status`."""
-    for cls, mapped in _CACHE_CODES.items():
+    the codes in the cache's table, else as `error_for_status`."""
+    for cls, mapped in _tables()[1].items():
         if mapped == code:
             return cls(details)
     return error_for_status(code, details)
@@ -172,7 +186,7 @@ def cache_error_for_status(code: grpc.StatusCode, details: str) -> Exception:
 def slot_error_for_status(code: grpc.StatusCode, details: str) -> Exception:
     """The client-side exception for a status a slot call got: `LimitNotFound` and
     `SlotUnavailable` for their codes, else as `error_for_status`."""
-    for cls, mapped in _SLOT_CODES.items():
+    for cls, mapped in _tables()[2].items():
         if mapped == code:
             return cls(details)
     return error_for_status(code, details)

@@ -2,8 +2,8 @@
 a fresh interpreter has loaded rather than by a wall clock.
 
 `import headwater` (the runtime, ~100 ms) is paid by every command, since `headwater.cli` lives
-in that package. `runs ls` on the home's database still loads grpc (~15 ms): `api/errors.py`,
-which the storage raises from, builds its status-code tables at import.
+in that package. `runs ls` on the home's database loads no gRPC either: `api/errors.py`, which
+the storage raises from, builds its status-code tables on first use.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from headwater.cli import _server
 from headwater.cli._source import where_to_read
 
 #: Modules no verb reading the home's database needs.
-SERVICE_ONLY = ("pydantic", "pydantic_settings", "headwater.api.models", "headwater.api.codec",
+SERVICE_ONLY = ("grpc", "pydantic", "pydantic_settings", "headwater.api.models", "headwater.api.codec",
                 "headwater.api.client", "headwater.api.server", "headwater.api.cache_client")
 
 
