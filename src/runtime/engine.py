@@ -22,8 +22,10 @@ The order of work, fixed and the same on every runner:
    to SCHEDULED("AwaitingRetry") and the attempt ends there with the delay (with jitter): the
    flow's lifecycle waits it out and dispatches the run again, so no worker sleeps; otherwise
    FAILED (named "TimedOut" for a timeout). It raised a `BaseException` that is not an
-   `Exception` (KeyboardInterrupt, SystemExit, cancellation): CRASHED or CANCELLED, and the
-   exception is re-raised after step 5 so interrupts still stop the program.
+   `Exception`: an interrupt (Ctrl-C, SIGTERM, SystemExit; under asyncio.run a Ctrl-C arrives
+   as a cancellation, `signals.py`) ends it CRASHED with a message naming the interrupt, any
+   other cancellation CANCELLED; the exception is re-raised after step 5 so interrupts still
+   stop the program.
 5. On a final state, `on_completion` or `on_failure` hooks run. Away from the flow's process
    the run's records are made durable. The attempt returns a `RunOutcome`.
 
@@ -33,7 +35,6 @@ A direct call (`task(x)`, no runner) runs every attempt in the caller's thread
 
 from __future__ import annotations
 
-import asyncio
 import random
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -50,6 +51,7 @@ from .portal import run_async
 from .timeouts import call_with_timeout, call_with_timeout_async
 from .recording import RunServices
 from .runs import TaskRun, set_state
+from .signals import interruption
 from .slots import attempt_with_slots, attempt_with_slots_async
 from .states import (
     AwaitingRetry,
@@ -145,10 +147,6 @@ _tuple_new = tuple.__new__
 def outcome_of(state: State) -> RunOutcome:
     """An outcome for a run that was not dispatched by a runner (a subflow, say)."""
     return RunOutcome(state)
-
-
-def _is_cancellation(exc: BaseException) -> bool:
-    return isinstance(exc, asyncio.CancelledError)
 
 
 class _TaskRunEngine:
@@ -291,7 +289,8 @@ class _TaskRunEngine:
 
     def interrupted(self, exc: BaseException) -> None:
         """Step 4, a BaseException: recorded now, re-raised by the driver after hooks."""
-        state = Cancelled(exc) if _is_cancellation(exc) else Crashed(exc)
+        cause = interruption(exc)
+        state = Cancelled(exc) if cause is None else Crashed(exc, f"Task run interrupted by {cause}")
         self.retry_delay = None
         self._set(state)
         self.reraise = exc

@@ -15,8 +15,11 @@ Order of work:
    task run and subflow it started, returned or not.
 4. The final state follows from what the body did:
    - raised an `Exception`: FAILED ("TimedOut" past `timeout_seconds`), or a retry;
-   - raised another `BaseException` (Ctrl-C, SystemExit): CRASHED, or CANCELLED for a
-     cancellation; unfinished task runs are cancelled, and the exception propagates;
+   - raised another `BaseException`: an interrupt (Ctrl-C, SIGTERM, SystemExit) ends it
+     CRASHED, its message naming the interrupt ("Flow run interrupted by KeyboardInterrupt
+     (Ctrl-C)"), sync or async (under asyncio.run a Ctrl-C arrives as a cancellation:
+     `signals.py`); any other cancellation, CANCELLED. Unfinished task runs are cancelled
+     (running ones marked CRASHED), and the exception propagates;
    - returned a `State`: that state;
    - returned futures or states, alone or inside lists, tuples, sets, dicts or dataclasses:
      they are replaced by their results; if any of them did not complete, FAILED (with the
@@ -34,7 +37,6 @@ Order of work:
 
 from __future__ import annotations
 
-import asyncio
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -57,7 +59,7 @@ from .recording import confirm_recorded_away, refusal
 from .run_tags import tags_in_effect
 from .runs import FlowRun, new_run_id, set_state
 from .scheduler import TaskScheduler
-from .signals import sigterm_raises
+from .signals import ctrl_c_noted, interruption, sigterm_raises
 from .worker_check import preflight_for
 from .states import (
     AwaitingRetry,
@@ -224,13 +226,12 @@ class FlowRunEngine:
 
     def interrupted(self, exc: BaseException) -> None:
         """A BaseException ended the body: end what has not finished, record, re-raise later."""
-        cancelled = isinstance(exc, asyncio.CancelledError)
+        cause = interruption(exc)
         self.abandon_running = True
         if self.scheduler is not None:
-            self.scheduler.cancel_unfinished(
-                f"flow run {self.run.name!r} was interrupted: {exc}", crash_running=True
-            )
-        self._set(Cancelled(exc) if cancelled else Crashed(exc))
+            ended = "was cancelled" if cause is None else f"was interrupted by {cause}"
+            self.scheduler.cancel_unfinished(f"flow run {self.run.name!r} {ended}", crash_running=True)
+        self._set(Cancelled(exc) if cause is None else Crashed(exc, f"Flow run interrupted by {cause}"))
         self.reraise = exc
 
     def finish(self) -> State:
@@ -362,7 +363,7 @@ async def run_flow_async(engine: FlowRunEngine) -> State:
     runner = engine.flow.task_runner.duplicate()
     engine.start_runner(runner)
     try:
-        with entered(flow_run_var, engine.context(runner)):
+        with entered(flow_run_var, engine.context(runner)), ctrl_c_noted():
             try:
                 await run_attempts_async(engine, settle_in_thread=True)
             except BaseException as exc:

@@ -25,6 +25,7 @@ from .futures import FlowFuture
 from .names import generate_run_name
 from .portal import run_async
 from .run_metadata import naming
+from .tracebacks import fold_headwater_frames
 from .states import Crashed
 
 P = ParamSpec("P")
@@ -159,11 +160,15 @@ class Flow(Generic[P, R]):
 
     def __call__(self, *args: Any, return_state: bool = False, **kwargs: Any) -> Any:  # type: ignore[misc]
         """Run the flow now; return its value (raise its failure), or its final state."""
-        engine = FlowRunEngine(self, args, kwargs)
-        if self.is_async:
-            return _await_flow(engine, return_state)
-        state = run_flow(engine)
-        return state if return_state else state.result()
+        try:
+            engine = FlowRunEngine(self, args, kwargs)
+            if self.is_async:
+                return _await_flow(engine, return_state)
+            state = run_flow(engine)
+            return state if return_state else state.result()
+        except BaseException as exc:
+            fold_headwater_frames(exc)  # the caller's traceback shows its own frames
+            raise
 
     def submit(self, *args: Any, **kwargs: Any) -> FlowFuture[R]:
         """Start a flow run on its own thread and return its future at once."""
@@ -194,8 +199,12 @@ def _run_to_state(engine: FlowRunEngine) -> Any:
 
 
 async def _await_flow(engine: FlowRunEngine, return_state: bool) -> Any:
-    state = await run_flow_async(engine)
-    return state if return_state else state.result()
+    try:
+        state = await run_flow_async(engine)
+        return state if return_state else state.result()
+    except BaseException as exc:
+        fold_headwater_frames(exc)
+        raise
 
 
 class _ParameterValidator:

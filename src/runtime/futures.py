@@ -18,6 +18,7 @@ from uuid import UUID
 
 from ..runners.base import blocking_wait, call_done_callback
 from .states import Detached, Pending, State, StateType, fetch_detached
+from .tracebacks import fold_headwater_frames
 
 if TYPE_CHECKING:
     from .runs import FlowRun, TaskRun
@@ -70,7 +71,11 @@ class RunFuture(Generic[R]):
         final = self._final
         if final is None:
             raise TimeoutError(f"run {self.run_id} did not finish within {timeout} seconds")
-        return final.result(raise_on_failure=raise_on_failure)  # type: ignore[no-any-return]
+        try:
+            return final.result(raise_on_failure=raise_on_failure)  # type: ignore[no-any-return]
+        except BaseException as exc:
+            fold_headwater_frames(exc)  # the caller's traceback shows its own frames
+            raise
 
     def exception(self, timeout: float | None = None) -> BaseException | None:
         self.wait(timeout)
@@ -174,6 +179,13 @@ class FutureList(list[TaskFuture[R]], Generic[R]):
     def result(self, timeout: float | None = None, raise_on_failure: bool = True) -> list[R]:
         """Every run's value, in order. Values left where the runs ran are brought here in
         one request per runner where it can (a Dask gather, one `ray.get`), not one each."""
+        try:
+            return self._results(timeout, raise_on_failure)
+        except BaseException as exc:
+            fold_headwater_frames(exc)
+            raise
+
+    def _results(self, timeout: float | None, raise_on_failure: bool) -> list[R]:
         deadline = None if timeout is None else time.monotonic() + timeout
         wait(self, timeout)
         fetched = fetch_detached([f._final for f in self], _remaining(deadline))

@@ -22,6 +22,7 @@ from typing import Any
 from ..errors import MissingContext
 from . import log_capture
 from .context import flow_run_var, task_run_var
+from .tracebacks import folded_text, folding, raised_at
 
 flow_logger = logging.getLogger("headwater.flow_runs")
 task_logger = logging.getLogger("headwater.task_runs")
@@ -33,6 +34,11 @@ _builtin_print = builtins.print
 
 
 class _RunFormatter(logging.Formatter):
+    """The console's lines. A logged exception is shown without headwater's frames, and a
+    run's failure (the engine's lifecycle line) as one line saying where it was raised: its
+    traceback is printed where it propagates, and stored with the run's logs. Under
+    `HEADWATER_LOG_LEVEL=DEBUG` every traceback is shown in full (`tracebacks.py`)."""
+
     def __init__(self) -> None:
         super().__init__("%(asctime)s.%(msecs)03d | %(levelname)-7s | %(label)s%(message)s", "%H:%M:%S")
 
@@ -45,7 +51,20 @@ class _RunFormatter(logging.Formatter):
             record.label = f"Flow run {flow_name!r} - "
         else:
             record.label = ""
-        return super().format(record)
+        exc = record.exc_info[1] if record.exc_info else None
+        if exc is None or not folding():
+            return super().format(record)
+        # Formatted here rather than by super(), which would cache the folded text in
+        # `record.exc_text` for every handler after this one.
+        record.message = record.getMessage()
+        record.asctime = self.formatTime(record, self.datefmt)
+        text = self.formatMessage(record)
+        if getattr(record, LIFECYCLE, False):
+            where = raised_at(exc)
+            text = f"{text} (raised at {where})" if where else text
+        else:
+            text = f"{text}\n{folded_text(exc)}"
+        return f"{text}\n{self.formatStack(record.stack_info)}" if record.stack_info else text
 
 
 def run_log_level() -> int:

@@ -27,6 +27,7 @@ from .run_metadata import naming
 from .run_tags import with_tags_in_effect
 from .runs import TaskRun, new_run_id, set_state
 from .states import Pending, State
+from .tracebacks import fold_headwater_frames
 from .submission import current_scheduler
 
 if TYPE_CHECKING:
@@ -287,12 +288,16 @@ class Task(Generic[P, R]):
 
     def __call__(self, *args: Any, return_state: bool = False, **kwargs: Any) -> Any:  # type: ignore[misc]
         """Run now, in this thread; return the value (or the final state)."""
-        payload, upstream = self._prepare(args, kwargs, None)
-        outcomes = tuple(_final_outcome(u) for u in upstream)
-        if self.is_async:
-            return _finish_async(payload, outcomes, return_state)
-        state = run_task_now(payload, outcomes)
-        return state if return_state else state.result()
+        try:
+            payload, upstream = self._prepare(args, kwargs, None)
+            outcomes = tuple(_final_outcome(u) for u in upstream)
+            if self.is_async:
+                return _finish_async(payload, outcomes, return_state)
+            state = run_task_now(payload, outcomes)
+            return state if return_state else state.result()
+        except BaseException as exc:
+            fold_headwater_frames(exc)  # the caller's traceback shows its own frames
+            raise
 
     def submit(
         self,
@@ -347,8 +352,12 @@ def _final_outcome(upstream: RunFuture[Any]) -> RunOutcome:
 
 
 async def _finish_async(payload: TaskRunPayload, outcomes: tuple[RunOutcome, ...], return_state: bool) -> Any:
-    state = await run_task_now_async(payload, outcomes)
-    return state if return_state else state.result()
+    try:
+        state = await run_task_now_async(payload, outcomes)
+        return state if return_state else state.result()
+    except BaseException as exc:
+        fold_headwater_frames(exc)
+        raise
 
 
 def _mapped_calls(
