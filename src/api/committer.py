@@ -2,7 +2,8 @@
 
 Every writer (a unary SetState, a recorder batch, the sweeper) calls `submit(batch)` and gets
 a `Future[BatchResult]`. The committer thread takes whatever is queued (up to `max_group`
-batches), applies it in one SQLite transaction and completes every future only after COMMIT,
+batches), applies it in one SQLite transaction (in this process, or in a writer process of
+its own: `writer_process.py`) and completes every future only after COMMIT,
 so an acknowledgement always means committed. Under load the groups grow by themselves: while
 one transaction commits, the next group queues up.
 
@@ -17,12 +18,14 @@ import logging
 import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
 
 from .errors import StorageError
 from .records import Batch, BatchResult
 from .storage import Storage
+from .writer_process import IN_FLIGHT, OffloadingWriter, Ticket
 
 log = logging.getLogger(__name__)
 
@@ -32,8 +35,9 @@ _STOP = object()
 class GroupCommitter:
     """The single writer of a `Storage`."""
 
-    def __init__(self, storage: Storage, *, max_group: int = 512) -> None:
-        self._storage = storage
+    def __init__(self, storage: Storage, *, max_group: int = 512, writer_process: str = "never") -> None:
+        #: Applies each group: here, or in a writer process (`writer_process.py`).
+        self.writer = OffloadingWriter(storage, writer_process)
         self._max_group = max_group
         self._queue: queue.SimpleQueue[tuple[Batch, Future[BatchResult]] | object] = (
             queue.SimpleQueue()
@@ -68,9 +72,14 @@ class GroupCommitter:
         self._closed = True
         self._queue.put(_STOP)
         self._thread.join(timeout)
+        self.writer.close()
 
-    def _take_group(self) -> tuple[list[tuple[Batch, Future[BatchResult]]], bool]:
-        first = self._queue.get()
+    def _take_group(self, wait: bool) -> tuple[list[tuple[Batch, Future[BatchResult]]], bool]:
+        """What is queued (waiting for something when `wait`), and whether to stop after it."""
+        try:
+            first = self._queue.get() if wait else self._queue.get_nowait()
+        except queue.Empty:
+            return [], False
         if first is _STOP:
             return [], True
         group = [first]
@@ -87,15 +96,23 @@ class GroupCommitter:
         return group, stop  # type: ignore[return-value]
 
     def _run(self) -> None:
+        # Groups the writer has started, oldest first. One that went to a writer process is
+        # finished (waited for) only when nothing new is queued, when the process already
+        # has as many as it takes, or at the end: meanwhile the next group is formed and sent.
+        started: deque[tuple[list[tuple[Batch, Future[BatchResult]]], Ticket]] = deque()
         stop = False
-        while not stop:
-            group, stop = self._take_group()
+        while not (stop and not started):
+            group: list[tuple[Batch, Future[BatchResult]]] = []
+            if not stop:
+                group, stop = self._take_group(wait=not started)
             if group:
-                self._commit(group)
+                started.append((group, self.writer.start([b for b, _ in group], time.time())))
+            while started and (started[0][1].done or not group or stop or len(started) > IN_FLIGHT):
+                self._finish(*started.popleft())
 
-    def _commit(self, group: list[tuple[Batch, Future[BatchResult]]]) -> None:
+    def _finish(self, group: list[tuple[Batch, Future[BatchResult]]], ticket: Ticket) -> None:
         try:
-            results = self._storage.apply_batches([b for b, _ in group], time.time())
+            results = self.writer.finish(ticket)
         except Exception as exc:  # the whole transaction failed: every waiter learns why
             if isinstance(exc, StorageError):  # named already: no traceback to read past
                 log.error("group commit of %d batches failed: %s", len(group), exc)

@@ -726,7 +726,7 @@ def _create_recorder_locked() -> None:
             heartbeat_timeout=settings.heartbeat_timeout_seconds,
             heartbeat_interval=settings.heartbeat_interval_seconds,
             reap_at_start=True,  # runs of processes gone from this home: see server.py
-            synchronous=settings.db_synchronous,
+            synchronous=settings.db_synchronous, writer_process=settings.writer_process,
         )
         url = server.start()
         _embedded = server

@@ -40,6 +40,7 @@ from . import rules
 from .client import KEEPALIVE_OPTIONS, KEEPALIVE_TIME_MS
 from .codec import MAX_GRPC_MESSAGE
 from .committer import GroupCommitter
+from .writer_process import MODES as WRITER_MODES
 from .errors import ServerConfigError
 from .records import HEARTBEAT_INTERVAL, HEARTBEAT_TIMEOUT_FACTOR, Batch, StateRecord
 from .service import StateService
@@ -77,12 +78,17 @@ class StateServer:
         heartbeat_interval: float = HEARTBEAT_INTERVAL,
         reap_at_start: bool = False,
         synchronous: str = "FULL",
+        writer_process: str = "never",
     ) -> None:
         check_heartbeat_timeout(heartbeat_timeout, heartbeat_interval)
         if not token and not is_loopback(host):
             raise ServerConfigError(
                 f"refusing to listen on {host} without a token: anyone on the network could "
                 f"write run states; pass --token or set HEADWATER_API_TOKEN"
+            )
+        if writer_process not in WRITER_MODES:
+            raise ServerConfigError(
+                f"HEADWATER_WRITER_PROCESS={writer_process!r} is not one of {', '.join(WRITER_MODES)}"
             )
         if (tls_cert is None) != (tls_key is None):
             raise ServerConfigError("TLS needs both --tls-cert and --tls-key")
@@ -92,6 +98,7 @@ class StateServer:
         self.heartbeat_timeout = heartbeat_timeout
         self._reap_at_start = reap_at_start
         self._synchronous = synchronous
+        self._writer_process = writer_process
         self._stopped = threading.Event()
         self._closed = threading.Event()
         self._server: grpc.Server | None = None
@@ -110,7 +117,7 @@ class StateServer:
     def start(self) -> str:
         """Open the database, bind, start serving and sweeping; returns the client URL."""
         self.storage = Storage(self.home / DB_FILENAME, synchronous=self._synchronous)
-        self.committer = GroupCommitter(self.storage)
+        self.committer = GroupCommitter(self.storage, writer_process=self._writer_process)
         service = self._service = StateService(
             self.storage, self.committer, self.token, home=self.home, synchronous=self._synchronous
         )

@@ -7,6 +7,7 @@ Every knob is a `HEADWATER_*` environment variable (pydantic-settings). Read it 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -51,6 +52,10 @@ class Settings(BaseSettings):
     #: How long a concurrency slot outlives its holder: held slots are renewed every third of
     #: it, so a process that dies frees its slots within this time.
     slot_lease_seconds: float = Field(default=30.0, gt=0)
+    #: Where a state service commits: `auto` moves its database writes to a process of their
+    #: own once it is busy and a second CPU is free (`api/writer_process.py`); `always`,
+    #: `never`.
+    writer_process: Literal["auto", "always", "never"] = "auto"
 
     @property
     def db_path(self) -> Path:

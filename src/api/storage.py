@@ -193,6 +193,7 @@ class Storage:
 
     def __init__(self, path: Path, *, synchronous: str = "FULL", read_only: bool = False) -> None:
         self.path = path
+        self.synchronous = synchronous
         self.read_only = read_only
         self._local = threading.local()
         self._writer: sqlite3.Connection | None = None

@@ -58,6 +58,7 @@ def start_server(args: argparse.Namespace) -> int:
             token=args.token or settings.api_token,
             tls_cert=args.tls_cert,
             tls_key=args.tls_key,
+            writer_process=settings.writer_process,
             heartbeat_timeout=(
                 settings.heartbeat_timeout_seconds
                 if args.heartbeat_timeout is None else args.heartbeat_timeout

@@ -263,3 +263,24 @@ def test_log_workloads_run_at_tiny_size(tmp_path: Path) -> None:
         # Every dropped storm line is told by a stored notice (which may also count an
         # engine line dropped with them).
         assert figures["told_dropped"]["median"] >= dropped, row["runner"]
+
+
+def test_recorded_throughput_workloads_run_at_tiny_size(tmp_path: Path) -> None:
+    # Issue #19's workloads end to end. Each recorded factory reads every task run of an
+    # untimed run back from the service and raises unless all are Completed, so a row without
+    # error means nothing was lost; the targets are the issue's.
+    out = tmp_path / "recorded.json"
+    completed = run_suite(
+        "recorded", "unrecorded", "--tiny", "--repeats", "1", "--no-progress", "--json", str(out),
+        timeout=300,
+    )  # fmt: skip
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    workloads = {w["name"]: w for w in json.loads(out.read_text())["workloads"]}
+    assert set(workloads) == {"recorded-submit", "recorded-map", "recorded-fanout",
+                              "unrecorded-submit", "recorded-flush"}
+    assert_every_row_ran(workloads)
+    for name in ("recorded-submit", "recorded-map", "recorded-fanout"):
+        spec = {s["key"]: s for s in workloads[name]["figure_specs"]}["tasks_per_s"]
+        assert (spec["target"], spec["ratio_target"]) == (20_000, 4.0), name
+    flush = {s["key"]: s for s in workloads["recorded-flush"]["figure_specs"]}["flush_seconds"]
+    assert flush["target"] == 0.5
