@@ -34,6 +34,12 @@ HEARTBEAT_INTERVAL = 5.0
 HEARTBEAT_TIMEOUT_FACTOR = 3
 
 
+def as_uuid(value: UUID | bytes) -> UUID:
+    """An id as a UUID: records decoded by the writer process carry the hot ids (a task run's,
+    a state's run and transition) as their 16 raw bytes, which storage uses as they are."""
+    return value if isinstance(value, UUID) else UUID(bytes=value)
+
+
 @dataclass(frozen=True, slots=True)
 class FlowRunRecord:
     """A flow run as the runtime announces it. `parameters` must already be JSON-safe."""
@@ -215,7 +221,7 @@ class Batch:
 
         def keep(rec: Any, problem: str | None) -> bool:
             if problem is not None:
-                bad.append(Unstorable(rec.run_id if isinstance(rec, StateRecord) else rec.id, problem))
+                bad.append(Unstorable(as_uuid(rec.run_id if isinstance(rec, StateRecord) else rec.id), problem))
             return problem is None
 
         flows = tuple(r for r in self.flows if keep(r, _flow_problem(r)))

@@ -51,6 +51,7 @@ from .records import (
     StateRecord,
     TaskRunInfo,
     TaskRunRecord,
+    as_uuid,
 )
 from .schema import MIGRATIONS as MIGRATIONS
 from .schema import SCHEMA_VERSION as SCHEMA_VERSION
@@ -614,7 +615,7 @@ def _decide_all(
         run = runs[key]
         reason = _decide(run, state)
         if reason is not None:
-            refused.append(((key, tid), Rejection(state.run_id, state.transition_id, reason)))
+            refused.append(((key, tid), Rejection(as_uuid(state.run_id), as_uuid(state.transition_id), reason)))
             continue
         message = state.message
         history.append((
@@ -628,7 +629,7 @@ def _decide(run: _RunState, state: StateRecord) -> str | None:
     """Apply `state` to `run` in memory; returns why it was refused, or None."""
     if not _legal(run.type, state.type, state.name, state.retry):
         reason = rules.check_state(state.type, state.name) or rules.check_transition(
-            state.run_id, run.type, state.type, retry=state.retry
+            as_uuid(state.run_id), run.type, state.type, retry=state.retry
         )
         if run.timestamp is not None and state.timestamp < run.timestamp and not rules.check_state(
             state.type, state.name
@@ -668,9 +669,12 @@ def _chunk_sizes(most: int) -> tuple[int, ...]:
     return tuple(4**k for k in range(8) if 4**k <= max(1, most))
 
 
-def _blob(value: UUID) -> bytes:
-    """`value.bytes` without the property's Python-level call: ids are converted per record."""
-    return value.int.to_bytes(16, "big")
+def _blob(value: UUID | bytes) -> bytes:
+    """`value.bytes` without the property's Python-level call: ids are converted per record.
+    Ids the writer process decoded are their raw bytes already (`records.as_uuid`)."""
+    if value.__class__ is bytes:
+        return value
+    return value.int.to_bytes(16, "big")  # type: ignore[union-attr]
 
 
 def _chunks(items: list[Any]) -> Iterable[list[Any]]:
@@ -678,7 +682,7 @@ def _chunks(items: list[Any]) -> Iterable[list[Any]]:
         yield items[i : i + _CHUNK]
 
 
-def _opt(value: UUID | None) -> bytearray | None:
+def _opt(value: UUID | bytes | None) -> bytearray | None:
     return None if value is None else bytearray(_blob(value))
 
 

@@ -153,3 +153,20 @@ def test_auto_starts_the_child_only_once_the_server_is_busy(home: Path) -> None:
 def test_an_unknown_mode_is_refused_with_the_choices(home: Path) -> None:
     with pytest.raises(ServerConfigError, match="HEADWATER_WRITER_PROCESS='sometimes' is not one of auto, always, never"):
         StateServer(home, port=0, token=TOKEN, writer_process="sometimes")
+
+
+def test_a_refused_state_comes_back_from_the_child_naming_its_run(offloading: StateServer) -> None:
+    writer = _writer(offloading)
+    _wait_ready(writer)
+    f = flow()
+    t = task(f.id)
+    now = time.time()
+    states = [state(t.id, kind, "task", timestamp=now + i)
+              for i, kind in enumerate(("PENDING", "RUNNING", "COMPLETED", "RUNNING"))]
+    back = states[-1]  # a finished run does not start again
+    [result] = writer.apply_batches([Batch(flows=(f,), tasks=(t,), states=tuple(states))], now)
+    assert writer.groups_offloaded > 0 and writer.child is not None
+    assert not isinstance(result, Exception) and result.applied == 3
+    [refused] = result.rejections
+    assert (refused.run_id, refused.transition_id) == (t.id, back.transition_id)
+    assert "not allowed" in refused.reason
