@@ -179,4 +179,20 @@ def control_client(target: Target) -> ControlClient:
         client = _clients.get(target.url)
         if client is None:
             client = _clients[target.url] = ControlClient(target)
+            if len(_clients) == 1:
+                # Before the interpreter joins executor threads at exit: a server in this
+                # process serves our stream on one of them, until we close it (as slots do).
+                threading._register_atexit(close_control_clients)  # type: ignore[attr-defined]
         return client
+
+
+def close_control_clients() -> None:
+    """Close this process's control clients: their streams end."""
+    with _clients_lock:
+        mine = list(_clients.values()) if _owner_pid == os.getpid() else []
+        _clients.clear()
+    for client in mine:
+        try:
+            client.close()
+        except Exception as exc:  # the process is ending; nothing more to tell
+            log.debug("closing a control client failed: %s", exc)

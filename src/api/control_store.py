@@ -183,14 +183,15 @@ class ControlStore:
     # -- delivery --------------------------------------------------------------------------
 
     def pending(self, flow_run_ids: Sequence[UUID], after_seq: int = 0) -> list[ControlMessage]:
-        """Messages for these runs not yet acknowledged, after `after_seq`, in order."""
+        """Messages for these runs not yet acknowledged, after `after_seq`, in order. A row
+        its deadline settled is still sent: a process that wakes from a hang must still stop."""
         found: list[ControlMessage] = []
         for start in range(0, len(flow_run_ids), 500):
             ids = [r.bytes for r in flow_run_ids[start : start + 500]]
             marks = ", ".join("?" * len(ids))
             found += _messages(self._read(
                 f"SELECT {_MESSAGE_COLUMNS} FROM control_messages WHERE flow_run_id IN ({marks}) "
-                "AND seq > ? AND acked IS NULL AND settled IS NULL", [*ids, after_seq],
+                "AND seq > ? AND acked IS NULL", [*ids, after_seq],
             ))
         return sorted(found, key=lambda msg: msg.seq)
 
@@ -199,7 +200,7 @@ class ControlStore:
         process straight into the database, the CLI's)."""
         return _messages(self._read(
             f"SELECT {_MESSAGE_COLUMNS} FROM control_messages WHERE seq > ? AND acked IS NULL "
-            "AND settled IS NULL ORDER BY seq", (after_seq,),
+            "ORDER BY seq", (after_seq,),
         ))
 
     def last_seq(self) -> int:
