@@ -11,7 +11,7 @@ import headwater.runners
 
 EXPECTED_TOP_LEVEL = {
     "flow", "task", "unmapped", "allow_failure", "wait", "as_completed", "get_run_logger",
-    "concurrency", "rate_limit", "SlotUnavailable",
+    "concurrency", "rate_limit", "SlotUnavailable", "cancel_flow_run",
     "get_run_context", "exponential_backoff", "tags",
     "Flow", "Task", "TaskFuture", "FlowFuture", "FutureList", "TaskRun", "FlowRun",
     "State", "StateType", "Scheduled", "Pending", "Running", "Completed", "Cached", "Failed",

@@ -415,7 +415,7 @@ class StateClient(UnaryCaller):
 
     def __init__(
         self,
-        url: str | None = None,
+        url: Target | str | None = None,
         *,
         token: str | None = None,
         tls_ca: Path | None = None,

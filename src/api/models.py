@@ -518,3 +518,53 @@ class LogsOut(Wire):
 
     lines: list[LogLineOut]
     next_seq: int
+
+
+# -- the control channel (`control_service.py`) ------------------------------------------------
+
+Seq = Annotated[int, Field(strict=True, ge=0, le=2**63 - 1)]
+
+
+class CancelIn(Wire):
+    """`CancelFlowRun`: the run (full id or unique prefix), how long its process has to stop,
+    and who asks (shown in the run's history)."""
+
+    id: Annotated[StrictStr, Field(min_length=1, max_length=36)]
+    deadline_seconds: Annotated[float, Field(strict=True, gt=0, le=7 * 24 * 3600)] = 30.0
+    by: Name | None = None
+
+
+class CancelOut(Wire):
+    flow_run_id: Uuid16
+    cancelled: Annotated[list[Uuid16], Field(max_length=MAX_LIST)]
+    already: StrictBool
+    deadline: Timestamp
+
+
+class ControlStreamIn(Wire):
+    """`ControlMessages`: one process's stream; the runs it owns and the last seq it acted on."""
+
+    subscriber_id: SlotId
+    flow_run_ids: Annotated[list[Uuid16], Field(max_length=MAX_LIST)]
+    after_seq: Seq = 0
+
+
+class ControlWatchIn(Wire):
+    """`ControlWatch`: address a flow run's messages to this process (`stop`: no longer)."""
+
+    subscriber_id: SlotId
+    flow_run_id: Uuid16
+    stop: StrictBool = False
+
+
+class ControlAckIn(Wire):
+    seqs: Annotated[list[Seq], Field(max_length=MAX_LIST)]
+
+
+class ControlMessageOut(Wire):
+    """One message of the `ControlMessages` stream: the same envelope for every kind."""
+
+    seq: Seq
+    flow_run_id: Uuid16
+    kind: Annotated[StrictStr, Field(max_length=64)]
+    body: Annotated[dict[StrictStr, Any], AfterValidator(check_depth)]

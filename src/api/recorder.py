@@ -727,6 +727,7 @@ def _create_recorder_locked() -> None:
             heartbeat_interval=settings.heartbeat_interval_seconds,
             reap_at_start=True,  # runs of processes gone from this home: see server.py
             synchronous=settings.db_synchronous, writer_process=settings.writer_process,
+            doorbell=True,  # the CLI's cancels reach this process through it (doorbell.py)
         )
         url = server.start()
         _embedded = server

@@ -15,6 +15,8 @@ server's alone.
     PENDING   -> PENDING | RUNNING | SCHEDULED | CANCELLED | CRASHED | PAUSED | FAILED
     RUNNING   -> COMPLETED | FAILED | CRASHED | CANCELLED | PAUSED | SCHEDULED
     PAUSED    -> RUNNING | PENDING | CANCELLED | CRASHED
+    (any of the four above) -> CANCELLING   (the service's cancel path, `control_store.py`)
+    CANCELLING -> CANCELLED | CRASHED | FAILED | COMPLETED  (a run that ended first keeps it)
     terminal  -> nothing; with retry=True, FAILED | CRASHED | CANCELLED -> SCHEDULED | PENDING | RUNNING
 """
 
@@ -30,9 +32,10 @@ FAILED = "FAILED"
 CRASHED = "CRASHED"
 CANCELLED = "CANCELLED"
 PAUSED = "PAUSED"
+CANCELLING = "CANCELLING"
 
 STATE_TYPES: frozenset[str] = frozenset(
-    {SCHEDULED, PENDING, RUNNING, COMPLETED, FAILED, CRASHED, CANCELLED, PAUSED}
+    {SCHEDULED, PENDING, RUNNING, COMPLETED, FAILED, CRASHED, CANCELLED, PAUSED, CANCELLING}
 )
 TERMINAL: frozenset[str] = frozenset({COMPLETED, FAILED, CRASHED, CANCELLED})
 
@@ -46,6 +49,7 @@ STATE_NAMES: Mapping[str, str] = {
     "Crashed": CRASHED,
     "Cancelled": CANCELLED,
     "Paused": PAUSED,
+    "Cancelling": CANCELLING,
     "Retrying": RUNNING,
     "AwaitingRetry": SCHEDULED,
     "Cached": COMPLETED,
@@ -57,10 +61,11 @@ STATE_NAMES: Mapping[str, str] = {
 #: `None` stands for a run with no state yet.
 ALLOWED: Mapping[str | None, frozenset[str]] = {
     None: frozenset({PENDING, SCHEDULED, RUNNING}),
-    SCHEDULED: frozenset({PENDING, RUNNING, CANCELLED, CRASHED, PAUSED}),
-    PENDING: frozenset({PENDING, RUNNING, SCHEDULED, CANCELLED, CRASHED, PAUSED, FAILED}),
-    RUNNING: frozenset({COMPLETED, FAILED, CRASHED, CANCELLED, PAUSED, SCHEDULED}),
-    PAUSED: frozenset({RUNNING, PENDING, CANCELLED, CRASHED}),
+    SCHEDULED: frozenset({PENDING, RUNNING, CANCELLED, CRASHED, PAUSED, CANCELLING}),
+    PENDING: frozenset({PENDING, RUNNING, SCHEDULED, CANCELLED, CRASHED, PAUSED, FAILED, CANCELLING}),
+    RUNNING: frozenset({COMPLETED, FAILED, CRASHED, CANCELLED, PAUSED, SCHEDULED, CANCELLING}),
+    PAUSED: frozenset({RUNNING, PENDING, CANCELLED, CRASHED, CANCELLING}),
+    CANCELLING: frozenset({CANCELLED, CRASHED, FAILED, COMPLETED}),
     COMPLETED: frozenset(),
     FAILED: frozenset(),
     CRASHED: frozenset(),

@@ -131,8 +131,23 @@ CREATE TABLE logs (
 CREATE INDEX logs_by_flow_run ON logs (flow_run_id, seq);
 """
 
+# v7: the control channel (`control_store.py`). A control message is a durable row the service
+# pushes to the process that owns its flow run; `seq` is the order clients resume after.
+# `deadline` makes the row a timer too (a cancel's): the sweeper finds the unsettled ones due
+# by the partial index, which holds only rows still waiting. `acked` is when the owning
+# process said it acted; `settled` when the row needs nothing more (the run ended).
+_V7 = """
+CREATE TABLE control_messages (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, flow_run_id BLOB NOT NULL, kind TEXT NOT NULL,
+    body TEXT NOT NULL DEFAULT '{}', created REAL NOT NULL, deadline REAL, acked REAL,
+    settled REAL
+);
+CREATE INDEX control_messages_by_run ON control_messages (flow_run_id, seq);
+CREATE INDEX control_messages_due ON control_messages (deadline) WHERE settled IS NULL;
+"""
+
 #: MIGRATIONS[i] upgrades a database from version i to version i + 1.
-MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4, _V5, _V6)
+MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

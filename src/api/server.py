@@ -1,5 +1,9 @@
 """The state server process: gRPC listener, auth/TLS policy, the liveness sweeper, lifecycle.
 
+The sweeper thread is also the control channel's timer: each turn it delivers control
+messages written into the database by others and ends cancelled runs whose deadline passed
+(`ControlService.sweep`), waking early for the next deadline.
+
 `StateServer` wires storage, the group committer and the service into a sync `grpc.server`
 with a thread pool (measured: it meets the throughput targets on 2 cores, and keeps the
 blocking SQLite work off any event loop). It is used two ways:
@@ -79,6 +83,7 @@ class StateServer:
         reap_at_start: bool = False,
         synchronous: str = "FULL",
         writer_process: str = "never",
+        doorbell: bool = False,
     ) -> None:
         check_heartbeat_timeout(heartbeat_timeout, heartbeat_interval)
         if not token and not is_loopback(host):
@@ -99,6 +104,7 @@ class StateServer:
         self._reap_at_start = reap_at_start
         self._synchronous = synchronous
         self._writer_process = writer_process
+        self._doorbell = doorbell
         self._stopped = threading.Event()
         self._closed = threading.Event()
         self._server: grpc.Server | None = None
@@ -119,7 +125,8 @@ class StateServer:
         self.storage = Storage(self.home / DB_FILENAME, synchronous=self._synchronous)
         self.committer = GroupCommitter(self.storage, writer_process=self._writer_process)
         service = self._service = StateService(
-            self.storage, self.committer, self.token, home=self.home, synchronous=self._synchronous
+            self.storage, self.committer, self.token, home=self.home, synchronous=self._synchronous,
+            doorbell=self._doorbell,
         )
         options = [
             ("grpc.max_receive_message_length", MAX_GRPC_MESSAGE),
@@ -145,6 +152,7 @@ class StateServer:
         self._started_at = 0.0 if self._reap_at_start else time.time()
         if self._reap_at_start:
             self.sweep()
+            service.control.sweep()  # cancel deadlines that passed while nothing served
         threading.Thread(target=self._sweep_loop, name="headwater-sweeper", daemon=True).start()
         return self.url
 
@@ -171,6 +179,7 @@ class StateServer:
             if self._service is not None:
                 self._service.slots.end_streams()  # they never end by themselves
                 self._service.logs.end_streams()
+                self._service.control.end_streams()
             done.wait(grace + 1)
         if self._service is not None:
             self._service.close()
@@ -188,11 +197,21 @@ class StateServer:
 
     def _sweep_loop(self) -> None:
         interval = max(0.05, min(1.0, self.heartbeat_timeout / 4))
-        while not self._stopped.wait(interval):
+        while True:
+            # The control channel's timers (cancel deadlines) are rows: wake for the next one.
+            due = self._service.control.store.next_deadline() if self._service is not None else None
+            wait = interval if due is None else min(interval, max(0.0, due - time.time()))
+            if self._stopped.wait(wait):
+                return
             try:
                 self.sweep()
             except Exception:
                 log.exception("heartbeat sweep failed; retrying next interval")
+            try:
+                if self._service is not None:
+                    self._service.control.sweep()
+            except Exception:
+                log.exception("control sweep (cancel deadlines) failed; retrying next interval")
 
     def sweep(self, now: float | None = None) -> int:
         """Mark flow runs with stale heartbeats CRASHED; returns how many were marked."""

@@ -37,10 +37,12 @@ from . import codec
 from . import models as m
 from .cache_service import CACHE_WRITES, CacheService
 from .committer import GroupCommitter
+from .control_service import CONTROL_WRITES, ControlService
 from .dbfile import storage_error
 from .log_service import LogService
-from .errors import ServiceUnavailable, TransitionRejected, Unauthenticated, is_sent_as_is, status_code_for
-from .records import Batch, BatchResult
+from .errors import RunNotFound, ServiceUnavailable, TransitionRejected, Unauthenticated, is_sent_as_is, status_code_for
+from . import rules
+from .records import Batch, BatchResult, StateRecord
 from .slot_service import SLOT_WRITES, SlotService
 from .storage import Storage
 
@@ -71,6 +73,7 @@ class StateService:
         *,
         home: Path | None = None,
         synchronous: str = "FULL",
+        doorbell: bool = False,
     ) -> None:
         self._replies = _Replies()
         self._storage = storage
@@ -81,12 +84,17 @@ class StateService:
         self.slots = SlotService(storage.path, synchronous=synchronous)
         self.logs = LogService(storage)
         committer.add_listener(self.logs.notify)
+        self.control = ControlService(
+            storage.path, lambda ident: storage.resolve_id("flow", ident), synchronous=synchronous,
+            doorbell=doorbell,
+        )
 
     def close(self) -> None:
         """Close what the service opened itself (the result cache, if a call opened it, and
         the slot ledger's timer, streams and database connection)."""
         self.cache.close()
         self.slots.close()
+        self.control.close()
 
     def generic_handler(self) -> grpc.GenericRpcHandler:
         handlers = {
@@ -94,6 +102,7 @@ class StateService:
         }
         handlers["SlotGrants"] = grpc.unary_stream_rpc_method_handler(self.slot_grants)
         handlers["FollowLogs"] = grpc.unary_stream_rpc_method_handler(self.follow_logs)
+        handlers["ControlMessages"] = grpc.unary_stream_rpc_method_handler(self.control_messages)
         handlers["Record"] = grpc.stream_stream_rpc_method_handler(self.record)
         handlers["RecordBatch"] = grpc.unary_unary_rpc_method_handler(self.record_batch)
         return grpc.method_handlers_generic_handler(SERVICE_NAME, handlers)
@@ -117,7 +126,8 @@ class StateService:
         unary.update(self.cache.handlers())
         unary.update(self.slots.handlers())
         unary.update(self.logs.handlers())
-        writes = _WRITES | CACHE_WRITES | SLOT_WRITES
+        unary.update(self.control.handlers())
+        writes = _WRITES | CACHE_WRITES | SLOT_WRITES | CONTROL_WRITES
         return {name: self._unary(fn, write=name in writes) for name, fn in unary.items()}
 
     # -- plumbing --------------------------------------------------------------------------
@@ -171,10 +181,28 @@ class StateService:
 
     def set_state(self, data: bytes) -> dict[str, Any]:
         rec = codec.state_record(codec.decode(m.StateIn, data))
+        self._refuse_forced_cancel(rec)
         result = self._commit(Batch(states=(rec,)))
         if result.rejections:
             raise TransitionRejected(result.rejections[0].reason)
         return {"duplicate": result.applied == 0}
+
+    def _refuse_forced_cancel(self, rec: StateRecord) -> None:
+        """A live flow run becomes CANCELLED only by the cancel path, which tells its process
+        to stop (Prefect #17482: a forced state left the flow running, shown Cancelled). Its
+        process's own report of the end it reached arrives by `RecordBatch`, not here."""
+        if rec.run_kind != "flow" or rec.type != rules.CANCELLED:
+            return
+        try:
+            current = self._storage.read_flow_run(rec.run_id).state_type
+        except RunNotFound:
+            return
+        if current is not None and current != rules.CANCELLING and not rules.is_terminal(current):
+            raise TransitionRejected(
+                f"flow run {rec.run_id} is {current}: a state change cannot mark it CANCELLED while "
+                f"its process runs on; cancel it with `headwater runs cancel {rec.run_id}` (or "
+                f"cancel_flow_run), which stops it"
+            )
 
     def heartbeat(self, data: bytes) -> dict[str, Any]:
         body = codec.decode(m.HeartbeatIn, data)
@@ -218,6 +246,12 @@ class StateService:
         with _guarded(context):
             self._authorize(context)
             yield from self.slots.grants(request, context)
+
+    def control_messages(self, request: bytes, context: grpc.ServicerContext) -> Iterator[bytes]:
+        """The server stream of a process's control messages (`ControlService.stream`)."""
+        with _guarded(context):
+            self._authorize(context)
+            yield from self.control.stream(request, context)
 
     def follow_logs(self, request: bytes, context: grpc.ServicerContext) -> Iterator[bytes]:
         """The server stream of a run's new log lines (`LogService.follow`)."""

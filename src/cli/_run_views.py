@@ -23,7 +23,7 @@ from ._text import inert
 
 STATE_STYLE = {
     "COMPLETED": "green", "FAILED": "red", "CRASHED": "bold red", "CANCELLED": "yellow",
-    "RUNNING": "cyan", "PENDING": "white", "SCHEDULED": "blue", "PAUSED": "magenta",
+    "RUNNING": "cyan", "PENDING": "white", "SCHEDULED": "blue", "PAUSED": "magenta", "CANCELLING": "yellow",
 }  # fmt: skip
 
 

@@ -1,4 +1,5 @@
-"""`headwater runs ls | show | logs | watch`: inspect recorded flow runs and task runs.
+"""`headwater runs ls | show | logs | watch | cancel`: inspect recorded flow runs and task
+runs, and cancel a running flow run (`_cancel`).
 
 This module only declares the verbs and their options; each handler imports its module when
 it runs (`_run_views`: ls and show, `_logs`, `_watch`), so no verb pays for another's imports.
@@ -68,6 +69,17 @@ def register(subparsers: Any) -> None:
     watch.add_argument("--iterations", type=int, default=None, help="stop after N looks")
     watch.add_argument("--once", action="store_true", help="look once and exit")
     watch.set_defaults(handler=_guard("_watch", "watch_runs"))
+    cancel = verbs.add_parser(
+        "cancel", help="cancel a running flow run (and its running subflows): its process is "
+                       "told at once, interrupts its task runs and ends it CANCELLED")
+    cancel.add_argument("id", help="flow run id, or a unique prefix of it")
+    cancel.add_argument("--deadline", type=float, default=30.0, metavar="SECONDS",
+                        help="how long its process has to stop before the state service ends "
+                             "the run CANCELLED itself (default 30)")
+    cancel.add_argument("--no-wait", action="store_true",
+                        help="return once the request is recorded, without waiting for the end")
+    cancel.add_argument("--by", help="who asks (recorded in the run's history)")
+    cancel.set_defaults(handler=_guard("_cancel", "cancel_run"))
     runs.set_defaults(handler=lambda args: runs.print_help() or 2)
 
 

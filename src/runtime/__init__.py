@@ -30,6 +30,7 @@ from . import deployment as deployment
 from . import flow_run as flow_run
 from . import task_run as task_run
 from .arguments import allow_failure as allow_failure
+from .cancellation import cancel_flow_run as cancel_flow_run
 from .arguments import unmapped as unmapped
 from .context import get_run_context as get_run_context
 from .concurrency import concurrency as concurrency
@@ -72,6 +73,6 @@ __all__ = [
     "Pending", "RecordingError", "Retrying", "RunTimedOut", "RunnerUnavailable", "Running", "ShippingError",
     "Scheduled", "SlotTimeout", "SlotUnavailable", "State", "StateType", "Task", "TaskFuture", "TaskRun",
     "TimedOut", "UnfinishedRun", "UpstreamFailed", "UpstreamLost", "WorkerLost", "allow_failure", "as_completed",
-    "concurrency", "exponential_backoff", "flow", "get_run_context", "get_run_logger",
+    "cancel_flow_run", "concurrency", "exponential_backoff", "flow", "get_run_context", "get_run_logger",
     "rate_limit", "tags", "task", "unmapped", "wait",
 ]  # fmt: skip

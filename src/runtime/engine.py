@@ -35,6 +35,7 @@ A direct call (`task(x)`, no runner) runs every attempt in the caller's thread
 
 from __future__ import annotations
 
+import asyncio
 import random
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -43,6 +44,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import anyio
 
 from ..errors import CrashedRun, InvalidTransition, RunTimedOut
+from .cancellation import CancelInterrupt, interruptible, interruptible_async
 from .arguments import fill_upstream
 from .context import TaskRunContext, entered, task_run_var
 from .hooks import call_hooks
@@ -292,6 +294,10 @@ class _TaskRunEngine:
         cause = interruption(exc)
         state = Cancelled(exc) if cause is None else Crashed(exc, f"Task run interrupted by {cause}")
         self.retry_delay = None
+        if isinstance(exc, CancelInterrupt):  # its flow was cancelled: this attempt alone ends
+            state = Cancelled(message="interrupted: its flow run was cancelled")
+            self._set(state)
+            return
         self._set(state)
         self.reraise = exc
 
@@ -340,7 +346,8 @@ def _attempt(engine: _TaskRunEngine) -> None:
     engine.start()
     timeout = engine.timeout
     try:
-        value = engine.call() if timeout is None else call_with_timeout(engine.call, timeout, engine.label)
+        with interruptible(engine.run):  # a cancel of its flow raises CancelInterrupt here
+            value = engine.call() if timeout is None else call_with_timeout(engine.call, timeout, engine.label)
     except Exception as exc:
         engine.raised(exc)
     else:
@@ -350,7 +357,16 @@ def _attempt(engine: _TaskRunEngine) -> None:
 async def _attempt_async(engine: _TaskRunEngine) -> None:
     engine.start()
     try:
-        value = await call_with_timeout_async(engine.call, engine.timeout, engine.label)
+        with interruptible_async(engine.run) as attempt:  # a cancel of its flow cancels this task
+            try:
+                value = await call_with_timeout_async(engine.call, engine.timeout, engine.label)
+            except asyncio.CancelledError:
+                if attempt is None or not attempt.interrupted:
+                    raise
+                task = asyncio.current_task()
+                if task is not None:
+                    task.uncancel()  # the cancel was for this attempt alone, not its caller
+                raise CancelInterrupt() from None
     except Exception as exc:
         engine.raised(exc)
     else:

@@ -37,6 +37,7 @@ Order of work:
 
 from __future__ import annotations
 
+import asyncio
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -48,6 +49,7 @@ from ..errors import ParameterValidationError, RecordingError, RunTimedOut
 from ..runners.base import TaskRunner
 from .arguments import _ATOMS, _rebuild
 from .attempts import run_attempts, run_attempts_async
+from .cancellation import CancelInterrupt, FlowCancel
 from .context import FlowRunContext, entered, flow_run_var, task_run_var
 from .engine import run_task
 from .futures import RunFuture
@@ -106,6 +108,7 @@ class FlowRunEngine:
         # After a timeout or an interrupt, running tasks are left to finish on their own
         # instead of holding up the flow's end.
         self.abandon_running = False
+        self.cancel = FlowCancel(self)  # told by the state service's control stream
         ensure_console_logging()
         if flow.log_prints:
             enable_log_prints()
@@ -156,6 +159,7 @@ class FlowRunEngine:
             run.start_time = time.time()
             if self.reporter is not None:
                 self.reporter.flow_started(run.id)
+                self.cancel.watch()
             flow_logger.info(
                 "Beginning flow run %r for flow %r", run.name, self.flow.name, extra=run_extra(lifecycle=True)
             )
@@ -176,6 +180,8 @@ class FlowRunEngine:
     def returned(self, value: Any) -> float | None:
         """Steps 3-4 after the body returned. Returns a retry delay, or None when final."""
         self.wait_for_runs()
+        if self._cancelled():
+            return None
         if self._runner_lost():
             return None
         state = final_state_of(value)
@@ -185,6 +191,10 @@ class FlowRunEngine:
         return None
 
     def raised(self, exc: Exception) -> float | None:
+        if self.cancel.requested:  # what it raised is what the cancel ended (a CancelledRun)
+            self.wait_for_runs()
+            self._cancelled()
+            return None
         if isinstance(exc, RunTimedOut):
             self._cancel_unfinished(str(exc))
             return self._failed(TimedOut(exc))
@@ -192,6 +202,13 @@ class FlowRunEngine:
         if self._runner_lost():
             return None
         return self._failed(Failed(exc))
+
+    def _cancelled(self) -> bool:
+        """A cancelled run ends CANCELLED whatever its body did, naming what it interrupted."""
+        if not self.cancel.requested:
+            return False
+        self._set(Cancelled(message=self.cancel.message()))
+        return True
 
     def _runner_lost(self) -> bool:
         """End the run CRASHED if its runner lost its cluster while the flow ran."""
@@ -226,6 +243,10 @@ class FlowRunEngine:
 
     def interrupted(self, exc: BaseException) -> None:
         """A BaseException ended the body: end what has not finished, record, re-raise later."""
+        if self.cancel.requested and isinstance(exc, (CancelInterrupt, asyncio.CancelledError)):
+            self.wait_for_runs()  # the interrupted runs record their own CANCELLED
+            self._cancelled()
+            return
         cause = interruption(exc)
         self.abandon_running = True
         if self.scheduler is not None:
@@ -248,6 +269,7 @@ class FlowRunEngine:
         self._hooks(hooks)
         log = flow_logger.info if state.type is StateType.COMPLETED else flow_logger.error
         log("Finished in state %s", state, extra=run_extra(lifecycle=True))
+        self.cancel.unwatch()
         if self.reporter is not None:
             self.reporter.flow_finished(run.id)
         journal = sys.modules.get("headwater.runtime.journal")  # loaded once a task cached
@@ -364,10 +386,16 @@ async def run_flow_async(engine: FlowRunEngine) -> State:
     engine.start_runner(runner)
     try:
         with entered(flow_run_var, engine.context(runner)), ctrl_c_noted():
+            engine.cancel.body_loop, engine.cancel.body_task = asyncio.get_running_loop(), asyncio.current_task()
             try:
                 await run_attempts_async(engine, settle_in_thread=True)
             except BaseException as exc:
+                if engine.cancel.requested and isinstance(exc, asyncio.CancelledError):
+                    task = asyncio.current_task()
+                    if task is not None:
+                        task.uncancel()  # the cancel was for this body, not for its caller
                 engine.interrupted(exc)
+            engine.cancel.body_task = None
             state = engine.finish()
     finally:
         runner.shutdown(wait=not engine.abandon_running, cancel_futures=engine.abandon_running)

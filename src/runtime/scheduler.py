@@ -27,6 +27,7 @@ from uuid import UUID
 
 from ..errors import InvalidTransition, WorkerLost
 from ..runners.base import FinishedFuture, TaskCall, TaskRunner
+from .cancellation import CancelInterrupt
 from .engine import RunOutcome, TaskRunPayload, answer_from_cache_here, outcome_of
 from .futures import RunFuture, TaskFuture
 from .lifecycle import (
@@ -76,6 +77,7 @@ class TaskScheduler:
         captures = type(runner).submission_options is not TaskRunner.submission_options
         self._capture_options = runner.submission_options if captures else None
         self._lifecycle = RunLifecycle()
+        self._refusing: str | None = None
         self._lock = threading.Lock()
         self._events: deque[Event] = deque()  # queued while another thread held the lock
         self._tracked: dict[UUID, RunFuture[Any]] = {}  # subflows submitted in this flow
@@ -89,7 +91,16 @@ class TaskScheduler:
 
     # -- what happens ------------------------------------------------------------------------
 
+    def refuse_submits(self, reason: str) -> None:
+        """The flow run was cancelled: its body's next submit raises `CancelInterrupt`."""
+        self._refusing = reason
+
     def submit(self, future: TaskFuture[Any], payload: TaskRunPayload, upstream: list[RunFuture[Any]]) -> None:
+        if self._refusing is not None:  # its run exists (Pending): it ends, never to start
+            future.payload = payload
+            reason = f"flow run cancelled ({self._refusing}): no new task runs"
+            self._finish(future, outcome_of(_record(future, Cancelled(message=reason), late=False)))
+            raise CancelInterrupt(reason)
         future.scheduler = self
         future.payload = payload
         future.upstream = upstream

@@ -24,6 +24,8 @@ from contextlib import contextmanager
 from types import FrameType
 from typing import Any
 
+from .cancellation import CancelInterrupt
+
 
 class Terminated(SystemExit):
     """The process received SIGTERM while a flow was running."""
@@ -96,6 +98,8 @@ def interruption(exc: BaseException) -> str | None:
     """What interrupted a run that ended with `exc` (a BaseException that is not an
     Exception), named for its state's message: "KeyboardInterrupt (Ctrl-C)", "SIGTERM",
     "SystemExit(2)". None for a cancellation no interrupt caused: the run is CANCELLED."""
+    if isinstance(exc, CancelInterrupt):
+        return None  # the flow run was cancelled (`cancellation.py`)
     if isinstance(exc, asyncio.CancelledError):
         return CTRL_C if _ctrl_c_seen else None
     if isinstance(exc, KeyboardInterrupt):

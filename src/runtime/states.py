@@ -9,6 +9,9 @@ A run's life is a walk through this table (sub-state names in brackets)::
                 │                                                └─> RUNNING [Retrying] ...
                 └─> SCHEDULED / PAUSED / CANCELLED / CRASHED
 
+    any live state ──> CANCELLING (the service, on `cancel_flow_run`) ──> CANCELLED
+                                   (or COMPLETED / FAILED / CRASHED: it ended first)
+
 COMPLETED, FAILED, CRASHED and CANCELLED are terminal: nothing leaves them. A run that will be
 retried never enters FAILED; it goes RUNNING -> SCHEDULED("AwaitingRetry") -> RUNNING("Retrying").
 
@@ -48,6 +51,9 @@ class StateType(enum.Enum):
     CRASHED = "CRASHED"
     CANCELLED = "CANCELLED"
     PAUSED = "PAUSED"
+    #: Asked to cancel, not yet stopped: set by the state service only (`cancel_flow_run`),
+    #: never by a run's own engine; the run's process ends it CANCELLED (or it ends on its own).
+    CANCELLING = "CANCELLING"
 
     # Members are singletons, so identity hashing is exact; Enum's own __hash__ is Python
     # code, and the transition table is consulted on every state change.
@@ -61,16 +67,19 @@ TERMINAL: frozenset[StateType] = frozenset(
 _S = StateType
 ALLOWED: Mapping[StateType | None, frozenset[StateType]] = {
     None: frozenset({_S.PENDING, _S.SCHEDULED, _S.RUNNING}),
-    _S.SCHEDULED: frozenset({_S.PENDING, _S.RUNNING, _S.CANCELLED, _S.CRASHED, _S.PAUSED}),
+    _S.SCHEDULED: frozenset({_S.PENDING, _S.RUNNING, _S.CANCELLED, _S.CRASHED, _S.PAUSED, _S.CANCELLING}),
     # PENDING -> PENDING is the move to "NotReady"; PENDING -> FAILED covers a run that fails
     # before it starts (its inputs could not be resolved).
     _S.PENDING: frozenset(
-        {_S.PENDING, _S.RUNNING, _S.SCHEDULED, _S.CANCELLED, _S.CRASHED, _S.PAUSED, _S.FAILED}
+        {_S.PENDING, _S.RUNNING, _S.SCHEDULED, _S.CANCELLED, _S.CRASHED, _S.PAUSED, _S.FAILED,
+         _S.CANCELLING}
     ),
     _S.RUNNING: frozenset(
-        {_S.COMPLETED, _S.FAILED, _S.CRASHED, _S.CANCELLED, _S.PAUSED, _S.SCHEDULED}
+        {_S.COMPLETED, _S.FAILED, _S.CRASHED, _S.CANCELLED, _S.PAUSED, _S.SCHEDULED, _S.CANCELLING}
     ),
-    _S.PAUSED: frozenset({_S.RUNNING, _S.PENDING, _S.CANCELLED, _S.CRASHED}),
+    _S.PAUSED: frozenset({_S.RUNNING, _S.PENDING, _S.CANCELLED, _S.CRASHED, _S.CANCELLING}),
+    # A run that ended on its own before it heard of the cancel keeps the end it reached.
+    _S.CANCELLING: frozenset({_S.CANCELLED, _S.CRASHED, _S.FAILED, _S.COMPLETED}),
     _S.COMPLETED: frozenset(),
     _S.FAILED: frozenset(),
     _S.CRASHED: frozenset(),
@@ -293,6 +302,11 @@ def Crashed(data: BaseException | None = None, message: str | None = None) -> St
 
 def Cancelled(data: BaseException | None = None, message: str | None = None) -> State:
     return State(StateType.CANCELLED, "Cancelled", message or _describe(data), data)
+
+
+def Cancelling(message: str | None = None) -> State:
+    """What the state service records on a cancel request; a run's engine never sets it."""
+    return State(StateType.CANCELLING, "Cancelling", message)
 
 
 def Paused(message: str | None = None) -> State:

@@ -82,7 +82,7 @@ def test_on_a_terminal_tables_still_fit_its_width(long_named: tuple[Path, str]) 
 
 @pytest.mark.parametrize(("argv", "option", "valid"), [
     (["runs", "ls", "--state", "bogus"], "--state",
-     "'bogus' (choose from SCHEDULED, PENDING, RUNNING, COMPLETED, FAILED, CRASHED, CANCELLED, PAUSED)"),
+     "'bogus' (choose from SCHEDULED, PENDING, RUNNING, COMPLETED, FAILED, CRASHED, CANCELLED, PAUSED, CANCELLING)"),
     (["runs", "logs", "0123abcd", "--level", "loud"], "--level",
      "'loud' (choose from NOTSET, DEBUG, INFO, WARN, WARNING, ERROR, CRITICAL, FATAL, or a number)"),
 ], ids=["state", "level"])

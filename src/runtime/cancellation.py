@@ -1,0 +1,186 @@
+"""Cancelling a flow run: asking (`cancel_flow_run`) and, in the flow's process, stopping.
+
+Asking goes to the state service, which moves the run (and its live subflows) to CANCELLING
+with a deadline and tells the process that owns it on that process's control stream
+(`api/control_service.py`). With `HEADWATER_API_URL` set that is one call to the server. On
+the embedded default the caller has no server to call: the request is written straight into
+the database and the owning process's doorbell is rung (`api/doorbell.py`); as no service
+holds the deadline then, `wait=True` makes the caller hold it (see `cancel_flow_run`).
+
+Stopping, in the flow's process (`FlowCancel.requested`, on the control stream's thread):
+1. the flow's scheduler refuses new submits (the body's next `submit` raises
+   `CancelInterrupt`) and cancels what has not started: waiting, queued, slot-parked and
+   retry-waiting task runs end CANCELLED;
+2. task runs running in this process are interrupted: a thread task by `CancelInterrupt`
+   raised in its thread at its next bytecode (as `timeout_seconds` interrupts, so a call
+   blocked in C, `time.sleep` say, stops only when it returns); an async task at its next
+   await. Each ends CANCELLED. Tasks on other processes (process, Dask, Ray runners) are not
+   interrupted: queued ones are revoked with the runner's `cancel`, running ones finish;
+3. an async flow's body is cancelled at its next await; a sync body stops at its next
+   `submit`, or finishes, as what it waits for has ended;
+4. the run ends CANCELLED, whatever the body did, with the interrupted task runs named in the
+   state's message; `on_cancellation` hooks run; the flow call raises `CancelledRun`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from uuid import UUID
+
+
+if TYPE_CHECKING:
+    from .flow_engine import FlowRunEngine
+    from .runs import TaskRun
+
+
+class CancelInterrupt(BaseException):
+    """Raised inside a running task (at its next bytecode, in its thread) or from the flow's
+    next `submit` once the run's flow was cancelled (`cancel_flow_run`). A BaseException, as
+    KeyboardInterrupt is, so an `except Exception` in user code does not swallow the cancel;
+    the engines catch it and end the run CANCELLED."""
+    # Not a HeadwaterError (an Exception): it must pass through user code's `except Exception`.
+
+
+@dataclass(slots=True)
+class _Attempt:
+    """A task run attempt running in this process, and how to interrupt it."""
+
+    name: str
+    thread_id: int | None = None
+    loop: asyncio.AbstractEventLoop | None = None
+    task: asyncio.Task[Any] | None = None
+    interrupted: bool = False
+
+
+_lock = threading.Lock()
+_running: dict[UUID, dict[int, _Attempt]] = {}  # flow run id -> attempts by id()
+
+
+@contextmanager
+def interruptible(run: TaskRun) -> Iterator[_Attempt | None]:
+    """Register a sync attempt (this thread) so its flow's cancel can interrupt it."""
+    attempt = _Attempt(run.name, thread_id=threading.get_ident())
+    yield from _registered(run.flow_run_id, attempt)
+
+
+@contextmanager
+def interruptible_async(run: TaskRun) -> Iterator[_Attempt | None]:
+    """Register an async attempt (the current asyncio task)."""
+    attempt = _Attempt(run.name, loop=asyncio.get_running_loop(), task=asyncio.current_task())
+    yield from _registered(run.flow_run_id, attempt)
+
+
+def _registered(flow_run_id: UUID | None, attempt: _Attempt) -> Iterator[_Attempt | None]:
+    if flow_run_id is None:
+        yield None
+        return
+    with _lock:
+        _running.setdefault(flow_run_id, {})[id(attempt)] = attempt
+    try:
+        yield attempt
+    finally:
+        with _lock:  # after this no interrupt can be aimed at this thread for this attempt
+            mine = _running.get(flow_run_id)
+            if mine is not None:
+                mine.pop(id(attempt), None)
+                if not mine:
+                    del _running[flow_run_id]
+
+
+def interrupt_running(flow_run_id: UUID) -> list[str]:
+    """Interrupt every attempt of `flow_run_id` running in this process; their run names."""
+    names = []
+    with _lock:
+        for attempt in list(_running.get(flow_run_id, {}).values()):
+            if attempt.interrupted:
+                continue
+            attempt.interrupted = True
+            names.append(attempt.name)
+            if attempt.thread_id is not None:
+                ctypes.pythonapi.PyThreadState_SetAsyncExc(
+                    ctypes.c_ulong(attempt.thread_id), ctypes.py_object(CancelInterrupt)
+                )
+            elif attempt.loop is not None and attempt.task is not None:
+                attempt.loop.call_soon_threadsafe(attempt.task.cancel)
+    return names
+
+
+@dataclass(slots=True)
+class FlowCancel:
+    """One flow run's side of a cancel: what was asked, and what it interrupted."""
+
+    engine: FlowRunEngine
+    reason: str | None = None
+    interrupted: list[str] = field(default_factory=list)
+    body_loop: asyncio.AbstractEventLoop | None = None
+    body_task: asyncio.Task[Any] | None = None
+    _unwatch: Any = None
+
+    @property
+    def requested(self) -> bool:
+        return self.reason is not None
+
+    def on_message(self, message: Any) -> None:
+        """A control message for this run (on the control stream's thread)."""
+        if message.kind != "cancel" or self.requested:
+            return
+        self.reason = str(message.body.get("reason") or "cancel requested")
+        scheduler = self.engine.scheduler
+        if scheduler is not None:
+            scheduler.refuse_submits(self.reason)
+            scheduler.cancel_unfinished(f"flow run cancelled ({self.reason})")
+        self.interrupted += interrupt_running(self.engine.run.id)
+        if self.body_loop is not None and self.body_task is not None:
+            self.body_loop.call_soon_threadsafe(self.body_task.cancel)
+
+    def message(self) -> str:
+        what = ", ".join(self.interrupted) if self.interrupted else "no running task runs"
+        return f"Flow run cancelled ({self.reason}); interrupted: {what}"
+
+    def watch(self) -> None:
+        """Listen for this run's control messages (a run that records only)."""
+        target = self.engine.services.target
+        if target is None:
+            return
+        client = _control_client(target)
+        run_id = self.engine.run.id
+        client.watch(run_id, self.on_message)
+        self._unwatch = lambda: client.unwatch(run_id)
+
+    def unwatch(self) -> None:
+        if self._unwatch is not None:
+            self._unwatch()
+            self._unwatch = None
+
+
+def _control_client(target: tuple[str, str | None, str | None]) -> Any:
+    from ..api.client import Target
+    from ..api.control_client import control_client
+
+    url, token, tls_ca = target
+    return control_client(Target.resolve(url, token, Path(tls_ca) if tls_ca else None))
+
+
+def cancel_flow_run(
+    flow_run_id: UUID | str, *, deadline_seconds: float = 30.0, by: str | None = None, wait: bool = False,
+) -> Any:
+    """Cancel a flow run (and its running subflows): it goes to CANCELLING at once, and its
+    process is told to stop and end it CANCELLED (see the module docstring). If the process
+    does not end it within `deadline_seconds` (hung or gone), the state service ends it
+    CANCELLED itself; anything the process reports later is refused.
+
+    Raises `TransitionRejected` for a run that already finished, `RunNotFound` for an
+    unknown id. Returns the `CancelRequest`. With `wait=True`, waits for the run to end and
+    returns its final flow run info instead; on the embedded default (no server to hold the
+    deadline) the waiting caller ends the run itself at the deadline."""
+    from ..api.control_direct import cancel_here_or_there
+
+    return cancel_here_or_there(flow_run_id, deadline_seconds=deadline_seconds, by=by, wait=wait)
+
