@@ -31,7 +31,7 @@ def _user_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     env.pop("PYTHONDONTWRITEBYTECODE", None)
     return env
 from benchmarks.engines import RUNNER_CLASSES, require_baseline, require_headwater
-from benchmarks.workload import Figure, Trial, Workload
+from benchmarks.workload import Figure, Trial, TrialFactory, Workload
 
 HELLO_THREADPOOL = (
     "import concurrent.futures as cf\n"
@@ -114,43 +114,31 @@ def baseline_cli(engine: str, n: int) -> Trial:
     return trial
 
 
-IMPORT = Workload(
-    name="coldstart-import",
-    description="`python -c 'import headwater'` in a fresh interpreter; target < 0.15 s",
-    sizes={"tiny": 1, "quick": 1, "full": 1},
-    run=run_import,
-    baseline=baseline_import,
-    figures=(IMPORT_SECONDS,),
-    runners={"import": "threadpool"},
-    size_unit="script",
-    repeats={"tiny": 1, "quick": 3, "full": 7},
-    order=61,
+def _fresh_interpreter(name: str, description: str, run: TrialFactory, baseline: TrialFactory,
+                       figure: Figure, runners: dict[str, str], unit: str, order: int) -> Workload:
+    """A workload whose every trial is one fresh interpreter (a median of several, as all
+    start-up figures are cheap and noisy)."""
+    return Workload(
+        name=name, description=description, sizes={"tiny": 1, "quick": 1, "full": 1}, run=run,
+        baseline=baseline, figures=(figure,), runners=runners, size_unit=unit,
+        repeats={"tiny": 1, "quick": 3, "full": 7}, order=order,
+    )
+
+
+IMPORT = _fresh_interpreter(
+    "coldstart-import", "`python -c 'import headwater'` in a fresh interpreter; target < 0.15 s",
+    run_import, baseline_import, IMPORT_SECONDS, {"import": "threadpool"}, "script", 61,
+)
+CLI = _fresh_interpreter(
+    "coldstart-cli", "`headwater --version` and `headwater runs ls` (small database); target < 0.3 s",
+    run_cli, baseline_cli, CLI_SECONDS, {"version": "threadpool", "runs-ls": "threadpool"},
+    "command", 62,
 )
 
-CLI = Workload(
-    name="coldstart-cli",
-    description="`headwater --version` and `headwater runs ls` (small database); target < 0.3 s",
-    sizes={"tiny": 1, "quick": 1, "full": 1},
-    run=run_cli,
-    baseline=baseline_cli,
-    figures=(CLI_SECONDS,),
-    runners={"version": "threadpool", "runs-ls": "threadpool"},
-    size_unit="command",
-    repeats={"tiny": 1, "quick": 3, "full": 7},
-    order=62,
-)
-
-COLDSTART = Workload(
-    name="coldstart",
-    description="`python hello.py` (one-task flow) in a fresh interpreter; target < 0.5 s",
-    sizes={"tiny": 1, "quick": 1, "full": 1},
-    run=run,
-    baseline=baseline,
-    figures=(WALL_SECONDS,),
-    runners={"sequential": "threadpool", "concurrent": "threadpool", RECORDING: "threadpool"},
-    size_unit="script",
-    repeats={"tiny": 1, "quick": 3, "full": 7},  # cheap and noisy: take a median of several
-    order=60,
+COLDSTART = _fresh_interpreter(
+    "coldstart", "`python hello.py` (one-task flow) in a fresh interpreter; target < 0.5 s",
+    run, baseline, WALL_SECONDS,
+    {"sequential": "threadpool", "concurrent": "threadpool", RECORDING: "threadpool"}, "script", 60,
 )
 
 WORKLOADS = (COLDSTART, IMPORT, CLI)

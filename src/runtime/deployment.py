@@ -10,6 +10,8 @@ dict on each read). Code such as `deployment.parameters.get("env", "dev")` runs 
 from collections.abc import Callable as _Callable
 from typing import Any as _Any
 
+from .run_metadata import module_attributes as _module_attributes
+
 _FIELDS: dict[str, _Callable[[], _Any]] = {
     "id": lambda: None,
     "flow_run_id": lambda: None,
@@ -20,13 +22,4 @@ _FIELDS: dict[str, _Callable[[], _Any]] = {
 
 __all__ = ["flow_run_id", "id", "name", "parameters", "version"]
 
-
-def __getattr__(name: str) -> _Any:
-    reader = _FIELDS.get(name)
-    if reader is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return reader()
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = _module_attributes(__name__, _FIELDS)

@@ -23,6 +23,7 @@ from collections.abc import Callable as _Callable
 from typing import Any as _Any
 
 from . import run_metadata as _metadata
+from .run_metadata import module_attributes as _module_attributes
 
 _FIELDS: dict[str, _Callable[[], _Any]] = {
     "id": _metadata.flow_run_id,
@@ -36,13 +37,4 @@ _FIELDS: dict[str, _Callable[[], _Any]] = {
 
 __all__ = ["flow_name", "id", "name", "parameters", "parent_flow_run_id", "scheduled_start_time", "tags"]
 
-
-def __getattr__(name: str) -> _Any:
-    reader = _FIELDS.get(name)
-    if reader is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return reader()
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = _module_attributes(__name__, _FIELDS)

@@ -22,7 +22,7 @@ Ids are strings, as Prefect's runtime gives them (the run records hold UUIDs).
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import datetime, timezone
@@ -182,3 +182,21 @@ def task_run_tags() -> list[str]:
 def task_run_count() -> int:
     task_ctx = task_context_here()
     return task_ctx.task_run.run_count if task_ctx is not None else 0
+
+
+def module_attributes(
+    module: str, fields: dict[str, Callable[[], Any]]
+) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
+    """The PEP 562 `__getattr__` and `__dir__` of a metadata module (`flow_run`, `task_run`,
+    `deployment`): each attribute is read from `fields` when accessed."""
+
+    def getattr_(name: str) -> Any:
+        reader = fields.get(name)
+        if reader is None:
+            raise AttributeError(f"module {module!r} has no attribute {name!r}")
+        return reader()
+
+    def dir_() -> list[str]:
+        return sorted(fields)
+
+    return getattr_, dir_

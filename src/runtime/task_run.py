@@ -23,6 +23,7 @@ from collections.abc import Callable as _Callable
 from typing import Any as _Any
 
 from . import run_metadata as _metadata
+from .run_metadata import module_attributes as _module_attributes
 
 _FIELDS: dict[str, _Callable[[], _Any]] = {
     "id": _metadata.task_run_id,
@@ -35,13 +36,4 @@ _FIELDS: dict[str, _Callable[[], _Any]] = {
 
 __all__ = ["id", "name", "parameters", "run_count", "tags", "task_name"]
 
-
-def __getattr__(name: str) -> _Any:
-    reader = _FIELDS.get(name)
-    if reader is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return reader()
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = _module_attributes(__name__, _FIELDS)

@@ -26,10 +26,12 @@ import logging
 import os
 import re
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from types import TracebackType
+from typing import TypeVar
 
 _PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+Link = TypeVar("Link")
 _NOTE = "[{count} headwater frame{s} hidden; HEADWATER_LOG_LEVEL=DEBUG shows them]"
 _NOTE_PATTERN = re.compile(r"\[(\d+) headwater frames? hidden; HEADWATER_LOG_LEVEL=DEBUG shows them\]")
 
@@ -103,29 +105,27 @@ def _without_headwater(tb: TracebackType | None) -> tuple[TracebackType | None, 
 
 def _chain(exc: BaseException) -> Iterator[BaseException]:
     """`exc`, its causes and contexts, and the members of exception groups, each once."""
-    seen: set[int] = set()
-    pending: list[BaseException | None] = [exc]
-    while pending:
-        link = pending.pop()
-        if link is None or id(link) in seen:
-            continue
-        seen.add(id(link))
-        yield link
-        pending += [link.__cause__, link.__context__]
-        if isinstance(link, BaseExceptionGroup):
-            pending += link.exceptions
+    return _each_once(exc, lambda link: [
+        link.__cause__, link.__context__,
+        *(link.exceptions if isinstance(link, BaseExceptionGroup) else ()),
+    ])
 
 
 def _formatted_chain(exc: traceback.TracebackException) -> Iterator[traceback.TracebackException]:
+    """The same walk over a `TracebackException` (the console's rendering)."""
+    return _each_once(exc, lambda link: [link.__cause__, link.__context__, *(link.exceptions or ())])
+
+
+def _each_once(start: Link, linked: Callable[[Link], list[Link | None]]) -> Iterator[Link]:
     seen: set[int] = set()
-    pending: list[traceback.TracebackException | None] = [exc]
+    pending: list[Link | None] = [start]
     while pending:
         link = pending.pop()
         if link is None or id(link) in seen:
             continue
         seen.add(id(link))
         yield link
-        pending += [link.__cause__, link.__context__, *(link.exceptions or ())]
+        pending += linked(link)
 
 
 def _note_hidden(exc: BaseException, count: int) -> None:

@@ -43,6 +43,21 @@ def lines_of(flow_run_id: Any, expect: int, timeout: float = 10.0) -> list[Any]:
             time.sleep(0.05)
 
 
+def _stored_lines_of_the_run(code: str, env: dict[str, str]) -> list[dict[str, Any]]:
+    """Run `code` (one flow) in a process of its own, then read its flow run's stored lines
+    with the console command in another, as `--json` rows."""
+    subprocess.run([sys.executable, "-c", code], env=env, check=True, capture_output=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-m", "headwater.cli", "runs", "ls", "--json"], env=env, check=True, capture_output=True, text=True
+    )
+    run_id = json.loads(out.stdout)[0]["id"]
+    logs = subprocess.run(
+        [sys.executable, "-m", "headwater.cli", "runs", "logs", run_id, "--json"], env=env, check=True,
+        capture_output=True, text=True,
+    )  # fmt: skip
+    return [json.loads(line) for line in logs.stdout.splitlines()]
+
+
 def test_lines_from_the_flow_its_tasks_async_tasks_and_subflows_carry_their_runs() -> None:
     @task
     def in_thread(i: int) -> None:
@@ -123,16 +138,7 @@ def test_nothing_is_lost_when_the_process_exits_after_its_flow(tmp_path: Path) -
     )
     env = {**os.environ, "HEADWATER_HOME": str(tmp_path)}
     env.pop("HEADWATER_API_URL", None)
-    subprocess.run([sys.executable, "-c", code], env=env, check=True, capture_output=True, timeout=60)
-    out = subprocess.run(
-        [sys.executable, "-m", "headwater.cli", "runs", "ls", "--json"], env=env, check=True, capture_output=True, text=True
-    )
-    run_id = json.loads(out.stdout)[0]["id"]
-    logs = subprocess.run(
-        [sys.executable, "-m", "headwater.cli", "runs", "logs", run_id, "--json"], env=env, check=True,
-        capture_output=True, text=True,
-    )  # fmt: skip
-    messages = [json.loads(line)["message"] for line in logs.stdout.splitlines()]
+    messages = [line["message"] for line in _stored_lines_of_the_run(code, env)]
     assert [m for m in messages if m.startswith("line ")] == [f"line {i}" for i in range(2000)]
 
 
@@ -195,16 +201,7 @@ def test_a_storm_keeps_the_runs_warnings_and_closing_lines(tmp_path: Path) -> No
     )
     env = {**os.environ, "HEADWATER_HOME": str(tmp_path), "HEADWATER_LOGS_MAX_BUFFERED": "200"}
     env.pop("HEADWATER_API_URL", None)
-    subprocess.run([sys.executable, "-c", code], env=env, check=True, capture_output=True, timeout=120)
-    out = subprocess.run(
-        [sys.executable, "-m", "headwater.cli", "runs", "ls", "--json"], env=env, check=True, capture_output=True, text=True
-    )
-    run_id = json.loads(out.stdout)[0]["id"]
-    logs = subprocess.run(
-        [sys.executable, "-m", "headwater.cli", "runs", "logs", run_id, "--json"], env=env, check=True,
-        capture_output=True, text=True,
-    )  # fmt: skip
-    lines = [json.loads(line) for line in logs.stdout.splitlines()]
+    lines = _stored_lines_of_the_run(code, env)
     messages = [ln["message"] for ln in lines]
     storm = [m for m in messages if m.startswith("storm ")]
     assert len(storm) < 50_000 and any(ln["logger"] == "headwater.logs" for ln in lines)  # it dropped
