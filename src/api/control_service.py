@@ -71,6 +71,7 @@ class ControlService:
         self._lock = threading.Lock()
         self._subscribers: dict[str, _Subscriber] = {}
         self._owner: dict[UUID, _Subscriber] = {}
+        self._ending = False
         self._seen = self.store.last_seq()  # rows up to here were delivered or are pending
         self._doorbell = Doorbell(path, self.deliver_new) if doorbell else None
 
@@ -78,7 +79,9 @@ class ControlService:
         return {"ControlWatch": self.watch, "ControlAck": self.ack, "CancelFlowRun": self.cancel}
 
     def end_streams(self) -> None:
+        """End every open stream, and any that starts from now on (the server is stopping)."""
         with self._lock:
+            self._ending = True
             for sub in self._subscribers.values():
                 sub.outbox.put(None)
 
@@ -139,7 +142,8 @@ class ControlService:
             self._subscribers[body.subscriber_id] = sub
             for run_id in runs:
                 self._owner[run_id] = sub
-        context.add_callback(lambda: sub.outbox.put(None))
+        if not context.add_callback(lambda: sub.outbox.put(None)) or self._ending:
+            sub.outbox.put(None)  # the call ended before it got here: the callback never runs
         self._deliver(self.store.pending(sorted(runs), body.after_seq))
         try:
             while (item := sub.outbox.get()) is not None:

@@ -84,7 +84,8 @@ class LogService:
             with self._changed:
                 self._changed.notify_all()
 
-        context.add_callback(on_gone)
+        if not context.add_callback(on_gone):
+            return  # the call ended before it got here: the callback never runs
         after, ends_at = query.after_seq, None  # ends_at: wall time, once the run is final
         while not gone.is_set():
             with self._changed:

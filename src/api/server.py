@@ -30,6 +30,7 @@ import ipaddress
 import logging
 import signal
 import threading
+import weakref
 import time
 import uuid
 from collections.abc import Callable
@@ -148,6 +149,7 @@ class StateServer:
             self.port = server.add_insecure_port(address)
         server.start()
         self._server = server
+        _end_streams_before_executors_join(self)
         # When silence starts to count: see the module docstring.
         self._started_at = 0.0 if self._reap_at_start else time.time()
         if self._reap_at_start:
@@ -168,6 +170,14 @@ class StateServer:
     def serving(self) -> bool:
         return self._service is not None and not self._stopped.is_set()
 
+    def end_streams(self) -> None:
+        """End every open server stream (slot grants, log follows, control messages): none
+        ends by itself."""
+        if self._service is not None:
+            self._service.slots.end_streams()
+            self._service.logs.end_streams()
+            self._service.control.end_streams()
+
     def stop(self, grace: float = 2.0) -> None:
         """Stop accepting calls, let in-flight ones finish, commit what is queued, close."""
         if self._stopped.is_set():
@@ -176,10 +186,7 @@ class StateServer:
         self._stopped.set()
         if self._server is not None:
             done = self._server.stop(grace)
-            if self._service is not None:
-                self._service.slots.end_streams()  # they never end by themselves
-                self._service.logs.end_streams()
-                self._service.control.end_streams()
+            self.end_streams()
             done.wait(grace + 1)
         if self._service is not None:
             self._service.close()
@@ -272,3 +279,21 @@ def serve_until_signalled(server: StateServer, *, announce: bool = True) -> None
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def _end_streams_before_executors_join(server: StateServer) -> None:
+    """At interpreter exit, Python joins every executor thread (`concurrent.futures`) before
+    `atexit` handlers run, and a stream a server serves holds one of its executor's threads
+    until the client or the server ends it. A client in this process ends its own first (its
+    `threading._register_atexit` runs before that join), but one that raced its own close, or
+    one in another process, would hold the exit forever: so the server ends its streams there
+    too (registered after `concurrent.futures`, so it runs first). Weakly: a stopped server
+    may be collected."""
+    ref = weakref.ref(server)
+
+    def end() -> None:
+        alive = ref()
+        if alive is not None:
+            alive.end_streams()
+
+    threading._register_atexit(end)  # type: ignore[attr-defined]

@@ -80,6 +80,7 @@ class SlotService:
         self._timer = threading.Condition(self._lock)
         self._ledger = SlotLedger()
         self._subscribers: dict[str, _Subscriber] = {}
+        self._ending = False  # `end_streams` was called: new streams end at once
         self._generation = -1
         self._names: frozenset[str] = frozenset()
         self._closed = False
@@ -98,8 +99,10 @@ class SlotService:
         }  # fmt: skip
 
     def end_streams(self) -> None:
-        """End every `SlotGrants` stream (the server is stopping; clients reconnect)."""
+        """End every `SlotGrants` stream, and any that starts from now on (the server is
+        stopping; clients reconnect)."""
         with self._lock:
+            self._ending = True
             for sub in self._subscribers.values():
                 sub.outbox.put(None)
 
@@ -246,7 +249,8 @@ class SlotService:
             self._subscribers[subscriber_id] = sub
             sub.outbox.put(codec.pack({"limits": sorted(self._names)}))
             self._settle(time.time())  # its waiters may be granted again
-        context.add_callback(lambda: sub.outbox.put(None))
+        if not context.add_callback(lambda: sub.outbox.put(None)) or self._ending:
+            sub.outbox.put(None)  # the call ended before it got here: the callback never runs
         try:
             while (item := sub.outbox.get()) is not None:
                 yield item
