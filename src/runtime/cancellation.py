@@ -26,7 +26,10 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
+import os
+import socket
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -59,6 +62,8 @@ class _Attempt:
     interrupted: bool = False
 
 
+#: How long the flow's end waits for its workers to say what a cancel interrupted there.
+_WORKERS_ANSWER = 5.0
 _lock = threading.Lock()
 _running: dict[UUID, dict[int, _Attempt]] = {}  # flow run id -> attempts by id()
 
@@ -96,20 +101,61 @@ def _registered(flow_run_id: UUID | None, attempt: _Attempt) -> Iterator[_Attemp
 
 def interrupt_running(flow_run_id: UUID) -> list[str]:
     """Interrupt every attempt of `flow_run_id` running in this process; their run names."""
-    names = []
+    return [attempt.name for attempt in _interrupt(flow_run_id)]
+
+
+def _interrupt(flow_run_id: UUID) -> list[_Attempt]:
+    interrupted = []
     with _lock:
         for attempt in list(_running.get(flow_run_id, {}).values()):
             if attempt.interrupted:
                 continue
             attempt.interrupted = True
-            names.append(attempt.name)
+            interrupted.append(attempt)
             if attempt.thread_id is not None:
                 ctypes.pythonapi.PyThreadState_SetAsyncExc(
                     ctypes.c_ulong(attempt.thread_id), ctypes.py_object(CancelInterrupt)
                 )
             elif attempt.loop is not None and attempt.task is not None:
                 attempt.loop.call_soon_threadsafe(attempt.task.cancel)
-    return names
+    return interrupted
+
+
+def _still_running(flow_run_id: UUID, attempts: list[_Attempt]) -> list[_Attempt]:
+    with _lock:
+        mine = _running.get(flow_run_id, {})
+        return [attempt for attempt in attempts if id(attempt) in mine]
+
+
+@dataclass(frozen=True, slots=True)
+class InterruptOnWorker:
+    """What a runner runs on its workers when a flow run is cancelled (`TaskRunner.interrupt`,
+    Dask's `Client.run`): interrupt that flow run's attempts running in that process, as
+    `interrupt_running` does here, and name them. An attempt still running after `settle`
+    seconds is blocked outside Python (a C call, `time.sleep(600)`): the interrupt lands when
+    that call returns, and its name says so. Pickles by reference to this module, so the
+    worker's engine and this share one registry."""
+
+    flow_run_id: UUID
+    settle: float = 0.2
+
+    def __call__(self) -> list[str]:
+        attempts = _interrupt(self.flow_run_id)
+        give_up = time.monotonic() + self.settle
+        stuck = _still_running(self.flow_run_id, attempts)
+        while stuck and time.monotonic() < give_up:
+            time.sleep(0.005)
+            stuck = _still_running(self.flow_run_id, stuck)
+        return [
+            f"{attempt.name} (on {_where()}, "
+            + ("still running: blocked outside Python, it stops when that call returns)" if attempt in stuck
+               else "stopped)")
+            for attempt in attempts
+        ]
+
+
+def _where() -> str:
+    return f"{socket.gethostname()} pid {os.getpid()}"
 
 
 @dataclass(slots=True)
@@ -122,6 +168,9 @@ class FlowCancel:
     body_loop: asyncio.AbstractEventLoop | None = None
     body_task: asyncio.Task[Any] | None = None
     _unwatch: Any = None
+    #: set once `on_message` has done all it does: the flow may end before (its task runs
+    #: ended when revoked), and must not name what was interrupted until the workers answered
+    _acted: threading.Event = field(default_factory=threading.Event)
 
     @property
     def requested(self) -> bool:
@@ -132,15 +181,22 @@ class FlowCancel:
         if message.kind != "cancel" or self.requested:
             return
         self.reason = str(message.body.get("reason") or "cancel requested")
-        scheduler = self.engine.scheduler
-        if scheduler is not None:
-            scheduler.refuse_submits(self.reason)
-            scheduler.cancel_unfinished(f"flow run cancelled ({self.reason})")
-        self.interrupted += interrupt_running(self.engine.run.id)
-        if self.body_loop is not None and self.body_task is not None:
-            self.body_loop.call_soon_threadsafe(self.body_task.cancel)
+        try:
+            scheduler = self.engine.scheduler
+            if scheduler is not None:
+                scheduler.refuse_submits(self.reason)
+                scheduler.cancel_unfinished(f"flow run cancelled ({self.reason})")
+            self.interrupted += interrupt_running(self.engine.run.id)
+            if self.body_loop is not None and self.body_task is not None:
+                self.body_loop.call_soon_threadsafe(self.body_task.cancel)
+            if scheduler is not None:  # attempts in other processes (Dask workers): last, as
+                # it is a round trip, and what was withdrawn above must not start meanwhile
+                self.interrupted += scheduler.runner.interrupt(InterruptOnWorker(self.engine.run.id))
+        finally:
+            self._acted.set()
 
     def message(self) -> str:
+        self._acted.wait(_WORKERS_ANSWER)
         what = ", ".join(self.interrupted) if self.interrupted else "no running task runs"
         return f"Flow run cancelled ({self.reason}); interrupted: {what}"
 
