@@ -14,8 +14,12 @@ Stopping, in the flow's process (`FlowCancel.requested`, on the control stream's
 2. task runs running in this process are interrupted: a thread task by `CancelInterrupt`
    raised in its thread at its next bytecode (as `timeout_seconds` interrupts, so a call
    blocked in C, `time.sleep` say, stops only when it returns); an async task at its next
-   await. Each ends CANCELLED. Tasks on other processes (process, Dask, Ray runners) are not
-   interrupted: queued ones are revoked with the runner's `cancel`, running ones finish;
+   await. Each ends CANCELLED. Task runs handed to a runner elsewhere are withdrawn (the
+   runner's `cancel`) and end CANCELLED at once, and the runner's `interrupt` stops the
+   running ones where they run: on Dask workers `InterruptOnWorker` does what step 2 does
+   (`Client.run`), on Ray `ray.cancel(force=False)` (`runners/_ray.py`). A call blocked in C
+   there stops when it returns, its late reports refused; the message says which. The
+   process pool's running tasks are not interrupted: they finish, their reports refused;
 3. an async flow's body is cancelled at its next await; a sync body stops at its next
    `submit`, or finishes, as what it waits for has ended;
 4. the run ends CANCELLED, whatever the body did, with the interrupted task runs named in the
@@ -37,18 +41,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
+from ..errors import CancelInterrupt as CancelInterrupt
 
 if TYPE_CHECKING:
     from .flow_engine import FlowRunEngine
     from .runs import TaskRun
-
-
-class CancelInterrupt(BaseException):
-    """Raised inside a running task (at its next bytecode, in its thread) or from the flow's
-    next `submit` once the run's flow was cancelled (`cancel_flow_run`). A BaseException, as
-    KeyboardInterrupt is, so an `except Exception` in user code does not swallow the cancel;
-    the engines catch it and end the run CANCELLED."""
-    # Not a HeadwaterError (an Exception): it must pass through user code's `except Exception`.
 
 
 @dataclass(slots=True)

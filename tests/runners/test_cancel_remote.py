@@ -16,6 +16,7 @@ import pytest
 
 from headwater import flow, get_run_context, task
 from headwater.runtime import cancel_flow_run
+from headwater.api.recorder import worker_environment
 from headwater.errors import CancelledRun
 from headwater.runners import DaskTaskRunner, TaskRunner
 from tests.runners.dask_cluster import shared_dask_address
@@ -71,7 +72,9 @@ def _cancelled_flow(runner: Callable[[], TaskRunner], tmp_path: Path) -> tuple[A
     while not stopped.exists() and time.time() < give_up:
         time.sleep(0.01)
     assert stopped.exists(), "the task was abandoned on its worker, not interrupted"
-    return cli_json(Path(os.environ["HEADWATER_HOME"]), "show", ids[0]), took, hooked
+    # Read from the server the flow recorded into (a test before may have started it elsewhere).
+    shown = cli_json(Path(os.environ["HEADWATER_HOME"]), "show", ids[0], env=worker_environment())
+    return shown, took, hooked
 
 
 def test_a_cancel_interrupts_a_task_running_on_a_dask_worker(tmp_path: Path) -> None:
@@ -82,3 +85,18 @@ def test_a_cancel_interrupts_a_task_running_on_a_dask_worker(tmp_path: Path) -> 
     assert "spin_for_a_minute-0 (on " in message and "stopped)" in message, message
     assert [t["state_type"] for t in shown["task_runs"]] == ["CANCELLED"]
     assert [s.type.value for s in hooked] == ["CANCELLED"]
+    assert (tmp_path / "started.stopped").read_text() == "CancelInterrupt"
+
+
+@pytest.mark.usefixtures("ray_session")
+def test_a_cancel_interrupts_a_task_running_on_ray(tmp_path: Path) -> None:
+    from headwater.runners import RayTaskRunner
+
+    shown, took, hooked = _cancelled_flow(RayTaskRunner, tmp_path)
+    assert took < 3, f"the flow ended {took:.1f} s after the cancel"
+    assert shown["state_type"] == "CANCELLED"
+    message = shown["states"][-1]["message"]
+    assert "spin_for_a_minute-0" in message and "ray.cancel" in message, message
+    assert [t["state_type"] for t in shown["task_runs"]] == ["CANCELLED"]
+    assert [s.type.value for s in hooked] == ["CANCELLED"]
+    assert (tmp_path / "started.stopped").read_text() == "CancelInterrupt"  # not a Ctrl-C
