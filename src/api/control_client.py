@@ -6,8 +6,9 @@ forked child). Its stream starts with the first `watch`, on a daemon thread that
 stream between messages: no polling, no timer. Each message is handed to the handler its run
 was watched with, at most once per process (seqs acted on are remembered), then acknowledged.
 When the stream breaks (the server restarts, the network drops) the thread reconnects with a
-growing pause (50 ms to 2 s), sending the runs it owns and the last seq it acted on, and the
-service sends what it missed.
+growing pause (50 ms to 2 s), sending the runs it owns, and the service sends every message
+for them not acknowledged yet, whatever seq came before; those it acted on already are dropped
+here and acknowledged again.
 
 Handlers run on the stream's thread: they must be quick (set a flag, queue work), as the
 runtime's are.
