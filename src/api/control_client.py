@@ -30,7 +30,7 @@ import grpc
 from . import codec
 from . import models as m
 from .client import Target, UnaryCaller, _Call
-from .control_store import ControlMessage
+from .control_store import CANCEL_DEADLINE, ControlMessage
 from .service import method_path
 
 log = logging.getLogger(__name__)
@@ -80,7 +80,9 @@ class ControlClient(UnaryCaller):
         self._closed = False
         self.connected = threading.Event()  # set while the stream is open (tests, benchmarks)
 
-    def cancel_flow_run(self, ident: UUID | str, *, deadline_seconds: float = 30.0, by: str | None = None) -> CancelRequest:
+    def cancel_flow_run(
+        self, ident: UUID | str, *, deadline_seconds: float = CANCEL_DEADLINE, by: str | None = None
+    ) -> CancelRequest:
         body: dict[str, Any] = {"id": str(ident), "deadline_seconds": float(deadline_seconds)}
         if by:
             body["by"] = by

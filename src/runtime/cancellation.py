@@ -222,11 +222,11 @@ def _control_client(target: tuple[str, str | None, str | None]) -> Any:
 
 
 def cancel_flow_run(
-    flow_run_id: UUID | str, *, deadline_seconds: float = 30.0, by: str | None = None, wait: bool = False,
+    flow_run_id: UUID | str, *, deadline_seconds: float | None = None, by: str | None = None, wait: bool = False,
 ) -> Any:
     """Cancel a flow run (and its running subflows): it goes to CANCELLING at once, and its
     process is told to stop and end it CANCELLED (see the module docstring). If the process
-    does not end it within `deadline_seconds` (hung or gone), the state service ends it
+    does not end it within `deadline_seconds` (None: the service's `CANCEL_DEADLINE`, 30 s; hung or gone), the state service ends it
     CANCELLED itself; anything the process reports later is refused.
 
     Raises `TransitionRejected` for a run that already finished, `RunNotFound` for an
