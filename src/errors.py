@@ -37,6 +37,9 @@
     └── StateServiceError                     the state service refused a call or was away;
         └── ...                               its subtree lives in `headwater.api.errors`
 
+    CancelInterrupt (BaseException)           raised inside a running task (or the flow's
+                                              next submit) when its flow run is cancelled
+
 This module imports nothing of ours, so every package (runtime, runners, cache, api) can
 raise these without an arrow pointing back up.
 
@@ -193,3 +196,12 @@ class RecordingError(HeadwaterError):
 
 class FlushTimeout(RecordingError, TimeoutError):
     """`Recorder.flush` timed out before everything enqueued was committed."""
+
+
+class CancelInterrupt(BaseException):
+    """Raised inside a running task (at its next bytecode, in its thread) or from the flow's
+    next `submit` once the run's flow was cancelled (`cancel_flow_run`). A BaseException, as
+    KeyboardInterrupt is, so an `except Exception` in user code does not swallow the cancel;
+    the engines catch it and end the run CANCELLED. Here, at the bottom, so a runner can raise
+    it where its engine stops a call (Ray's `ray.cancel`, `runners/_ray.py`)."""
+    # Not a HeadwaterError (an Exception): it must pass through user code's `except Exception`.

@@ -1,89 +1,150 @@
-"""Cancel latency and the control stream's idle cost (issue #14), run by hand:
+"""Cancel latency and the control stream's idle cost (issue #14); the child of
+`workloads/cancel.py`, also run by hand:
 
-    python -m benchmarks.scripts.cancel_latency [TRIES]
+    python cancel_latency.py in-process|doorbell|server TRIES
+    python cancel_latency.py idle SECONDS
 
-Latency: a flow (embedded state service, a scratch HEADWATER_HOME) runs an async task that
-waits; another thread calls `cancel_flow_run`; the figure is the time from that call to the
-flow acting on it (its `on_cancellation` hook reading the clock), p50 / p99 over TRIES.
-Idle cost: CPU seconds this process spends over 5 s while one flow sits idle with its control
-stream open (threads blocked, keepalive only), beside the same 5 s with no flow.
+Latency: a flow runs an async task that waits a minute; someone calls `cancel_flow_run`; the
+figure is the wall time from that call to the flow acting on it (its `on_cancellation` hook
+reading the clock), p50 / p99 over TRIES. Who calls:
+- `in-process`: another thread of the flow's process (its embedded service, in-process);
+- `doorbell`: another process (`cancel_issuer.py`) on the same HEADWATER_HOME, no server:
+  the cancel goes straight into the database and rings the flow process's doorbell;
+- `server`: another process, both recording into the standalone server at HEADWATER_API_URL.
+
+Idle: CPU (user + system, every thread of the process: recorder, heartbeat, embedded service)
+over SECONDS with the control stream open and no flow running, then the same process over
+SECONDS after closing the stream; the difference is the stream's share.
+Prints one JSON line.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
-import statistics
+import resource
+import subprocess
 import sys
-import tempfile
 import threading
 import time
+from pathlib import Path
+from typing import Any
 
-os.environ.setdefault("HEADWATER_HOME", tempfile.mkdtemp(prefix="hw-cancel-bench-"))
+from headwater import flow, get_run_context, task
+from headwater.runtime import cancel_flow_run
 
-from headwater import cancel_flow_run, flow, get_run_context, task  # noqa: E402
+
+@task
+async def wait_a_minute() -> None:
+    await asyncio.sleep(60)
 
 
-def main(tries: int = 100) -> None:
+def latencies(mode: str, tries: int) -> list[float]:
     acted: list[float] = []
     started = threading.Event()
-    run_id: list[object] = []
+    run_ids: list[str] = []
 
-    @task
-    async def wait() -> None:
-        await asyncio.sleep(60)
-
-    def hook(*_: object) -> None:
-        acted.append(time.perf_counter())
-
-    @flow(on_cancellation=[hook])
+    @flow(on_cancellation=[lambda *_: acted.append(time.time())])
     def victim() -> None:
-        run_id.append(get_run_context().flow_run.id)
+        run_ids.append(str(get_run_context().flow_run.id))
         started.set()
-        wait.submit().result()
+        wait_a_minute.submit().result()
 
-    latencies = []
-    for _ in range(tries):
-        started.clear()
-        run_id.clear()
-        t = threading.Thread(target=lambda: _quietly(victim))
-        t.start()
-        started.wait()
-        time.sleep(0.01)
-        t0 = time.perf_counter()
-        cancel_flow_run(run_id[0])  # type: ignore[arg-type]
-        t.join()
-        latencies.append((acted[-1] - t0) * 1000)
-    latencies.sort()
-    p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
-    print(f"cancel -> flow acted: p50 {statistics.median(latencies):.1f} ms, p99 {p99:.1f} ms over {tries}")
-    print(f"idle CPU, no flow: {_cpu_over(5.0):.3f} s per 5 s")
-    started.clear()
+    issuer = None if mode == "in-process" else _issuer()
+    found = []
+    try:
+        for attempt in range(tries + 1):  # the first warms up: imports, connections
+            started.clear()
+            run_ids.clear()
+            body = threading.Thread(target=_quietly, args=(victim,))
+            body.start()
+            started.wait()
+            time.sleep(0.01)  # its task is running
+            asked = _cancel(run_ids[0], issuer)
+            body.join()
+            if attempt:
+                found.append((acted[-1] - asked) * 1e3)
+    finally:
+        if issuer is not None:
+            issuer.kill()
+    return sorted(found)
+
+
+def _issuer() -> subprocess.Popen[str]:
+    script = Path(__file__).with_name("cancel_issuer.py")
+    proc = subprocess.Popen([sys.executable, str(script)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+    return proc
+
+
+def _cancel(run_id: str, issuer: subprocess.Popen[str] | None) -> float:
+    """Ask for the cancel; when it was asked (wall clock, comparable across processes)."""
+    if issuer is None:
+        asked = time.time()
+        cancel_flow_run(run_id)
+        return asked
+    assert issuer.stdin is not None and issuer.stdout is not None
+    issuer.stdin.write(run_id + "\n")
+    issuer.stdin.flush()
+    return float(issuer.stdout.readline())
+
+
+def idle(seconds: float) -> dict[str, float]:
+    from headwater.api.control_client import close_control_clients
 
     @flow
-    def idle() -> None:
-        started.set()
-        time.sleep(5.5)
+    def small() -> None:
+        wait_short.submit().result()
 
-    t = threading.Thread(target=idle)
-    t.start()
-    started.wait()
-    print(f"idle CPU, one flow with its control stream open: {_cpu_over(5.0):.3f} s per 5 s")
-    t.join()
+    small()  # recorder, heartbeat, embedded service and the control stream are up now
+    time.sleep(0.5)
+    with_stream = _cpu_over(seconds)
+    close_control_clients()
+    time.sleep(0.5)
+    without = _cpu_over(seconds)
+    return {
+        "with_stream_ms_per_s": with_stream * 1e3 / seconds,
+        "without_stream_ms_per_s": without * 1e3 / seconds,
+        "stream_ms_per_s": (with_stream - without) * 1e3 / seconds,
+    }
 
 
-def _quietly(fn: object) -> None:
+@task
+def wait_short() -> None:
+    time.sleep(0.01)
+
+
+def _quietly(fn: Any) -> None:
     try:
-        fn()  # type: ignore[operator]
-    except Exception:
+        fn()
+    except Exception:  # CancelledRun: what the cancel is for
         pass
 
 
 def _cpu_over(seconds: float) -> float:
-    before = time.process_time()
+    def used() -> float:
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        return usage.ru_utime + usage.ru_stime
+
+    before = used()
     time.sleep(seconds)
-    return time.process_time() - before
+    return used() - before
+
+
+def _percentile(values: list[float], q: float) -> float:
+    return values[min(len(values) - 1, int(len(values) * q))]
+
+
+def main(mode: str, amount: float) -> None:
+    if mode == "idle":
+        print(json.dumps(idle(amount)))
+        return
+    found = latencies(mode, int(amount))
+    print(json.dumps({"p50_ms": _percentile(found, 0.5), "p99_ms": _percentile(found, 0.99),
+                      "max_ms": found[-1], "tries": len(found)}))
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]) if len(sys.argv) > 1 else 100)
+    os.environ.setdefault("HEADWATER_HOME", __import__("tempfile").mkdtemp(prefix="hw-cancel-bench-"))
+    main(sys.argv[1], float(sys.argv[2]) if len(sys.argv) > 2 else 100)

@@ -6,8 +6,9 @@ forked child). Its stream starts with the first `watch`, on a daemon thread that
 stream between messages: no polling, no timer. Each message is handed to the handler its run
 was watched with, at most once per process (seqs acted on are remembered), then acknowledged.
 When the stream breaks (the server restarts, the network drops) the thread reconnects with a
-growing pause (50 ms to 2 s), sending the runs it owns and the last seq it acted on, and the
-service sends what it missed.
+growing pause (50 ms to 2 s), sending the runs it owns, and the service sends every message
+for them not acknowledged yet, whatever seq came before; those it acted on already are dropped
+here and acknowledged again.
 
 Handlers run on the stream's thread: they must be quick (set a flag, queue work), as the
 runtime's are.
@@ -29,7 +30,7 @@ import grpc
 from . import codec
 from . import models as m
 from .client import Target, UnaryCaller, _Call
-from .control_store import ControlMessage
+from .control_store import CANCEL_DEADLINE, ControlMessage
 from .service import method_path
 
 log = logging.getLogger(__name__)
@@ -79,7 +80,9 @@ class ControlClient(UnaryCaller):
         self._closed = False
         self.connected = threading.Event()  # set while the stream is open (tests, benchmarks)
 
-    def cancel_flow_run(self, ident: UUID | str, *, deadline_seconds: float = 30.0, by: str | None = None) -> CancelRequest:
+    def cancel_flow_run(
+        self, ident: UUID | str, *, deadline_seconds: float = CANCEL_DEADLINE, by: str | None = None
+    ) -> CancelRequest:
         body: dict[str, Any] = {"id": str(ident), "deadline_seconds": float(deadline_seconds)}
         if by:
             body["by"] = by

@@ -20,7 +20,7 @@ from uuid import UUID
 from . import rules
 from .client import StateClient, Target
 from .control_client import CancelRequest, ControlClient
-from .control_store import ControlStore
+from .control_store import CANCEL_DEADLINE, ControlStore
 from .doorbell import ring
 from .recorder import embedded_server
 from .records import FlowRunInfo
@@ -32,10 +32,14 @@ _WAIT_STEP = 0.02
 
 
 def cancel_here_or_there(
-    ident: UUID | str, *, deadline_seconds: float, by: str | None, wait: bool, settings: Settings | None = None,
+    ident: UUID | str, *, deadline_seconds: float | None, by: str | None, wait: bool,
+    settings: Settings | None = None,
 ) -> CancelRequest | FlowRunInfo:
-    """See the module docstring; returns the request, or with `wait` the run as it ended."""
+    """See the module docstring; returns the request, or with `wait` the run as it ended.
+    `deadline_seconds` None: `CANCEL_DEADLINE`."""
     settings = settings or get_settings()
+    if deadline_seconds is None:
+        deadline_seconds = CANCEL_DEADLINE
     server = embedded_server()
     if settings.api_url or server is not None:
         target = (

@@ -10,8 +10,12 @@ subscriber's queue, which its stream's thread is blocked on: no polling, and an 
 costs one parked server thread plus gRPC keepalive pings.
 
 Exactly once: a message stays pending until the process acknowledges it (`ControlAck`, after
-acting); a stream that broke is reopened with the last seq acted on and gets every pending
-message after it again; the client drops seqs it has seen. A process that never comes back
+acting); a stream that broke is reopened and gets every pending message of the process's runs
+again, whatever seq the client acted on last (a lower seq for another of its runs may still be
+pending: one written straight into the database waits for the sweeper, while a later one from
+`CancelFlowRun` went out at once); the client drops seqs it has seen. The sweeper, too, looks
+for every pending message of a connected process's runs, not only those after the last seq it
+saw. A process that never comes back
 leaves its messages to their deadlines (`ControlStore.settle_due`, from the server's sweeper).
 
 Message kinds: "cancel" (body: reason, deadline). The envelope (seq, flow run, kind, body) is
@@ -72,7 +76,6 @@ class ControlService:
         self._subscribers: dict[str, _Subscriber] = {}
         self._owner: dict[UUID, _Subscriber] = {}
         self._ending = False
-        self._seen = self.store.last_seq()  # rows up to here were delivered or are pending
         self._doorbell = Doorbell(path, self.deliver_new) if doorbell else None
 
     def handlers(self) -> dict[str, Handler]:
@@ -128,8 +131,9 @@ class ControlService:
         return {}
 
     def stream(self, data: bytes, context: grpc.ServicerContext) -> Iterator[bytes]:
-        """`ControlMessages`: every pending message of the process's runs after `after_seq`,
-        then each new one as it is committed, until the client or the server goes."""
+        """`ControlMessages`: every pending message of the process's runs (all of them:
+        `after_seq` is not trusted to cover them, see the module docstring), then each new one
+        as it is committed, until the client or the server goes."""
         body = codec.decode(m.ControlStreamIn, data)
         runs = {codec.uuid_of(r) for r in body.flow_run_ids}
         with self._lock:
@@ -144,7 +148,7 @@ class ControlService:
                 self._owner[run_id] = sub
         if not context.add_callback(lambda: sub.outbox.put(None)) or self._ending:
             sub.outbox.put(None)  # the call ended before it got here: the callback never runs
-        self._deliver(self.store.pending(sorted(runs), body.after_seq))
+        self._deliver(self.store.pending(sorted(runs)))
         try:
             while (item := sub.outbox.get()) is not None:
                 yield item
@@ -156,11 +160,12 @@ class ControlService:
     # -- delivery and the timer ------------------------------------------------------------
 
     def deliver_new(self) -> None:
-        """Push messages committed by someone else (the CLI, another server on the file)."""
+        """Push messages committed by someone else (the CLI, another server on the file):
+        every pending one of a connected process's runs that its stream did not carry yet."""
         with self._lock:
-            seen = self._seen
-        messages = self.store.unacked_since(seen)
-        self._deliver(messages)
+            owned = [run for run, sub in self._owner.items() if sub.connected]
+        if owned:
+            self._deliver(self.store.pending(owned))
 
     def sweep(self, now: float | None = None) -> list[UUID]:
         """The sweeper's turn: deliver what arrived unannounced, end the cancelled runs whose
@@ -180,7 +185,6 @@ class ControlService:
     def _deliver(self, messages: list[ControlMessage] | tuple[ControlMessage, ...]) -> None:
         with self._lock:
             for msg in messages:
-                self._seen = max(self._seen, msg.seq)
                 sub = self._owner.get(msg.flow_run_id)
                 if sub is None or not sub.connected or msg.seq in sub.sent:
                     continue

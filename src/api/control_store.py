@@ -3,8 +3,8 @@
 A control message is a row addressed to a flow run (`kind` "cancel" now; "resume" and others
 later, each with its own JSON `body`), numbered by `seq` in commit order. The service pushes
 it to the process that owns the run (`control_service.py`); the process acknowledges it once
-it acted (`ack`), and a stream that broke resumes after the last seq its client acted on, so
-nothing is lost and nothing is acted on twice (the client also drops seqs it has seen).
+it acted (`ack`), and a stream that broke gets every message of its runs not acknowledged yet
+again, so nothing is lost, and the client drops seqs it has seen, so nothing is acted on twice.
 
 A row with a `deadline` is also a durable timer: the server's sweeper asks `settle_due` for
 the unsettled rows whose deadline passed. For a cancel, a run still CANCELLING then is ended
@@ -194,17 +194,6 @@ class ControlStore:
                 "AND seq > ? AND acked IS NULL", [*ids, after_seq],
             ))
         return sorted(found, key=lambda msg: msg.seq)
-
-    def unacked_since(self, after_seq: int) -> list[ControlMessage]:
-        """Every message after `after_seq` nobody acknowledged (for one written by another
-        process straight into the database, the CLI's)."""
-        return _messages(self._read(
-            f"SELECT {_MESSAGE_COLUMNS} FROM control_messages WHERE seq > ? AND acked IS NULL "
-            "ORDER BY seq", (after_seq,),
-        ))
-
-    def last_seq(self) -> int:
-        return int(self._read("SELECT coalesce(max(seq), 0) FROM control_messages")[0][0])
 
     def ack(self, seqs: Sequence[int], now: float | None = None) -> None:
         now = time.time() if now is None else now

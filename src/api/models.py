@@ -12,6 +12,7 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StrictBytes, StrictStr
 
+from .control_store import CANCEL_DEADLINE
 from .log_records import MARKER_ROOM, MAX_LOG_BYTES
 
 # Limits, all in one place; `codec.py` adds the byte limits on whole messages.
@@ -530,7 +531,7 @@ class CancelIn(Wire):
     and who asks (shown in the run's history)."""
 
     id: Annotated[StrictStr, Field(min_length=1, max_length=36)]
-    deadline_seconds: Annotated[float, Field(strict=True, gt=0, le=7 * 24 * 3600)] = 30.0
+    deadline_seconds: Annotated[float, Field(strict=True, gt=0, le=7 * 24 * 3600)] = CANCEL_DEADLINE
     by: Name | None = None
 
 

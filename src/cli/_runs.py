@@ -73,9 +73,9 @@ def register(subparsers: Any) -> None:
         "cancel", help="cancel a running flow run (and its running subflows): its process is "
                        "told at once, interrupts its task runs and ends it CANCELLED")
     cancel.add_argument("id", help="flow run id, or a unique prefix of it")
-    cancel.add_argument("--deadline", type=float, default=30.0, metavar="SECONDS",
+    cancel.add_argument("--deadline", type=float, default=None, metavar="SECONDS",
                         help="how long its process has to stop before the state service ends "
-                             "the run CANCELLED itself (default 30)")
+                             "the run CANCELLED itself (default 30 s, the service's CANCEL_DEADLINE)")
     cancel.add_argument("--no-wait", action="store_true",
                         help="return once the request is recorded, without waiting for the end")
     cancel.add_argument("--by", help="who asks (recorded in the run's history)")

@@ -69,7 +69,7 @@ from ..errors import BrokenRunner, ShippingError, UpstreamLost, WorkerLost
 from ._headwatch import DaskSchedulerWatch, refuse_if_lost, scheduler_lost, watch_dask_client
 from ._preflight import check_dask_workers
 from ._shipping import Outgoing, arrived, fetched_value, pickled_call
-from .base import RunnerFuture, TaskCall, TaskRunner, WorkerCheck, call_done_callback
+from .base import RunnerFuture, TaskCall, TaskRunner, WorkerCheck, WorkerInterrupt, call_done_callback
 
 ALLOWED_FAILURES = "distributed.scheduler.allowed-failures"
 
@@ -274,8 +274,9 @@ class DaskFuture:
         return not self._done.done()
 
     def cancel(self) -> bool:
-        """Withdraw the call. One already running on a worker runs to its end there (Dask
-        cannot interrupt it); the flow has stopped listening."""
+        """Withdraw the call: queued, it never starts. One already running on a worker runs
+        on there (Dask cannot interrupt it), unless the runtime interrupts it through
+        `DaskTaskRunner.interrupt`; either way the flow has stopped listening."""
         if self._done.done():
             return False
         if self.main is not None:  # else still queued: the submitter skips it
@@ -524,6 +525,21 @@ class DaskTaskRunner(TaskRunner):
         no task); raise `PreflightFailed` naming each unfit worker by its address."""
         if self.client is not None:
             check_dask_workers(self.client, check)
+
+    def interrupt(self, stop: WorkerInterrupt) -> list[str]:
+        """Run `stop` on every worker the scheduler knows (`Client.run`, one round trip, in
+        each worker's event loop): Dask itself cannot stop a task that started (`cancel()`
+        only releases its key; the worker's thread runs on), so the runtime's `stop` raises
+        into the attempt's thread there. A worker that cannot be asked is skipped: its
+        attempt runs to its end and its late reports are refused."""
+        client = self.client
+        if client is None or client.status != "running":
+            return []
+        try:
+            answers = client.run(stop, on_error="return", wait=True)
+        except Exception:  # the scheduler went away meanwhile: `lost()` says so
+            return []
+        return [name for answer in answers.values() if isinstance(answer, list) for name in answer]
 
     def lost(self) -> BrokenRunner | None:
         """The loss of the scheduler since this runner started: runs it cancelled or refused,

@@ -52,9 +52,10 @@ call, so it deadlocked the flow at its first dependent task.
 from __future__ import annotations
 
 import queue
+import signal
 import threading
 from collections.abc import Callable, Iterator, Mapping
-from concurrent.futures import Executor, Future, InvalidStateError, ThreadPoolExecutor
+from concurrent.futures import CancelledError, Executor, Future, InvalidStateError, ThreadPoolExecutor
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
@@ -63,11 +64,11 @@ from uuid import UUID
 import cloudpickle
 import ray
 
-from ..errors import BrokenRunner, ShippingError, UpstreamLost, WorkerLost
+from ..errors import BrokenRunner, CancelInterrupt, ShippingError, UpstreamLost, WorkerLost
 from ._headwatch import RayHeadWatch
 from ._preflight import check_ray_nodes
 from ._shipping import Outgoing, fetched_value, pickled_call
-from .base import RunnerFuture, TaskCall, TaskRunner, WorkerCheck, call_done_callback
+from .base import RunnerFuture, TaskCall, TaskRunner, WorkerCheck, WorkerInterrupt, call_done_callback
 
 #: What Ray raises when the worker (or node) running an attempt died under it.
 _DEAD_WORKER: tuple[type[BaseException], ...] = (
@@ -155,11 +156,34 @@ def _run_on_worker(blob: bytes, *upstream: Any) -> tuple[Any, Any]:
     """In a Ray task: run the call. Returns (the outcome without data, the full outcome);
     the first is `(handle, outcome.detach(handle))`, or `(None, value)` for a plain value."""
     entrypoint, payload = cloudpickle.loads(blob)
-    outcome = entrypoint(payload, upstream)
+    with _ray_cancel_is_a_cancel():
+        outcome = entrypoint(payload, upstream)
     if not hasattr(outcome, "detach"):
         return (None, outcome), outcome
     handle = RayData()
     return (handle, outcome.detach(handle)), _RayOutgoing(outcome, getattr(payload, "task_run", None))
+
+
+@contextmanager
+def _ray_cancel_is_a_cancel() -> Iterator[None]:
+    """While the call runs, SIGINT raises `CancelInterrupt`. `ray.cancel(ref)` (force=False)
+    stops a running task by simulating SIGINT in its worker's main thread, which would raise
+    KeyboardInterrupt: the engine would end the run CRASHED as if someone pressed Ctrl-C. As
+    a `CancelInterrupt` the engine ends it CANCELLED, as any cancel of its flow, and returns
+    its outcome. A Ray task gets no other SIGINT while it runs (Ctrl-C at the driver does not
+    reach workers). Off the main thread (a threaded actor) handlers cannot be set: unchanged."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def cancelled(signum: int, frame: object) -> None:
+        raise CancelInterrupt("ray.cancel: its flow run was cancelled")
+
+    before = signal.signal(signal.SIGINT, cancelled)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, before)
 
 
 _remote: Any = None
@@ -207,6 +231,9 @@ class RayFuture:
 
     def _handed_over(self, meta_ref: Any, data_ref: Any) -> None:
         self.meta_ref, self.data_ref = meta_ref, data_ref
+        if self._done.done():  # withdrawn while the submit thread was sending it
+            ray.cancel(meta_ref, force=False)
+            return
         callbacks = self._callbacks
         if callbacks is None:
             meta_ref.future().add_done_callback(self._settle)
@@ -282,7 +309,24 @@ class RayFuture:
         return not self._done.done()
 
     def cancel(self) -> bool:
-        return False  # Ray cannot tell whether a task started; a submitted call runs
+        """Withdraw a call not handed to Ray yet: it is never sent. One handed over may be
+        running (Ray cannot say), so False: `RayTaskRunner.interrupt` stops those."""
+        if self.meta_ref is not None or self._done.done():
+            return False
+        self._refuse(CancelledError(f"{self.run} was cancelled before it was sent to Ray"))
+        return True
+
+    def _interrupt(self) -> bool:
+        """`ray.cancel(force=False)`: a queued call never runs, a running one gets
+        `CancelInterrupt` at its next bytecode (`_ray_cancel_is_a_cancel`); and complete now,
+        so a call blocked in C there (which stops only when that returns) does not hold the
+        flow. `force=True` would kill the worker process, which reads as `WorkerLost` and
+        would be retried. False if it had finished or was never sent."""
+        if self.meta_ref is None or self._done.done():
+            return False
+        ray.cancel(self.meta_ref, force=False)
+        self._refuse(CancelledError(f"{self.run} was interrupted on its Ray worker (ray.cancel)"))
+        return True
 
     def add_done_callback(self, fn: Callable[[Any], object]) -> None:
         self._done.add_done_callback(lambda _done: call_done_callback(fn, self))
@@ -315,6 +359,8 @@ class _Submissions:
         function = _remote_function()
         while (item := self._queue.get()) is not None:
             future, blob, upstream, options = item
+            if future.done():
+                continue  # withdrawn while queued, or failed by the head watch
             try:
                 args = [_ref_of(u) for u in upstream]
                 meta_ref, data_ref = (function.options(**options) if options else function).remote(blob, *args)
@@ -368,6 +414,7 @@ class RayTaskRunner(TaskRunner):
         self._watch: RayHeadWatch | None = None
         self._callbacks: Executor | None = None
         self._submissions: _Submissions | None = None
+        self._unfinished: set[RayFuture] = set()  # what `interrupt` stops
 
     def start(self) -> None:
         if self._running:
@@ -386,6 +433,12 @@ class RayTaskRunner(TaskRunner):
         trip); raise `PreflightFailed` naming each unfit node by its id and address."""
         check_ray_nodes(check)
 
+    def interrupt(self, stop: WorkerInterrupt) -> list[str]:
+        """Stop every unfinished call of this runner with `ray.cancel` (a runner serves one
+        flow run: `duplicate()`); `stop` is not needed, as Ray reaches a running task through
+        its ref, and no other way. Their names."""
+        return [f"{future.run} (on Ray, ray.cancel)" for future in list(self._unfinished) if future._interrupt()]
+
     def lost(self) -> BrokenRunner | None:
         """The loss of the Ray head since this runner started (waits out the grace of a head
         that is silent right now, see `_headwatch`)."""
@@ -402,6 +455,9 @@ class RayTaskRunner(TaskRunner):
         future = RayFuture(call.run_id, _label(call), own, self._callbacks)
         if watch is not None:
             watch.track(future._done)
+        unfinished = self._unfinished
+        unfinished.add(future)
+        future._done.add_done_callback(lambda _done: unfinished.discard(future))
         assert self._submissions is not None
         self._submissions.put((future, blob, call.upstream, call.options))
         return future

@@ -25,6 +25,9 @@ Two optional hooks, no-ops here, for runners whose workers live elsewhere (Dask,
 - `lost()`: why the runner lost its cluster since it started (a Dask scheduler or a Ray head
   that went away), else None. The runner fails the runs the loss took with a `BrokenRunner`
   saying so, and refuses new ones; the flow asks at its end and then ends CRASHED.
+- `interrupt(stop)`: the flow was cancelled; run the picklable `WorkerInterrupt` the runtime
+  built on every worker, where it interrupts the flow's attempts running there, and return
+  the names it gives back. Like the check, the runner does not know what `stop` does.
 
 The entrypoint is the runtime's task engine, never the bare user function: retries, caching,
 slots and state reporting behave the same on every backend, and the runner knows nothing of
@@ -96,6 +99,14 @@ class WorkerCheck(Protocol):
     def __call__(self) -> str | None: ...
 
 
+class WorkerInterrupt(Protocol):
+    """What `TaskRunner.interrupt` runs on each worker: interrupts the attempts running there
+    that the runtime wants stopped (a cancelled flow run's) and returns their names, each
+    saying whether it stopped. Picklable, never raises, returns within a second."""
+
+    def __call__(self) -> list[str]: ...
+
+
 @runtime_checkable
 class RunnerFuture(Protocol):
     """The stdlib future surface, plus the id of the run it belongs to. `result()` is the
@@ -165,6 +176,13 @@ class TaskRunner(abc.ABC):
     def lost(self) -> BrokenRunner | None:
         """Why this runner lost its cluster since it started, else None (see above)."""
         return None
+
+    def interrupt(self, stop: WorkerInterrupt) -> list[str]:
+        """Run `stop` on every worker there is now; what they return, together. Kept by
+        runners whose calls run in the flow's process (the runtime interrupts those itself)
+        and by those that cannot reach a running call but through its own handle (Ray stops
+        one in `RunnerFuture.cancel`)."""
+        return []
 
     def __enter__(self) -> TaskRunner:
         self.start()

@@ -14,8 +14,12 @@ Stopping, in the flow's process (`FlowCancel.requested`, on the control stream's
 2. task runs running in this process are interrupted: a thread task by `CancelInterrupt`
    raised in its thread at its next bytecode (as `timeout_seconds` interrupts, so a call
    blocked in C, `time.sleep` say, stops only when it returns); an async task at its next
-   await. Each ends CANCELLED. Tasks on other processes (process, Dask, Ray runners) are not
-   interrupted: queued ones are revoked with the runner's `cancel`, running ones finish;
+   await. Each ends CANCELLED. Task runs handed to a runner elsewhere are withdrawn (the
+   runner's `cancel`) and end CANCELLED at once, and the runner's `interrupt` stops the
+   running ones where they run: on Dask workers `InterruptOnWorker` does what step 2 does
+   (`Client.run`), on Ray `ray.cancel(force=False)` (`runners/_ray.py`). A call blocked in C
+   there stops when it returns, its late reports refused; the message says which. The
+   process pool's running tasks are not interrupted: they finish, their reports refused;
 3. an async flow's body is cancelled at its next await; a sync body stops at its next
    `submit`, or finishes, as what it waits for has ended;
 4. the run ends CANCELLED, whatever the body did, with the interrupted task runs named in the
@@ -26,7 +30,10 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
+import os
+import socket
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -34,18 +41,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
+from ..errors import CancelInterrupt as CancelInterrupt
 
 if TYPE_CHECKING:
     from .flow_engine import FlowRunEngine
     from .runs import TaskRun
-
-
-class CancelInterrupt(BaseException):
-    """Raised inside a running task (at its next bytecode, in its thread) or from the flow's
-    next `submit` once the run's flow was cancelled (`cancel_flow_run`). A BaseException, as
-    KeyboardInterrupt is, so an `except Exception` in user code does not swallow the cancel;
-    the engines catch it and end the run CANCELLED."""
-    # Not a HeadwaterError (an Exception): it must pass through user code's `except Exception`.
 
 
 @dataclass(slots=True)
@@ -59,6 +59,8 @@ class _Attempt:
     interrupted: bool = False
 
 
+#: How long the flow's end waits for its workers to say what a cancel interrupted there.
+_WORKERS_ANSWER = 5.0
 _lock = threading.Lock()
 _running: dict[UUID, dict[int, _Attempt]] = {}  # flow run id -> attempts by id()
 
@@ -96,20 +98,61 @@ def _registered(flow_run_id: UUID | None, attempt: _Attempt) -> Iterator[_Attemp
 
 def interrupt_running(flow_run_id: UUID) -> list[str]:
     """Interrupt every attempt of `flow_run_id` running in this process; their run names."""
-    names = []
+    return [attempt.name for attempt in _interrupt(flow_run_id)]
+
+
+def _interrupt(flow_run_id: UUID) -> list[_Attempt]:
+    interrupted = []
     with _lock:
         for attempt in list(_running.get(flow_run_id, {}).values()):
             if attempt.interrupted:
                 continue
             attempt.interrupted = True
-            names.append(attempt.name)
+            interrupted.append(attempt)
             if attempt.thread_id is not None:
                 ctypes.pythonapi.PyThreadState_SetAsyncExc(
                     ctypes.c_ulong(attempt.thread_id), ctypes.py_object(CancelInterrupt)
                 )
             elif attempt.loop is not None and attempt.task is not None:
                 attempt.loop.call_soon_threadsafe(attempt.task.cancel)
-    return names
+    return interrupted
+
+
+def _still_running(flow_run_id: UUID, attempts: list[_Attempt]) -> list[_Attempt]:
+    with _lock:
+        mine = _running.get(flow_run_id, {})
+        return [attempt for attempt in attempts if id(attempt) in mine]
+
+
+@dataclass(frozen=True, slots=True)
+class InterruptOnWorker:
+    """What a runner runs on its workers when a flow run is cancelled (`TaskRunner.interrupt`,
+    Dask's `Client.run`): interrupt that flow run's attempts running in that process, as
+    `interrupt_running` does here, and name them. An attempt still running after `settle`
+    seconds is blocked outside Python (a C call, `time.sleep(600)`): the interrupt lands when
+    that call returns, and its name says so. Pickles by reference to this module, so the
+    worker's engine and this share one registry."""
+
+    flow_run_id: UUID
+    settle: float = 0.2
+
+    def __call__(self) -> list[str]:
+        attempts = _interrupt(self.flow_run_id)
+        give_up = time.monotonic() + self.settle
+        stuck = _still_running(self.flow_run_id, attempts)
+        while stuck and time.monotonic() < give_up:
+            time.sleep(0.005)
+            stuck = _still_running(self.flow_run_id, stuck)
+        return [
+            f"{attempt.name} (on {_where()}, "
+            + ("still running: blocked outside Python, it stops when that call returns)" if attempt in stuck
+               else "stopped)")
+            for attempt in attempts
+        ]
+
+
+def _where() -> str:
+    return f"{socket.gethostname()} pid {os.getpid()}"
 
 
 @dataclass(slots=True)
@@ -122,6 +165,9 @@ class FlowCancel:
     body_loop: asyncio.AbstractEventLoop | None = None
     body_task: asyncio.Task[Any] | None = None
     _unwatch: Any = None
+    #: set once `on_message` has done all it does: the flow may end before (its task runs
+    #: ended when revoked), and must not name what was interrupted until the workers answered
+    _acted: threading.Event = field(default_factory=threading.Event)
 
     @property
     def requested(self) -> bool:
@@ -132,15 +178,22 @@ class FlowCancel:
         if message.kind != "cancel" or self.requested:
             return
         self.reason = str(message.body.get("reason") or "cancel requested")
-        scheduler = self.engine.scheduler
-        if scheduler is not None:
-            scheduler.refuse_submits(self.reason)
-            scheduler.cancel_unfinished(f"flow run cancelled ({self.reason})")
-        self.interrupted += interrupt_running(self.engine.run.id)
-        if self.body_loop is not None and self.body_task is not None:
-            self.body_loop.call_soon_threadsafe(self.body_task.cancel)
+        try:
+            scheduler = self.engine.scheduler
+            if scheduler is not None:
+                scheduler.refuse_submits(self.reason)
+                scheduler.cancel_unfinished(f"flow run cancelled ({self.reason})")
+            self.interrupted += interrupt_running(self.engine.run.id)
+            if self.body_loop is not None and self.body_task is not None:
+                self.body_loop.call_soon_threadsafe(self.body_task.cancel)
+            if scheduler is not None:  # attempts in other processes (Dask workers): last, as
+                # it is a round trip, and what was withdrawn above must not start meanwhile
+                self.interrupted += scheduler.runner.interrupt(InterruptOnWorker(self.engine.run.id))
+        finally:
+            self._acted.set()
 
     def message(self) -> str:
+        self._acted.wait(_WORKERS_ANSWER)
         what = ", ".join(self.interrupted) if self.interrupted else "no running task runs"
         return f"Flow run cancelled ({self.reason}); interrupted: {what}"
 
@@ -169,11 +222,11 @@ def _control_client(target: tuple[str, str | None, str | None]) -> Any:
 
 
 def cancel_flow_run(
-    flow_run_id: UUID | str, *, deadline_seconds: float = 30.0, by: str | None = None, wait: bool = False,
+    flow_run_id: UUID | str, *, deadline_seconds: float | None = None, by: str | None = None, wait: bool = False,
 ) -> Any:
     """Cancel a flow run (and its running subflows): it goes to CANCELLING at once, and its
     process is told to stop and end it CANCELLED (see the module docstring). If the process
-    does not end it within `deadline_seconds` (hung or gone), the state service ends it
+    does not end it within `deadline_seconds` (None: the service's `CANCEL_DEADLINE`, 30 s; hung or gone), the state service ends it
     CANCELLED itself; anything the process reports later is refused.
 
     Raises `TransitionRejected` for a run that already finished, `RunNotFound` for an

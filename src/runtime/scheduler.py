@@ -200,7 +200,9 @@ class TaskScheduler:
                 return
             if isinstance(exc, CancelledError):
                 future.outcome = None  # an earlier attempt's, which `_end` must not read
-                self._feed(AttemptLost(future, StateType.CANCELLED, "cancelled before it started"))
+                # A runner that cannot tell whether a call started (Dask) withdraws it either way.
+                why = "cancelled before it started" if self._refusing is None else f"flow run cancelled ({self._refusing})"
+                self._feed(AttemptLost(future, StateType.CANCELLED, why))
             else:
                 self._lost(future, exc)
             return

@@ -64,6 +64,36 @@ def test_a_message_missed_while_the_server_was_down_arrives_once_after_reconnect
         srv.stop(0.2)
 
 
+def test_a_lower_seq_still_pending_at_a_reconnect_is_not_skipped(home: Path) -> None:
+    """Run A's cancel is written straight into the database (seq 1: it waits for the sweeper),
+    run B's goes through the server and is acted on at once (seq 2); the stream breaks before
+    the sweeper's turn. Reconnecting after seq 2 must not skip seq 1."""
+    srv = _server(home)
+    got: list[ControlMessage] = []
+    with StateClient(srv.url, token=TOKEN) as client:
+        run_a, run_b = _running_flow(client), _running_flow(client)
+    control = ControlClient(Target.resolve(srv.url, TOKEN, None), retry_for=5.0)
+    acted_on_b = threading.Event()
+    control.watch(run_a.id, got.append)
+    control.watch(run_b.id, lambda m: (got.append(m), acted_on_b.set()))
+    try:
+        assert control.connected.wait(2)
+        store = ControlStore(home / DB_FILENAME)
+        store.request_cancel(run_a.id, deadline_seconds=30)  # no doorbell rung, no push
+        store.close()
+        control.cancel_flow_run(run_b.id, deadline_seconds=30)
+        assert acted_on_b.wait(2)
+        control._call_in_flight.cancel()  # break the stream: it reconnects having acted on seq 2
+        give_up = time.time() + 4
+        while len(got) < 2 and time.time() < give_up:
+            time.sleep(0.01)
+        time.sleep(0.3)  # and once more, nothing is acted on twice
+        assert sorted(str(m.flow_run_id) for m in got) == sorted([str(run_a.id), str(run_b.id)])
+    finally:
+        control.close()
+        srv.stop(0.2)
+
+
 def test_cancel_moves_the_run_and_its_subflows_and_a_finished_run_is_refused(server: StateServer) -> None:
     with StateClient(server.url, token=TOKEN) as client, ControlClient(Target.resolve(server.url, TOKEN, None)) as control:
         parent = _running_flow(client)

@@ -284,3 +284,18 @@ def test_recorded_throughput_workloads_run_at_tiny_size(tmp_path: Path) -> None:
         assert (spec["target"], spec["ratio_target"]) == (20_000, 4.0), name
     flush = {s["key"]: s for s in workloads["recorded-flush"]["figure_specs"]}["flush_seconds"]
     assert flush["target"] == 0.5
+
+
+def test_cancel_workloads_run_at_tiny_size(tmp_path: Path) -> None:
+    # Issue #14's figures end to end: a cancel from a thread, from another process through the
+    # doorbell and through a standalone server (which the workload starts), and the idle cost.
+    out = tmp_path / "cancel.json"
+    completed = run_suite("cancel", "--tiny", "--no-progress", "--json", str(out), timeout=300)
+    assert completed.returncode == 0, completed.stderr
+    workloads = {w["name"]: w for w in json.loads(out.read_text())["workloads"]}
+    assert set(workloads) == {"cancel-latency", "cancel-idle"}
+    latency_rows = {row["runner"]: row for row in workloads["cancel-latency"]["rows"]}
+    assert set(latency_rows) == {"in-process", "doorbell", "server"}
+    for row in (*latency_rows.values(), *workloads["cancel-idle"]["rows"]):
+        assert row["error"] is None, row["error"]
+    assert {"p50_ms", "p99_ms"} <= set(latency_rows["server"]["figures"])

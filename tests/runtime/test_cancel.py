@@ -66,6 +66,7 @@ def test_cancel_from_the_cli_interrupts_thread_and_async_tasks_and_the_process_e
     done = _cancel(run_id, "--deadline", "10")
     assert done.returncode == 0, done.stderr
     assert "CANCELLED" in done.stdout
+    assert "interrupted: " in done.stdout and "spin-0" in done.stdout  # the final state's message
     assert time.time() - started < 3
     output = proc.communicate(timeout=10)[0]
     assert proc.returncode != 0 and "CancelledRun" in output
