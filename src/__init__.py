@@ -19,6 +19,16 @@ user types also work, as aliases of this one surface: `headwater.futures`, `.sta
 __version__ = "0.1.0"
 
 from .runtime import *  # noqa: F403 - the runtime's __all__ is the public surface
+from .runtime import LAZY_EXPORTS as _lazy
 from .runtime import __all__ as _runtime_all
 
-__all__ = [*_runtime_all]
+__all__ = [*_runtime_all, *_lazy]
+
+
+def __getattr__(name: str) -> object:
+    """`RunInput` and the runtime's other lazy exports, loaded on first use (pydantic)."""
+    if name in _lazy:
+        from . import runtime
+
+        return getattr(runtime, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

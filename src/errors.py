@@ -10,6 +10,10 @@
     ├── MappingLengthMismatch (ValueError)    `.map()` iterables of different lengths
     ├── RunTimedOut (TimeoutError)            a run passed its `timeout_seconds`
     ├── CancelledRun                          a run was cancelled
+    ├── PausedRunTimeout (TimeoutError)       nobody resumed a paused flow run before its
+    │                                         pause's timeout; the run ended FAILED
+    ├── InvalidRunInput (ValueError)          a resume's input does not fit the schema the
+    │                                         pause waits for; the run stays paused
     ├── CrashedRun                            a run ended by something other than its own code
     │   ├── WorkerLost                        the worker process running an attempt died
     │   └── UpstreamLost                      a finished upstream's value was lost with its
@@ -98,6 +102,24 @@ class RunTimedOut(HeadwaterError, TimeoutError):
 
 class CancelledRun(HeadwaterError):
     """A run was cancelled before it could finish."""
+
+
+class PausedRunTimeout(HeadwaterError, TimeoutError):
+    """Raised by `pause_flow_run` when nobody resumed the run within its `timeout`: the state
+    service ended the run FAILED at the deadline (its message says the pause timed out)."""
+
+
+class InvalidRunInput(HeadwaterError, ValueError):
+    """A resume's input does not validate against the schema the pause stored; nothing
+    changed and the run is still paused. `errors` has one line per problem, each naming the
+    field (`approved: 'yes' is not of type 'boolean'`)."""
+
+    def __init__(self, message: str, errors: Iterable[str] = ()) -> None:
+        super().__init__(message)
+        self.errors = list(errors)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (str(self), self.errors))
 
 
 class CrashedRun(HeadwaterError):

@@ -36,7 +36,9 @@ unusable) as NOT_FOUND, and `CacheStoreError` (the server's cache directory cann
 as FAILED_PRECONDITION; `cache_error_for_status` turns them back. The slot calls
 (`slot_service.py`) likewise send `LimitNotFound` as NOT_FOUND and `SlotUnavailable` (from
 `headwater.errors`: a limit of 0, too many slots asked, an unknown name with strict) as
-FAILED_PRECONDITION; `slot_error_for_status` turns them back.
+FAILED_PRECONDITION; `slot_error_for_status` turns them back. A resume's input that does
+not fit its pause (`InvalidRunInput`, from `headwater.errors`) is INVALID_ARGUMENT, its details
+starting "invalid run input"; `pause_error_for_status` turns it back, with its field errors.
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ import functools
 from typing import TYPE_CHECKING
 
 from ..cache.entries import CacheValueMissing
-from ..errors import CacheStoreError, HeadwaterError, SlotUnavailable
+from ..errors import CacheStoreError, HeadwaterError, InvalidRunInput, SlotUnavailable
 
 if TYPE_CHECKING:
     import grpc
@@ -132,6 +134,8 @@ def _tables() -> tuple[Codes, Codes, Codes]:
         # A server whose disk is full may recover once space is freed: clients retry, and
         # recorders buffer, exactly as for a server that is away; the message says why.
         StorageError: grpc.StatusCode.UNAVAILABLE,
+        # A resume's input that does not fit the pause's schema (`pause_client` turns it back).
+        InvalidRunInput: grpc.StatusCode.INVALID_ARGUMENT,
     }
     # The cache's errors, sent by cache calls only (so NOT_FOUND elsewhere is still RunNotFound).
     cache_codes: Codes = {
@@ -162,13 +166,13 @@ def status_code_for(exc: BaseException) -> grpc.StatusCode:
 def is_sent_as_is(exc: BaseException) -> bool:
     """Whether a server sends `exc`'s own message (errors of ours that say what to do), not
     a bare "internal error"."""
-    return isinstance(exc, (StateServiceError, CacheStoreError, SlotUnavailable))
+    return isinstance(exc, (StateServiceError, CacheStoreError, SlotUnavailable, InvalidRunInput))
 
 
 def error_for_status(code: grpc.StatusCode, details: str) -> StateServiceError:
     """The client-side exception for a status the server sent (inverse of the table above)."""
     for cls, mapped in _tables()[0].items():
-        if mapped == code and cls is not AmbiguousRunId:
+        if mapped == code and cls is not AmbiguousRunId and issubclass(cls, StateServiceError):
             assert issubclass(cls, StateServiceError)
             return cls(details)
     return StateServiceError(f"{code.name}: {details}")
@@ -189,4 +193,15 @@ def slot_error_for_status(code: grpc.StatusCode, details: str) -> Exception:
     for cls, mapped in _tables()[2].items():
         if mapped == code:
             return cls(details)
+    return error_for_status(code, details)
+
+
+def pause_error_for_status(code: grpc.StatusCode, details: str) -> Exception:
+    """The client-side exception for a status a pause call got: `InvalidRunInput` (its
+    errors are the details' indented lines), else as `error_for_status`."""
+    import grpc
+
+    if code == grpc.StatusCode.INVALID_ARGUMENT and details.startswith("invalid run input"):
+        lines = details.split("\n")
+        return InvalidRunInput(details, [line.strip() for line in lines[1:]] or [lines[0]])
     return error_for_status(code, details)

@@ -569,3 +569,57 @@ class ControlMessageOut(Wire):
     flow_run_id: Uuid16
     kind: Annotated[StrictStr, Field(max_length=64)]
     body: Annotated[dict[StrictStr, Any], AfterValidator(check_depth)]
+
+
+#: A pause's input schema, or a resume's input, as JSON text (kept as text on the wire: the
+#: service parses and validates it, and nested JSON need not fit msgpack's depth check).
+JsonText = Annotated[StrictStr, Field(max_length=MAX_MESSAGE)]
+
+
+class PauseIn(Wire):
+    """`PauseFlowRun`: pause this (RUNNING) flow run until resumed or `timeout` seconds pass."""
+
+    flow_run_id: Uuid16
+    key: Annotated[StrictStr, Field(min_length=1, max_length=MAX_NAME)]
+    input_schema: JsonText | None = None
+    timeout: Annotated[float, Field(strict=True, gt=0, le=366 * 24 * 3600)] = 3600.0
+
+
+class PauseOut(Wire):
+    """The pause: its deadline, and whether it was resumed already (a key seen before), then
+    with the input it was resumed with (JSON text)."""
+
+    key: Name
+    deadline: Timestamp
+    resumed: StrictBool
+    run_input: JsonText | None = None
+
+
+class ResumeIn(Wire):
+    """`ResumeFlowRun`: the paused run (full id or unique prefix), the input (JSON text; none
+    for a pause that takes none) and who resumes (shown in the run's history)."""
+
+    id: Annotated[StrictStr, Field(min_length=1, max_length=36)]
+    run_input: JsonText | None = None
+    by: Name | None = None
+
+
+class ResumeOut(Wire):
+    flow_run_id: Uuid16
+    key: Name
+    by: Name
+    run_input: JsonText | None = None
+
+
+class PauseInfoOut(Wire):
+    """`ReadPause`: a flow run's latest pause (`found` False: it never paused)."""
+
+    found: StrictBool
+    key: Name | None = None
+    input_schema: JsonText | None = None
+    created: Timestamp | None = None
+    deadline: Timestamp | None = None
+    resolved: Timestamp | None = None
+    outcome: Name | None = None
+    resolved_by: Name | None = None
+    run_input: JsonText | None = None

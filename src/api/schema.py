@@ -146,8 +146,23 @@ CREATE INDEX control_messages_by_run ON control_messages (flow_run_id, seq);
 CREATE INDEX control_messages_due ON control_messages (deadline) WHERE settled IS NULL;
 """
 
+# v8: pauses (`pause_store.py`). One row per pause of a flow run, unique by the run's own
+# `key` (a re-executed pause with a key already resumed does not pause again). The row holds
+# the JSON schema the resume's input is validated against, the deadline (a durable timer the
+# sweeper finds by the partial index while the pause is open) and how it ended: who resumed
+# it, when, with what input, or that it timed out.
+_V8 = """
+CREATE TABLE pauses (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, flow_run_id BLOB NOT NULL, key TEXT NOT NULL,
+    input_schema TEXT, created REAL NOT NULL, deadline REAL NOT NULL, resolved REAL,
+    outcome TEXT, resolved_by TEXT, run_input TEXT
+);
+CREATE UNIQUE INDEX pauses_by_run_key ON pauses (flow_run_id, key);
+CREATE INDEX pauses_due ON pauses (deadline) WHERE resolved IS NULL;
+"""
+
 #: MIGRATIONS[i] upgrades a database from version i to version i + 1.
-MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7)
+MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -1,6 +1,6 @@
 """The state server process: gRPC listener, auth/TLS policy, the liveness sweeper, lifecycle.
 
-The sweeper thread is also the control channel's timer: each turn it delivers control
+The sweeper thread is also the control channel's timer (cancel and pause deadlines): each turn it delivers control
 messages written into the database by others and ends cancelled runs whose deadline passed
 (`ControlService.sweep`), waking early for the next deadline.
 
@@ -155,6 +155,7 @@ class StateServer:
         if self._reap_at_start:
             self.sweep()
             service.control.sweep()  # cancel deadlines that passed while nothing served
+            service.pauses.sweep()  # and pause deadlines
         threading.Thread(target=self._sweep_loop, name="headwater-sweeper", daemon=True).start()
         return self.url
 
@@ -206,7 +207,7 @@ class StateServer:
         interval = max(0.05, min(1.0, self.heartbeat_timeout / 4))
         while True:
             # The control channel's timers (cancel deadlines) are rows: wake for the next one.
-            due = self._service.control.store.next_deadline() if self._service is not None else None
+            due = self._next_deadline()
             wait = interval if due is None else min(interval, max(0.0, due - time.time()))
             if self._stopped.wait(wait):
                 return
@@ -219,6 +220,19 @@ class StateServer:
                     self._service.control.sweep()
             except Exception:
                 log.exception("control sweep (cancel deadlines) failed; retrying next interval")
+            try:
+                if self._service is not None:
+                    self._service.pauses.sweep()
+            except Exception:
+                log.exception("pause sweep (pause deadlines) failed; retrying next interval")
+
+    def _next_deadline(self) -> float | None:
+        """The earliest cancel or pause deadline still open (both are rows), or None."""
+        if self._service is None:
+            return None
+        due = [d for d in (self._service.control.store.next_deadline(), self._service.pauses.store.next_deadline())
+               if d is not None]
+        return min(due) if due else None
 
     def sweep(self, now: float | None = None) -> int:
         """Mark flow runs with stale heartbeats CRASHED; returns how many were marked."""

@@ -40,6 +40,7 @@ from .committer import GroupCommitter
 from .control_service import CONTROL_WRITES, ControlService
 from .dbfile import storage_error
 from .log_service import LogService
+from .pause_service import PAUSE_WRITES, PauseService
 from .errors import RunNotFound, ServiceUnavailable, TransitionRejected, Unauthenticated, is_sent_as_is, status_code_for
 from . import rules
 from .records import Batch, BatchResult, StateRecord
@@ -88,6 +89,9 @@ class StateService:
             storage.path, lambda ident: storage.resolve_id("flow", ident), synchronous=synchronous,
             doorbell=doorbell,
         )
+        self.pauses = PauseService(
+            storage.path, lambda ident: storage.resolve_id("flow", ident), self.control, synchronous=synchronous,
+        )
 
     def close(self) -> None:
         """Close what the service opened itself (the result cache, if a call opened it, and
@@ -95,6 +99,7 @@ class StateService:
         self.cache.close()
         self.slots.close()
         self.control.close()
+        self.pauses.close()
 
     def generic_handler(self) -> grpc.GenericRpcHandler:
         handlers = {
@@ -127,7 +132,8 @@ class StateService:
         unary.update(self.slots.handlers())
         unary.update(self.logs.handlers())
         unary.update(self.control.handlers())
-        writes = _WRITES | CACHE_WRITES | SLOT_WRITES | CONTROL_WRITES
+        unary.update(self.pauses.handlers())
+        writes = _WRITES | CACHE_WRITES | SLOT_WRITES | CONTROL_WRITES | PAUSE_WRITES
         return {name: self._unary(fn, write=name in writes) for name, fn in unary.items()}
 
     # -- plumbing --------------------------------------------------------------------------

@@ -115,6 +115,10 @@ def flow_run_detail(source: RunSource, run: FlowRunInfo) -> dict[str, Any]:
     children = source.list_flow_runs(RunFilter(parent_flow_run_id=run.id, limit=_MAX_CHILDREN))
     detail["children"] = [run_ref(c) for c in children]
     detail["logs"], detail["error"] = _logs.ending_json(source, run)
+    if run.state_type == "PAUSED":  # what it waits for, and the command that resumes it
+        from ._pauses import pause_json
+
+        detail["pause"] = pause_json(run.id)
     return detail
 
 

@@ -55,6 +55,10 @@ def show_run(args: argparse.Namespace) -> int:
 def _print_flow_run(console: Console, detail: dict[str, Any]) -> None:
     console.print(_runs_table([detail], f"flow run {detail['id']}"))
     console.print(_timeline(detail["states"], "state timeline"))
+    if detail.get("pause"):
+        from ._pauses import print_pause
+
+        print_pause(console, detail["pause"])
     names = {t["id"]: t["name"] for t in detail["task_runs"]}
     tasks = Table(title=f"task runs ({len(detail['task_runs'])})")
     for column in ("id", "name", "state", "duration", "host (pid)", "upstream"):

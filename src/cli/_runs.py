@@ -1,5 +1,5 @@
-"""`headwater runs ls | show | logs | watch | cancel`: inspect recorded flow runs and task
-runs, and cancel a running flow run (`_cancel`).
+"""`headwater runs ls | show | logs | watch | cancel | resume`: inspect recorded flow runs and
+task runs, cancel a running flow run (`_cancel`), resume a paused one (`_pauses`).
 
 This module only declares the verbs and their options; each handler imports its module when
 it runs (`_run_views`: ls and show, `_logs`, `_watch`), so no verb pays for another's imports.
@@ -80,6 +80,16 @@ def register(subparsers: Any) -> None:
                         help="return once the request is recorded, without waiting for the end")
     cancel.add_argument("--by", help="who asks (recorded in the run's history)")
     cancel.set_defaults(handler=_guard("_cancel", "cancel_run"))
+    resume = verbs.add_parser(
+        "resume", help="resume a paused flow run, with the input it waits for: validated by the "
+                       "state service, refused (the run stays paused) if it does not fit")
+    resume.add_argument("id", help="flow run id, or a unique prefix of it")
+    resume.add_argument("--input", metavar="JSON", help="the input as JSON: an object of fields, or a "
+                                                        "builtin's value (--input 5)")
+    resume.add_argument("--set", action="append", metavar="FIELD=VALUE",
+                        help="one field of the input (repeat); JSON unless the field is a string")
+    resume.add_argument("--by", help="who resumes (recorded in the run's history; default: your user)")
+    resume.set_defaults(handler=_guard("_pauses", "resume_run"))
     runs.set_defaults(handler=lambda args: runs.print_help() or 2)
 
 

@@ -10,11 +10,13 @@ from ..errors import CancelledRun as CancelledRun
 from ..errors import CrashedRun as CrashedRun
 from ..errors import FailedRun as FailedRun
 from ..errors import HeadwaterError as HeadwaterError
+from ..errors import InvalidRunInput as InvalidRunInput
 from ..errors import InvalidTransition as InvalidTransition
 from ..errors import MappingLengthMismatch as MappingLengthMismatch
 from ..errors import MissingContext as MissingContext
 from ..errors import ParameterBindError as ParameterBindError
 from ..errors import ParameterValidationError as ParameterValidationError
+from ..errors import PausedRunTimeout as PausedRunTimeout
 from ..errors import RecordingError as RecordingError
 from ..errors import ShippingError as ShippingError
 from ..errors import RunnerUnavailable as RunnerUnavailable
@@ -43,6 +45,9 @@ from .futures import TaskFuture as TaskFuture
 from .futures import as_completed as as_completed
 from .futures import wait as wait
 from .logs import get_run_logger as get_run_logger
+from .pausing import apause_flow_run as apause_flow_run
+from .pausing import pause_flow_run as pause_flow_run
+from .pausing import resume_flow_run as resume_flow_run
 from .run_tags import tags as tags
 from .runs import FlowRun as FlowRun
 from .runs import TaskRun as TaskRun
@@ -68,11 +73,23 @@ from .tasks import task as task
 __all__ = [
     "AwaitingRetry", "BrokenRunner", "Cached", "Cancelled", "CancelledRun", "Completed",
     "Crashed", "CrashedRun", "Failed", "FailedRun", "Flow", "FlowFuture", "FlowRun",
-    "FutureList", "HeadwaterError", "InvalidTransition", "MappingLengthMismatch",
-    "MissingContext", "NotReady", "ParameterBindError", "ParameterValidationError", "Paused",
+    "FutureList", "HeadwaterError", "InvalidRunInput", "InvalidTransition", "MappingLengthMismatch",
+    "MissingContext", "NotReady", "ParameterBindError", "ParameterValidationError", "Paused", "PausedRunTimeout",
     "Pending", "RecordingError", "Retrying", "RunTimedOut", "RunnerUnavailable", "Running", "ShippingError",
     "Scheduled", "SlotTimeout", "SlotUnavailable", "State", "StateType", "Task", "TaskFuture", "TaskRun",
-    "TimedOut", "UnfinishedRun", "UpstreamFailed", "UpstreamLost", "WorkerLost", "allow_failure", "as_completed",
+    "TimedOut", "UnfinishedRun", "UpstreamFailed", "UpstreamLost", "WorkerLost", "allow_failure", "apause_flow_run", "as_completed",
     "cancel_flow_run", "concurrency", "exponential_backoff", "flow", "get_run_context", "get_run_logger",
-    "rate_limit", "tags", "task", "unmapped", "wait",
+    "pause_flow_run", "rate_limit", "resume_flow_run", "tags", "task", "unmapped", "wait",
 ]  # fmt: skip
+
+#: Public names loaded on first use, because they need pydantic, which `import headwater`
+#: does not import. Not in `__all__` (a star import would load them); `headwater` adds them.
+LAZY_EXPORTS = ("RunInput",)
+
+
+def __getattr__(name: str) -> object:
+    if name == "RunInput":
+        from .run_input import RunInput
+
+        return RunInput
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

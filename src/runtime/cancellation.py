@@ -204,7 +204,7 @@ class FlowCancel:
             return
         client = _control_client(target)
         run_id = self.engine.run.id
-        client.watch(run_id, self.on_message)
+        client.watch(run_id, self.engine.on_control_message)  # cancels here, resumes to pausing.py
         self._unwatch = lambda: client.unwatch(run_id)
 
     def unwatch(self) -> None:

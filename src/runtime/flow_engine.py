@@ -50,6 +50,7 @@ from ..runners.base import TaskRunner
 from .arguments import _ATOMS, _rebuild
 from .attempts import run_attempts, run_attempts_async
 from .cancellation import CancelInterrupt, FlowCancel
+from . import pausing
 from .context import FlowRunContext, entered, flow_run_var, task_run_var
 from .engine import run_task
 from .futures import RunFuture
@@ -109,6 +110,7 @@ class FlowRunEngine:
         # instead of holding up the flow's end.
         self.abandon_running = False
         self.cancel = FlowCancel(self)  # told by the state service's control stream
+        self.pause = pausing.FlowPause(self)  # likewise: resumes and pause timeouts
         ensure_console_logging()
         if flow.log_prints:
             enable_log_prints()
@@ -157,6 +159,7 @@ class FlowRunEngine:
         run.run_count += 1
         if run.start_time is None:
             run.start_time = time.time()
+            pausing.register(self)
             if self.reporter is not None:
                 self.reporter.flow_started(run.id)
                 self.cancel.watch()
@@ -165,6 +168,12 @@ class FlowRunEngine:
             )
         self._set(Running() if run.run_count == 1 else Retrying())
         self._hooks(self.flow.on_running)
+
+    def on_control_message(self, message: Any) -> None:
+        """A control message for this run, on the control stream's thread: a cancel, a resume
+        or a pause's timeout. A cancel also wakes a paused body."""
+        self.cancel.on_message(message)
+        self.pause.on_message(message)
 
     @property
     def timeout(self) -> float | None:
@@ -180,7 +189,7 @@ class FlowRunEngine:
     def returned(self, value: Any) -> float | None:
         """Steps 3-4 after the body returned. Returns a retry delay, or None when final."""
         self.wait_for_runs()
-        if self._cancelled():
+        if self._cancelled() or pausing.ended_by_service(self, None):
             return None
         if self._runner_lost():
             return None
@@ -194,6 +203,9 @@ class FlowRunEngine:
         if self.cancel.requested:  # what it raised is what the cancel ended (a CancelledRun)
             self.wait_for_runs()
             self._cancelled()
+            return None
+        if pausing.ended_by_service(self, exc):  # a pause timed out: the service ended the run
+            self.wait_for_runs()
             return None
         if isinstance(exc, RunTimedOut):
             self._cancel_unfinished(str(exc))
@@ -270,6 +282,7 @@ class FlowRunEngine:
         log = flow_logger.info if state.type is StateType.COMPLETED else flow_logger.error
         log("Finished in state %s", state, extra=run_extra(lifecycle=True))
         self.cancel.unwatch()
+        pausing.unregister(self)
         if self.reporter is not None:
             self.reporter.flow_finished(run.id)
         journal = sys.modules.get("headwater.runtime.journal")  # loaded once a task cached
