@@ -297,17 +297,22 @@ def serve_until_signalled(server: StateServer, *, announce: bool = True) -> None
 
 def _end_streams_before_executors_join(server: StateServer) -> None:
     """At interpreter exit, Python joins every executor thread (`concurrent.futures`) before
-    `atexit` handlers run, and a stream a server serves holds one of its executor's threads
-    until the client or the server ends it. A client in this process ends its own first (its
-    `threading._register_atexit` runs before that join), but one that raced its own close, or
-    one in another process, would hold the exit forever: so the server ends its streams there
-    too (registered after `concurrent.futures`, so it runs first). Weakly: a stopped server
-    may be collected."""
+    `atexit` handlers run, and refuses new work from then on. A stream a server serves holds
+    one of its executor's threads until the client or the server ends it, and a call that
+    arrives after the join began cannot be given a thread at all (gRPC prints the refusal as
+    a traceback). A client in this process ends its own streams first (its
+    `threading._register_atexit` runs before that join), but one that raced its own close,
+    or one in another process, would hold the exit forever. So, registered after
+    `concurrent.futures` and so run before its join, the server stops taking calls and ends
+    its streams; what is queued is still committed by `stop` at `atexit`. Weakly: a stopped
+    server may be collected."""
     ref = weakref.ref(server)
 
     def end() -> None:
         alive = ref()
-        if alive is not None:
+        if alive is not None and alive._server is not None:
+            stopped = alive._server.stop(0)
             alive.end_streams()
+            stopped.wait(2)  # the server's own thread has stopped handing calls to the pool
 
     threading._register_atexit(end)  # type: ignore[attr-defined]

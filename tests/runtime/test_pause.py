@@ -83,7 +83,7 @@ def _start(tmp_path: Path, mode: str, timeout: float = 30) -> tuple[subprocess.P
     (tmp_path / "flow.py").write_text(FLOW)
     proc = subprocess.Popen([sys.executable, str(tmp_path / "flow.py"), str(tmp_path), mode, str(timeout)],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    give_up = time.time() + 10
+    give_up = time.time() + 30  # a loaded machine starts interpreters slowly
     while not (tmp_path / "id").exists():
         assert proc.poll() is None and time.time() < give_up, proc.communicate()[0]
         time.sleep(0.02)
