@@ -3,10 +3,10 @@
 A pause is a row (`pauses`): the flow run, its `key` (unique within the run), the JSON schema
 the resume's input must fit (none: the pause takes no input), when it was made, its
 deadline, and how it ended (`outcome` "resumed" / "rejected" / "timed_out" / "ended": the run
-ended some other way, a cancel say), by whom, with which input. Every decision is one transaction on
-this store's own connection, which also writes the run's state and history (as the cancel
-path does, `control_store.py`), so a run is never shown paused without an open pause, nor
-resumed twice:
+ended some other way, a cancel say), by whom, with which input. Every decision is one
+transaction on this store's own connection, which also writes the run's state and history
+(as the cancel path does, `control_store.py`), so a run is never shown paused without an open
+pause, nor decided twice:
 
 - `pause`: RUNNING -> PAUSED and a new open row; or, when the run already has a row with this
   key that was resumed, nothing (the answer carries the stored input, so a re-executed pause,
