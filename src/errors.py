@@ -12,6 +12,8 @@
     ├── CancelledRun                          a run was cancelled
     ├── PausedRunTimeout (TimeoutError)       nobody resumed a paused flow run before its
     │                                         pause's timeout; the run ended FAILED
+    ├── PauseRejected                         someone rejected a paused flow run instead of
+    │                                         resuming it; the run ended FAILED
     ├── InvalidRunInput (ValueError)          a resume's input does not fit the schema the
     │                                         pause waits for; the run stays paused
     ├── CrashedRun                            a run ended by something other than its own code
@@ -107,6 +109,20 @@ class CancelledRun(HeadwaterError):
 class PausedRunTimeout(HeadwaterError, TimeoutError):
     """Raised by `pause_flow_run` when nobody resumed the run within its `timeout`: the state
     service ended the run FAILED at the deadline (its message says the pause timed out)."""
+
+
+class PauseRejected(HeadwaterError):
+    """Raised by `pause_flow_run` when someone rejected the paused run (`reject_flow_run`,
+    `headwater runs reject`): the state service ended the run FAILED, its message "rejected
+    by NAME: REASON". `by` and `reason` are those of the rejection (`reason` may be None)."""
+
+    def __init__(self, message: str, by: str | None = None, reason: str | None = None) -> None:
+        super().__init__(message)
+        self.by = by
+        self.reason = reason
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (str(self), self.by, self.reason))
 
 
 class InvalidRunInput(HeadwaterError, ValueError):

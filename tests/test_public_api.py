@@ -12,7 +12,8 @@ import headwater.runners
 EXPECTED_TOP_LEVEL = {
     "flow", "task", "unmapped", "allow_failure", "wait", "as_completed", "get_run_logger",
     "concurrency", "rate_limit", "SlotUnavailable", "cancel_flow_run",
-    "pause_flow_run", "apause_flow_run", "resume_flow_run", "RunInput", "PausedRunTimeout", "InvalidRunInput",
+    "pause_flow_run", "apause_flow_run", "resume_flow_run", "reject_flow_run", "RunInput", "PausedRunTimeout",
+    "PauseRejected", "InvalidRunInput",
     "get_run_context", "exponential_backoff", "tags",
     "Flow", "Task", "TaskFuture", "FlowFuture", "FutureList", "TaskRun", "FlowRun",
     "State", "StateType", "Scheduled", "Pending", "Running", "Completed", "Cached", "Failed",

@@ -18,7 +18,7 @@ for every pending message of a connected process's runs, not only those after th
 saw. A process that never comes back
 leaves its messages to their deadlines (`ControlStore.settle_due`, from the server's sweeper).
 
-Message kinds: "cancel" (body: reason, deadline), "resume" and "pause_timeout" (`pause_store.py`). The envelope (seq, flow run, kind, body) is
+Message kinds: "cancel" (body: reason, deadline), "resume", "reject" and "pause_timeout" (`pause_store.py`). The envelope (seq, flow run, kind, body) is
 the same for every kind, so "resume" adds a kind and a body, not a new stream.
 """
 

@@ -611,6 +611,26 @@ class ResumeOut(Wire):
     run_input: JsonText | None = None
 
 
+#: Longest rejection reason: a sentence or a paragraph for the history, not a document.
+MAX_REASON = 4096
+
+
+class RejectIn(Wire):
+    """`RejectFlowRun`: the paused run (full id or unique prefix), why it is rejected, and who
+    rejects (both shown in the run's history: "rejected by NAME: REASON")."""
+
+    id: Annotated[StrictStr, Field(min_length=1, max_length=36)]
+    reason: Annotated[StrictStr, Field(max_length=MAX_REASON)] | None = None
+    by: Name | None = None
+
+
+class RejectOut(Wire):
+    flow_run_id: Uuid16
+    key: Name
+    by: Name
+    message: Annotated[StrictStr, Field(max_length=MAX_MESSAGE)]
+
+
 class PauseInfoOut(Wire):
     """`ReadPause`: a flow run's latest pause (`found` False: it never paused)."""
 

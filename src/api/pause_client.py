@@ -1,5 +1,5 @@
 """The pause calls, from a client: the flow's process pauses (`pause`), anyone resumes
-(`resume`) or looks (`read_pause`). See `pause_service.py` and `pause_store.py`.
+(`resume`), rejects (`reject`) or looks (`read_pause`). See `pause_service.py` and `pause_store.py`.
 
 Kept apart from `control_client.py`: a resume travels to the flow on the control stream,
 but asking for one is a plain unary call, and a pause is a synchronous decision.
@@ -41,6 +41,17 @@ class ResumeResult:
     run_input: Any
 
 
+@dataclass(frozen=True, slots=True)
+class RejectResult:
+    """What `reject_flow_run` did: the run (now FAILED), its pause's key, who rejected, and
+    the FAILED state's message ("rejected by NAME: REASON")."""
+
+    flow_run_id: UUID
+    key: str
+    by: str
+    message: str
+
+
 def _loads(text: str | None) -> Any:
     return None if text is None else json.loads(text)
 
@@ -51,6 +62,10 @@ def _ticket(out: m.PauseOut) -> PauseTicket:
 
 def _resume_result(out: m.ResumeOut) -> ResumeResult:
     return ResumeResult(codec.uuid_of(out.flow_run_id), out.key, out.by, _loads(out.run_input))
+
+
+def _reject_result(out: m.RejectOut) -> RejectResult:
+    return RejectResult(codec.uuid_of(out.flow_run_id), out.key, out.by, out.message)
 
 
 def pause_info(out: m.PauseInfoOut, flow_run_id: UUID) -> PauseInfo | None:
@@ -65,6 +80,7 @@ def pause_info(out: m.PauseInfoOut, flow_run_id: UUID) -> PauseInfo | None:
 
 PAUSE_FLOW_RUN = _Call("PauseFlowRun", m.PauseOut, _ticket, write=True)
 RESUME_FLOW_RUN = _Call("ResumeFlowRun", m.ResumeOut, _resume_result, write=True)
+REJECT_FLOW_RUN = _Call("RejectFlowRun", m.RejectOut, _reject_result, write=True)
 READ_PAUSE = _Call("ReadPause", m.PauseInfoOut, lambda out: out)
 
 
@@ -87,6 +103,14 @@ class PauseClient(UnaryCaller):
         if by:
             body["by"] = by
         return self._call(RESUME_FLOW_RUN, body)
+
+    def reject(self, ident: UUID | str, reason: str | None = None, *, by: str | None = None) -> RejectResult:
+        body: dict[str, Any] = {"id": str(ident)}
+        if reason:
+            body["reason"] = reason
+        if by:
+            body["by"] = by
+        return self._call(REJECT_FLOW_RUN, body)
 
     def read_pause(self, flow_run_id: UUID) -> PauseInfo | None:
         out: m.PauseInfoOut = self._call(READ_PAUSE, {"id": str(flow_run_id)})

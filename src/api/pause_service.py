@@ -1,7 +1,8 @@
 """The pause calls of the state service: `PauseFlowRun` (the flow's process), `ResumeFlowRun`
-(whoever resumes), `ReadPause` (the CLI's view), and the pause deadlines on the sweeper.
+and `RejectFlowRun` (whoever decides), `ReadPause` (the CLI's view), and the pause deadlines
+on the sweeper.
 
-Decisions are `PauseStore` transactions; a resume's (or a timeout's) control message is pushed
+Decisions are `PauseStore` transactions; a resume's (a rejection's, a timeout's) control message is pushed
 at once on the run's process's control stream (`ControlService.deliver_new`), the same channel
 a cancel travels on, so it is acted on exactly once.
 """
@@ -22,7 +23,7 @@ from .errors import InvalidPayload
 from .pause_store import PauseInfo, PauseStore
 
 Handler = Callable[[bytes], dict[str, Any]]
-PAUSE_WRITES = frozenset({"PauseFlowRun", "ResumeFlowRun"})
+PAUSE_WRITES = frozenset({"PauseFlowRun", "ResumeFlowRun", "RejectFlowRun"})
 
 
 class PauseService:
@@ -34,7 +35,10 @@ class PauseService:
         self._control = control
 
     def handlers(self) -> dict[str, Handler]:
-        return {"PauseFlowRun": self.pause, "ResumeFlowRun": self.resume, "ReadPause": self.read}
+        return {
+            "PauseFlowRun": self.pause, "ResumeFlowRun": self.resume, "RejectFlowRun": self.reject,
+            "ReadPause": self.read,
+        }
 
     def close(self) -> None:
         self.store.close()
@@ -60,6 +64,16 @@ class PauseService:
         return {
             "flow_run_id": run_id.bytes, "key": pause.key, "by": pause.resolved_by,
             "run_input": None if pause.run_input is None else json.dumps(pause.run_input),
+        }
+
+    def reject(self, data: bytes) -> dict[str, Any]:
+        body = codec.decode(m.RejectIn, data)
+        run_id = self._resolve_id(body.id)
+        rejected = self.store.reject(run_id, body.reason, by=body.by)
+        self._control.deliver_new()  # pushes the rejection to the run's process now
+        return {
+            "flow_run_id": run_id.bytes, "key": rejected.pause.key, "by": rejected.pause.resolved_by,
+            "message": rejected.said,
         }
 
     def read(self, data: bytes) -> dict[str, Any]:

@@ -2,11 +2,11 @@
 
 A pause is a row (`pauses`): the flow run, its `key` (unique within the run), the JSON schema
 the resume's input must fit (none: the pause takes no input), when it was made, its
-deadline, and how it ended (`outcome` "resumed" / "timed_out" / "ended": the run ended some
-other way, a cancel say), by whom, with which input. Every decision is one transaction on
-this store's own connection, which also writes the run's state and history (as the cancel
-path does, `control_store.py`), so a run is never shown paused without an open pause, nor
-resumed twice:
+deadline, and how it ended (`outcome` "resumed" / "rejected" / "timed_out" / "ended": the run
+ended some other way, a cancel say), by whom, with which input. Every decision is one
+transaction on this store's own connection, which also writes the run's state and history
+(as the cancel path does, `control_store.py`), so a run is never shown paused without an open
+pause, nor decided twice:
 
 - `pause`: RUNNING -> PAUSED and a new open row; or, when the run already has a row with this
   key that was resumed, nothing (the answer carries the stored input, so a re-executed pause,
@@ -17,6 +17,9 @@ resumed twice:
   naming each field and changes nothing. Valid: the row is resolved, PAUSED -> RUNNING with
   a message naming who resumed and the input, and a "resume" control message is queued for
   the run's process, which continues from its pause.
+- `reject`: the row is resolved "rejected", PAUSED -> FAILED with "rejected by NAME: REASON",
+  and a "reject" control message is queued, so the paused body raises `PauseRejected` (the
+  service's FAILED is the run's end, as for a timeout).
 - `settle_due` (the server's sweeper, a durable timer like the cancel deadline): an open pause
   past its deadline ends its run FAILED, the message saying the pause timed out, and queues a
   "pause_timeout" message so a living process raises `PausedRunTimeout` from its pause.
@@ -44,6 +47,7 @@ from .errors import RunNotFound, TransitionRejected
 from .schema import connect
 
 RESUME = "resume"
+REJECT = "reject"
 PAUSE_TIMEOUT = "pause_timeout"
 #: The schema key marking a builtin type wrapped in a one-field model (`value`): a resume's
 #: input that is not already `{"value": ...}` is wrapped, so `--input 5` fits `int`.
@@ -76,6 +80,16 @@ class Resumed:
 
     pause: PauseInfo
     message: ControlMessage
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """What `reject` did: the pause it resolved, the message queued for the run's process,
+    and the FAILED state's message ("rejected by NAME: REASON")."""
+
+    pause: PauseInfo
+    message: ControlMessage
+    said: str
 
 
 class PauseStore:
@@ -151,14 +165,7 @@ class PauseStore:
         paused is refused (`TransitionRejected`)."""
         now = time.time() if now is None else now
         with self._write() as cur:
-            state = _state_of(cur, flow_run_id)
-            found = cur.execute(
-                f"SELECT {_COLUMNS} FROM pauses WHERE flow_run_id = ? AND resolved IS NULL ORDER BY id DESC LIMIT 1",
-                (flow_run_id.bytes,),
-            ).fetchone()
-            if state != rules.PAUSED or found is None:
-                raise TransitionRejected(f"flow run {flow_run_id} is {state}, not PAUSED; there is nothing to resume")
-            pause = _pause(found)
+            pause = _open_pause(cur, flow_run_id, "resume")
             run_input = checked_input(flow_run_id, pause.input_schema, run_input)
             who = by or "someone unnamed"
             text = "" if run_input is None else json.dumps(run_input, sort_keys=True)
@@ -169,15 +176,32 @@ class PauseStore:
                 "UPDATE pauses SET resolved = ?, outcome = 'resumed', resolved_by = ?, run_input = ? WHERE id = ?",
                 (now, who, text or None, pause.id),
             )
-            body = {"key": pause.key, "input": run_input, "by": who}
-            seq = cur.execute(
-                "INSERT INTO control_messages (flow_run_id, kind, body, created) VALUES (?, ?, ?, ?)",
-                (flow_run_id.bytes, RESUME, json.dumps(body), now),
-            ).lastrowid
-            assert seq is not None
+            message = _queue(cur, flow_run_id, RESUME, {"key": pause.key, "input": run_input, "by": who}, now)
         ended = PauseInfo(pause.id, flow_run_id, pause.key, pause.input_schema, pause.created, pause.deadline,
                           now, "resumed", who, run_input)
-        return Resumed(ended, ControlMessage(seq, flow_run_id, RESUME, body, now, None))
+        return Resumed(ended, message)
+
+    def reject(self, flow_run_id: UUID, reason: str | None = None, *, by: str | None = None,
+               now: float | None = None) -> Rejected:
+        """Reject the run's open pause: PAUSED -> FAILED, "rejected by NAME: REASON", and a
+        "reject" message queued so the paused body raises `PauseRejected`. A run that is not
+        paused is refused (`TransitionRejected`). The reason lives in the run's history (the
+        state's message), not in the pause row: no schema change for one line of text."""
+        now = time.time() if now is None else now
+        with self._write() as cur:
+            pause = _open_pause(cur, flow_run_id, "reject")
+            who = by or "someone unnamed"
+            said = f"rejected by {who}" + (f": {reason}" if reason else "")
+            _move(cur, "flow", flow_run_id, rules.FAILED, "Failed", said, now)
+            cur.execute(
+                "UPDATE pauses SET resolved = ?, outcome = 'rejected', resolved_by = ? WHERE id = ?",
+                (now, who, pause.id),
+            )
+            body = {"key": pause.key, "by": who, "reason": reason, "message": said}
+            message = _queue(cur, flow_run_id, REJECT, body, now)
+        ended = PauseInfo(pause.id, flow_run_id, pause.key, pause.input_schema, pause.created, pause.deadline,
+                          now, "rejected", who, None)
+        return Rejected(ended, message, said)
 
     # -- the timer -------------------------------------------------------------------------
 
@@ -201,13 +225,7 @@ class PauseStore:
                 )
                 _move(cur, "flow", pause.flow_run_id, rules.FAILED, "Failed", reason, now)
                 cur.execute("UPDATE pauses SET resolved = ?, outcome = 'timed_out' WHERE id = ?", (now, pause.id))
-                body = {"key": pause.key, "reason": reason}
-                seq = cur.execute(
-                    "INSERT INTO control_messages (flow_run_id, kind, body, created) VALUES (?, ?, ?, ?)",
-                    (pause.flow_run_id.bytes, PAUSE_TIMEOUT, json.dumps(body), now),
-                ).lastrowid
-                assert seq is not None
-                messages.append(ControlMessage(seq, pause.flow_run_id, PAUSE_TIMEOUT, body, now, None))
+                messages.append(_queue(cur, pause.flow_run_id, PAUSE_TIMEOUT, {"key": pause.key, "reason": reason}, now))
         return messages
 
     def next_deadline(self) -> float | None:
@@ -265,6 +283,29 @@ def _validator(schema: dict[str, Any]) -> Any:
     except jsonschema.SchemaError as exc:
         raise InvalidRunInput(f"the pause's input schema is not a JSON schema: {exc.message}", [exc.message]) from None
     return cls(schema)
+
+
+def _open_pause(cur: sqlite3.Cursor, flow_run_id: UUID, verb: str) -> PauseInfo:
+    """The run's open pause, or `TransitionRejected`: only a PAUSED run can be decided."""
+    state = _state_of(cur, flow_run_id)
+    found = cur.execute(
+        f"SELECT {_COLUMNS} FROM pauses WHERE flow_run_id = ? AND resolved IS NULL ORDER BY id DESC LIMIT 1",
+        (flow_run_id.bytes,),
+    ).fetchone()
+    if state != rules.PAUSED or found is None:
+        raise TransitionRejected(f"flow run {flow_run_id} is {state}, not PAUSED; there is nothing to {verb}")
+    return _pause(found)
+
+
+def _queue(cur: sqlite3.Cursor, flow_run_id: UUID, kind: str, body: dict[str, Any], now: float) -> ControlMessage:
+    """Queue a control message for the run's process in the decision's own transaction, so
+    the decision and its delivery commit together (the caller pushes it after the commit)."""
+    seq = cur.execute(
+        "INSERT INTO control_messages (flow_run_id, kind, body, created) VALUES (?, ?, ?, ?)",
+        (flow_run_id.bytes, kind, json.dumps(body), now),
+    ).lastrowid
+    assert seq is not None
+    return ControlMessage(seq, flow_run_id, kind, body, now, None)
 
 
 def _state_of(cur: sqlite3.Cursor, flow_run_id: UUID, *, missing_ok: bool = False) -> str | None:

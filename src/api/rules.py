@@ -14,7 +14,7 @@ server's alone.
     SCHEDULED -> PENDING | RUNNING | CANCELLED | CRASHED | PAUSED
     PENDING   -> PENDING | RUNNING | SCHEDULED | CANCELLED | CRASHED | PAUSED | FAILED
     RUNNING   -> COMPLETED | FAILED | CRASHED | CANCELLED | PAUSED | SCHEDULED
-    PAUSED    -> RUNNING | PENDING | FAILED | CANCELLED | CRASHED   (FAILED: the pause timed out)
+    PAUSED    -> RUNNING | PENDING | FAILED | CANCELLED | CRASHED   (FAILED: the pause timed out or was rejected)
     (any of the four above) -> CANCELLING   (the service's cancel path, `control_store.py`)
     CANCELLING -> CANCELLED | CRASHED | FAILED | COMPLETED  (a run that ended first keeps it)
     terminal  -> nothing; with retry=True, FAILED | CRASHED | CANCELLED -> SCHEDULED | PENDING | RUNNING

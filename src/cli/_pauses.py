@@ -1,13 +1,15 @@
-"""`headwater runs resume ID [--input JSON | --set field=value ...] [--by NAME]`, and what
-`runs show` says about a paused run: the input it waits for and the command that resumes it.
+"""`headwater runs resume ID [--input JSON | --set field=value ...] [--by NAME]`, `headwater
+runs reject ID [--reason TEXT] [--by NAME]`, and what `runs show` says about a paused run: the
+input it waits for and the command that resumes it.
 
 The input is validated by the state service at the resume call (`api/pause_store.py`), not
 here: this verb only builds it. `--input` is JSON (an object of fields, or a builtin's bare
 value: `--input 5`, `--input '"text"'`). `--set field=value` takes a field's value as JSON
 when the field is not a string in the pause's schema (`--set approved=true`, `--set n=3`),
 and as given when it is (`--set note=ok`), so nobody has to quote strings twice.
-Exit status: 0 once resumed, 1 when refused (invalid input, with each field's error; a run
-that is not paused; an unknown id).
+Exit status: 0 once resumed (or rejected: the run ends FAILED, "rejected by NAME: REASON", and
+the flow's paused call raises `PauseRejected`), 1 when refused (invalid input, with each
+field's error; a run that is not paused; an unknown id).
 """
 
 from __future__ import annotations
@@ -47,6 +49,18 @@ def resume_run(args: argparse.Namespace) -> int:
     done = resume_here_or_there(run_id, run_input, by=args.by or _user())
     given = "" if done.run_input is None else f" with input {json.dumps(done.run_input, sort_keys=True)}"
     print(f"flow run {done.flow_run_id}: resumed by {done.by}{given} (pause {done.key!r})")
+    return 0
+
+
+def reject_run(args: argparse.Namespace) -> int:
+    from ..api.pause_direct import reject_here_or_there
+    from ._cancel import _user
+    from ._source import open_source
+
+    with open_source() as source:
+        run_id = source.read_flow_run(args.id).id
+    done = reject_here_or_there(run_id, args.reason, by=args.by or _user())
+    print(f"flow run {done.flow_run_id}: {done.message} (pause {done.key!r}); the run is FAILED")
     return 0
 
 

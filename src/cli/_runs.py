@@ -1,5 +1,6 @@
-"""`headwater runs ls | show | logs | watch | cancel | resume`: inspect recorded flow runs and
-task runs, cancel a running flow run (`_cancel`), resume a paused one (`_pauses`).
+"""`headwater runs ls | show | logs | watch | cancel | resume | reject`: inspect recorded flow
+runs and task runs, cancel a running flow run (`_cancel`), resume or reject a paused one
+(`_pauses`).
 
 This module only declares the verbs and their options; each handler imports its module when
 it runs (`_run_views`: ls and show, `_logs`, `_watch`), so no verb pays for another's imports.
@@ -90,6 +91,13 @@ def register(subparsers: Any) -> None:
                         help="one field of the input (repeat); JSON unless the field is a string")
     resume.add_argument("--by", help="who resumes (recorded in the run's history; default: your user)")
     resume.set_defaults(handler=_guard("_pauses", "resume_run"))
+    reject = verbs.add_parser(
+        "reject", help="reject a paused flow run instead of resuming it: it ends FAILED and the "
+                       "flow's paused call raises PauseRejected (its on_failure hooks run)")
+    reject.add_argument("id", help="flow run id, or a unique prefix of it")
+    reject.add_argument("--reason", metavar="TEXT", help="why (recorded in the run's history)")
+    reject.add_argument("--by", help="who rejects (recorded in the run's history; default: your user)")
+    reject.set_defaults(handler=_guard("_pauses", "reject_run"))
     runs.set_defaults(handler=lambda args: runs.print_help() or 2)
 
 

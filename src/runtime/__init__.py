@@ -17,6 +17,7 @@ from ..errors import MissingContext as MissingContext
 from ..errors import ParameterBindError as ParameterBindError
 from ..errors import ParameterValidationError as ParameterValidationError
 from ..errors import PausedRunTimeout as PausedRunTimeout
+from ..errors import PauseRejected as PauseRejected
 from ..errors import RecordingError as RecordingError
 from ..errors import ShippingError as ShippingError
 from ..errors import RunnerUnavailable as RunnerUnavailable
@@ -47,6 +48,7 @@ from .futures import wait as wait
 from .logs import get_run_logger as get_run_logger
 from .pausing import apause_flow_run as apause_flow_run
 from .pausing import pause_flow_run as pause_flow_run
+from .pausing import reject_flow_run as reject_flow_run
 from .pausing import resume_flow_run as resume_flow_run
 from .run_tags import tags as tags
 from .runs import FlowRun as FlowRun
@@ -74,12 +76,12 @@ __all__ = [
     "AwaitingRetry", "BrokenRunner", "Cached", "Cancelled", "CancelledRun", "Completed",
     "Crashed", "CrashedRun", "Failed", "FailedRun", "Flow", "FlowFuture", "FlowRun",
     "FutureList", "HeadwaterError", "InvalidRunInput", "InvalidTransition", "MappingLengthMismatch",
-    "MissingContext", "NotReady", "ParameterBindError", "ParameterValidationError", "Paused", "PausedRunTimeout",
+    "MissingContext", "NotReady", "ParameterBindError", "ParameterValidationError", "PauseRejected", "Paused", "PausedRunTimeout",
     "Pending", "RecordingError", "Retrying", "RunTimedOut", "RunnerUnavailable", "Running", "ShippingError",
     "Scheduled", "SlotTimeout", "SlotUnavailable", "State", "StateType", "Task", "TaskFuture", "TaskRun",
     "TimedOut", "UnfinishedRun", "UpstreamFailed", "UpstreamLost", "WorkerLost", "allow_failure", "apause_flow_run", "as_completed",
     "cancel_flow_run", "concurrency", "exponential_backoff", "flow", "get_run_context", "get_run_logger",
-    "pause_flow_run", "rate_limit", "resume_flow_run", "tags", "task", "unmapped", "wait",
+    "pause_flow_run", "rate_limit", "reject_flow_run", "resume_flow_run", "tags", "task", "unmapped", "wait",
 ]  # fmt: skip
 
 #: Public names loaded on first use, because they need pydantic, which `import headwater`

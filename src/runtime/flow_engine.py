@@ -170,8 +170,8 @@ class FlowRunEngine:
         self._hooks(self.flow.on_running)
 
     def on_control_message(self, message: Any) -> None:
-        """A control message for this run, on the control stream's thread: a cancel, a resume
-        or a pause's timeout. A cancel also wakes a paused body."""
+        """A control message for this run, on the control stream's thread: a cancel, a resume,
+        a rejection or a pause's timeout. A cancel also wakes a paused body."""
         self.cancel.on_message(message)
         self.pause.on_message(message)
 
@@ -204,7 +204,7 @@ class FlowRunEngine:
             self.wait_for_runs()
             self._cancelled()
             return None
-        if pausing.ended_by_service(self, exc):  # a pause timed out: the service ended the run
+        if pausing.ended_by_service(self, exc):  # a pause timed out or was rejected: the service ended the run
             self.wait_for_runs()
             return None
         if isinstance(exc, RunTimedOut):

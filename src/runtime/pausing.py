@@ -21,8 +21,11 @@ In the flow's body, `pause_flow_run` (or `await apause_flow_run` in an async flo
    RUNNING, naming who resumed and the input; the input is validated into the flow's own
    model and returned), a "pause_timeout" (the service ended the run FAILED at the deadline:
    `PausedRunTimeout` is raised, and that FAILED is the run's end, whatever the body does
-   next; `on_failure` hooks run, because the run did fail; retries do not apply), or a
-   cancel (the body stops as it would at its next `submit`).
+   next; `on_failure` hooks run, because the run did fail; retries do not apply), a "reject"
+   (someone rejected the pause, `reject_flow_run` / `headwater runs reject`: the service ended
+   the run FAILED, "rejected by NAME: REASON", and `PauseRejected` is raised; as for a
+   timeout, that FAILED is the run's end, `on_failure` hooks run and retries do not apply),
+   or a cancel (the body stops as it would at its next `submit`).
 
 A pause is not a failure: pausing and resuming run no hooks. `key` makes a pause idempotent
 within a run: a pause whose key was resumed before does not wait again but returns that
@@ -50,7 +53,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 from uuid import UUID
 
-from ..errors import MissingContext, PausedRunTimeout
+from ..errors import MissingContext, PausedRunTimeout, PauseRejected
 from .cancellation import CancelInterrupt
 from .context import flow_run_var, task_run_var
 from .logs import flow_logger, run_extra
@@ -77,15 +80,16 @@ class FlowPause:
     engine: FlowRunEngine
     counter: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     outcomes: dict[str, tuple[str, dict[str, Any]]] = field(default_factory=dict)
-    #: The reason, once the service ended the run FAILED because a pause timed out.
-    ended_by_service: str | None = None
+    #: Once the service ended the run FAILED (a pause timed out or was rejected): the error
+    #: the pause raised, and the FAILED state's message as the service recorded it.
+    ended_by_service: tuple[PausedRunTimeout | PauseRejected, str] | None = None
     _cancelled: bool = False
     _changed: threading.Condition = field(default_factory=threading.Condition)
     _wakers: list[Callable[[], None]] = field(default_factory=list)
 
     def on_message(self, message: Any) -> None:
         """A control message for this run (on the control stream's thread)."""
-        if message.kind in ("resume", "pause_timeout"):
+        if message.kind in ("resume", "reject", "pause_timeout"):
             key = str(message.body.get("key"))
             with self._changed:
                 self.outcomes[key] = (message.kind, dict(message.body))
@@ -190,6 +194,17 @@ def resume_flow_run(flow_run_id: UUID | str, run_input: Any = None, *, by: str |
     return resume_here_or_there(flow_run_id, run_input, by=by or current_user())
 
 
+def reject_flow_run(flow_run_id: UUID | str, reason: str | None = None, *, by: str | None = None) -> Any:
+    """Reject a paused flow run instead of resuming it: the service ends it FAILED with
+    "rejected by NAME: REASON" in its history, and the paused call in the flow raises
+    `PauseRejected`; the flow's `on_failure` hooks run, since the run failed. `by` (default:
+    this OS user) names who rejected. Returns the `RejectResult`; raises `TransitionRejected`
+    for a run that is not paused."""
+    from ..api.pause_direct import reject_here_or_there
+
+    return reject_here_or_there(flow_run_id, reason, by=by or current_user())
+
+
 def current_user() -> str | None:
     try:
         return getpass.getuser()
@@ -241,8 +256,14 @@ def _went_on(ask: _Ask, kind: str, body: dict[str, Any]) -> Any:
         raise CancelInterrupt("flow run cancelled while paused")
     if kind == "pause_timeout":
         reason = str(body.get("reason") or "the pause timed out")
-        ask.engine.pause.ended_by_service = reason
-        raise PausedRunTimeout(f"flow run {run.name!r}: {reason}")
+        timed_out = PausedRunTimeout(f"flow run {run.name!r}: {reason}")
+        ask.engine.pause.ended_by_service = (timed_out, reason)
+        raise timed_out
+    if kind == "reject":
+        said = str(body.get("message") or f"rejected by {body.get('by')}")
+        rejected = PauseRejected(f"flow run {run.name!r}: {said}", body.get("by"), body.get("reason"))
+        ask.engine.pause.ended_by_service = (rejected, said)
+        raise rejected
     set_state(run, Running(f"resumed by {body.get('by')}"))
     flow_logger.info("Flow run %r resumed by %s", run.name, body.get("by"), extra=run_extra(lifecycle=True))
     return _value(ask, body.get("input"))
@@ -256,13 +277,15 @@ def _value(ask: _Ask, run_input: Any) -> Any:
 
 
 def ended_by_service(engine: FlowRunEngine, exc: BaseException | None) -> bool:
-    """If a pause of this run timed out, set its FAILED end locally (the service recorded it;
-    reporting it again would be refused) and say so: that end stands whatever the body did."""
-    reason = engine.pause.ended_by_service
-    if reason is None:
+    """If a pause of this run timed out or was rejected, set its FAILED end locally (the
+    service recorded it; reporting it again would be refused) and say so: that end stands
+    whatever the body did. The state carries the pause's error (what the body raised, if it
+    let it through), so `result()` re-raises it."""
+    ended = engine.pause.ended_by_service
+    if ended is None:
         return False
-    error = exc if isinstance(exc, PausedRunTimeout) else PausedRunTimeout(reason)
-    set_state(engine.run, Failed(error, reason))
+    error, said = ended
+    set_state(engine.run, Failed(exc if isinstance(exc, type(error)) else error, said))
     return True
 
 

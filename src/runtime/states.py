@@ -9,7 +9,7 @@ A run's life is a walk through this table (sub-state names in brackets)::
                 │                                                └─> RUNNING [Retrying] ...
                 └─> SCHEDULED / PAUSED / CANCELLED / CRASHED
 
-    RUNNING ──> PAUSED (`pause_flow_run`) ──> RUNNING (resumed) | FAILED (the pause timed out)
+    RUNNING ──> PAUSED (`pause_flow_run`) ──> RUNNING (resumed) | FAILED (the pause timed out, or was rejected)
 
     any live state ──> CANCELLING (the service, on `cancel_flow_run`) ──> CANCELLED
                                    (or COMPLETED / FAILED / CRASHED: it ended first)
@@ -79,7 +79,8 @@ ALLOWED: Mapping[StateType | None, frozenset[StateType]] = {
     _S.RUNNING: frozenset(
         {_S.COMPLETED, _S.FAILED, _S.CRASHED, _S.CANCELLED, _S.PAUSED, _S.SCHEDULED, _S.CANCELLING}
     ),
-    # PAUSED -> FAILED: nobody resumed the run before its pause's deadline (the service's timer).
+    # PAUSED -> FAILED: nobody resumed the run before its pause's deadline (the service's timer),
+    # or someone rejected the pause (`reject_flow_run`).
     _S.PAUSED: frozenset({_S.RUNNING, _S.PENDING, _S.FAILED, _S.CANCELLED, _S.CRASHED, _S.CANCELLING}),
     # A run that ended on its own before it heard of the cancel keeps the end it reached.
     _S.CANCELLING: frozenset({_S.CANCELLED, _S.CRASHED, _S.FAILED, _S.COMPLETED}),

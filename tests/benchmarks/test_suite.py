@@ -299,3 +299,18 @@ def test_cancel_workloads_run_at_tiny_size(tmp_path: Path) -> None:
     for row in (*latency_rows.values(), *workloads["cancel-idle"]["rows"]):
         assert row["error"] is None, row["error"]
     assert {"p50_ms", "p99_ms"} <= set(latency_rows["server"]["figures"])
+
+
+def test_resume_workload_runs_at_tiny_size(tmp_path: Path) -> None:
+    # Issue #14's resume figure end to end: a resume from a thread of the flow's process, from
+    # another process through the database and the doorbell, and through a standalone server.
+    out = tmp_path / "resume.json"
+    completed = run_suite("resume", "--tiny", "--no-progress", "--json", str(out), timeout=300)
+    assert completed.returncode == 0, completed.stderr
+    workloads = {w["name"]: w for w in json.loads(out.read_text())["workloads"]}
+    assert set(workloads) == {"resume-latency"}
+    rows = {row["runner"]: row for row in workloads["resume-latency"]["rows"]}
+    assert set(rows) == {"in-process", "doorbell", "server"}
+    for row in rows.values():
+        assert row["error"] is None, row["error"]
+        assert {"p50_ms", "p99_ms"} <= set(row["figures"])

@@ -1,4 +1,4 @@
-"""Pausing a flow run and resuming it from another process, end to end with real processes:
+"""Pausing a flow run and resuming (or rejecting) it from another process, end to end with real processes:
 the flow runs in a child process (on the embedded default, or against a standalone gRPC
 server on 127.0.0.1), `headwater runs resume` or `resume_flow_run` in another."""
 
@@ -20,7 +20,7 @@ from headwater.api import StateServer
 FLOW = textwrap.dedent('''
     import asyncio, sys, pathlib
     from headwater import (apause_flow_run, flow, get_run_context, pause_flow_run, RunInput,
-                           PausedRunTimeout)
+                           PausedRunTimeout, PauseRejected)
     out, mode, timeout = pathlib.Path(sys.argv[1]), sys.argv[2], float(sys.argv[3])
 
     class Approval(RunInput):
@@ -75,6 +75,8 @@ FLOW = textwrap.dedent('''
         print("RESULT", asyncio.run(result) if asyncio.iscoroutine(result) else result)
     except PausedRunTimeout as exc:
         print("RAISED PausedRunTimeout", exc)
+    except PauseRejected as exc:
+        print(f"RAISED PauseRejected by={exc.by} reason={exc.reason}")
 ''')
 HEADWATER = str(Path(sys.executable).with_name("headwater"))
 
@@ -210,3 +212,48 @@ def test_cancelling_a_paused_run_wakes_its_body_and_ends_it_cancelled(tmp_path: 
     assert "CancelledRun" in output
     assert _state(run_id) == "CANCELLED"
     assert not (tmp_path / "on_failure").exists()
+
+
+def test_rejecting_a_paused_run_from_the_cli_fails_it_and_raises_in_the_flow(tmp_path: Path) -> None:
+    proc, run_id = _start(tmp_path, "typed")
+    done = _cli("reject", run_id[:8], "--reason", "not this week", "--by", "alice")
+    assert done.returncode == 0, done.stderr
+    assert "rejected by alice: not this week" in done.stdout
+    assert _result(proc) == "RAISED PauseRejected by=alice reason=not this week"
+    shown = _show(run_id)
+    assert shown["state_type"] == "FAILED"
+    assert [s["type"] for s in shown["states"]][-2:] == ["PAUSED", "FAILED"]  # recorded once, by the service
+    assert shown["states"][-1]["message"] == "rejected by alice: not this week"
+    assert (tmp_path / "on_failure").read_text() == "rejected by alice: not this week"  # the run failed
+    again = _cli("reject", run_id)
+    assert again.returncode == 1 and "not PAUSED" in again.stderr
+    assert _cli("resume", run_id, "--set", "approved=true").returncode == 1  # decided once
+
+
+def test_reject_flow_run_wakes_an_async_pause(tmp_path: Path) -> None:
+    proc, run_id = _start(tmp_path, "in_async")
+    code = (f"from headwater import reject_flow_run; "
+            f"print(reject_flow_run({run_id!r}, by='bob').message)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=20)
+    assert done.stdout.strip() == "rejected by bob", done.stderr
+    assert _result(proc) == "RAISED PauseRejected by=bob reason=None"
+    assert _show(run_id)["states"][-1]["message"] == "rejected by bob"
+
+
+def test_reject_through_a_standalone_server(tmp_path: Path, standalone: str) -> None:
+    proc, run_id = _start(tmp_path, "typed")
+    done = _cli("reject", run_id, "--reason", "wrong numbers", "--by", "carol")
+    assert done.returncode == 0, done.stderr
+    assert _result(proc) == "RAISED PauseRejected by=carol reason=wrong numbers"
+    assert _show(run_id)["states"][-1]["message"] == "rejected by carol: wrong numbers"
+    assert (tmp_path / "on_failure").read_text() == "rejected by carol: wrong numbers"
+
+
+def test_rejecting_a_run_that_is_not_paused_is_refused(tmp_path: Path) -> None:
+    proc, run_id = _start(tmp_path, "typed")
+    assert _cli("resume", run_id, "--set", "approved=true").returncode == 0
+    assert _result(proc).startswith("RESULT")
+    refused = _cli("reject", run_id, "--reason", "too late")
+    assert refused.returncode == 1
+    assert "is COMPLETED, not PAUSED; there is nothing to reject" in refused.stderr
+    assert _show(run_id)["state_type"] == "COMPLETED"
