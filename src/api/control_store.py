@@ -22,20 +22,16 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import threading
 import time
 import uuid
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 from uuid import UUID
 
 from . import rules
-from .dbfile import storage_error
 from .errors import RunNotFound, TransitionRejected
-from .schema import connect
+from .locked_store import LockedStore
 
 CANCEL = "cancel"
 #: How long a cancelled run's process has to stop before the service ends the run itself.
@@ -68,40 +64,8 @@ class CancelOutcome:
     deadline: float
 
 
-class ControlStore:
+class ControlStore(LockedStore):
     """Control messages under one database file; thread-safe (one connection, one lock)."""
-
-    def __init__(self, path: Path, *, synchronous: str = "FULL", beside_storage: bool = False) -> None:
-        """`beside_storage`: a `Storage` of this process has the file open (`schema.connect`)."""
-        self.path = path
-        self._conn = connect(path, synchronous=synchronous, check=not beside_storage)
-        self._lock = threading.Lock()
-
-    def close(self) -> None:
-        with self._lock:
-            self._conn.close()
-
-    @contextmanager
-    def _write(self) -> Iterator[sqlite3.Cursor]:
-        with self._lock:
-            cur = self._conn.cursor()
-            try:
-                cur.execute("BEGIN IMMEDIATE")
-                yield cur
-                cur.execute("COMMIT")
-            except BaseException as exc:
-                if self._conn.in_transaction:
-                    self._conn.execute("ROLLBACK")
-                if isinstance(exc, sqlite3.Error):
-                    raise storage_error(self.path, exc) from None
-                raise
-
-    def _read(self, sql: str, args: Sequence[object] = ()) -> list[Any]:
-        with self._lock:
-            try:
-                return self._conn.execute(sql, args).fetchall()
-            except sqlite3.Error as exc:
-                raise storage_error(self.path, exc) from None
 
     # -- cancel ----------------------------------------------------------------------------
 

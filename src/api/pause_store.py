@@ -29,10 +29,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -44,7 +41,7 @@ from . import rules
 from .control_store import ControlMessage, _move
 from .dbfile import storage_error
 from .errors import RunNotFound, TransitionRejected
-from .schema import connect
+from .locked_store import LockedStore
 
 RESUME = "resume"
 REJECT = "reject"
@@ -92,32 +89,8 @@ class Rejected:
     said: str
 
 
-class PauseStore:
+class PauseStore(LockedStore):
     """Pauses under one database file; thread-safe (one connection, one lock)."""
-
-    def __init__(self, path: Path, *, synchronous: str = "FULL", beside_storage: bool = False) -> None:
-        self.path = path
-        self._conn = connect(path, synchronous=synchronous, check=not beside_storage)
-        self._lock = threading.Lock()
-
-    def close(self) -> None:
-        with self._lock:
-            self._conn.close()
-
-    @contextmanager
-    def _write(self) -> Iterator[sqlite3.Cursor]:
-        with self._lock:
-            cur = self._conn.cursor()
-            try:
-                cur.execute("BEGIN IMMEDIATE")
-                yield cur
-                cur.execute("COMMIT")
-            except BaseException as exc:
-                if self._conn.in_transaction:
-                    self._conn.execute("ROLLBACK")
-                if isinstance(exc, sqlite3.Error):
-                    raise storage_error(self.path, exc) from None
-                raise
 
     # -- the flow's side -------------------------------------------------------------------
 

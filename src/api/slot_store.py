@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import threading
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -24,9 +23,8 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
-from .dbfile import storage_error
 from .errors import LimitNotFound
-from .schema import connect
+from .locked_store import LockedStore
 from .slot_records import MAX_LIMIT_NAME, Holder, LeaseRecord, LimitInfo, LimitSpec, holder_info
 
 _LEASE_COLUMNS = (
@@ -35,45 +33,18 @@ _LEASE_COLUMNS = (
 )
 
 
-class SlotStore:
-    """Limits and leases under one database file; thread-safe (one connection, one lock)."""
-
-    def __init__(self, path: Path, *, synchronous: str = "FULL", beside_storage: bool = False) -> None:
-        """`beside_storage`: the server's `Storage` has this database open in this process
-        already (see `schema.connect`'s `check`)."""
-        self.path = path
-        self._conn = connect(path, synchronous=synchronous, check=not beside_storage)
-        self._lock = threading.Lock()
-
-    def close(self) -> None:
-        with self._lock:
-            self._conn.close()
+class SlotStore(LockedStore):
+    """Limits and leases under one database file; thread-safe (one connection, one lock).
+    A write made with `changed=True` also bumps `concurrency_changes.generation`, which a
+    running server compares to know someone else changed the limits."""
 
     @contextmanager
-    def _write(self, *, changed: bool = False) -> Iterator[sqlite3.Cursor]:
-        with self._lock:
-            cur = self._conn.cursor()
-            try:
-                cur.execute("BEGIN IMMEDIATE")
-                yield cur
-                if changed:
-                    cur.execute("UPDATE concurrency_changes SET generation = generation + 1")
-                cur.execute("COMMIT")
-            except sqlite3.Error as exc:
-                if self._conn.in_transaction:
-                    self._conn.execute("ROLLBACK")
-                raise storage_error(self.path, exc) from None
-            except BaseException:
-                if self._conn.in_transaction:
-                    self._conn.execute("ROLLBACK")
-                raise
-
-    def _read(self, sql: str, args: tuple[object, ...] = ()) -> list[Any]:
-        with self._lock:
-            try:
-                return self._conn.execute(sql, args).fetchall()
-            except sqlite3.Error as exc:
-                raise storage_error(self.path, exc) from None
+    def _changing(self) -> Iterator[sqlite3.Cursor]:
+        """A write that changes limits (or frees leases a reset took): counted in the
+        generation, in the same transaction."""
+        with self._write() as cur:
+            yield cur
+            cur.execute("UPDATE concurrency_changes SET generation = generation + 1")
 
     # -- limits ----------------------------------------------------------------------------
 
@@ -89,7 +60,7 @@ class SlotStore:
     def put_limit(self, name: str, limit: int, decay: float) -> LimitSpec:
         """Create `name`, or change its limit and decay (keeping its creation time)."""
         now = time.time()
-        with self._write(changed=True) as cur:
+        with self._changing() as cur:
             cur.execute(
                 "INSERT INTO concurrency_limits (name, slot_limit, slot_decay_per_second, created) "
                 "VALUES (?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET "
@@ -100,12 +71,12 @@ class SlotStore:
         return LimitSpec(name, limit, decay, float(row[0]))
 
     def delete_limit(self, name: str) -> bool:
-        with self._write(changed=True) as cur:
+        with self._changing() as cur:
             return cur.execute("DELETE FROM concurrency_limits WHERE name = ?", (name,)).rowcount > 0
 
     def reset(self, name: str) -> list[str]:
         """Delete every lease holding `name`; their ids."""
-        with self._write(changed=True) as cur:
+        with self._changing() as cur:
             freed = [
                 str(lease_id) for lease_id, names in cur.execute("SELECT id, names FROM concurrency_leases")
                 if name in json.loads(names)
