@@ -44,12 +44,13 @@ def _start_flow(tmp_path: Path) -> tuple[subprocess.Popen[str], str]:
     (tmp_path / "flow.py").write_text(FLOW)
     proc = subprocess.Popen([sys.executable, str(tmp_path / "flow.py"), str(tmp_path)],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    give_up = time.time() + 10
-    while not (tmp_path / "id").exists():
+    give_up = time.time() + 30  # a loaded machine starts interpreters slowly
+    # The file can exist before its text is written: wait for the text (a whole UUID).
+    while len(run_id := (tmp_path / "id").read_text() if (tmp_path / "id").exists() else "") < 36:
         assert proc.poll() is None and time.time() < give_up, proc.communicate()[0]
         time.sleep(0.02)
     time.sleep(0.2)  # its task runs have started
-    return proc, (tmp_path / "id").read_text()
+    return proc, run_id
 
 
 def _cancel(run_id: str, *args: str) -> subprocess.CompletedProcess[str]:

@@ -86,10 +86,10 @@ def _start(tmp_path: Path, mode: str, timeout: float = 30) -> tuple[subprocess.P
     proc = subprocess.Popen([sys.executable, str(tmp_path / "flow.py"), str(tmp_path), mode, str(timeout)],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     give_up = time.time() + 30  # a loaded machine starts interpreters slowly
-    while not (tmp_path / "id").exists():
+    # The file can exist before its text is written: wait for the text (a whole UUID).
+    while len(run_id := (tmp_path / "id").read_text() if (tmp_path / "id").exists() else "") < 36:
         assert proc.poll() is None and time.time() < give_up, proc.communicate()[0]
         time.sleep(0.02)
-    run_id = (tmp_path / "id").read_text()
     while _state(run_id) != "PAUSED":
         assert proc.poll() is None and time.time() < give_up, proc.communicate()[0]
         time.sleep(0.02)
