@@ -311,7 +311,10 @@ def _end_streams_before_executors_join(server: StateServer) -> None:
     def end() -> None:
         alive = ref()
         if alive is not None and alive._server is not None:
-            stopped = alive._server.stop(0)
+            # A grace, however short, says goodbye with NO_ERROR: a client's channel in this
+            # process (its streams ended just before) does not log the "cancelling all calls"
+            # GOAWAY that grace 0 sends.
+            stopped = alive._server.stop(0.5)
             alive.end_streams()
             stopped.wait(2)  # the server's own thread has stopped handing calls to the pool
 
