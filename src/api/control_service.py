@@ -76,7 +76,10 @@ class ControlService:
         self._subscribers: dict[str, _Subscriber] = {}
         self._owner: dict[UUID, _Subscriber] = {}
         self._ending = False
-        self._doorbell = Doorbell(path, self.deliver_new) if doorbell else None
+        #: Called after a doorbell's ring and after a cancel here (the dispatcher tells the
+        #: worker that started a cancelled run); each must be quick and must not raise.
+        self.listeners: list[Callable[[], None]] = []
+        self._doorbell = Doorbell(path, self._rung) if doorbell else None
 
     def handlers(self) -> dict[str, Handler]:
         return {"ControlWatch": self.watch, "ControlAck": self.ack, "CancelFlowRun": self.cancel}
@@ -101,6 +104,7 @@ class ControlService:
         run_id = self._resolve_id(body.id)
         outcome = self.store.request_cancel(run_id, deadline_seconds=body.deadline_seconds, by=body.by)
         self._deliver(outcome.messages)
+        self._tell_listeners()
         return {
             "flow_run_id": run_id.bytes, "cancelled": [r.bytes for r in outcome.cancelled],
             "already": outcome.already, "deadline": outcome.deadline,
@@ -166,6 +170,17 @@ class ControlService:
             owned = [run for run, sub in self._owner.items() if sub.connected]
         if owned:
             self._deliver(self.store.pending(owned))
+
+    def _rung(self) -> None:
+        self.deliver_new()
+        self._tell_listeners()
+
+    def _tell_listeners(self) -> None:
+        for listener in self.listeners:
+            try:
+                listener()
+            except Exception:  # another part's bug must not stop the control channel
+                log.exception("control listener failed")
 
     def sweep(self, now: float | None = None) -> list[UUID]:
         """The sweeper's turn: deliver what arrived unannounced, end the cancelled runs whose

@@ -81,6 +81,27 @@ class LimitNotFound(StateServiceError, LookupError):
     """No concurrency limit has that name."""
 
 
+class DeploymentNotFound(StateServiceError, LookupError):
+    """No deployment has that name (`flow-name/deployment-name`) or id."""
+
+
+class WorkPoolNotFound(StateServiceError, LookupError):
+    """No work pool has that name."""
+
+
+class WorkPoolExists(StateServiceError):
+    """A work pool of that name exists already."""
+
+
+class InvalidParameters(StateServiceError, ValueError):
+    """A deployment run's parameters do not fit the deployment's parameter schema; the
+    message names each bad field."""
+
+
+class ClaimLost(StateServiceError):
+    """A worker's claim on a run is gone (expired, or the run moved on): it must not start it."""
+
+
 class Unauthenticated(StateServiceError, PermissionError):
     """The call carried no bearer token, or the wrong one."""
 
@@ -151,11 +172,26 @@ def _tables() -> tuple[Codes, Codes, Codes]:
     return codes, cache_codes, slot_codes
 
 
+@functools.cache
+def _deploy_table() -> Codes:
+    """The deployment calls' own errors, sent by those calls only (as the slots')."""
+    import grpc
+
+    return {
+        DeploymentNotFound: grpc.StatusCode.NOT_FOUND,
+        WorkPoolNotFound: grpc.StatusCode.NOT_FOUND,
+        WorkPoolExists: grpc.StatusCode.ALREADY_EXISTS,
+        InvalidParameters: grpc.StatusCode.INVALID_ARGUMENT,
+        ClaimLost: grpc.StatusCode.ABORTED,
+    }
+
+
 def status_code_for(exc: BaseException) -> grpc.StatusCode:
     """The gRPC status a server sends for `exc`; anything unexpected is INTERNAL."""
     codes, cache_codes, slot_codes = _tables()
+    deploy_codes = _deploy_table()
     for cls in type(exc).__mro__:
-        code = codes.get(cls) or cache_codes.get(cls) or slot_codes.get(cls)
+        code = deploy_codes.get(cls) or codes.get(cls) or cache_codes.get(cls) or slot_codes.get(cls)
         if code is not None:
             return code
     import grpc
@@ -191,6 +227,21 @@ def slot_error_for_status(code: grpc.StatusCode, details: str) -> Exception:
     """The client-side exception for a status a slot call got: `LimitNotFound` and
     `SlotUnavailable` for their codes, else as `error_for_status`."""
     for cls, mapped in _tables()[2].items():
+        if mapped == code:
+            return cls(details)
+    return error_for_status(code, details)
+
+
+def deploy_error_for_status(code: grpc.StatusCode, details: str) -> Exception:
+    """The client-side exception for a status a deployment call got: the deployment errors
+    told apart by code and message, else as `error_for_status`."""
+    import grpc
+
+    if code == grpc.StatusCode.NOT_FOUND:
+        return WorkPoolNotFound(details) if details.startswith("work pool") else DeploymentNotFound(details)
+    if code == grpc.StatusCode.INVALID_ARGUMENT and "InvalidPayload" not in details and "RunInput" not in details:
+        return InvalidParameters(details)
+    for cls, mapped in _deploy_table().items():
         if mapped == code:
             return cls(details)
     return error_for_status(code, details)

@@ -161,8 +161,49 @@ CREATE UNIQUE INDEX pauses_by_run_key ON pauses (flow_run_id, key);
 CREATE INDEX pauses_due ON pauses (deadline) WHERE resolved IS NULL;
 """
 
+# v9: deployments, work pools and workers (`deploy_store.py`). A deployment's run is a flow
+# run row the service creates SCHEDULED, carrying its deployment, pool, due time and the
+# caller's idempotency key, unique per deployment by a partial index (so a retried
+# `run_deployment` never makes a second run). Queued runs are found by the partial index on
+# their due time. A claim is a worker's lease on one run: `token` fences a worker whose
+# lease expired (its late "started" changes nothing); counts against pool, worker and
+# deployment limits are counts of live claims, so nothing can drift.
+_V9 = """
+CREATE TABLE work_pools (
+    name TEXT PRIMARY KEY, concurrency_limit INTEGER, paused INTEGER NOT NULL DEFAULT 0,
+    description TEXT, created REAL NOT NULL
+);
+CREATE TABLE deployments (
+    id BLOB PRIMARY KEY, name TEXT NOT NULL UNIQUE, flow_name TEXT NOT NULL,
+    entrypoint TEXT NOT NULL, source TEXT NOT NULL, parameters TEXT NOT NULL DEFAULT '{}',
+    parameter_schema TEXT NOT NULL DEFAULT '{}', tags TEXT NOT NULL DEFAULT '[]', work_pool TEXT,
+    description TEXT, version TEXT, paused INTEGER NOT NULL DEFAULT 0, concurrency_limit INTEGER,
+    collision_strategy TEXT NOT NULL DEFAULT 'enqueue', created REAL NOT NULL, updated REAL NOT NULL
+);
+ALTER TABLE flow_runs ADD COLUMN deployment_id BLOB;
+ALTER TABLE flow_runs ADD COLUMN work_pool TEXT;
+ALTER TABLE flow_runs ADD COLUMN idempotency_key TEXT;
+ALTER TABLE flow_runs ADD COLUMN scheduled_time REAL;
+CREATE UNIQUE INDEX flow_runs_by_idempotency_key ON flow_runs (deployment_id, idempotency_key)
+    WHERE idempotency_key IS NOT NULL;
+CREATE INDEX flow_runs_queued ON flow_runs (scheduled_time)
+    WHERE deployment_id IS NOT NULL AND state_type = 'SCHEDULED';
+CREATE TABLE workers (
+    name TEXT PRIMARY KEY, pool TEXT, deployments TEXT NOT NULL DEFAULT '[]', host TEXT,
+    pid INTEGER, slot_limit INTEGER, started REAL NOT NULL, last_heartbeat REAL NOT NULL,
+    stopped REAL
+);
+CREATE TABLE run_claims (
+    flow_run_id BLOB PRIMARY KEY, deployment_id BLOB NOT NULL, pool TEXT, worker TEXT NOT NULL,
+    token INTEGER NOT NULL, claimed REAL NOT NULL, lease_expires REAL NOT NULL, started REAL
+);
+CREATE INDEX run_claims_by_worker ON run_claims (worker);
+CREATE TABLE claim_tokens (last INTEGER NOT NULL);
+INSERT INTO claim_tokens (last) VALUES (0);
+"""
+
 #: MIGRATIONS[i] upgrades a database from version i to version i + 1.
-MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8)
+MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -178,6 +178,7 @@ class StateServer:
             self._service.slots.end_streams()
             self._service.logs.end_streams()
             self._service.control.end_streams()
+            self._service.deployments.end_streams()
 
     def stop(self, grace: float = 2.0) -> None:
         """Stop accepting calls, let in-flight ones finish, commit what is queued, close."""
@@ -225,12 +226,19 @@ class StateServer:
                     self._service.pauses.sweep()
             except Exception:
                 log.exception("pause sweep (pause deadlines) failed; retrying next interval")
+            try:
+                if self._service is not None:
+                    self._service.deployments.sweep()
+            except Exception:
+                log.exception("deployment sweep (claims, due runs) failed; retrying next interval")
 
     def _next_deadline(self) -> float | None:
-        """The earliest cancel or pause deadline still open (both are rows), or None."""
+        """The earliest cancel or pause deadline still open, or queued deployment run due
+        (all are rows), or None."""
         if self._service is None:
             return None
-        due = [d for d in (self._service.control.store.next_deadline(), self._service.pauses.store.next_deadline())
+        due = [d for d in (self._service.control.store.next_deadline(), self._service.pauses.store.next_deadline(),
+                           self._service.deployments.store.next_due(after=time.time()))
                if d is not None]
         return min(due) if due else None
 

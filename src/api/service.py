@@ -39,6 +39,7 @@ from .cache_service import CACHE_WRITES, CacheService
 from .committer import GroupCommitter
 from .control_service import CONTROL_WRITES, ControlService
 from .dbfile import storage_error
+from .deploy_service import DEPLOY_WRITES, DeployService
 from .log_service import LogService
 from .pause_service import PAUSE_WRITES, PauseService
 from .errors import RunNotFound, ServiceUnavailable, TransitionRejected, Unauthenticated, is_sent_as_is, status_code_for
@@ -92,6 +93,8 @@ class StateService:
         self.pauses = PauseService(
             storage.path, lambda ident: storage.resolve_id("flow", ident), self.control, synchronous=synchronous,
         )
+        self.deployments = DeployService(storage.path, synchronous=synchronous)
+        self.control.listeners.append(self.deployments.dispatch)
 
     def close(self) -> None:
         """Close what the service opened itself (the result cache, if a call opened it, and
@@ -100,6 +103,7 @@ class StateService:
         self.slots.close()
         self.control.close()
         self.pauses.close()
+        self.deployments.close()
 
     def generic_handler(self) -> grpc.GenericRpcHandler:
         handlers = {
@@ -108,6 +112,7 @@ class StateService:
         handlers["SlotGrants"] = grpc.unary_stream_rpc_method_handler(self.slot_grants)
         handlers["FollowLogs"] = grpc.unary_stream_rpc_method_handler(self.follow_logs)
         handlers["ControlMessages"] = grpc.unary_stream_rpc_method_handler(self.control_messages)
+        handlers["WorkerRuns"] = grpc.unary_stream_rpc_method_handler(self.worker_runs)
         handlers["Record"] = grpc.stream_stream_rpc_method_handler(self.record)
         handlers["RecordBatch"] = grpc.unary_unary_rpc_method_handler(self.record_batch)
         return grpc.method_handlers_generic_handler(SERVICE_NAME, handlers)
@@ -133,7 +138,8 @@ class StateService:
         unary.update(self.logs.handlers())
         unary.update(self.control.handlers())
         unary.update(self.pauses.handlers())
-        writes = _WRITES | CACHE_WRITES | SLOT_WRITES | CONTROL_WRITES | PAUSE_WRITES
+        unary.update(self.deployments.handlers())
+        writes = _WRITES | CACHE_WRITES | SLOT_WRITES | CONTROL_WRITES | PAUSE_WRITES | DEPLOY_WRITES
         return {name: self._unary(fn, write=name in writes) for name, fn in unary.items()}
 
     # -- plumbing --------------------------------------------------------------------------
@@ -258,6 +264,12 @@ class StateService:
         with _guarded(context):
             self._authorize(context)
             yield from self.control.stream(request, context)
+
+    def worker_runs(self, request: bytes, context: grpc.ServicerContext) -> Iterator[bytes]:
+        """A worker's server stream of runs to start (`DeployService.stream`)."""
+        with _guarded(context):
+            self._authorize(context)
+            yield from self.deployments.stream(request, context)
 
     def follow_logs(self, request: bytes, context: grpc.ServicerContext) -> Iterator[bytes]:
         """The server stream of a run's new log lines (`LogService.follow`)."""
