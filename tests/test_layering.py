@@ -3,6 +3,8 @@
     cli ──> everything
     headwater (the package root and the Prefect-path aliases) ──> runtime, runners, cache, errors
     runtime ──> runners, cache, api, errors     (api only lazily: it imports grpc)
+    runtime ··> deploy                          (lazily: Flow.serve/deploy/to_deployment/from_source)
+    deploy ──> runtime, runners, cache, api, errors   (the coordination plane)
     api ──> cache, errors                       (the state service serves the result cache)
     runners, cache ──> errors
     errors ──> nothing of ours
@@ -32,12 +34,15 @@ ALLOWED: dict[str, frozenset[str]] = {
     "runners": frozenset({"errors"}),
     "cache": frozenset({"errors"}),
     "api": frozenset({"cache", "errors"}),
-    "runtime": frozenset({"runners", "cache", "api", "errors"}),
-    "cli": frozenset({"headwater", "runtime", "runners", "cache", "api", "errors"}),
-    "headwater": frozenset({"runtime", "runners", "cache", "errors"}),
+    "runtime": frozenset({"runners", "cache", "api", "errors", "deploy"}),
+    "deploy": frozenset({"runtime", "runners", "cache", "api", "errors"}),
+    "cli": frozenset({"headwater", "runtime", "runners", "cache", "api", "errors", "deploy"}),
+    "headwater": frozenset({"runtime", "runners", "cache", "errors", "deploy"}),
 }
 # Arrows that must never be taken at import time: `import headwater` stays free of grpc.
-LAZY_ONLY: frozenset[tuple[str, str]] = frozenset({("runtime", "api")})
+# `Flow.serve`, `.deploy`, `.to_deployment` and `.from_source` are the runtime's entry points into
+# the coordination plane: they load `deploy` when called, which stands on the runtime.
+LAZY_ONLY: frozenset[tuple[str, str]] = frozenset({("runtime", "api"), ("runtime", "deploy"), ("headwater", "deploy")})
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ EXPECTED_TOP_LEVEL = {
     "concurrency", "rate_limit", "SlotUnavailable", "cancel_flow_run",
     "pause_flow_run", "apause_flow_run", "resume_flow_run", "reject_flow_run", "RunInput", "PausedRunTimeout",
     "PauseRejected", "InvalidRunInput",
-    "get_run_context", "exponential_backoff", "tags",
+    "get_run_context", "exponential_backoff", "tags", "serve", "run_deployment",
     "Flow", "Task", "TaskFuture", "FlowFuture", "FutureList", "TaskRun", "FlowRun",
     "State", "StateType", "Scheduled", "Pending", "Running", "Completed", "Cached", "Failed",
     "Crashed", "Cancelled", "Paused", "Retrying", "AwaitingRetry", "TimedOut", "NotReady",

@@ -59,6 +59,7 @@ from .logs import enable_log_prints, ensure_console_logging, flow_logger, run_ex
 from .context import current_services
 from . import slots
 from .recording import confirm_recorded_away, refusal
+from .adopted_run import take_adopted
 from .run_tags import tags_in_effect
 from .runs import FlowRun, new_run_id, set_state
 from .scheduler import TaskScheduler
@@ -93,15 +94,22 @@ class FlowRunEngine:
         # A flow inside a task records where that task does (a subflow on a worker, say).
         self.services = parent_task.services if parent_task else current_services()
         self.reporter = self.services.reporter()
-        self.run = FlowRun(
-            new_run_id(),
-            flow.run_name(parameters),
-            flow.name,
-            parameters,
-            parent_flow.flow_run.id if parent_flow else None,
-            parent_task.task_run.id if parent_task else None,
-            tags=tags_in_effect(),
-        )
+        adopted = take_adopted() if parent_flow is None and parent_task is None else None
+        if adopted is None:
+            self.run = FlowRun(
+                new_run_id(),
+                flow.run_name(parameters),
+                flow.name,
+                parameters,
+                parent_flow.flow_run.id if parent_flow else None,
+                parent_task.task_run.id if parent_task else None,
+                tags=tags_in_effect(),
+            )
+        else:  # a deployment's run, created by the service: this process carries it on
+            self.run = FlowRun(
+                adopted.flow_run_id, adopted.name, flow.name, parameters, adopted.parent_flow_run_id,
+                adopted.parent_task_run_id, tags=tuple(dict.fromkeys([*adopted.tags, *tags_in_effect()])),
+            )
         self._set(Pending())
         self.parameters = parameters
         self.reraise: BaseException | None = None

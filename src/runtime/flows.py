@@ -108,6 +108,36 @@ class Flow(Generic[P, R]):
     def __repr__(self) -> str:
         return f"Flow({self.name!r})"
 
+    # -- deployments: entry points into the coordination plane (`headwater.deploy`) -------
+
+    def to_deployment(self, name: str, **options: Any) -> Any:
+        """A deployment of this flow named `name` (parameters, tags, description, version,
+        work_pool_name, concurrency_limit, collision_strategy, paused), to `serve` or `deploy`."""
+        from ..deploy.deployments import to_deployment
+
+        return to_deployment(self, name, **options)
+
+    def serve(self, name: str, *, limit: int | None = None, **options: Any) -> None:
+        """Register a deployment of this flow and run its runs in this process until
+        interrupted, each in a subprocess (`headwater.serve` for several)."""
+        from ..deploy.serve import serve_flow
+
+        serve_flow(self, name, limit=limit, **options)
+
+    def deploy(self, name: str, *, work_pool_name: str, **options: Any) -> Any:
+        """Register a deployment of this flow for the workers of `work_pool_name`."""
+        from ..deploy.deployments import deploy, to_deployment
+
+        return deploy(to_deployment(self, name, **options), work_pool_name=work_pool_name)[0]
+
+    @classmethod
+    def from_source(cls, source: Any, entrypoint: str) -> Flow[..., Any]:
+        """The flow at `entrypoint` (`file.py:function` or `package.module:function`) in
+        `source`: a directory, or a git repository URL (fetched), remembered for `deploy`."""
+        from ..deploy.deployments import flow_from_source
+
+        return flow_from_source(source, entrypoint)
+
     # -- parameters --------------------------------------------------------------------
 
     def bind(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,112 @@
+"""Turning a flow into a deployment: `to_deployment` (what `Flow.to_deployment` returns),
+`apply` (register it with the service, creating or updating it in place), `deploy` (to a
+work pool, for workers), and `flow_from_source` (`Flow.from_source`: a flow loaded from a
+directory or a git repository, remembering where it came from, so deploying it tells the
+workers where to fetch it)."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..api.deploy_store import COLLISION_STRATEGIES, Deployment, DeploymentSpec
+from ..runtime.flows import Flow
+from .connection import deploy_client
+from .entrypoints import load_flow
+from .parameters import parameter_schema
+from .sources import LocalSource, Source, fetch, source_from
+
+#: Set on a flow loaded by `flow_from_source`: (source, entrypoint).
+_ORIGIN = "_headwater_origin"
+
+
+@dataclass
+class RunnerDeployment:
+    """A deployment not yet registered: `apply()` registers it (`serve` and `deploy` do)."""
+
+    name: str
+    flow: Flow[..., Any]
+    entrypoint: str
+    source: Source
+    parameters: dict[str, Any] = field(default_factory=dict)
+    tags: tuple[str, ...] = ()
+    description: str | None = None
+    version: str | None = None
+    work_pool_name: str | None = None
+    concurrency_limit: int | None = None
+    collision_strategy: str = "enqueue"
+    paused: bool = False
+
+    @property
+    def full_name(self) -> str:
+        return f"{self.flow.name}/{self.name}"
+
+    def spec(self) -> DeploymentSpec:
+        return DeploymentSpec(
+            self.full_name, self.flow.name, self.entrypoint, self.source.to_dict(), dict(self.parameters),
+            parameter_schema(self.flow), self.tags, self.work_pool_name, self.description, self.version,
+            self.paused, self.concurrency_limit, self.collision_strategy,
+        )  # fmt: skip
+
+    def apply(self) -> Deployment:
+        """Create the deployment in the service, or update it in place (same id, same runs)."""
+        with deploy_client() as client:
+            return client.upsert_deployment(self.spec())
+
+
+def to_deployment(
+    flow: Flow[..., Any], name: str, *, parameters: dict[str, Any] | None = None, tags: Iterable[str] | None = None,
+    description: str | None = None, version: str | None = None, work_pool_name: str | None = None,
+    concurrency_limit: int | None = None, collision_strategy: str = "enqueue", paused: bool = False,
+) -> RunnerDeployment:
+    """A deployment of `flow` named `name` (its full name is `flow-name/name`)."""
+    if not name or "/" in name:
+        raise ValueError(f"a deployment name is non-empty and has no '/': {name!r} (its full name adds the flow's)")
+    if collision_strategy not in COLLISION_STRATEGIES:
+        raise ValueError(f"collision_strategy {collision_strategy!r} is not one of {', '.join(COLLISION_STRATEGIES)}")
+    source, entrypoint = origin_of(flow)
+    return RunnerDeployment(
+        name, flow, entrypoint, source, dict(parameters or {}), tuple(tags or ()),
+        description if description is not None else flow.description, version if version is not None else flow.version,
+        work_pool_name, concurrency_limit, collision_strategy, paused,
+    )  # fmt: skip
+
+
+def deploy(*deployments: RunnerDeployment, work_pool_name: str | None = None) -> list[Deployment]:
+    """Register deployments for the workers of a work pool (each deployment's own pool, or
+    `work_pool_name`). The pool must exist: `headwater work-pool create NAME`."""
+    done = []
+    for item in deployments:
+        pool = item.work_pool_name or work_pool_name
+        if pool is None:
+            raise ValueError(f"deployment {item.full_name!r} names no work pool: pass work_pool_name=")
+        item.work_pool_name = pool
+        done.append(item.apply())
+    return done
+
+
+def flow_from_source(source: str | Path | Source, entrypoint: str) -> Flow[..., Any]:
+    """The flow at `entrypoint` in `source` (a directory, or a git URL / `GitSource` fetched
+    into `HEADWATER_HOME/sources`), remembering both for `deploy`."""
+    from ..api.settings import get_settings
+
+    where = source_from(source)
+    flow = load_flow(entrypoint, base=fetch(where, get_settings().home / "sources"))
+    setattr(flow, _ORIGIN, (where, entrypoint))
+    return flow
+
+
+def origin_of(flow: Flow[..., Any]) -> tuple[Source, str]:
+    """Where a deployment of `flow` fetches its code: what `flow_from_source` remembered, or
+    the file that defines the flow's function (its directory, and `file.py:function`)."""
+    remembered = getattr(flow, _ORIGIN, None)
+    if remembered is not None:
+        return remembered  # type: ignore[no-any-return]
+    file = inspect.getsourcefile(flow.fn)
+    if file is None:
+        raise ValueError(f"flow {flow.name!r} is not defined in a file; deploy it from one, or use Flow.from_source")
+    path = Path(file).resolve()
+    return LocalSource(str(path.parent)), f"{path.name}:{flow.fn.__name__}"
