@@ -1,6 +1,7 @@
 """The package layers, pinned: arrows between `src/` packages go one way (docs/design.md).
 
     cli ──> everything
+    deploy ──> runtime, runners, cache, api, errors   (the coordination plane)
     headwater (the package root and the Prefect-path aliases) ──> runtime, runners, cache, errors
     runtime ──> runners, cache, api, errors     (api only lazily: it imports grpc)
     api ──> cache, errors                       (the state service serves the result cache)
@@ -33,7 +34,8 @@ ALLOWED: dict[str, frozenset[str]] = {
     "cache": frozenset({"errors"}),
     "api": frozenset({"cache", "errors"}),
     "runtime": frozenset({"runners", "cache", "api", "errors"}),
-    "cli": frozenset({"headwater", "runtime", "runners", "cache", "api", "errors"}),
+    "deploy": frozenset({"runtime", "runners", "cache", "api", "errors"}),
+    "cli": frozenset({"headwater", "runtime", "runners", "cache", "api", "deploy", "errors"}),
     "headwater": frozenset({"runtime", "runners", "cache", "errors"}),
 }
 # Arrows that must never be taken at import time: `import headwater` stays free of grpc.
