@@ -9,8 +9,9 @@
 
 Fetches of the same URL in several processes at once are serialised by an exclusive
 `flock` on `<dir>.lock`, held for the whole fetch: a clone is never seen half made, nor a
-checkout half done. The lock ends with the fetch; callers that need a checkout to stay put
-while they run from it fetch again (cheap) or copy it.
+checkout half done. The lock ends with the fetch: a later fetch of the same URL at another
+commit moves the same checkout, so load the flow from it (or copy the tree) before fetching
+the next one.
 
 Both kinds round-trip through plain JSON-able dicts (`to_dict` / `source_from_dict`), the form
 in which a deployment stores them.
@@ -158,7 +159,9 @@ def _fetch_git(source: GitSource, cache_dir: Path) -> Path:
     checkout = cache_dir / hashlib.sha256(source.url.encode()).hexdigest()[:16]
     with _exclusive(checkout.with_name(checkout.name + ".lock")):
         if (checkout / ".git").is_dir():
-            _git(["fetch", "--quiet", "--all", "--tags"], cwd=checkout, failure=f"fetching {source.url!r} failed")
+            # --force: a tag moved on the remote is moved here too, not refused as a clobber.
+            _git(["fetch", "--quiet", "--all", "--tags", "--force"], cwd=checkout,
+                 failure=f"fetching {source.url!r} failed")
         else:
             _clone(source.url, checkout)
         sha = _target_commit(source, checkout)
@@ -185,7 +188,8 @@ def _clone(url: str, checkout: Path) -> None:
     if checkout.exists():
         shutil.rmtree(checkout)  # what a clone killed midway left: no .git, or half of one
     try:
-        _git(["clone", "--quiet", url, str(checkout)], cwd=checkout.parent, failure=f"cloning {url!r} failed")
+        # From the caller's directory, where a relative repository path means what it says.
+        _git(["clone", "--quiet", url, str(checkout.resolve())], cwd=Path.cwd(), failure=f"cloning {url!r} failed")
     except SourceError:
         shutil.rmtree(checkout, ignore_errors=True)
         raise

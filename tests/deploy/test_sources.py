@@ -116,6 +116,14 @@ def test_a_later_fetch_sees_new_commits_and_drops_files_left_behind(origin: Orig
     assert not (checkout / "output.csv").exists()
 
 
+def test_a_relative_repository_path_is_taken_from_the_current_directory(
+    origin: Origin, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    checkout = fetch(GitSource("origin", branch="release"), Path("cache"))
+    assert resolved_commit(checkout) == origin.first
+
+
 def test_a_clone_interrupted_midway_is_made_again(origin: Origin, tmp_path: Path) -> None:
     cache = tmp_path / "cache"
     checkout = fetch(GitSource(str(origin.path)), cache)
