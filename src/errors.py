@@ -37,6 +37,11 @@
     │                                         a generator, an open file); names where it is
     ├── CacheStoreError (OSError)             the result cache's directory or key file cannot
     │                                         be used (permissions, a read-only home)
+    ├── EntrypointError                       a deployment's entrypoint does not name a flow
+    │                                         that loads (no such file or module, no such
+    │                                         attribute, not a flow, the file raised)
+    ├── SourceError                           a deployment's code could not be fetched (no
+    │                                         `git`, the clone failed, no such commit/branch)
     ├── RecordingError                        some runs never reached the state service, or it
     │   │                                     refused them (it declared the flow run crashed)
     │   └── FlushTimeout (TimeoutError)       flush() ran out of time before all was committed
@@ -214,6 +219,21 @@ class UnhashableInput(HeadwaterError, TypeError):
 
 class RunnerUnavailable(HeadwaterError, ImportError):
     """A task runner's optional dependency is not installed; the message names the extra."""
+
+
+class EntrypointError(HeadwaterError):
+    """A deployment's entrypoint (`path/to/file.py:my_flow` or `package.module:my_flow`) does
+    not lead to a flow: the file does not exist (the message names the absolute path tried),
+    the module does not import (its ImportError's text), the attribute is missing (the flows
+    the module does have are listed) or is not a `@flow`, or running the file raised (that
+    exception is the `__cause__`). The message says how to fix it."""
+
+
+class SourceError(HeadwaterError):
+    """A deployment's code could not be fetched from where it lives: a local directory that is
+    gone, `git` not installed, a clone or fetch that failed (the message ends with git's own
+    last lines), or a commit or branch the repository does not have (the branches it does
+    have are listed). The message says how to fix it."""
 
 
 class RecordingError(HeadwaterError):

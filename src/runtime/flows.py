@@ -250,14 +250,11 @@ class _ParameterValidator:
         cls, flow_name: str, signature: inspect.Signature, namespace: dict[str, Any]
     ) -> _ParameterValidator:
         fields: dict[str, Any] = {}
-        for param in signature.parameters.values():
-            if param.annotation is param.empty or param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
-                continue
-            annotation = _resolve_annotation(param.annotation, namespace)
-            if annotation is None:
-                continue  # names a type we cannot see from here: left unvalidated, not guessed
+        for param in resolved_parameters(signature, namespace):
+            if param.annotation is param.empty:
+                continue  # unannotated, or names a type we cannot see: unvalidated, not guessed
             default = ... if param.default is param.empty else param.default
-            fields[param.name] = (annotation, default)
+            fields[param.name] = (param.annotation, default)
         if not fields:
             return cls(flow_name, None, frozenset())
         import pydantic  # only flows with annotated parameters pay for importing pydantic
@@ -289,15 +286,26 @@ class _ParameterValidator:
         return {**parameters, **coerced}
 
 
+def resolved_parameters(signature: inspect.Signature, namespace: dict[str, Any]) -> list[inspect.Parameter]:
+    """The parameters a caller names (`*args` and `**kwargs` left out), in order, each
+    annotation resolved to a type: a string annotation (PEP 563) is evaluated in `namespace`,
+    the flow's module globals. `Parameter.empty` when there is none or it names something not
+    visible there (a class local to a function). Parameter validation and a deployment's
+    parameter schema (`headwater.deploy.parameters`) both read parameters through this."""
+    return [
+        param.replace(annotation=_resolve_annotation(param.annotation, namespace))
+        for param in signature.parameters.values()
+        if param.kind not in (param.VAR_POSITIONAL, param.VAR_KEYWORD)
+    ]
+
+
 def _resolve_annotation(annotation: Any, namespace: dict[str, Any]) -> Any:
-    """An annotation as a type; string annotations (PEP 563) are evaluated in the flow's
-    module. None when it names something not visible there (a class local to a function)."""
     if not isinstance(annotation, str):
         return annotation
     try:
         return eval(annotation, dict(namespace))  # noqa: S307 - the user's own annotation
     except Exception:
-        return None
+        return inspect.Parameter.empty
 
 
 @overload
