@@ -55,6 +55,9 @@ def _wait_for(predicate, timeout: float = 60.0, what: str = "condition") -> None
 
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
+    from headwater.api import reset_recorder
+
+    reset_recorder()  # this process's own service, on this test's home
     (tmp_path / "code").mkdir()
     script = tmp_path / "code" / "flows.py"
     script.write_text(FLOWS)
@@ -72,6 +75,7 @@ def served(tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
         if proc.poll() is None:
             proc.kill()
         log.close()
+        reset_recorder()
     print((tmp_path / "serve.log").read_text())
 
 
