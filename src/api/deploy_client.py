@@ -158,12 +158,12 @@ class DeployClient(UnaryCaller):
 
     def worker_stream(
         self, worker: str, *, pool: str | None, deployments: Sequence[UUID] = (), host: str | None = None,
-        pid: int | None = None, limit: int | None = None,
+        pid: int | None = None, limit: int | None = None, lease_seconds: float | None = None,
     ) -> Any:
         """Open the worker's `WorkerRuns` stream: an iterator of raw items (decode with
         `stream_item`) that is also a gRPC call (`cancel()` ends it)."""
         body: dict[str, Any] = {"name": worker, "deployments": [d.bytes for d in deployments]}
-        for key, value in (("pool", pool), ("host", host), ("pid", pid), ("limit", limit)):
+        for key, value in (("pool", pool), ("host", host), ("pid", pid), ("limit", limit), ("lease_seconds", lease_seconds)):
             if value is not None:
                 body[key] = value
         open_stream = self._channel.unary_stream(method_path("WorkerRuns"))

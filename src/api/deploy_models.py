@@ -90,6 +90,7 @@ class WorkerStreamIn(Wire):
     host: Name | None = None
     pid: Pid | None = None
     limit: LimitValue | None = None
+    lease_seconds: LeaseSeconds | None = None
 
 
 class WorkerRefIn(Wire):

@@ -201,6 +201,7 @@ class DeployService:
         self.store.register_worker(
             body.name, pool=body.pool, deployments=[codec.uuid_of(d) for d in body.deployments],
             host=body.host, pid=body.pid, limit=body.limit,
+            **({} if body.lease_seconds is None else {"lease": body.lease_seconds}),
         )  # fmt: skip
         stream = _WorkerStream(body.name)
         with self._lock:

@@ -330,19 +330,21 @@ class DeployStore(LockedStore):
 
     def register_worker(
         self, name: str, *, pool: str | None, deployments: Sequence[UUID] = (), host: str | None = None,
-        pid: int | None = None, limit: int | None = None, now: float | None = None,
+        pid: int | None = None, limit: int | None = None, lease: float = CLAIM_LEASE, now: float | None = None,
     ) -> None:
-        """A worker (re)connected: its row, alive now. A pool it names must exist."""
+        """A worker (re)connected: its row, alive now. A pool it names must exist. `lease`:
+        how long its claims last between its heartbeats."""
         now = time.time() if now is None else now
         with self._write() as cur:
             if pool is not None and cur.execute("SELECT 1 FROM work_pools WHERE name = ?", (pool,)).fetchone() is None:
                 raise WorkPoolNotFound(_no_pool(pool))
             cur.execute(
-                "INSERT INTO workers (name, pool, deployments, host, pid, slot_limit, started, last_heartbeat) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET pool = excluded.pool, "
-                "deployments = excluded.deployments, host = excluded.host, pid = excluded.pid, "
-                "slot_limit = excluded.slot_limit, last_heartbeat = excluded.last_heartbeat, stopped = NULL",
-                (name, pool, json.dumps([str(d) for d in deployments]), host, pid, limit, now, now),
+                "INSERT INTO workers (name, pool, deployments, host, pid, slot_limit, lease_seconds, started, "
+                "last_heartbeat) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET "
+                "pool = excluded.pool, deployments = excluded.deployments, host = excluded.host, pid = excluded.pid, "
+                "slot_limit = excluded.slot_limit, lease_seconds = excluded.lease_seconds, "
+                "last_heartbeat = excluded.last_heartbeat, stopped = NULL",
+                (name, pool, json.dumps([str(d) for d in deployments]), host, pid, limit, lease, now, now),
             )
 
     def heartbeat(self, name: str, *, lease: float = CLAIM_LEASE, now: float | None = None) -> bool:
@@ -380,7 +382,7 @@ class DeployStore(LockedStore):
             )
         ]
 
-    def assign(self, worker: str, *, most: int = 1, lease: float = CLAIM_LEASE, now: float | None = None) -> list[Assignment]:
+    def assign(self, worker: str, *, most: int = 1, lease: float | None = None, now: float | None = None) -> list[Assignment]:
         """Claim up to `most` due runs for `worker`, oldest due first, within its limit, its
         pool's and each run's deployment's. A run whose deployment is at its limit is passed
         over (not waited on), so it never holds up runs that could start; with the
@@ -388,11 +390,13 @@ class DeployStore(LockedStore):
         now = time.time() if now is None else now
         with self._write() as cur:
             row = cur.execute(
-                "SELECT pool, deployments, slot_limit FROM workers WHERE name = ? AND stopped IS NULL", (worker,)
+                "SELECT pool, deployments, slot_limit, lease_seconds FROM workers WHERE name = ? AND stopped IS NULL",
+                (worker,),
             ).fetchone()
             if row is None:
                 return []
-            pool, deployments, worker_limit = row
+            pool, deployments, worker_limit, worker_lease = row
+            lease = worker_lease if lease is None else lease
             room = most
             if worker_limit is not None:
                 room = min(room, worker_limit - _count(cur, "worker = ?", worker))
@@ -469,8 +473,9 @@ class DeployStore(LockedStore):
             if row[4] != rules.SCHEDULED:
                 cur.execute("DELETE FROM run_claims WHERE flow_run_id = ?", (flow_run_id.bytes,))
                 raise ClaimLost(f"flow run {flow_run_id} is {row[4]} now, not SCHEDULED: it is not started")
+            lease = cur.execute("SELECT lease_seconds FROM workers WHERE name = ?", (worker,)).fetchone()
             cur.execute("UPDATE run_claims SET started = ?, lease_expires = ? WHERE flow_run_id = ?",
-                        (now, now + CLAIM_LEASE, flow_run_id.bytes))  # fmt: skip
+                        (now, now + (lease[0] if lease else CLAIM_LEASE), flow_run_id.bytes))  # fmt: skip
             _move(cur, "flow", flow_run_id, rules.PENDING, "Pending", f"started by worker {worker!r}", now)
 
     def release(self, flow_run_id: UUID, token: int) -> None:

@@ -190,8 +190,8 @@ CREATE INDEX flow_runs_queued ON flow_runs (scheduled_time)
     WHERE deployment_id IS NOT NULL AND state_type = 'SCHEDULED';
 CREATE TABLE workers (
     name TEXT PRIMARY KEY, pool TEXT, deployments TEXT NOT NULL DEFAULT '[]', host TEXT,
-    pid INTEGER, slot_limit INTEGER, started REAL NOT NULL, last_heartbeat REAL NOT NULL,
-    stopped REAL
+    pid INTEGER, slot_limit INTEGER, lease_seconds REAL NOT NULL, started REAL NOT NULL,
+    last_heartbeat REAL NOT NULL, stopped REAL
 );
 CREATE TABLE run_claims (
     flow_run_id BLOB PRIMARY KEY, deployment_id BLOB NOT NULL, pool TEXT, worker TEXT NOT NULL,

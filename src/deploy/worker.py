@@ -118,7 +118,7 @@ class Worker:
         while not self._stop.is_set():
             call = client.worker_stream(
                 self._name, pool=self.pool, deployments=self.deployments, host=socket.gethostname(),
-                pid=os.getpid(), limit=self.limit,
+                pid=os.getpid(), limit=self.limit, lease_seconds=self.lease_seconds,
             )  # fmt: skip
             ender = threading.Thread(target=lambda c=call: (self._stop.wait(), c.cancel()), daemon=True)
             ender.start()
