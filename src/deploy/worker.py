@@ -11,8 +11,8 @@ on, and the service, hearing no more heartbeats, ends the worker's started runs 
 
 A subprocess that exits without its run having ended (killed, or crashed before it could
 record) is marked CRASHED here. A cancelled run is stopped by its own process (told on its
-control stream); if it is still alive after `cancel_grace` seconds the worker sends SIGTERM,
-then SIGKILL, and ends the run CANCELLED itself.
+control stream: the polite way); if it is still alive after `cancel_grace` seconds (a sync
+body blocked in a call) the worker kills it and ends the run CANCELLED itself.
 """
 
 from __future__ import annotations
@@ -68,6 +68,8 @@ class Worker:
     limit: int | None = None
     target: Target | None = None
     cancel_grace: float = 10.0
+    #: How long a stopping worker lets its running runs finish before killing them.
+    stop_grace: float = 30.0
     #: Where each run's subprocess writes its output (None: the worker's own stdout/stderr).
     output: IO[bytes] | None = None
     lease_seconds: float = CLAIM_LEASE
@@ -92,7 +94,8 @@ class Worker:
 
     def run(self) -> None:
         """Serve until `stop()` (or SIGINT/SIGTERM in `serve_forever`); then say goodbye, so
-        claims not started go back to the pool at once, and wait for running subprocesses."""
+        claims not started go back to the pool at once, and let running runs finish
+        (`stop_grace`)."""
         target = self.target or service_target()
         with DeployClient(target, retry_for=30.0) as client, StateClient(target, retry_for=30.0) as states:
             beat = threading.Thread(target=self._heartbeat, args=(client,), name="headwater-worker-heartbeat", daemon=True)
@@ -105,8 +108,23 @@ class Worker:
                     client.stop_worker(self._name)
                 except StateServiceError as exc:
                     log.warning("worker %s could not say goodbye to the service: %s", self._name, exc)
-                for started in list(self._runs.values()):
-                    started.process.wait()
+                self._finish_running()
+
+    def _finish_running(self) -> None:
+        """Let running runs finish for up to `stop_grace` seconds; kill what is left (each
+        then ends CRASHED, saying its process was killed) and wait for that to be recorded."""
+        give_up = time.monotonic() + self.stop_grace
+        with self._lock:
+            running = list(self._runs.values())
+        for started in running:
+            try:
+                started.process.wait(max(0.0, give_up - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                log.warning("worker %s is stopping: killing flow run %s, still running after %g s",
+                            self._name, started.assignment.flow_run_id, self.stop_grace)  # fmt: skip
+                started.process.kill()
+        for thread in [t for t in threading.enumerate() if t.name.startswith("headwater-run-")]:
+            thread.join(10.0)
 
     @property
     def _name(self) -> str:
@@ -218,13 +236,11 @@ class Worker:
         except subprocess.TimeoutExpired:
             pass
         started.stopped_by_worker = True
-        log.warning("flow run %s did not stop within %g s of its cancel; sending SIGTERM",
+        log.warning("flow run %s did not stop within %g s of its cancel; killing its process",
                     started.assignment.flow_run_id, self.cancel_grace)  # fmt: skip
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(5.0)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        # Not SIGTERM: the engine ends a run interrupted by SIGTERM CRASHED, and this one was
+        # cancelled. The polite request went on the run's control stream already.
+        process.kill()
 
 
 def _recording_environment(target: Target) -> dict[str, str]:
