@@ -180,3 +180,38 @@ def test_cancelling_a_run_a_worker_started_stops_its_process_and_ends_it_cancell
     finally:
         worker.send_signal(signal.SIGTERM)
         worker.wait(30)
+
+
+def test_a_deployment_from_a_git_repository_runs_the_commit_it_names(tmp_path: Path, server: str) -> None:
+    from headwater import run_deployment
+    from headwater.deploy.connection import deploy_client
+    from headwater.deploy.deployments import deploy, to_deployment
+    from headwater.deploy.sources import GitSource
+    from headwater.runtime.flows import Flow
+
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@x", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@x"}
+    body = 'from pathlib import Path\nfrom headwater import flow\n\n@flow\ndef which(out: str) -> None:\n    Path(out).write_text("{v}")\n'
+    commits = []
+    for version in ("first", "second"):
+        (repo / "flows.py").write_text(body.format(v=version))
+        subprocess.run(["git", "init", "-q"] if version == "first" else ["true"], cwd=repo, check=True, env=env)
+        subprocess.run(["git", "add", "flows.py"], cwd=repo, check=True, env=env)
+        subprocess.run(["git", "commit", "-q", "-m", version], cwd=repo, check=True, env=env)
+        commits.append(subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, check=True, env=env,
+                                      capture_output=True, text=True).stdout.strip())  # fmt: skip
+    with deploy_client() as client:
+        client.create_pool("pool")
+    flow = Flow.from_source(GitSource(str(repo), commit=commits[0]), "flows.py:which")
+    (dep,) = deploy(to_deployment(flow, "pinned"), work_pool_name="pool")
+    assert dep.source == {"kind": "git", "url": str(repo), "branch": None, "commit": commits[0]}
+    worker = _worker(tmp_path, "pool", "w", limit=1)
+    try:
+        out = tmp_path / "which.txt"
+        run = run_deployment(dep.name, parameters={"out": str(out)}, timeout=120)
+        assert run.state_type == "COMPLETED", run
+        assert out.read_text() == "first"  # the pinned commit, not the branch's tip
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(30)
