@@ -8,6 +8,11 @@
     │   ├── RunNotFound (LookupError)        no run with that id (or id prefix)
     │   ├── AmbiguousRunId (LookupError)     an id prefix that matches more than one run
     │   ├── LimitNotFound (LookupError)      no concurrency limit of that name
+    │   ├── DeploymentNotFound (LookupError) no deployment of that name or id
+    │   ├── WorkPoolNotFound (LookupError)   no work pool of that name
+    │   ├── WorkPoolExists                   a work pool of that name exists already
+    │   ├── InvalidParameters (ValueError)   a deployment run's parameters do not fit its schema
+    │   ├── ClaimLost                        a worker's claim on a run expired or was fenced off
     │   ├── Unauthenticated (PermissionError)     missing or wrong bearer token
     │   ├── ServiceUnavailable (ConnectionError)  the server could not be reached in time
     │   ├── ClientConfigError (ValueError)   this process's URL, token or TLS settings are
