@@ -77,38 +77,8 @@ class ControlStore(LockedStore):
         cancel message for each, in one transaction. A run already CANCELLING is left as it is
         (`already`); a run that ended is refused (`TransitionRejected`), naming its end."""
         now = time.time() if now is None else now
-        deadline = now + deadline_seconds
-        who = f" by {by}" if by else ""
         with self._write() as cur:
-            row = cur.execute(
-                "SELECT state_type FROM flow_runs WHERE id = ?", (flow_run_id.bytes,)
-            ).fetchone()
-            if row is None:
-                raise RunNotFound(f"no flow run with id {str(flow_run_id)!r}")
-            state = row[0]
-            if rules.is_terminal(state):
-                raise TransitionRejected(
-                    f"flow run {flow_run_id} already finished ({state}); there is nothing to cancel"
-                )
-            if state == rules.CANCELLING:
-                found = cur.execute(
-                    "SELECT deadline FROM control_messages WHERE flow_run_id = ? AND kind = ? "
-                    "ORDER BY seq DESC LIMIT 1", (flow_run_id.bytes, CANCEL),
-                ).fetchone()
-                return CancelOutcome(flow_run_id, (), (), True, float(found[0]) if found else deadline)
-            runs = [flow_run_id, *_live_subflows(cur, flow_run_id)]
-            messages = []
-            for run_id in runs:
-                why = "cancel requested" if run_id == flow_run_id else f"parent flow run {flow_run_id} cancelled"
-                _move(cur, "flow", run_id, rules.CANCELLING, "Cancelling", f"{why}{who}", now)
-                body = {"reason": f"{why}{who}", "deadline": deadline}
-                seq = cur.execute(
-                    "INSERT INTO control_messages (flow_run_id, kind, body, created, deadline) "
-                    "VALUES (?, ?, ?, ?, ?)", (run_id.bytes, CANCEL, json.dumps(body), now, deadline),
-                ).lastrowid
-                assert seq is not None
-                messages.append(ControlMessage(seq, run_id, CANCEL, body, now, deadline))
-        return CancelOutcome(flow_run_id, tuple(runs), tuple(messages), False, deadline)
+            return cancel_in(cur, flow_run_id, deadline_seconds=deadline_seconds, by=by, now=now)
 
     def settle_due(self, now: float | None = None) -> list[UUID]:
         """The durable timer: settle every row whose deadline passed. A cancelled run its
@@ -166,6 +136,46 @@ class ControlStore(LockedStore):
                 "UPDATE control_messages SET acked = ? WHERE seq = ? AND acked IS NULL",
                 [(now, seq) for seq in seqs],
             )
+
+
+
+def cancel_in(
+    cur: sqlite3.Cursor, flow_run_id: UUID, *, deadline_seconds: float = CANCEL_DEADLINE, by: str | None = None,
+    now: float,
+) -> CancelOutcome:
+    """`ControlStore.request_cancel` inside a transaction of the caller's (the dispatcher's
+    `cancel_other` overlap policy cancels a schedule's previous run in its claim's transaction)."""
+    deadline = now + deadline_seconds
+    who = f" by {by}" if by else ""
+    row = cur.execute(
+        "SELECT state_type FROM flow_runs WHERE id = ?", (flow_run_id.bytes,)
+    ).fetchone()
+    if row is None:
+        raise RunNotFound(f"no flow run with id {str(flow_run_id)!r}")
+    state = row[0]
+    if rules.is_terminal(state):
+        raise TransitionRejected(
+            f"flow run {flow_run_id} already finished ({state}); there is nothing to cancel"
+        )
+    if state == rules.CANCELLING:
+        found = cur.execute(
+            "SELECT deadline FROM control_messages WHERE flow_run_id = ? AND kind = ? "
+            "ORDER BY seq DESC LIMIT 1", (flow_run_id.bytes, CANCEL),
+        ).fetchone()
+        return CancelOutcome(flow_run_id, (), (), True, float(found[0]) if found else deadline)
+    runs = [flow_run_id, *_live_subflows(cur, flow_run_id)]
+    messages = []
+    for run_id in runs:
+        why = "cancel requested" if run_id == flow_run_id else f"parent flow run {flow_run_id} cancelled"
+        _move(cur, "flow", run_id, rules.CANCELLING, "Cancelling", f"{why}{who}", now)
+        body = {"reason": f"{why}{who}", "deadline": deadline}
+        seq = cur.execute(
+            "INSERT INTO control_messages (flow_run_id, kind, body, created, deadline) "
+            "VALUES (?, ?, ?, ?, ?)", (run_id.bytes, CANCEL, json.dumps(body), now, deadline),
+        ).lastrowid
+        assert seq is not None
+        messages.append(ControlMessage(seq, run_id, CANCEL, body, now, deadline))
+    return CancelOutcome(flow_run_id, tuple(runs), tuple(messages), False, deadline)
 
 
 def _live_subflows(cur: sqlite3.Cursor, flow_run_id: UUID) -> list[UUID]:

@@ -14,6 +14,7 @@ from .client import Target, UnaryCaller, _Call
 from .service import method_path
 from .deploy_store import Assignment, CreatedRun, Deployment, DeploymentSpec, WorkerInfo, WorkPool
 from .errors import deploy_error_for_status
+from .schedule_runs import ScheduleInfo
 
 
 def _body(out: dm.JsonOut) -> Any:
@@ -33,6 +34,13 @@ def deployment_from(d: dict[str, Any]) -> Deployment:
         UUID(d["id"]), d["name"], d["flow_name"], d["entrypoint"], d["source"], d["parameters"], d["parameter_schema"],
         tuple(d["tags"]), d["work_pool"], d["description"], d["version"], d["paused"], d["concurrency_limit"],
         d["collision_strategy"], d["created"], d["updated"],
+    )  # fmt: skip
+
+
+def schedule_info_from(d: dict[str, Any]) -> ScheduleInfo:
+    return ScheduleInfo(
+        d["id"], UUID(d["deployment_id"]), d["content_key"], d["slug"], d["spec"], d["active"], d["created"],
+        d["superseded"], d["scheduled_until"],
     )  # fmt: skip
 
 
@@ -101,7 +109,26 @@ class DeployClient(UnaryCaller):
         for key in ("work_pool", "description", "version", "concurrency_limit"):
             if getattr(spec, key) is not None:
                 body[key] = getattr(spec, key)
+        if spec.schedules is not None:
+            body["schedules"] = json.dumps(list(spec.schedules))
         return deployment_from(self._call(_call("UpsertDeployment", True), body))
+
+    # -- schedules -------------------------------------------------------------------------
+
+    def list_schedules(self, deployment: str | UUID | None = None) -> list[ScheduleInfo]:
+        body = {} if deployment is None else {"deployment": str(deployment)}
+        return [schedule_info_from(d) for d in self._call(_call("ListSchedules"), body)]
+
+    def add_schedule(self, deployment: str | UUID, schedule: dict[str, Any]) -> ScheduleInfo:
+        body = {"deployment": str(deployment), "schedule": json.dumps(schedule)}
+        return schedule_info_from(self._call(_call("AddSchedule", True), body))
+
+    def set_schedule_active(self, schedule_id: int, active: bool) -> None:
+        self._call(_call("SetScheduleActive", True), {"schedule_id": schedule_id, "active": active})
+
+    def delete_schedule(self, schedule_id: int) -> int:
+        """Retire a schedule; returns how many of its waiting runs ended Superseded."""
+        return int(self._call(_call("DeleteSchedule", True), {"schedule_id": schedule_id}))
 
     def read_deployment(self, name: str | UUID) -> Deployment:
         return deployment_from(self._call(_call("ReadDeployment"), {"name": str(name)}))

@@ -52,6 +52,21 @@ class DeploymentIn(Wire):
     paused: StrictBool = False
     concurrency_limit: LimitValue | None = None
     collision_strategy: Annotated[StrictStr, Field(max_length=32)] = "enqueue"
+    schedules: JsonText | None = None  # a JSON array of schedules; absent: leave them as they are
+
+
+class ScheduleRefIn(Wire):
+    deployment: DeploymentName | None = None
+
+
+class ScheduleIn(Wire):
+    deployment: DeploymentName
+    schedule: JsonText
+
+
+class ScheduleActiveIn(Wire):
+    schedule_id: Annotated[int, Field(strict=True, ge=1)]
+    active: StrictBool = True
 
 
 class DeploymentRefIn(Wire):

@@ -43,6 +43,7 @@ Handler = Callable[[bytes], dict[str, Any]]
 DEPLOY_WRITES = frozenset({
     "CreateWorkPool", "UpdateWorkPool", "DeleteWorkPool", "UpsertDeployment", "PauseDeployment",
     "DeleteDeployment", "CreateDeploymentRun", "HeartbeatWorker", "StopWorker", "StartClaimedRun", "ReleaseClaim",
+    "AddSchedule", "SetScheduleActive", "DeleteSchedule",
 })  # fmt: skip
 _CANCELLED = (rules.CANCELLING, rules.CANCELLED)
 
@@ -65,8 +66,14 @@ class DeployService:
     """Deployments, pools and workers (`DeployStore`, durable) and the connected workers'
     streams (memory)."""
 
-    def __init__(self, path: Path, *, synchronous: str = "FULL") -> None:
+    def __init__(self, path: Path, *, synchronous: str = "FULL", always_schedule: bool = False) -> None:
+        """`always_schedule`: run the scheduler on every sweep (a standalone server); else only
+        while a worker or `serve` process is connected here (an embedded service, which every
+        flow process has, does not schedule for a home it merely records into)."""
         self.store = DeployStore(path, synchronous=synchronous, beside_storage=True)
+        self._always_schedule = always_schedule
+        #: Told after a claim pass cancelled runs (`cancel_other`): pushes their messages.
+        self.after_cancel: Callable[[], None] = lambda: None
         self._path = path
         self._lock = threading.Lock()
         self._dispatching = threading.Lock()
@@ -82,6 +89,8 @@ class DeployService:
             "DeleteDeployment": self.delete_deployment, "CreateDeploymentRun": self.create_run,
             "HeartbeatWorker": self.heartbeat, "StopWorker": self.stop_worker, "ListWorkers": self.list_workers,
             "StartClaimedRun": self.start_run, "ReleaseClaim": self.release,
+            "ListSchedules": self.list_schedules, "AddSchedule": self.add_schedule,
+            "SetScheduleActive": self.set_schedule_active, "DeleteSchedule": self.delete_schedule,
         }  # fmt: skip
 
     def end_streams(self) -> None:
@@ -129,8 +138,40 @@ class DeployService:
             _object(body.parameters, "parameters"), _object(body.parameter_schema, "parameter_schema"),
             tuple(body.tags), body.work_pool, body.description, body.version, body.paused,
             body.concurrency_limit, body.collision_strategy,
+            None if body.schedules is None else tuple(_objects(body.schedules, "schedules")),
         )  # fmt: skip
-        return _json(self.store.upsert_deployment(spec))
+        deployment = self.store.upsert_deployment(spec)
+        if spec.schedules is not None:
+            self.schedule()
+        return _json(deployment)
+
+    # -- schedules -------------------------------------------------------------------------
+
+    def list_schedules(self, data: bytes) -> dict[str, Any]:
+        body = codec.decode(dm.ScheduleRefIn, data)
+        return _json(self.store.list_schedules(body.deployment))
+
+    def add_schedule(self, data: bytes) -> dict[str, Any]:
+        body = codec.decode(dm.ScheduleIn, data)
+        info = self.store.add_schedule(body.deployment, _object(body.schedule, "schedule"))
+        self.schedule()
+        return _json(info)
+
+    def set_schedule_active(self, data: bytes) -> dict[str, Any]:
+        body = codec.decode(dm.ScheduleActiveIn, data)
+        self.store.set_schedule_active(body.schedule_id, body.active)
+        return _json(None)
+
+    def delete_schedule(self, data: bytes) -> dict[str, Any]:
+        body = codec.decode(dm.ScheduleActiveIn, data)
+        return _json(self.store.delete_schedule(body.schedule_id))
+
+    def schedule(self) -> None:
+        """One scheduler pass (runs of ticks due soon, late runs marked), then dispatch."""
+        made, late = self.store.scheduler_pass()
+        if made or late:
+            log.debug("scheduler: %d runs made, %d marked late", made, late)
+        self.dispatch()
 
     def read_deployment(self, data: bytes) -> dict[str, Any]:
         return _json(self.store.read_deployment(codec.decode(dm.DeploymentRefIn, data).name))
@@ -242,6 +283,9 @@ class DeployService:
                         for assignment in self.store.assign(stream.name, most=1):
                             stream.push_run(assignment)
                             progress = True
+            if self.store.overlap_cancels:
+                self.store.overlap_cancels.clear()
+                self.after_cancel()
             for stream in streams:
                 for run_id, state in self.store.started_runs(stream.name):
                     if state in _CANCELLED and run_id not in stream.told_cancel:
@@ -249,11 +293,17 @@ class DeployService:
                         stream.outbox.put(codec.pack({"kind": "cancel", "flow_run_id": run_id.bytes}))
 
     def sweep(self, now: float | None = None) -> None:
-        """The sweeper's turn: expired claims given back or their runs crashed, then dispatch."""
+        """The sweeper's turn: expired claims given back or their runs crashed, the scheduler
+        (see `__init__`), then dispatch."""
         result = self.store.sweep(now)
         if result.returned or result.crashed:
             log.info("claims expired: %d returned to the queue, %d runs crashed", len(result.returned), len(result.crashed))
-        self.dispatch()
+        with self._lock:
+            hosting = bool(self._streams)
+        if self._always_schedule or hosting:
+            self.schedule()
+        else:
+            self.dispatch()
 
     def _ring_workers(self) -> None:
         """On the embedded default each worker process serves itself: ring the doorbells of
@@ -283,6 +333,16 @@ def _plain(value: Any) -> Any:
 
 def _json(value: Any) -> dict[str, Any]:
     return {"body": json.dumps(_plain(value))}
+
+
+def _objects(text: str, field: str) -> list[dict[str, Any]]:
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise InvalidPayload(f"{field}: not JSON ({exc})") from None
+    if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+        raise InvalidPayload(f"{field}: a JSON array of objects is expected")
+    return value
 
 
 def _object(text: str, field: str) -> dict[str, Any]:

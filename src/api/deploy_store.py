@@ -36,8 +36,11 @@ from .errors import (
     WorkPoolExists,
     WorkPoolNotFound,
 )
+from . import schedule_runs
+from .control_store import CancelOutcome
 from .locked_store import LockedStore
 from .parameter_check import check_parameters
+from .schedule_runs import ScheduleInfo
 
 COLLISION_STRATEGIES = ("enqueue", "cancel_new")
 #: Seconds a claim (and a worker's liveness) lasts without a heartbeat renewing it.
@@ -98,6 +101,8 @@ class DeploymentSpec:
     paused: bool = False
     concurrency_limit: int | None = None
     collision_strategy: str = "enqueue"
+    #: The deployment's schedules as dicts (`api/schedules.py`); None leaves them as they are.
+    schedules: tuple[dict[str, Any], ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +150,12 @@ class SweepResult:
 
 class DeployStore(LockedStore):
     """See the module docstring; thread-safe (one connection, one lock)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        #: Runs `cancel_other` overlap policies cancelled in claim passes, for the service to
+        #: tell their processes (it takes them after each pass).
+        self.overlap_cancels: list[CancelOutcome] = []
 
     # -- work pools ------------------------------------------------------------------------
 
@@ -240,7 +251,38 @@ class DeployStore(LockedStore):
                     "paused = ?, concurrency_limit = ?, collision_strategy = ?, updated = ? WHERE id = ?",
                     (*values, now, ident),
                 )
+            if spec.schedules is not None:
+                schedule_runs.replace_schedules(cur, UUID(bytes=ident), list(spec.schedules), now)
             return _deployment(cur.execute(f"SELECT {_DEPLOYMENT_COLUMNS} FROM deployments WHERE id = ?", (ident,)).fetchone())
+
+    # -- schedules (`schedule_runs.py`) -----------------------------------------------------
+
+    def list_schedules(self, ident: str | UUID | None = None) -> list[ScheduleInfo]:
+        with self._lock:
+            cur = self._conn.cursor()
+            dep = None if ident is None else _read_deployment(cur, ident).id
+            return schedule_runs.list_schedules(cur, dep)
+
+    def add_schedule(self, ident: str | UUID, spec: dict[str, Any], now: float | None = None) -> ScheduleInfo:
+        with self._write() as cur:
+            return schedule_runs.add_schedule(cur, _read_deployment(cur, ident).id, spec, time.time() if now is None else now)
+
+    def set_schedule_active(self, schedule_id: int, active: bool) -> None:
+        with self._write() as cur:
+            schedule_runs.set_active(cur, schedule_id, active)
+
+    def delete_schedule(self, schedule_id: int, now: float | None = None) -> int:
+        """Retire a schedule (kept, superseded); returns how many waiting runs it ended."""
+        with self._write() as cur:
+            return schedule_runs.supersede(cur, schedule_id, time.time() if now is None else now, "its schedule was deleted")
+
+    def scheduler_pass(self, now: float | None = None) -> tuple[int, int]:
+        """Make due and coming runs of every schedule, and mark late runs: (made, marked late)."""
+        now = time.time() if now is None else now
+        with self._write() as cur:
+            made = schedule_runs.materialize(cur, now)
+            late = schedule_runs.mark_late(cur, now)
+            return made, len(late)
 
     def read_deployment(self, ident: str | UUID) -> Deployment:
         """By name (`flow-name/deployment-name`) or id."""
@@ -415,7 +457,7 @@ class DeployStore(LockedStore):
             if room <= 0:
                 return []
             candidates = cur.execute(
-                "SELECT f.id, f.deployment_id FROM flow_runs f WHERE f.deployment_id IS NOT NULL "
+                "SELECT f.id, f.deployment_id, f.schedule_id FROM flow_runs f WHERE f.deployment_id IS NOT NULL "
                 f"AND f.state_type = 'SCHEDULED' AND f.scheduled_time <= ? AND {match} "
                 "AND NOT EXISTS (SELECT 1 FROM run_claims c WHERE c.flow_run_id = f.id) "
                 "ORDER BY f.scheduled_time, f.seq LIMIT 500",
@@ -423,7 +465,10 @@ class DeployStore(LockedStore):
             ).fetchall()
             taken: list[Assignment] = []
             deps: dict[bytes, Deployment] = {}
-            for run_bytes, dep_bytes in candidates:
+            overlap = schedule_runs.OverlapPolicies(cur, now)
+            for run_bytes, dep_bytes, schedule_id in candidates:
+                if not overlap.admit(run_bytes, dep_bytes, schedule_id):
+                    continue
                 dep = deps.get(dep_bytes)
                 if dep is None:
                     dep = deps[dep_bytes] = _read_deployment(cur, UUID(bytes=dep_bytes))
@@ -442,6 +487,7 @@ class DeployStore(LockedStore):
                 taken.append(_assignment(cur, UUID(bytes=run_bytes), int(token), dep))
                 if len(taken) >= room:
                     break
+            self.overlap_cancels.extend(overlap.cancelled)
             return taken
 
     def unstarted(self, worker: str) -> list[Assignment]:

@@ -202,8 +202,27 @@ CREATE TABLE claim_tokens (last INTEGER NOT NULL);
 INSERT INTO claim_tokens (last) VALUES (0);
 """
 
+# v10: schedules (`schedule_store.py`). A schedule belongs to a deployment and is named by its
+# `content_key` (a hash of when and with what it runs), unique among the deployment's live
+# schedules; a redeploy that changes it supersedes the row (kept, `superseded` set) instead of
+# deleting it. `scheduled_until` is how far its ticks have been made into runs. A run made by
+# a schedule carries `schedule_id`, and its idempotency key is derived from the schedule's
+# content and the tick's time, so the unique index of v9 admits one run per tick, whoever
+# creates it (two scheduler loops, a restart, a redeploy).
+_V10 = """
+CREATE TABLE deployment_schedules (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, deployment_id BLOB NOT NULL, content_key TEXT NOT NULL,
+    slug TEXT, spec TEXT NOT NULL, active INTEGER NOT NULL DEFAULT 1, created REAL NOT NULL,
+    superseded REAL, scheduled_until REAL
+);
+CREATE UNIQUE INDEX deployment_schedules_live ON deployment_schedules (deployment_id, content_key)
+    WHERE superseded IS NULL;
+ALTER TABLE flow_runs ADD COLUMN schedule_id INTEGER;
+CREATE INDEX flow_runs_by_schedule ON flow_runs (schedule_id, scheduled_time) WHERE schedule_id IS NOT NULL;
+"""
+
 #: MIGRATIONS[i] upgrades a database from version i to version i + 1.
-MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9)
+MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9, _V10)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -93,7 +93,9 @@ class StateService:
         self.pauses = PauseService(
             storage.path, lambda ident: storage.resolve_id("flow", ident), self.control, synchronous=synchronous,
         )
-        self.deployments = DeployService(storage.path, synchronous=synchronous)
+        # A standalone server (no doorbell) always runs the scheduler; see DeployService.
+        self.deployments = DeployService(storage.path, synchronous=synchronous, always_schedule=not doorbell)
+        self.deployments.after_cancel = self.control.deliver_new
         self.control.listeners.append(self.deployments.dispatch)
 
     def close(self) -> None:
