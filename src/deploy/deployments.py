@@ -9,6 +9,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from ..api.deploy_store import COLLISION_STRATEGIES, Deployment, DeploymentSpec
 from ..runtime.flows import Flow
 from .connection import deploy_client
 from .entrypoints import load_flow
+from ..api.schedules import Cron, Interval, RRule, Schedule
 from .parameters import parameter_schema
 from .sources import LocalSource, Source, fetch, source_from
 
@@ -39,6 +41,9 @@ class RunnerDeployment:
     concurrency_limit: int | None = None
     collision_strategy: str = "enqueue"
     paused: bool = False
+    #: Its schedules; None leaves the ones the service has as they are (a deploy without
+    #: schedules= does not drop them), () removes them.
+    schedules: tuple[Schedule, ...] | None = None
 
     @property
     def full_name(self) -> str:
@@ -49,6 +54,7 @@ class RunnerDeployment:
             self.full_name, self.flow.name, self.entrypoint, self.source.to_dict(), dict(self.parameters),
             parameter_schema(self.flow), self.tags, self.work_pool_name, self.description, self.version,
             self.paused, self.concurrency_limit, self.collision_strategy,
+            None if self.schedules is None else tuple(s.to_dict() for s in self.schedules),
         )  # fmt: skip
 
     def apply(self) -> Deployment:
@@ -61,8 +67,13 @@ def to_deployment(
     flow: Flow[..., Any], name: str, *, parameters: dict[str, Any] | None = None, tags: Iterable[str] | None = None,
     description: str | None = None, version: str | None = None, work_pool_name: str | None = None,
     concurrency_limit: int | None = None, collision_strategy: str = "enqueue", paused: bool = False,
+    cron: str | None = None, interval: timedelta | float | None = None, rrule: str | None = None,
+    timezone: str | None = None, schedules: Iterable[Schedule] | None = None,
 ) -> RunnerDeployment:
-    """A deployment of `flow` named `name` (its full name is `flow-name/name`)."""
+    """A deployment of `flow` named `name` (its full name is `flow-name/name`). `cron=`,
+    `interval=` (a timedelta or seconds) and `rrule=` each add a schedule in `timezone`
+    (default UTC); `schedules=[Cron(...), Interval(...), RRule(...)]` gives them with their
+    own parameters and policies."""
     if not name or "/" in name:
         raise ValueError(f"a deployment name is non-empty and has no '/': {name!r} (its full name adds the flow's)")
     if collision_strategy not in COLLISION_STRATEGIES:
@@ -72,7 +83,23 @@ def to_deployment(
         name, flow, entrypoint, source, dict(parameters or {}), tuple(tags or ()),
         description if description is not None else flow.description, version if version is not None else flow.version,
         work_pool_name, concurrency_limit, collision_strategy, paused,
+        _schedules(cron, interval, rrule, timezone or "UTC", schedules),
     )  # fmt: skip
+
+
+def _schedules(
+    cron: str | None, interval: timedelta | float | None, rrule: str | None, zone: str, given: Iterable[Schedule] | None,
+) -> tuple[Schedule, ...] | None:
+    made: list[Schedule] = list(given or ())
+    if cron is not None:
+        made.append(Cron(cron, timezone=zone))
+    if interval is not None:
+        made.append(Interval(interval if isinstance(interval, timedelta) else timedelta(seconds=interval), timezone=zone))
+    if rrule is not None:
+        made.append(RRule(rrule, timezone=zone))
+    if not made and given is None:
+        return None
+    return tuple(made)
 
 
 def deploy(*deployments: RunnerDeployment, work_pool_name: str | None = None) -> list[Deployment]:

@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from headwater.deploy.schedules import (
+from headwater.api.schedules import (
     MAX_TICKS,
     Cron,
     Interval,
