@@ -252,6 +252,8 @@ class DeployStore(LockedStore):
                     (*values, now, ident),
                 )
             if spec.schedules is not None:
+                for schedule in spec.schedules:
+                    _check_schedule_parameters(spec.parameter_schema, spec.parameters, schedule, spec.flow_name)
                 schedule_runs.replace_schedules(cur, UUID(bytes=ident), list(spec.schedules), now)
             return _deployment(cur.execute(f"SELECT {_DEPLOYMENT_COLUMNS} FROM deployments WHERE id = ?", (ident,)).fetchone())
 
@@ -265,7 +267,9 @@ class DeployStore(LockedStore):
 
     def add_schedule(self, ident: str | UUID, spec: dict[str, Any], now: float | None = None) -> ScheduleInfo:
         with self._write() as cur:
-            return schedule_runs.add_schedule(cur, _read_deployment(cur, ident).id, spec, time.time() if now is None else now)
+            dep = _read_deployment(cur, ident)
+            _check_schedule_parameters(dep.parameter_schema, dep.parameters, spec, dep.flow_name)
+            return schedule_runs.add_schedule(cur, dep.id, spec, time.time() if now is None else now)
 
     def set_schedule_active(self, schedule_id: int, active: bool) -> None:
         with self._write() as cur:
@@ -607,6 +611,17 @@ def _assignment(cur: sqlite3.Cursor, run_id: UUID, token: int, dep: Deployment) 
         None if parent_flow is None else UUID(bytes=parent_flow), None if parent_task is None else UUID(bytes=parent_task),
         dep,
     )  # fmt: skip
+
+
+def _check_schedule_parameters(
+    schema: dict[str, Any], defaults: dict[str, Any], schedule: dict[str, Any], flow_name: str,
+) -> None:
+    """Every tick's run gets the deployment's parameters overridden by the schedule's: they
+    must make a valid run, or each tick would fail in a worker instead of here."""
+    problems = check_parameters(schema, {**defaults, **(schedule.get("parameters") or {})}, flow_name)
+    if problems:
+        what = schedule.get("slug") or schedule.get("kind", "schedule")
+        raise InvalidParameters(f"schedule {what!r}: its runs' parameters would be invalid: " + "; ".join(problems))
 
 
 def _count(cur: sqlite3.Cursor, where: str, value: Any) -> int:

@@ -172,7 +172,7 @@ def _insert_tick_run(
         "INSERT INTO flow_runs (id, name, flow_name, parameters, tags, created, deployment_id, work_pool, "
         "idempotency_key, scheduled_time, schedule_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
         "ON CONFLICT (deployment_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING",
-        (run_id.bytes, f"scheduled-{stamp[:16]}", flow_name, json.dumps(parameters), json.dumps(tags), now, deployment,
+        (run_id.bytes, f"scheduled-{stamp[:19]}", flow_name, json.dumps(parameters), json.dumps(tags), now, deployment,
          pool, f"schedule:{key}:{stamp}", tick.timestamp(), schedule_id),
     )  # fmt: skip
     if cur.rowcount == 0:
