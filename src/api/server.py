@@ -209,7 +209,9 @@ class StateServer:
         while True:
             # The control channel's timers (cancel deadlines) are rows: wake for the next one.
             due = self._next_deadline()
-            wait = interval if due is None else min(interval, max(0.0, due - time.time()))
+            # A hair past the due time: woken a moment early by a timer on another clock, a
+            # run due then would wait a whole interval more.
+            wait = interval if due is None else min(interval, max(0.0, due - time.time() + 0.005))
             if self._stopped.wait(wait):
                 return
             try:

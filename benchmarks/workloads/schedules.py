@@ -1,0 +1,120 @@
+"""schedule: the scheduler's cost and punctuality (issue #16). Select with ``schedule``.
+
+* ``schedule-cpu``: N deployments each on a one-minute cron (1,000 / quick 300) in a fresh
+  home; the scheduler pass (made once a second in a server or `serve`) run for 3 virtual
+  minutes: CPU ms per pass, mean and max, and per run made. Baseline: croniter computing
+  each schedule's next tick once a second, the naive floor of deciding what is due.
+* ``schedule-delay``: N deployments on a 5 s interval, a standalone server and one worker,
+  for about 18 s: from each run's nominal time to its RUNNING state, p50 / p99. Baseline: a
+  fresh interpreter importing headwater (a run starts in a process of its own).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+from benchmarks.children import run_python, script, start_server
+from benchmarks.engines import require_baseline, require_headwater
+from benchmarks.workload import Figure, Trial, Workload
+
+TOKEN = "bench-schedule-token"
+_server: list[str] = []
+
+
+def _last_json(out: str) -> dict[str, float]:
+    report: dict[str, float] = json.loads([line for line in out.splitlines() if line.startswith("{")][-1])
+    return report
+
+
+def run_cpu(runner: str, n: int) -> Trial:
+    require_headwater()
+    env = {k: v for k, v in os.environ.items() if k != "HEADWATER_API_URL"}
+    return lambda: _last_json(run_python([str(script("schedule_load.py")), "cpu", str(n)], env=env))
+
+
+_NAIVE = (
+    "import json, sys, time\n"
+    "from datetime import datetime, timezone\n"
+    "from croniter import croniter\n"
+    "n = int(sys.argv[1]); start = datetime(2026, 12, 7, tzinfo=timezone.utc); used = []\n"
+    "for second in range(180):\n"
+    "    cpu = time.process_time()\n"
+    "    now = start.timestamp() + second\n"
+    "    for i in range(n):\n"
+    "        croniter('* * * * *', datetime.fromtimestamp(now, timezone.utc)).get_next(float)\n"
+    "    used.append((time.process_time() - cpu) * 1e3)\n"
+    "print(json.dumps({'ms_per_pass': sum(used) / len(used), 'max_ms_per_pass': max(used), 'runs': n * 3,"
+    " 'ms_per_run': sum(used) / (n * 3)}))\n"
+)
+
+
+def baseline_cpu(engine: str, n: int) -> Trial:
+    require_baseline(engine, ("croniter",))
+    return lambda: _last_json(run_python(["-c", _NAIVE, str(n)]))
+
+
+def run_delay(runner: str, n: int) -> Trial:
+    require_headwater()
+    if not _server:
+        _server.append(start_server(TOKEN, "headwater-bench-schedule-server-"))
+    env = {**os.environ, "HEADWATER_API_URL": _server[0], "HEADWATER_API_TOKEN": TOKEN}
+    return lambda: _last_json(run_python([str(script("schedule_load.py")), "delay", str(n), "5"], env=env))
+
+
+def baseline_delay(engine: str, n: int) -> Trial:
+    require_baseline(engine, ("interpreter",))
+
+    def trial() -> dict[str, float]:
+        found = []
+        for _ in range(n):
+            asked = time.time()
+            out = subprocess.run([sys.executable, "-c", "import headwater, time; print(time.time())"],
+                                 capture_output=True, text=True, check=True).stdout  # fmt: skip
+            found.append((float(out) - asked) * 1e3)
+        found.sort()
+        return {"p50_ms": found[len(found) // 2], "p99_ms": found[-1], "runs": n}
+
+    return trial
+
+
+WORKLOADS = (
+    Workload(
+        name="schedule-cpu",
+        description="N deployments on one-minute crons: scheduler CPU per pass (one a second)",
+        sizes={"tiny": 50, "quick": 300, "full": 1000},
+        run=run_cpu,
+        baseline=baseline_cpu,
+        figures=(
+            Figure("ms_per_pass", "CPU ms per pass", lambda raw, n: raw["ms_per_pass"]),
+            Figure("max_ms_per_pass", "max ms per pass", lambda raw, n: raw["max_ms_per_pass"]),
+            Figure("ms_per_run", "CPU ms per run made", lambda raw, n: raw["ms_per_run"], in_table=False),
+        ),
+        runners={"scheduler": "croniter"},
+        size_unit="deployments",
+        env={},
+        warmup=False,
+        repeats={"tiny": 1, "quick": 1, "full": 1},
+        order=102,
+    ),
+    Workload(
+        name="schedule-delay",
+        description="N deployments on a 5 s interval, one worker: nominal time to RUNNING",
+        sizes={"tiny": 1, "quick": 3, "full": 10},
+        run=run_delay,
+        baseline=baseline_delay,
+        figures=(
+            Figure("p50_ms", "nominal→Running p50 ms", lambda raw, n: raw["p50_ms"]),
+            Figure("p99_ms", "p99 ms", lambda raw, n: raw["p99_ms"]),
+        ),
+        runners={"worker": "interpreter"},
+        size_unit="deployments",
+        env={},
+        warmup=False,
+        repeats={"tiny": 1, "quick": 1, "full": 1},
+        order=103,
+    ),
+)
