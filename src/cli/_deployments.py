@@ -1,5 +1,6 @@
 """`headwater deploy ENTRYPOINT --name NAME ...` and `headwater deployment ls | inspect | run |
 pause | resume | delete`: register a flow as a deployment, and manage and run deployments.
+`deployment schedule ...` (its schedules) is in `_schedules`.
 
 `deploy` loads the flow from its entrypoint (`path/file.py:fn`, relative to the current
 directory, or `pkg.mod:fn`) in this process, so its parameter schema and source are read
@@ -18,6 +19,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from . import _schedules
 from ._deploy_common import PARAM_HELP, deployment_json, guarded, key_value, print_json
 
 #: The state a watched run must end in for `deployment run --watch` to exit 0.
@@ -78,6 +80,7 @@ def _register_deployment(subparsers: Any) -> None:
         parsers.append(parser)
     for parser in parsers:
         parser.add_argument("--json", action="store_true", help="print JSON")
+    _schedules.register(verbs)
     deployment.set_defaults(handler=lambda args: deployment.print_help() or 2)
 
 
