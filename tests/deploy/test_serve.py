@@ -114,3 +114,35 @@ def test_an_idempotency_key_runs_once_and_a_run_inside_a_flow_is_its_child(serve
     with StateClient(service_target()) as client:
         children = client.list_flow_runs(RunFilter(parent_flow_run_id=outer.id))
     assert len(children) == 1 and children[0].state_type == "COMPLETED" and children[0].flow_name == "greet"
+
+
+def test_serve_runs_a_schedule_on_the_embedded_default(tmp_path: Path) -> None:
+    from headwater.api import StateClient, reset_recorder
+    from headwater.deploy.connection import service_target
+
+    reset_recorder()
+    script = tmp_path / "ticking.py"
+    script.write_text(textwrap.dedent(
+        """
+        from headwater import flow
+
+        @flow
+        def ticking() -> None:
+            pass
+
+        if __name__ == "__main__":
+            ticking.serve("every-second", interval=1)
+        """
+    ))  # fmt: skip
+    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env=os.environ.copy())  # fmt: skip
+    try:
+        with StateClient(service_target()) as reader:
+            def done() -> int:
+                return sum(1 for r in reader.list_flow_runs() if r.flow_name == "ticking" and r.state_type == "COMPLETED")
+
+            _wait_for(lambda: done() >= 3, 60, "three scheduled runs served")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
+        reset_recorder()
