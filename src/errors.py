@@ -42,6 +42,15 @@
     │                                         attribute, not a flow, the file raised)
     ├── SourceError                           a deployment's code could not be fetched (no
     │                                         `git`, the clone failed, no such commit/branch)
+    ├── SecretKeyError (ValueError)           the key for secret fields cannot be used: a
+    │                                         malformed HEADWATER_SECRET_KEY, or a key file
+    │                                         inside HEADWATER_HOME or unreadable
+    ├── SecretKeyMismatch                     a stored secret does not decrypt with the key in
+    │                                         use: it was saved under another key
+    ├── BlockSchemaMismatch (ValueError)      a stored block document no longer fits its class;
+    │                                         names each field and its problem
+    ├── NotificationFailed                    a notification block's message was refused (an
+    │                                         HTTP status, an SMTP error) or could not be sent
     ├── RecordingError                        some runs never reached the state service, or it
     │   │                                     refused them (it declared the flow run crashed)
     │   └── FlushTimeout (TimeoutError)       flush() ran out of time before all was committed
@@ -234,6 +243,44 @@ class SourceError(HeadwaterError):
     gone, `git` not installed, a clone or fetch that failed (the message ends with git's own
     last lines), or a commit or branch the repository does not have (the branches it does
     have are listed). The message says how to fix it."""
+
+
+class SecretKeyError(HeadwaterError, ValueError):
+    """The key that encrypts block secret fields cannot be used: `HEADWATER_SECRET_KEY` is not
+    a Fernet key, or the key file is inside `HEADWATER_HOME` (next to the data it protects),
+    or it cannot be read or made. The message says how to fix it."""
+
+
+class SecretKeyMismatch(HeadwaterError):
+    """A secret field stored in a block does not decrypt with the key in use: it was saved
+    under another key (or the stored token was damaged). The message names the block and
+    field (`where`) and the key in use (`HEADWATER_SECRET_KEY` or the key file's path)."""
+
+    def __init__(self, message: str, where: str = "") -> None:
+        super().__init__(message)
+        self.where = where
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (str(self), self.where))
+
+
+class BlockSchemaMismatch(HeadwaterError, ValueError):
+    """A stored block document does not validate into its class as it is now (a field added,
+    renamed or retyped since it was saved). `problems` has one line per field and problem
+    (`timeout: Field required`); `headwater block check` finds these before a run does."""
+
+    def __init__(self, message: str, problems: Iterable[str] = ()) -> None:
+        super().__init__(message)
+        self.problems = list(problems)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (str(self), self.problems))
+
+
+class NotificationFailed(HeadwaterError):
+    """A notification block could not deliver its message: the receiver answered with an
+    error (the message has the HTTP status and the start of the body), or the connection or
+    the SMTP conversation failed (the underlying error is the `__cause__`)."""
 
 
 class RecordingError(HeadwaterError):
