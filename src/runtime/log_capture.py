@@ -8,6 +8,10 @@ is handed to that run's recorder: one append on the logging thread's path (`Reco
 shipped in batches in the background like states, bounded (a storm drops and counts). It is
 installed when this module is imported, so a Dask or Ray worker ships its lines too, through
 the state service its task names. With recording off there is nowhere to send them.
+
+This is the one place a run's log records pass before they are stored: a secret value loaded
+in this process (a block's secret field) is masked here (`secret_masking`), message and
+traceback, at the cost of one check while no secret was loaded.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import logging
 import os
 import threading
 
+from . import secret_masking
 from .context import flow_run_var, task_run_var
 
 _formatter = logging.Formatter()
@@ -47,11 +52,14 @@ class RunLogHandler(logging.Handler):
                 return
             from ..api import LogRecord
 
+            message = record.getMessage()
             exception = _formatter.formatException(record.exc_info) if record.exc_info else None
+            if secret_masking._ordered:  # a secret was loaded here: none of it is stored
+                message = secret_masking.mask(message)
+                exception = None if exception is None else secret_masking.mask(exception)
             keep = record.levelno >= logging.WARNING or getattr(record, "headwater_lifecycle", False)
             reporter.recorder.log(
-                LogRecord(flow_run_id, task_run_id, record.levelno, record.created, record.name,
-                          record.getMessage(), exception),
+                LogRecord(flow_run_id, task_run_id, record.levelno, record.created, record.name, message, exception),
                 keep,
             )  # fmt: skip
         except Exception:  # a log line must never break the run that wrote it

@@ -35,6 +35,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 from uuid import UUID, SafeUUID
 
+from . import secret_masking
 from .runs import FlowRun, Run, TaskRun
 from .states import State
 
@@ -408,12 +409,14 @@ def _transition_id(run_id: UUID, index: int) -> UUID:
 
 def json_safe(value: Any, depth: int = 0) -> Any:
     """Parameters as JSON-safe data: containers kept to `_MAX_DEPTH` levels, anything else by
-    its (bounded) repr, and text as valid UTF-8. Never raises: a container nested deeper than
+    its (bounded) repr, and text as valid UTF-8, a secret loaded in this process masked. Never raises: a container nested deeper than
     that becomes a marker (its repr would recurse as deep as it goes, and a 10,000-deep list
     raised RecursionError before the flow ran), and an object whose repr fails a note saying so."""
     if isinstance(value, _JSON_ATOMS):
         if not isinstance(value, str):
             return value
+        if secret_masking._ordered:  # a secret loaded here is never recorded as a parameter
+            value = secret_masking.mask(value)
         return clean_text(value if len(value) <= _MAX_REPR else value[:_MAX_REPR])
     if isinstance(value, (list, tuple, dict)):
         if depth >= _MAX_DEPTH:
@@ -428,6 +431,8 @@ def json_safe(value: Any, depth: int = 0) -> Any:
         text = repr(value)
     except Exception as exc:  # RecursionError from a deep structure inside, or a broken __repr__
         return f"<{type(value).__name__} object: repr failed with {type(exc).__name__}>"
+    if secret_masking._ordered:
+        text = secret_masking.mask(text)
     return clean_text(text if len(text) <= _MAX_REPR else text[: _MAX_REPR - 3] + "...")
 
 
