@@ -13,6 +13,10 @@
     │   ├── WorkPoolExists                   a work pool of that name exists already
     │   ├── InvalidParameters (ValueError)   a deployment run's parameters do not fit its schema
     │   ├── ClaimLost                        a worker's claim on a run expired or was fenced off
+    │   ├── BlockNotFound (LookupError)      no block document of that type and name
+    │   ├── BlockExists                      a block of that type and name exists already
+    │   ├── VariableExists                   a variable of that name exists already
+    │   ├── InvalidVariable (ValueError)     a variable's name or value is refused
     │   ├── Unauthenticated (PermissionError)     missing or wrong bearer token
     │   ├── ServiceUnavailable (ConnectionError)  the server could not be reached in time
     │   ├── ClientConfigError (ValueError)   this process's URL, token or TLS settings are
@@ -107,6 +111,22 @@ class ClaimLost(StateServiceError):
     """A worker's claim on a run is gone (expired, or the run moved on): it must not start it."""
 
 
+class BlockNotFound(StateServiceError, LookupError):
+    """No block document of that type and name."""
+
+
+class BlockExists(StateServiceError):
+    """A block of that type and name exists already (save with overwrite=True to replace it)."""
+
+
+class VariableExists(StateServiceError):
+    """A variable of that name exists already (set with overwrite=True to replace it)."""
+
+
+class InvalidVariable(StateServiceError, ValueError):
+    """A variable's name or value is refused: too long, too large, or not JSON."""
+
+
 class Unauthenticated(StateServiceError, PermissionError):
     """The call carried no bearer token, or the wrong one."""
 
@@ -191,10 +211,23 @@ def _deploy_table() -> Codes:
     }
 
 
+@functools.cache
+def _block_table() -> Codes:
+    """The block and variable calls' own errors, sent by those calls only."""
+    import grpc
+
+    return {
+        BlockNotFound: grpc.StatusCode.NOT_FOUND,
+        BlockExists: grpc.StatusCode.ALREADY_EXISTS,
+        VariableExists: grpc.StatusCode.ALREADY_EXISTS,
+        InvalidVariable: grpc.StatusCode.INVALID_ARGUMENT,
+    }
+
+
 def status_code_for(exc: BaseException) -> grpc.StatusCode:
     """The gRPC status a server sends for `exc`; anything unexpected is INTERNAL."""
     codes, cache_codes, slot_codes = _tables()
-    deploy_codes = _deploy_table()
+    deploy_codes = {**_deploy_table(), **_block_table()}
     for cls in type(exc).__mro__:
         code = deploy_codes.get(cls) or codes.get(cls) or cache_codes.get(cls) or slot_codes.get(cls)
         if code is not None:
@@ -249,6 +282,19 @@ def deploy_error_for_status(code: grpc.StatusCode, details: str) -> Exception:
     for cls, mapped in _deploy_table().items():
         if mapped == code:
             return cls(details)
+    return error_for_status(code, details)
+
+
+def block_error_for_status(code: grpc.StatusCode, details: str) -> Exception:
+    """The client-side exception for a status a block or variable call got."""
+    import grpc
+
+    if code == grpc.StatusCode.NOT_FOUND:
+        return BlockNotFound(details)
+    if code == grpc.StatusCode.ALREADY_EXISTS:
+        return VariableExists(details) if details.startswith("variable") else BlockExists(details)
+    if code == grpc.StatusCode.INVALID_ARGUMENT and details.startswith("variable"):
+        return InvalidVariable(details)
     return error_for_status(code, details)
 
 

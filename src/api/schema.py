@@ -221,8 +221,27 @@ ALTER TABLE flow_runs ADD COLUMN schedule_id INTEGER;
 CREATE INDEX flow_runs_by_schedule ON flow_runs (schedule_id, scheduled_time) WHERE schedule_id IS NOT NULL;
 """
 
+# v11: blocks and variables (`block_store.py`). A block document is unique by (type, name);
+# its `data` is opaque JSON to the service (secret fields arrive encrypted by the client, so
+# the database never holds them in plain text). A block type keeps the JSON schema and
+# version its class had when last saved, for `headwater block check`.
+_V11 = """
+CREATE TABLE block_types (
+    slug TEXT PRIMARY KEY, schema TEXT NOT NULL, version TEXT NOT NULL, updated REAL NOT NULL
+);
+CREATE TABLE blocks (
+    id BLOB PRIMARY KEY, type_slug TEXT NOT NULL, name TEXT NOT NULL, data TEXT NOT NULL,
+    type_version TEXT NOT NULL, created REAL NOT NULL, updated REAL NOT NULL
+);
+CREATE UNIQUE INDEX blocks_by_type_name ON blocks (type_slug, name);
+CREATE TABLE variables (
+    name TEXT PRIMARY KEY, value TEXT NOT NULL, tags TEXT NOT NULL DEFAULT '[]',
+    created REAL NOT NULL, updated REAL NOT NULL
+);
+"""
+
 #: MIGRATIONS[i] upgrades a database from version i to version i + 1.
-MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9, _V10)
+MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9, _V10, _V11)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -39,6 +39,7 @@ from .cache_service import CACHE_WRITES, CacheService
 from .committer import GroupCommitter
 from .control_service import CONTROL_WRITES, ControlService
 from .dbfile import storage_error
+from .block_service import BLOCK_WRITES, BlockService
 from .deploy_service import DEPLOY_WRITES, DeployService
 from .log_service import LogService
 from .pause_service import PAUSE_WRITES, PauseService
@@ -96,6 +97,7 @@ class StateService:
         # A standalone server (no doorbell) always runs the scheduler; see DeployService.
         self.deployments = DeployService(storage.path, synchronous=synchronous, always_schedule=not doorbell)
         self.deployments.after_cancel = self.control.deliver_new
+        self.blocks = BlockService(storage.path, synchronous=synchronous)
         self.control.listeners.append(self.deployments.dispatch)
 
     def close(self) -> None:
@@ -106,6 +108,7 @@ class StateService:
         self.control.close()
         self.pauses.close()
         self.deployments.close()
+        self.blocks.close()
 
     def generic_handler(self) -> grpc.GenericRpcHandler:
         handlers = {
@@ -141,7 +144,8 @@ class StateService:
         unary.update(self.control.handlers())
         unary.update(self.pauses.handlers())
         unary.update(self.deployments.handlers())
-        writes = _WRITES | CACHE_WRITES | SLOT_WRITES | CONTROL_WRITES | PAUSE_WRITES | DEPLOY_WRITES
+        unary.update(self.blocks.handlers())
+        writes = _WRITES | CACHE_WRITES | SLOT_WRITES | CONTROL_WRITES | PAUSE_WRITES | DEPLOY_WRITES | BLOCK_WRITES
         return {name: self._unary(fn, write=name in writes) for name, fn in unary.items()}
 
     # -- plumbing --------------------------------------------------------------------------
