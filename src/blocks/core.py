@@ -167,6 +167,9 @@ def _mark_secrets(schema: Any) -> None:
             schema["secret"] = True
         for item in schema.values():
             _mark_secrets(item)
+        options = schema.get("anyOf")
+        if isinstance(options, list) and options and all(isinstance(o, dict) and o.get("secret") for o in options):
+            schema["secret"] = True  # `SecretStr | SecretJSON`: the field itself is secret
     elif isinstance(schema, list):
         for item in schema:
             _mark_secrets(item)

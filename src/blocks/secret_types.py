@@ -46,7 +46,7 @@ class SecretJSON:
     __str__ = __repr__
 
     def __eq__(self, other: object) -> bool:
-        return type(other) is type(self) and other.get_secret_value() == self._value  # type: ignore[attr-defined]
+        return isinstance(other, SecretJSON) and type(other) is type(self) and other._value == self._value
 
     def __hash__(self) -> int:
         return hash(json.dumps(self._value, sort_keys=True))
