@@ -1,0 +1,118 @@
+"""Notification blocks deliver to real receivers started here: an HTTP server on 127.0.0.1
+(a Slack webhook stand-in) and an SMTP server (aiosmtpd)."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+from collections.abc import Iterator
+from email import message_from_bytes
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from typing import Any
+
+import pytest
+from aiosmtpd.controller import Controller
+from pydantic import SecretStr
+
+from headwater.blocks import EmailServerCredentials, SlackWebhook
+from headwater.errors import NotificationFailed
+
+
+class Receiver(HTTPServer):
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.bodies: list[dict[str, Any]] = []
+        self.status = 200
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}/services/T0/B0/hook-secret"
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: Receiver
+
+    def do_POST(self) -> None:
+        length = int(self.headers["Content-Length"])
+        self.server.bodies.append(json.loads(self.rfile.read(length)))
+        reply = b"ok" if self.server.status == 200 else b"internal error: " + b"x" * 400
+        self.send_response(self.server.status)
+        self.send_header("Content-Length", str(len(reply)))
+        self.end_headers()
+        self.wfile.write(reply)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    server = Receiver()
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+    thread.join()
+
+
+def test_slack_webhook_posts_its_text_to_the_receiver(receiver: Receiver) -> None:
+    SlackWebhook(url=SecretStr(receiver.url)).save("alerts")
+    SlackWebhook.load("alerts").notify("the nightly load finished", subject="etl")
+    assert receiver.bodies == [{"text": "*etl*\nthe nightly load finished"}]
+    SlackWebhook.load("alerts").notify("plain")
+    assert receiver.bodies[-1] == {"text": "plain"}
+
+
+def test_an_error_status_raises_notification_failed_without_the_url(receiver: Receiver) -> None:
+    receiver.status = 500
+    SlackWebhook(url=SecretStr(receiver.url)).save("alerts")
+    with pytest.raises(NotificationFailed) as caught:
+        SlackWebhook.load("alerts").notify("boom")
+    message = str(caught.value)
+    assert "answered HTTP 500: internal error: xxx" in message and "'alerts'" in message
+    assert len(message.split(": ", 1)[1]) <= 200 and "hook-secret" not in message
+    receiver.server_close()  # nobody listens any more
+    with pytest.raises(NotificationFailed, match="could not be reached"):
+        SlackWebhook.load("alerts").notify("boom")
+
+
+class _Inbox:
+    def __init__(self) -> None:
+        self.messages: list[tuple[str, list[str], bytes]] = []
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        self.messages.append((envelope.mail_from, list(envelope.rcpt_tos), envelope.content))
+        return "250 OK"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def test_email_server_credentials_sends_to_the_smtp_server() -> None:
+    inbox = _Inbox()
+    port = _free_port()
+    controller = Controller(inbox, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        EmailServerCredentials(
+            smtp_server="127.0.0.1", smtp_port=port, smtp_type="INSECURE", from_address="headwater@example.org",
+            to_addresses=["ops@example.org", "oncall@example.org"],
+        ).save("mail")  # fmt: skip
+        EmailServerCredentials.load("mail").notify("the nightly load failed", subject="etl failed")
+    finally:
+        controller.stop()
+    ((sender, recipients, content),) = inbox.messages
+    assert sender == "headwater@example.org"
+    assert recipients == ["ops@example.org", "oncall@example.org"]
+    message = message_from_bytes(content)
+    assert message["Subject"] == "etl failed"
+    assert "the nightly load failed" in message.get_payload()  # type: ignore[operator]
+    # The server is gone: a clear error, not a bare socket error.
+    with pytest.raises(NotificationFailed, match=f"SMTP server 127.0.0.1:{port}"):
+        EmailServerCredentials.load("mail").notify("again")
