@@ -129,3 +129,14 @@ def test_the_api_exports_the_remote_cache() -> None:
         assert theirs is not None, f"RemoteStore.{name} is missing"
         assert inspect.signature(theirs) == inspect.signature(getattr(LocalStore, name)), name
     assert isinstance(headwater.api.RemoteStore.store_id, property)
+
+
+def test_blocks_exports() -> None:
+    import headwater.blocks
+
+    assert set(headwater.blocks.__all__) == {
+        "Block", "Secret", "JSON", "LocalFileSystem", "RemoteFileSystem", "SlackWebhook", "EmailServerCredentials",
+        "SecretDict", "SecretJSON", "Variable", "Problem", "check_documents",
+    }  # fmt: skip
+    for name in headwater.blocks.__all__:
+        assert getattr(headwater.blocks, name) is not None
