@@ -28,4 +28,5 @@ def _own_service_and_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Ite
 def home() -> Path:
     from headwater.api.settings import get_settings
 
-    return get_settings().home
+    path: Path = get_settings().home
+    return path
