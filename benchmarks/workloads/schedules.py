@@ -11,29 +11,22 @@
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
-import time
 
-from benchmarks.children import run_python, script, start_server
+from benchmarks.children import run_json, script, start_server
 from benchmarks.engines import require_baseline, require_headwater
 from benchmarks.workload import Figure, Trial, Workload
+from benchmarks.workloads.deployments import baseline_latency
 
 TOKEN = "bench-schedule-token"
 _server: list[str] = []
 
 
-def _last_json(out: str) -> dict[str, float]:
-    report: dict[str, float] = json.loads([line for line in out.splitlines() if line.startswith("{")][-1])
-    return report
-
 
 def run_cpu(runner: str, n: int) -> Trial:
     require_headwater()
     env = {k: v for k, v in os.environ.items() if k != "HEADWATER_API_URL"}
-    return lambda: _last_json(run_python([str(script("schedule_load.py")), "cpu", str(n)], env=env))
+    return lambda: run_json([str(script("schedule_load.py")), "cpu", str(n)], env=env)
 
 
 _NAIVE = (
@@ -54,7 +47,7 @@ _NAIVE = (
 
 def baseline_cpu(engine: str, n: int) -> Trial:
     require_baseline(engine, ("croniter",))
-    return lambda: _last_json(run_python(["-c", _NAIVE, str(n)]))
+    return lambda: run_json(["-c", _NAIVE, str(n)])
 
 
 def run_delay(runner: str, n: int) -> Trial:
@@ -62,23 +55,12 @@ def run_delay(runner: str, n: int) -> Trial:
     if not _server:
         _server.append(start_server(TOKEN, "headwater-bench-schedule-server-"))
     env = {**os.environ, "HEADWATER_API_URL": _server[0], "HEADWATER_API_TOKEN": TOKEN}
-    return lambda: _last_json(run_python([str(script("schedule_load.py")), "delay", str(n), "5"], env=env))
+    return lambda: run_json([str(script("schedule_load.py")), "delay", str(n), "5"], env=env)
 
 
 def baseline_delay(engine: str, n: int) -> Trial:
     require_baseline(engine, ("interpreter",))
-
-    def trial() -> dict[str, float]:
-        found = []
-        for _ in range(n):
-            asked = time.time()
-            out = subprocess.run([sys.executable, "-c", "import headwater, time; print(time.time())"],
-                                 capture_output=True, text=True, check=True).stdout  # fmt: skip
-            found.append((float(out) - asked) * 1e3)
-        found.sort()
-        return {"p50_ms": found[len(found) // 2], "p99_ms": found[-1], "runs": n}
-
-    return trial
+    return baseline_latency(engine, n)
 
 
 WORKLOADS = (
