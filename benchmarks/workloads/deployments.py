@@ -86,7 +86,7 @@ WORKLOADS = (
     Workload(
         name="deploy-latency",
         description="N deployment runs on one idle worker: run_deployment to the flow's first line",
-        sizes={"tiny": 3, "quick": 10, "full": 30},
+        sizes={"tiny": 3, "quick": 6, "full": 30},
         run=run_latency,
         baseline=baseline_latency,
         figures=(
@@ -104,7 +104,7 @@ WORKLOADS = (
     Workload(
         name="deploy-throughput",
         description="N deployment runs created at once: runs started per s by one and two workers",
-        sizes={"tiny": 4, "quick": 20, "full": 50},
+        sizes={"tiny": 4, "quick": 10, "full": 50},
         run=run_throughput,
         baseline=baseline_throughput,
         figures=(

@@ -1,10 +1,10 @@
 """schedule: the scheduler's cost and punctuality (issue #16). Select with ``schedule``.
 
-* ``schedule-cpu``: N deployments each on a one-minute cron (1,000 / quick 300) in a fresh
+* ``schedule-cpu``: N deployments each on a one-minute cron (1,000 / quick 200) in a fresh
   home; the scheduler pass (made once a second in a server or `serve`) run for 3 virtual
   minutes: CPU ms per pass, mean and max, and per run made. Baseline: croniter computing
   each schedule's next tick once a second, the naive floor of deciding what is due.
-* ``schedule-delay``: N deployments on a 5 s interval, a standalone server and one worker,
+* ``schedule-delay``: N deployments on a 3 s interval, a standalone server and one worker,
   for about 18 s: from each run's nominal time to its RUNNING state, p50 / p99. Baseline: a
   fresh interpreter importing headwater (a run starts in a process of its own).
 """
@@ -55,7 +55,7 @@ def run_delay(runner: str, n: int) -> Trial:
     if not _server:
         _server.append(start_server(TOKEN, "headwater-bench-schedule-server-"))
     env = {**os.environ, "HEADWATER_API_URL": _server[0], "HEADWATER_API_TOKEN": TOKEN}
-    return lambda: run_json([str(script("schedule_load.py")), "delay", str(n), "5"], env=env)
+    return lambda: run_json([str(script("schedule_load.py")), "delay", str(n), "3"], env=env)
 
 
 def baseline_delay(engine: str, n: int) -> Trial:
@@ -67,7 +67,7 @@ WORKLOADS = (
     Workload(
         name="schedule-cpu",
         description="N deployments on one-minute crons: scheduler CPU per pass (one a second)",
-        sizes={"tiny": 50, "quick": 300, "full": 1000},
+        sizes={"tiny": 50, "quick": 200, "full": 1000},
         run=run_cpu,
         baseline=baseline_cpu,
         figures=(
@@ -84,7 +84,7 @@ WORKLOADS = (
     ),
     Workload(
         name="schedule-delay",
-        description="N deployments on a 5 s interval, one worker: nominal time to RUNNING",
+        description="N deployments on a 3 s interval, one worker: nominal time to RUNNING",
         sizes={"tiny": 1, "quick": 3, "full": 10},
         run=run_delay,
         baseline=baseline_delay,
