@@ -19,11 +19,10 @@ of its own, so the suite's process and its embedded service are not involved.
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 
-from benchmarks.children import run_python, script, start_server
+from benchmarks.children import run_json, script, start_server
 from benchmarks.engines import require_baseline, require_headwater
 from benchmarks.workload import Figure, Trial, Workload
 from benchmarks.workloads._slots import percentile
@@ -47,17 +46,13 @@ def _child_env(runner: str) -> dict[str, str]:
     return env
 
 
-def _last_json(out: str) -> dict[str, float]:
-    report: dict[str, float] = json.loads([line for line in out.splitlines() if line.startswith("{")][-1])
-    return report
-
 
 def run_latency(runner: str, n: int) -> Trial:
     require_headwater()
     if runner not in ("in-process", "doorbell", "server"):
         raise ValueError(f"no cancel-latency runner named {runner!r} (has: in-process, doorbell, server)")
     env = _child_env(runner)
-    return lambda: _last_json(run_python([str(script("cancel_latency.py")), runner, str(n)], env=env))
+    return lambda: run_json([str(script("cancel_latency.py")), runner, str(n)], env=env)
 
 
 def baseline_latency(engine: str, n: int) -> Trial:
@@ -85,7 +80,7 @@ def run_idle(runner: str, seconds: int) -> Trial:
     if runner != "stream":
         raise ValueError(f"no cancel-idle runner named {runner!r} (has: stream)")
     env = _child_env(runner)
-    return lambda: _last_json(run_python([str(script("cancel_latency.py")), "idle", str(seconds)], env=env))
+    return lambda: run_json([str(script("cancel_latency.py")), "idle", str(seconds)], env=env)
 
 
 _SLEEPING = (
@@ -98,7 +93,7 @@ _SLEEPING = (
 
 def baseline_idle(engine: str, seconds: int) -> Trial:
     require_baseline(engine, ("sleeping",))
-    return lambda: _last_json(run_python(["-c", _SLEEPING, str(seconds)]))
+    return lambda: run_json(["-c", _SLEEPING, str(seconds)])
 
 
 LATENCY_FIGURES: tuple[Figure, ...] = (

@@ -13,13 +13,12 @@ server of this workload's own, with its own worker processes.
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
 import time
 
-from benchmarks.children import run_python, script, start_server
+from benchmarks.children import run_json, script, start_server
 from benchmarks.engines import require_baseline, require_headwater
 from benchmarks.workload import Figure, Trial, Workload
 
@@ -36,22 +35,18 @@ def _env() -> dict[str, str]:
     return env
 
 
-def _last_json(out: str) -> dict[str, float]:
-    report: dict[str, float] = json.loads([line for line in out.splitlines() if line.startswith("{")][-1])
-    return report
-
 
 def run_latency(runner: str, n: int) -> Trial:
     require_headwater()
     env = _env()
-    return lambda: _last_json(run_python([str(script("deploy_runs.py")), "latency", str(n)], env=env))
+    return lambda: run_json([str(script("deploy_runs.py")), "latency", str(n)], env=env)
 
 
 def run_throughput(runner: str, n: int) -> Trial:
     require_headwater()
     workers = {"one-worker": 1, "two-workers": 2}[runner]
     env = _env()
-    return lambda: _last_json(run_python([str(script("deploy_runs.py")), "throughput", str(n), str(workers)], env=env))
+    return lambda: run_json([str(script("deploy_runs.py")), "throughput", str(n), str(workers)], env=env)
 
 
 _FIRST_LINE = "import headwater, time; print(time.time())"
@@ -91,7 +86,7 @@ WORKLOADS = (
     Workload(
         name="deploy-latency",
         description="N deployment runs on one idle worker: run_deployment to the flow's first line",
-        sizes={"tiny": 3, "quick": 10, "full": 30},
+        sizes={"tiny": 3, "quick": 6, "full": 30},
         run=run_latency,
         baseline=baseline_latency,
         figures=(
@@ -109,7 +104,7 @@ WORKLOADS = (
     Workload(
         name="deploy-throughput",
         description="N deployment runs created at once: runs started per s by one and two workers",
-        sizes={"tiny": 4, "quick": 20, "full": 50},
+        sizes={"tiny": 4, "quick": 10, "full": 50},
         run=run_throughput,
         baseline=baseline_throughput,
         figures=(

@@ -1,39 +1,32 @@
 """schedule: the scheduler's cost and punctuality (issue #16). Select with ``schedule``.
 
-* ``schedule-cpu``: N deployments each on a one-minute cron (1,000 / quick 300) in a fresh
+* ``schedule-cpu``: N deployments each on a one-minute cron (1,000 / quick 200) in a fresh
   home; the scheduler pass (made once a second in a server or `serve`) run for 3 virtual
   minutes: CPU ms per pass, mean and max, and per run made. Baseline: croniter computing
   each schedule's next tick once a second, the naive floor of deciding what is due.
-* ``schedule-delay``: N deployments on a 5 s interval, a standalone server and one worker,
+* ``schedule-delay``: N deployments on a 3 s interval, a standalone server and one worker,
   for about 18 s: from each run's nominal time to its RUNNING state, p50 / p99. Baseline: a
   fresh interpreter importing headwater (a run starts in a process of its own).
 """
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
-import time
 
-from benchmarks.children import run_python, script, start_server
+from benchmarks.children import run_json, script, start_server
 from benchmarks.engines import require_baseline, require_headwater
 from benchmarks.workload import Figure, Trial, Workload
+from benchmarks.workloads.deployments import baseline_latency
 
 TOKEN = "bench-schedule-token"
 _server: list[str] = []
 
 
-def _last_json(out: str) -> dict[str, float]:
-    report: dict[str, float] = json.loads([line for line in out.splitlines() if line.startswith("{")][-1])
-    return report
-
 
 def run_cpu(runner: str, n: int) -> Trial:
     require_headwater()
     env = {k: v for k, v in os.environ.items() if k != "HEADWATER_API_URL"}
-    return lambda: _last_json(run_python([str(script("schedule_load.py")), "cpu", str(n)], env=env))
+    return lambda: run_json([str(script("schedule_load.py")), "cpu", str(n)], env=env)
 
 
 _NAIVE = (
@@ -54,7 +47,7 @@ _NAIVE = (
 
 def baseline_cpu(engine: str, n: int) -> Trial:
     require_baseline(engine, ("croniter",))
-    return lambda: _last_json(run_python(["-c", _NAIVE, str(n)]))
+    return lambda: run_json(["-c", _NAIVE, str(n)])
 
 
 def run_delay(runner: str, n: int) -> Trial:
@@ -62,30 +55,19 @@ def run_delay(runner: str, n: int) -> Trial:
     if not _server:
         _server.append(start_server(TOKEN, "headwater-bench-schedule-server-"))
     env = {**os.environ, "HEADWATER_API_URL": _server[0], "HEADWATER_API_TOKEN": TOKEN}
-    return lambda: _last_json(run_python([str(script("schedule_load.py")), "delay", str(n), "5"], env=env))
+    return lambda: run_json([str(script("schedule_load.py")), "delay", str(n), "3"], env=env)
 
 
 def baseline_delay(engine: str, n: int) -> Trial:
     require_baseline(engine, ("interpreter",))
-
-    def trial() -> dict[str, float]:
-        found = []
-        for _ in range(n):
-            asked = time.time()
-            out = subprocess.run([sys.executable, "-c", "import headwater, time; print(time.time())"],
-                                 capture_output=True, text=True, check=True).stdout  # fmt: skip
-            found.append((float(out) - asked) * 1e3)
-        found.sort()
-        return {"p50_ms": found[len(found) // 2], "p99_ms": found[-1], "runs": n}
-
-    return trial
+    return baseline_latency(engine, n)
 
 
 WORKLOADS = (
     Workload(
         name="schedule-cpu",
         description="N deployments on one-minute crons: scheduler CPU per pass (one a second)",
-        sizes={"tiny": 50, "quick": 300, "full": 1000},
+        sizes={"tiny": 50, "quick": 200, "full": 1000},
         run=run_cpu,
         baseline=baseline_cpu,
         figures=(
@@ -102,7 +84,7 @@ WORKLOADS = (
     ),
     Workload(
         name="schedule-delay",
-        description="N deployments on a 5 s interval, one worker: nominal time to RUNNING",
+        description="N deployments on a 3 s interval, one worker: nominal time to RUNNING",
         sizes={"tiny": 1, "quick": 3, "full": 10},
         run=run_delay,
         baseline=baseline_delay,

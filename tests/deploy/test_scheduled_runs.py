@@ -14,7 +14,8 @@ from headwater.api import StateClient
 from headwater.api.schedules import Interval
 
 from ..api.helpers import start_server_process, stop_process
-from .test_workers import TOKEN, _deploy, _wait_for, _worker, server  # noqa: F401 - the fixture
+from .helpers import wait_for
+from .test_workers import TOKEN, _deploy, _worker, server  # noqa: F401 - the fixture
 
 
 def _free_port() -> int:
@@ -45,11 +46,11 @@ def test_a_schedule_runs_on_a_worker_each_tick_once_across_a_server_restart(tmp_
         name = _deploy(tmp_path, "work", "pool", schedules=[Interval(timedelta(seconds=1), overlap="allow_all", parameters={"i": 1})])
         worker = _worker(tmp_path, "pool", "w")
         with StateClient(url, token=TOKEN) as reader:
-            _wait_for(lambda: sum(1 for _, s in _scheduled(url) if s == "COMPLETED") >= 3, 60, "three ticks run")
+            wait_for(lambda: sum(1 for _, s in _scheduled(url) if s == "COMPLETED") >= 3, 60, "three ticks run")
         stop_process(proc)  # the server goes away, and comes back on the same home and port
         time.sleep(2.5)
         proc, _ = start_server_process(home, "--token", TOKEN, "--port", str(port))
-        _wait_for(lambda: sum(1 for _, s in _scheduled(url) if s == "COMPLETED") >= 7, 90, "ticks after the restart")
+        wait_for(lambda: sum(1 for _, s in _scheduled(url) if s == "COMPLETED") >= 7, 90, "ticks after the restart")
         with StateClient(url, token=TOKEN) as reader:
             runs = [r for r in reader.list_flow_runs() if r.name.startswith("scheduled-")]
             keys = [r.name for r in runs]

@@ -17,6 +17,8 @@ import pytest
 import headwater
 from headwater.api.errors import InvalidParameters
 
+from .helpers import wait_for
+
 FLOWS = textwrap.dedent(
     """
     import sys
@@ -44,14 +46,6 @@ FLOWS = textwrap.dedent(
 )
 
 
-def _wait_for(predicate, timeout: float = 60.0, what: str = "condition") -> None:  # type: ignore[no-untyped-def]
-    give_up = time.monotonic() + timeout
-    while time.monotonic() < give_up:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
-
 
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
@@ -66,7 +60,7 @@ def served(tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
     from headwater.deploy.connection import deploy_client
 
     with deploy_client() as client:
-        _wait_for(lambda: len(client.list_workers()) == 1 and len(client.list_deployments()) == 2, what="serve to register")
+        wait_for(lambda: len(client.list_workers()) == 1 and len(client.list_deployments()) == 2, what="serve to register")
     yield proc
     proc.send_signal(signal.SIGTERM)
     try:
@@ -141,7 +135,7 @@ def test_serve_runs_a_schedule_on_the_embedded_default(tmp_path: Path) -> None:
             def done() -> int:
                 return sum(1 for r in reader.list_flow_runs() if r.flow_name == "ticking" and r.state_type == "COMPLETED")
 
-            _wait_for(lambda: done() >= 3, 60, "three scheduled runs served")
+            wait_for(lambda: done() >= 3, 60, "three scheduled runs served")
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(30)

@@ -19,6 +19,7 @@ from headwater.api import StateClient, reset_recorder
 from headwater.api.deploy_client import stream_item
 
 from ..api.helpers import start_server_process, stop_process
+from .helpers import wait_for
 
 TOKEN = "worker-test-token"
 FLOWS = textwrap.dedent(
@@ -41,14 +42,6 @@ FLOWS = textwrap.dedent(
 WORKER = "from headwater.deploy.worker import Worker, serve_forever; import sys; " \
          "serve_forever(Worker(pool=sys.argv[1], name=sys.argv[2], lease_seconds=2.0, limit=int(sys.argv[3])))"
 
-
-def _wait_for(predicate: Any, timeout: float, what: str) -> None:
-    give_up = time.monotonic() + timeout
-    while time.monotonic() < give_up:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.fixture
@@ -95,10 +88,10 @@ def test_two_workers_run_50_runs_within_a_pool_limit_of_3_each_exactly_once(tmp_
     workers = [_worker(tmp_path, "pool", f"w{i}") for i in (1, 2)]
     try:
         with deploy_client() as client:
-            _wait_for(lambda: len(client.list_workers()) == 2, 30, "both workers")
+            wait_for(lambda: len(client.list_workers()) == 2, 30, "both workers")
         runs = [run_deployment(name, parameters={"i": i}, timeout=0, idempotency_key=f"batch-{i}").id for i in range(50)]
         with StateClient(server, token=TOKEN) as reader:
-            _wait_for(lambda: all(reader.read_flow_run(r).state_type == "COMPLETED" for r in runs), 240, "50 runs")
+            wait_for(lambda: all(reader.read_flow_run(r).state_type == "COMPLETED" for r in runs), 240, "50 runs")
             infos = [reader.read_flow_run(r) for r in runs]
             histories = [[s.type for s in reader.read_history(r)] for r in runs]
             by = {_started_by(reader, r) for r in runs}
@@ -127,9 +120,9 @@ def test_a_killed_worker_crashes_its_run_and_its_unstarted_claim_goes_to_another
     marker = tmp_path / "started"
     doomed = _worker(tmp_path, "pool", "doomed", limit=1)
     with deploy_client() as client:
-        _wait_for(lambda: len(client.list_workers()) == 1, 30, "the first worker")
+        wait_for(lambda: len(client.list_workers()) == 1, 30, "the first worker")
         held = run_deployment(name, parameters={"marker": str(marker)}, timeout=0).id
-        _wait_for(marker.exists, 60, "the held run to start")
+        wait_for(marker.exists, 60, "the held run to start")
         # A second "worker" that claims a run and dies before starting it: a bare stream.
         call = client.worker_stream("claims-and-dies", pool="pool", lease_seconds=1.0)
         items = iter(call)
@@ -143,8 +136,8 @@ def test_a_killed_worker_crashes_its_run_and_its_unstarted_claim_goes_to_another
         rescuer = _worker(tmp_path, "pool", "rescuer", limit=1)
         try:
             with StateClient(server, token=TOKEN) as reader:
-                _wait_for(lambda: reader.read_flow_run(held).state_type == "CRASHED", 30, "the killed worker's run to crash")
-                _wait_for((tmp_path / "orphan").exists, 60, "the orphaned claim to start on the other worker")
+                wait_for(lambda: reader.read_flow_run(held).state_type == "CRASHED", 30, "the killed worker's run to crash")
+                wait_for((tmp_path / "orphan").exists, 60, "the orphaned claim to start on the other worker")
                 assert _started_by(reader, orphan) == "rescuer"
                 crash = reader.read_history(held)[-1].message or ""
             assert "doomed" in crash and "stopped heartbeating" in crash
@@ -165,17 +158,17 @@ def test_cancelling_a_run_a_worker_started_stops_its_process_and_ends_it_cancell
     worker = _worker(tmp_path, "pool", "w", limit=1)
     try:
         run = run_deployment(name, parameters={"marker": str(marker)}, timeout=0).id
-        _wait_for(marker.exists, 60, "the run to start")
+        wait_for(marker.exists, 60, "the run to start")
         started = time.monotonic()
         cancel_flow_run(run)
         with StateClient(server, token=TOKEN) as reader:
-            _wait_for(lambda: reader.read_flow_run(run).state_type == "CANCELLED", 60, "the run to end CANCELLED")
+            wait_for(lambda: reader.read_flow_run(run).state_type == "CANCELLED", 60, "the run to end CANCELLED")
             took = time.monotonic() - started
             pid = reader.read_flow_run(run).pid
         assert took < 30  # the worker's grace (10 s), then its kill, well before the service's deadline
         assert pid is not None
         with pytest.raises(ProcessLookupError):
-            _wait_for(lambda: not Path(f"/proc/{pid}").exists(), 10, "the run's process to be gone")
+            wait_for(lambda: not Path(f"/proc/{pid}").exists(), 10, "the run's process to be gone")
             os.kill(pid, 0)
     finally:
         worker.send_signal(signal.SIGTERM)
