@@ -5,6 +5,7 @@
     runtime ──> runners, cache, api, errors     (api only lazily: it imports grpc)
     runtime ··> deploy                          (lazily: Flow.serve/deploy/to_deployment/from_source)
     deploy ──> runtime, runners, cache, api, errors   (the coordination plane)
+    events ──> deploy, runtime, runners, cache, api, errors
     blocks ──> runtime, runners, cache, api, errors   (typed configuration, secrets, variables)
     api ──> cache, errors                       (the state service serves the result cache)
     runners, cache ──> errors
@@ -37,8 +38,9 @@ ALLOWED: dict[str, frozenset[str]] = {
     "api": frozenset({"cache", "errors"}),
     "runtime": frozenset({"runners", "cache", "api", "errors", "deploy"}),
     "deploy": frozenset({"runtime", "runners", "cache", "api", "errors"}),
+    "events": frozenset({"runtime", "runners", "cache", "api", "errors", "deploy"}),
     "blocks": frozenset({"runtime", "runners", "cache", "api", "errors"}),
-    "cli": frozenset({"headwater", "runtime", "runners", "cache", "api", "errors", "deploy", "blocks"}),
+    "cli": frozenset({"headwater", "runtime", "runners", "cache", "api", "errors", "deploy", "blocks", "events"}),
     "headwater": frozenset({"runtime", "runners", "cache", "errors", "deploy"}),
 }
 # Arrows that must never be taken at import time: `import headwater` stays free of grpc.

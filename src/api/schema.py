@@ -240,8 +240,20 @@ CREATE TABLE variables (
 );
 """
 
+# v12: emitted events (`event_store.py`); runs' state events are their `states` rows, read as
+# events, so this table holds only what code and tools emit. `seq` is the commit order
+# followers resume from; `id` makes a re-sent event a no-op.
+_V12 = """
+CREATE TABLE events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, id BLOB NOT NULL UNIQUE, event TEXT NOT NULL,
+    occurred REAL NOT NULL, received REAL NOT NULL, resource_id TEXT NOT NULL,
+    resource TEXT NOT NULL, related TEXT NOT NULL DEFAULT '[]', payload TEXT NOT NULL DEFAULT '{}'
+);
+CREATE INDEX events_by_resource ON events (resource_id, seq);
+"""
+
 #: MIGRATIONS[i] upgrades a database from version i to version i + 1.
-MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9, _V10, _V11)
+MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9, _V10, _V11, _V12)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -179,6 +179,7 @@ class StateServer:
             self._service.logs.end_streams()
             self._service.control.end_streams()
             self._service.deployments.end_streams()
+            self._service.events.end_streams()
 
     def stop(self, grace: float = 2.0) -> None:
         """Stop accepting calls, let in-flight ones finish, commit what is queued, close."""

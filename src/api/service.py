@@ -41,6 +41,7 @@ from .control_service import CONTROL_WRITES, ControlService
 from .dbfile import storage_error
 from .block_service import BLOCK_WRITES, BlockService
 from .deploy_service import DEPLOY_WRITES, DeployService
+from .event_service import EVENT_WRITES, EventService
 from .log_service import LogService
 from .pause_service import PAUSE_WRITES, PauseService
 from .errors import RunNotFound, ServiceUnavailable, TransitionRejected, Unauthenticated, is_sent_as_is, status_code_for
@@ -98,6 +99,8 @@ class StateService:
         self.deployments = DeployService(storage.path, synchronous=synchronous, always_schedule=not doorbell)
         self.deployments.after_cancel = self.control.deliver_new
         self.blocks = BlockService(storage.path, synchronous=synchronous)
+        self.events = EventService(storage.path, synchronous=synchronous)
+        committer.add_listener(self.events.notify)  # a committed state is an event
         self.control.listeners.append(self.deployments.dispatch)
 
     def close(self) -> None:
@@ -109,6 +112,7 @@ class StateService:
         self.pauses.close()
         self.deployments.close()
         self.blocks.close()
+        self.events.close()
 
     def generic_handler(self) -> grpc.GenericRpcHandler:
         handlers = {
@@ -118,6 +122,7 @@ class StateService:
         handlers["FollowLogs"] = grpc.unary_stream_rpc_method_handler(self.follow_logs)
         handlers["ControlMessages"] = grpc.unary_stream_rpc_method_handler(self.control_messages)
         handlers["WorkerRuns"] = grpc.unary_stream_rpc_method_handler(self.worker_runs)
+        handlers["FollowEvents"] = grpc.unary_stream_rpc_method_handler(self.follow_events)
         handlers["Record"] = grpc.stream_stream_rpc_method_handler(self.record)
         handlers["RecordBatch"] = grpc.unary_unary_rpc_method_handler(self.record_batch)
         return grpc.method_handlers_generic_handler(SERVICE_NAME, handlers)
@@ -145,7 +150,9 @@ class StateService:
         unary.update(self.pauses.handlers())
         unary.update(self.deployments.handlers())
         unary.update(self.blocks.handlers())
-        writes = _WRITES | CACHE_WRITES | SLOT_WRITES | CONTROL_WRITES | PAUSE_WRITES | DEPLOY_WRITES | BLOCK_WRITES
+        unary.update(self.events.handlers())
+        writes = (_WRITES | CACHE_WRITES | SLOT_WRITES | CONTROL_WRITES | PAUSE_WRITES | DEPLOY_WRITES | BLOCK_WRITES
+                  | EVENT_WRITES)  # fmt: skip
         return {name: self._unary(fn, write=name in writes) for name, fn in unary.items()}
 
     # -- plumbing --------------------------------------------------------------------------
@@ -276,6 +283,12 @@ class StateService:
         with _guarded(context):
             self._authorize(context)
             yield from self.deployments.stream(request, context)
+
+    def follow_events(self, request: bytes, context: grpc.ServicerContext) -> Iterator[bytes]:
+        """The server stream of new events (`EventService.follow`)."""
+        with _guarded(context):
+            self._authorize(context)
+            yield from self.events.follow(request, context)
 
     def follow_logs(self, request: bytes, context: grpc.ServicerContext) -> Iterator[bytes]:
         """The server stream of a run's new log lines (`LogService.follow`)."""
