@@ -39,8 +39,9 @@ ALLOWED: dict[str, frozenset[str]] = {
     "runtime": frozenset({"runners", "cache", "api", "errors", "deploy"}),
     "deploy": frozenset({"runtime", "runners", "cache", "api", "errors"}),
     "events": frozenset({"runtime", "runners", "cache", "api", "errors", "deploy"}),
+    "automations": frozenset({"runtime", "runners", "cache", "api", "errors", "deploy"}),
     "blocks": frozenset({"runtime", "runners", "cache", "api", "errors"}),
-    "cli": frozenset({"headwater", "runtime", "runners", "cache", "api", "errors", "deploy", "blocks", "events"}),
+    "cli": frozenset({"headwater", "runtime", "runners", "cache", "api", "errors", "deploy", "blocks", "events", "automations"}),
     "headwater": frozenset({"runtime", "runners", "cache", "errors", "deploy"}),
 }
 # Arrows that must never be taken at import time: `import headwater` stays free of grpc.

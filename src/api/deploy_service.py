@@ -93,6 +93,11 @@ class DeployService:
             "SetScheduleActive": self.set_schedule_active, "DeleteSchedule": self.delete_schedule,
         }  # fmt: skip
 
+    def hosting(self) -> bool:
+        """Whether a worker or `serve` process is connected here (it then schedules too)."""
+        with self._lock:
+            return bool(self._streams)
+
     def end_streams(self) -> None:
         with self._lock:
             self._ending = True

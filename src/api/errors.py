@@ -17,6 +17,7 @@
     │   ├── BlockExists                      a block of that type and name exists already
     │   ├── VariableExists                   a variable of that name exists already
     │   ├── InvalidVariable (ValueError)     a variable's name or value is refused
+    │   ├── AutomationNotFound (LookupError) no automation of that name
     │   ├── Unauthenticated (PermissionError)     missing or wrong bearer token
     │   ├── ServiceUnavailable (ConnectionError)  the server could not be reached in time
     │   ├── ClientConfigError (ValueError)   this process's URL, token or TLS settings are
@@ -127,6 +128,10 @@ class InvalidVariable(StateServiceError, ValueError):
     """A variable's name or value is refused: too long, too large, or not JSON."""
 
 
+class AutomationNotFound(StateServiceError, LookupError):
+    """No automation of that name."""
+
+
 class Unauthenticated(StateServiceError, PermissionError):
     """The call carried no bearer token, or the wrong one."""
 
@@ -221,6 +226,7 @@ def _block_table() -> Codes:
         BlockExists: grpc.StatusCode.ALREADY_EXISTS,
         VariableExists: grpc.StatusCode.ALREADY_EXISTS,
         InvalidVariable: grpc.StatusCode.INVALID_ARGUMENT,
+        AutomationNotFound: grpc.StatusCode.NOT_FOUND,
     }
 
 
@@ -290,7 +296,7 @@ def block_error_for_status(code: grpc.StatusCode, details: str) -> Exception:
     import grpc
 
     if code == grpc.StatusCode.NOT_FOUND:
-        return BlockNotFound(details)
+        return AutomationNotFound(details) if details.startswith("no automation") else BlockNotFound(details)
     if code == grpc.StatusCode.ALREADY_EXISTS:
         return VariableExists(details) if details.startswith("variable") else BlockExists(details)
     if code == grpc.StatusCode.INVALID_ARGUMENT and details.startswith("variable"):

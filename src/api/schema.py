@@ -252,8 +252,27 @@ CREATE TABLE events (
 CREATE INDEX events_by_resource ON events (resource_id, seq);
 """
 
+# v13: automations (`automation_store.py`): the trigger's state and the event cursor it was
+# evaluated to live on the row, written with the firings in one transaction; a firing is
+# unique by its key (derived from the automation, bucket and window) and is its actions'
+# outbox (`next_action`), found by the partial index while it has actions left.
+_V13 = """
+CREATE TABLE automations (
+    id BLOB PRIMARY KEY, name TEXT NOT NULL UNIQUE, description TEXT, trigger TEXT NOT NULL,
+    actions TEXT NOT NULL, enabled INTEGER NOT NULL DEFAULT 1, created REAL NOT NULL,
+    updated REAL NOT NULL, state TEXT NOT NULL DEFAULT '{}', cursor TEXT
+);
+CREATE TABLE automation_firings (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, automation_id BLOB NOT NULL, key TEXT NOT NULL UNIQUE,
+    kind TEXT NOT NULL, body TEXT NOT NULL, created REAL NOT NULL, next_action INTEGER NOT NULL DEFAULT 0,
+    attempts INTEGER NOT NULL DEFAULT 0, next_attempt REAL, finished REAL, error TEXT
+);
+CREATE INDEX automation_firings_open ON automation_firings (next_attempt) WHERE finished IS NULL;
+CREATE INDEX automation_firings_by_automation ON automation_firings (automation_id, seq);
+"""
+
 #: MIGRATIONS[i] upgrades a database from version i to version i + 1.
-MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9, _V10, _V11, _V12)
+MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9, _V10, _V11, _V12, _V13)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -39,6 +39,7 @@ from .cache_service import CACHE_WRITES, CacheService
 from .committer import GroupCommitter
 from .control_service import CONTROL_WRITES, ControlService
 from .dbfile import storage_error
+from .automation_service import AUTOMATION_WRITES, AutomationService
 from .block_service import BLOCK_WRITES, BlockService
 from .deploy_service import DEPLOY_WRITES, DeployService
 from .event_service import EVENT_WRITES, EventService
@@ -101,6 +102,11 @@ class StateService:
         self.blocks = BlockService(storage.path, synchronous=synchronous)
         self.events = EventService(storage.path, synchronous=synchronous)
         committer.add_listener(self.events.notify)  # a committed state is an event
+        self.automations = AutomationService(
+            storage.path, self.events.store, self.deployments.store, self.control.store, synchronous=synchronous,
+            hosting=(lambda: True) if not doorbell else self.deployments.hosting, after_cancel=self.control.deliver_new,
+        )
+        committer.add_listener(self.automations.notify)
         self.control.listeners.append(self.deployments.dispatch)
 
     def close(self) -> None:
@@ -112,6 +118,7 @@ class StateService:
         self.pauses.close()
         self.deployments.close()
         self.blocks.close()
+        self.automations.close()
         self.events.close()
 
     def generic_handler(self) -> grpc.GenericRpcHandler:
@@ -151,8 +158,9 @@ class StateService:
         unary.update(self.deployments.handlers())
         unary.update(self.blocks.handlers())
         unary.update(self.events.handlers())
+        unary.update(self.automations.handlers())
         writes = (_WRITES | CACHE_WRITES | SLOT_WRITES | CONTROL_WRITES | PAUSE_WRITES | DEPLOY_WRITES | BLOCK_WRITES
-                  | EVENT_WRITES)  # fmt: skip
+                  | EVENT_WRITES | AUTOMATION_WRITES)  # fmt: skip
         return {name: self._unary(fn, write=name in writes) for name, fn in unary.items()}
 
     # -- plumbing --------------------------------------------------------------------------

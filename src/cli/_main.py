@@ -38,11 +38,11 @@ def build_parser() -> argparse.ArgumentParser:
 def _registrars() -> list[Callable[[Any], None]]:
     """The subcommand modules; each exposes `register(subparsers)` and imports only argparse
     and the standard library at module level."""
-    from . import _blocks, _cache, _concurrency, _db, _deployments, _events, _runs, _server, _variables, _workers
+    from . import _automations, _blocks, _cache, _concurrency, _db, _deployments, _events, _runs, _server, _variables, _workers
 
     return [_server.register, _runs.register, _cache.register, _concurrency.register, _db.register,
             _deployments.register, _workers.register, _variables.register, _blocks.register,
-            _events.register]
+            _events.register, _automations.register]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

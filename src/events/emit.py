@@ -93,6 +93,7 @@ class _Emitter:
         from ..deploy.connection import service_target
 
         client: EventClient | None = None
+        target = None
         while True:
             with self._cond:
                 while not self._queue and self.dropped == self._reported_drops:
@@ -103,7 +104,11 @@ class _Emitter:
                 batch.append(Event(uuid.uuid4(), "headwater.events.dropped", time.time(),
                                    {RESOURCE_ID: f"headwater.process.{os.getpid()}"}, [], {"dropped": drops}))  # fmt: skip
             try:
-                client = client or EventClient(service_target(), retry_for=60.0)
+                where = service_target()  # read each time: a process may be pointed elsewhere
+                if client is None or where != target:
+                    if client is not None:
+                        client.close()
+                    client, target = EventClient(where, retry_for=60.0), where
                 client.emit(batch)
             except Exception as exc:  # the service is away past the retries: keep them, try again
                 log.warning("could not send %d events (%s); retrying", len(batch), exc)

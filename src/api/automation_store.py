@@ -1,0 +1,236 @@
+"""Automations in SQLite (schema v13): a trigger and actions, evaluated over the event log,
+each firing recorded once and its actions carried out from an outbox.
+
+- **Evaluation is a transaction.** `evaluate` reads the events after an automation's cursor,
+  runs its trigger over them (`triggers.py`: deterministic, its state plain JSON), and in ONE
+  transaction stores the new trigger state, the new cursor and every firing. A crash before
+  the commit leaves the old cursor and state, and evaluating again makes the same firings
+  with the same keys (the unique index keeps one): a trigger fires exactly once per firing,
+  across a restart.
+- **The outbox.** A firing row is its actions' to-do list: `next_action` is the index of the
+  first action not yet done, advanced in the transaction that records each action's success,
+  so a restart resumes after the last action done. Actions that create something carry an
+  idempotency key derived from the firing (`run-deployment`: the run's key), so even an
+  action redone after a crash between doing and recording it does not act twice; a webhook
+  carries the key as an `Idempotency-Key` header for its receiver.
+- **Loop guard.** An automation whose trigger would count the events its own actions emit
+  (`headwater.automation.action.*`), match-everything triggers included, is refused at
+  creation (Prefect #11470).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
+
+from .errors import AutomationNotFound, InvalidPayload, TransitionRejected
+from .event_store import Cursor, Event, EventStore
+from .locked_store import LockedStore
+from .triggers import EventTrigger, Firing, TriggerState, evaluate, firing_key, tick, would_trigger_itself
+
+ACTION_EVENTS = {"headwater.automation.action.*"}
+ACTION_TYPES = (
+    "run-deployment", "cancel-flow-run", "pause-deployment", "resume-deployment", "pause-automation",
+    "resume-automation", "call-webhook", "do-nothing",
+)  # fmt: skip
+#: Seconds between an action's failed attempts: doubling from this, at most `RETRY_MOST`.
+RETRY_FIRST, RETRY_MOST, MAX_ATTEMPTS = 1.0, 300.0, 8
+
+
+@dataclass(frozen=True, slots=True)
+class Automation:
+    id: UUID
+    name: str
+    description: str | None
+    trigger: dict[str, Any]
+    actions: list[dict[str, Any]]
+    enabled: bool
+    created: float
+    updated: float
+
+
+@dataclass(frozen=True, slots=True)
+class FiringRow:
+    seq: int
+    automation_id: UUID
+    key: str
+    kind: str
+    body: dict[str, Any]
+    created: float
+    next_action: int
+    attempts: int
+    finished: float | None
+    error: str | None
+
+
+_COLUMNS = "id, name, description, trigger, actions, enabled, created, updated"
+_FIRING_COLUMNS = "seq, automation_id, key, kind, body, created, next_action, attempts, finished, error"
+
+
+def _automation(row: Any) -> Automation:
+    return Automation(UUID(bytes=row[0]), row[1], row[2], json.loads(row[3]), json.loads(row[4]), bool(row[5]), row[6], row[7])
+
+
+def _firing(row: Any) -> FiringRow:
+    return FiringRow(row[0], UUID(bytes=row[1]), row[2], row[3], json.loads(row[4]), row[5], row[6], row[7], row[8], row[9])
+
+
+def check_actions(actions: list[dict[str, Any]]) -> None:
+    for i, action in enumerate(actions):
+        kind = action.get("type")
+        if kind not in ACTION_TYPES:
+            raise InvalidPayload(f"action {i}: type {kind!r} is not one of {', '.join(ACTION_TYPES)}")
+        needs = {"run-deployment": "deployment", "pause-deployment": "deployment", "resume-deployment": "deployment",
+                 "pause-automation": "automation", "resume-automation": "automation", "call-webhook": "url"}.get(kind)  # fmt: skip
+        if needs and not action.get(needs):
+            raise InvalidPayload(f"action {i} ({kind}) needs {needs!r}")
+
+
+class AutomationStore(LockedStore):
+    """See the module docstring; thread-safe (one connection, one lock)."""
+
+    def create(self, name: str, trigger: dict[str, Any], actions: list[dict[str, Any]], *,
+               description: str | None = None, enabled: bool = True, now: float | None = None) -> Automation:  # fmt: skip
+        """A new automation, evaluated from now on (its cursor starts at the log's end)."""
+        parsed = EventTrigger.from_dict(trigger)
+        check_actions(actions)
+        if would_trigger_itself(parsed, ACTION_EVENTS):
+            raise TransitionRejected(
+                f"automation {name!r}: its trigger would count the events its own actions emit "
+                f"({', '.join(sorted(ACTION_EVENTS))}), so it could fire itself forever; narrow `expect` "
+                "(and `match`) to the events it is about"
+            )
+        now = time.time() if now is None else now
+        with self._write() as cur:
+            if cur.execute("SELECT 1 FROM automations WHERE name = ?", (name,)).fetchone():
+                raise TransitionRejected(f"automation {name!r} exists already; delete it first or choose another name")
+            states, events = cur.execute("SELECT (SELECT max(seq) FROM states), (SELECT max(seq) FROM events)").fetchone()
+            ident = uuid.uuid4().bytes
+            cur.execute(
+                f"INSERT INTO automations ({_COLUMNS}, state, cursor) VALUES (?, ?, ?, ?, ?, ?, ?, ?, '{{}}', ?)",
+                (ident, name, description, json.dumps(parsed.to_dict()), json.dumps(actions), int(enabled), now, now,
+                 Cursor(int(states or 0), int(events or 0)).text()),
+            )  # fmt: skip
+            return _automation(cur.execute(f"SELECT {_COLUMNS} FROM automations WHERE id = ?", (ident,)).fetchone())
+
+    def read(self, name: str) -> Automation:
+        rows = self._read(f"SELECT {_COLUMNS} FROM automations WHERE name = ?", (name,))
+        if not rows:
+            raise AutomationNotFound(f"no automation {name!r}; `headwater automation ls` lists them")
+        return _automation(rows[0])
+
+    def all(self) -> list[Automation]:
+        return [_automation(r) for r in self._read(f"SELECT {_COLUMNS} FROM automations ORDER BY name")]
+
+    def set_enabled(self, name: str, enabled: bool) -> Automation:
+        with self._write() as cur:
+            cur.execute("UPDATE automations SET enabled = ?, updated = ? WHERE name = ?", (int(enabled), time.time(), name))
+            if cur.rowcount == 0:
+                raise AutomationNotFound(f"no automation {name!r}; `headwater automation ls` lists them")
+        return self.read(name)
+
+    def delete(self, name: str) -> None:
+        with self._write() as cur:
+            row = cur.execute("SELECT id FROM automations WHERE name = ?", (name,)).fetchone()
+            if row is None:
+                raise AutomationNotFound(f"no automation {name!r}; `headwater automation ls` lists them")
+            cur.execute("DELETE FROM automation_firings WHERE automation_id = ? AND finished IS NULL", (row[0],))
+            cur.execute("DELETE FROM automations WHERE id = ?", (row[0],))
+
+    def firings(self, name: str, limit: int = 20) -> list[FiringRow]:
+        auto = self.read(name)
+        return [_firing(r) for r in self._read(
+            f"SELECT {_FIRING_COLUMNS} FROM automation_firings WHERE automation_id = ? ORDER BY seq DESC LIMIT ?",
+            (auto.id.bytes, limit),
+        )]  # fmt: skip
+
+    # -- evaluation --------------------------------------------------------------------------
+
+    def evaluate(self, events: EventStore, now: float | None = None, most: int = 1000) -> int:
+        """Run every enabled automation's trigger over the events after its cursor (and its
+        proactive windows' clock), storing state, cursor and firings together. Returns how
+        many firings were recorded."""
+        now = time.time() if now is None else now
+        made = 0
+        for ident, trigger_json, state_json, cursor_text in self._read(
+            "SELECT id, trigger, state, cursor FROM automations WHERE enabled = 1"
+        ):
+            trigger = EventTrigger.from_dict(json.loads(trigger_json))
+            state = TriggerState.from_json(json.loads(state_json) or None)
+            found, cursor = events.after(Cursor.parse(cursor_text), most)
+            outcomes: list[Any] = []
+            for event in found:
+                outcomes.extend(evaluate(trigger, state, event))
+            if trigger.posture == "Proactive":
+                outcomes.extend(tick(trigger, state, now))
+            if not found and not outcomes and cursor.text() == cursor_text:
+                continue
+            automation_id = UUID(bytes=ident)
+            with self._write() as cur:
+                current = cur.execute("SELECT cursor FROM automations WHERE id = ?", (ident,)).fetchone()
+                if current is None or current[0] != cursor_text:
+                    continue  # another loop evaluated it meanwhile: its result stands
+                cur.execute("UPDATE automations SET state = ?, cursor = ? WHERE id = ?",
+                            (json.dumps(state.to_json()), cursor.text(), ident))  # fmt: skip
+                for outcome in outcomes:
+                    kind = "firing" if isinstance(outcome, Firing) else "resolution"
+                    key = firing_key(automation_id, outcome) + ("" if kind == "firing" else ":resolved")
+                    cur.execute(
+                        "INSERT INTO automation_firings (automation_id, key, kind, body, created, next_action, next_attempt, "
+                        "finished) VALUES (?, ?, ?, ?, ?, 0, ?, ?) ON CONFLICT (key) DO NOTHING",
+                        (ident, key, kind, json.dumps({**outcome.to_dict(), "events": _events_of(found, outcome)}), now,
+                         now, None if kind == "firing" else now),
+                    )  # fmt: skip
+                    made += cur.rowcount
+        return made
+
+    # -- the outbox --------------------------------------------------------------------------
+
+    def due(self, now: float | None = None, lease: float = 60.0) -> list[tuple[FiringRow, Automation]]:
+        """Firings with actions left and due, claimed for `lease` seconds (one runner at a time)."""
+        now = time.time() if now is None else now
+        with self._write() as cur:
+            rows = cur.execute(
+                f"SELECT {_FIRING_COLUMNS} FROM automation_firings WHERE finished IS NULL AND next_attempt <= ? "
+                "ORDER BY seq LIMIT 50", (now,),
+            ).fetchall()  # fmt: skip
+            claimed = []
+            for row in rows:
+                cur.execute("UPDATE automation_firings SET next_attempt = ? WHERE seq = ?", (now + lease, row[0]))
+                auto = cur.execute(f"SELECT {_COLUMNS} FROM automations WHERE id = ?", (row[1],)).fetchone()
+                if auto is not None:
+                    claimed.append((_firing(row), _automation(auto)))
+            return claimed
+
+    def action_done(self, seq: int, index: int, total: int, now: float | None = None) -> None:
+        now = time.time() if now is None else now
+        with self._write() as cur:
+            cur.execute(
+                "UPDATE automation_firings SET next_action = ?, attempts = 0, next_attempt = ?, finished = ?, error = NULL "
+                "WHERE seq = ? AND next_action = ?",
+                (index + 1, now, now if index + 1 >= total else None, seq, index),
+            )  # fmt: skip
+
+    def action_failed(self, seq: int, attempts: int, error: str, now: float | None = None) -> None:
+        """Retry later with backoff; after `MAX_ATTEMPTS`, give up on the firing (kept, with why)."""
+        now = time.time() if now is None else now
+        gave_up = attempts + 1 >= MAX_ATTEMPTS
+        with self._write() as cur:
+            cur.execute(
+                "UPDATE automation_firings SET attempts = ?, error = ?, next_attempt = ?, finished = ? WHERE seq = ?",
+                (attempts + 1, error[:2000], now + min(RETRY_MOST, RETRY_FIRST * 2**attempts), now if gave_up else None, seq),
+            )  # fmt: skip
+
+
+def _events_of(found: list[Event], outcome: Any) -> list[dict[str, Any]]:
+    """The events an outcome counted, as templates see them (`{{ event.payload.rows }}`)."""
+    wanted = set(outcome.events)
+    return [
+        {"id": str(e.id), "event": e.event, "occurred": e.occurred, "resource": e.resource, "related": e.related,
+         "payload": e.payload}
+        for e in found if str(e.id) in wanted
+    ]  # fmt: skip

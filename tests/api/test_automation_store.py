@@ -1,0 +1,42 @@
+"""The automation outbox on real SQLite: a firing is recorded once however often evaluation
+repeats, and an action redone after a crash between doing it and recording it acts once."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from pathlib import Path
+
+from headwater.api.automation_actions import ActionRunner
+from headwater.api.automation_store import AutomationStore
+from headwater.api.control_store import ControlStore
+from headwater.api.deploy_store import DeploymentSpec, DeployStore
+from headwater.api.event_store import Event, EventStore
+from headwater.api.settings import DB_FILENAME
+from headwater.api.storage import Storage
+from headwater.api.triggers import EventTrigger
+
+
+def test_an_action_redone_after_a_crash_acts_once(home: Path) -> None:
+    path = home / DB_FILENAME
+    storage = Storage(path)
+    stores = [cls(path, beside_storage=True) for cls in (AutomationStore, DeployStore, ControlStore, EventStore)]
+    automations, deployments, control, events = stores
+    try:
+        deployments.upsert_deployment(DeploymentSpec("f/d", "f", "f.py:f", {"kind": "local", "path": "/tmp"}, {}, {}))
+        automations.create("a", EventTrigger(expect={"x.happened"}).to_dict(),
+                           [{"type": "run-deployment", "deployment": "f/d"}])  # fmt: skip
+        events.emit([Event(uuid.uuid4(), "x.happened", time.time(), {"headwater.resource.id": "r"})])
+        assert automations.evaluate(events) == 1
+        assert automations.evaluate(events) == 0  # evaluated again: nothing new
+        (firing, automation), = automations.due(lease=0.0)
+        # The action ran, and the process died before recording it: its run exists already.
+        deployments.create_run("f/d", name="first", idempotency_key=f"automation:{firing.key}:0")
+        assert ActionRunner(automations, deployments, control, events).run_due() == 1
+        runs = storage.reader().execute("SELECT count(*) FROM flow_runs WHERE deployment_id IS NOT NULL").fetchone()[0]
+        assert runs == 1
+        assert automations.firings("a")[0].finished is not None
+    finally:
+        for store in stores:
+            store.close()
+        storage.close()

@@ -1,0 +1,139 @@
+"""Automations end to end on a standalone server (a real `headwater server start`): a trigger
+over emitted events fires once per threshold, its actions run from the outbox exactly once,
+across a server killed and restarted; templated webhooks; the loop guard."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from headwater.api import StateClient, reset_recorder
+from headwater.api.errors import StateServiceError
+
+from ..api.helpers import start_server_process, stop_process
+from ..deploy.helpers import wait_for
+
+TOKEN = "automation-test-token"
+FLOW = "from headwater import flow\n\n@flow\ndef report(rows: int) -> int:\n    return rows\n"
+
+
+@pytest.fixture
+def server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, Path, dict[str, Any]]]:
+    home = tmp_path / "server-home"
+    proc, url = start_server_process(home, "--token", TOKEN)
+    monkeypatch.setenv("HEADWATER_API_URL", url)
+    monkeypatch.setenv("HEADWATER_API_TOKEN", TOKEN)
+    reset_recorder()
+    holder = {"proc": proc}
+    try:
+        yield url, home, holder
+    finally:
+        reset_recorder()
+        stop_process(holder["proc"])
+
+
+def _deploy_report(tmp_path: Path) -> str:
+    from headwater.deploy.deployments import to_deployment
+    from headwater.deploy.entrypoints import load_flow
+
+    (tmp_path / "flows.py").write_text(FLOW)
+    return to_deployment(load_flow(f"{tmp_path / 'flows.py'}:report"), "daily").apply().name
+
+
+def _emit(n: int, rows: int = 100) -> None:
+    from headwater.events import emit_event, flush_events
+
+    for i in range(n):
+        emit_event("sales.table.refreshed", resource={"headwater.resource.id": "warehouse.sales"}, payload={"rows": rows + i})
+    assert flush_events(30)
+
+
+def _report_runs(url: str) -> list[Any]:
+    with StateClient(url, token=TOKEN) as reader:
+        return [r for r in reader.list_flow_runs() if r.flow_name == "report"]
+
+
+def test_a_threshold_trigger_runs_a_deployment_once_per_firing_with_templated_parameters(tmp_path: Path, server: Any) -> None:
+    from headwater.automations import Automation, EventTrigger, RunDeployment
+
+    url, _, _ = server
+    name = _deploy_report(tmp_path)
+    Automation("rerun", EventTrigger(expect={"sales.table.*"}, match={"headwater.resource.id": "warehouse.*"},
+                                     threshold=2, within=60),
+               [RunDeployment(name, parameters={"rows": "{{ event.payload.rows }}"})]).create()  # fmt: skip
+    _emit(5, rows=100)  # fires at the 2nd and the 4th
+    wait_for(lambda: len(_report_runs(url)) == 2, 30, "two runs")
+    time.sleep(1.5)  # nothing more comes
+    runs = _report_runs(url)
+    assert len(runs) == 2 and sorted(r.parameters["rows"] for r in runs) == [101, 103]  # jinja renders text; the schema coerces
+    from headwater.api.automation_client import AutomationClient
+    from headwater.api.client import Target
+
+    with AutomationClient(Target.resolve(url, TOKEN, None)) as client:
+        firings = client.firings("rerun")
+    assert len(firings) == 2 and all(f.finished is not None and f.error is None for f in firings)
+
+
+def test_firings_and_actions_happen_exactly_once_across_a_killed_server(tmp_path: Path, server: Any) -> None:
+    import signal
+
+    from headwater.automations import Automation, EventTrigger, RunDeployment
+
+    url, home, holder = server
+    name = _deploy_report(tmp_path)
+    Automation("each", EventTrigger(expect={"sales.table.refreshed"}), [RunDeployment(name, parameters={"rows": 1})]).create()
+    _emit(3)
+    # Kill the server at once: the events are stored; firings may or may not be, actions may be half done.
+    holder["proc"].send_signal(signal.SIGKILL)
+    holder["proc"].wait(10)
+    port = url.rsplit(":", 1)[1]
+    holder["proc"], _ = start_server_process(home, "--token", TOKEN, "--port", port)
+    wait_for(lambda: len(_report_runs(url)) >= 3, 30, "three runs after the restart")
+    time.sleep(2.0)
+    assert len(_report_runs(url)) == 3  # one per event, none twice
+
+
+class _Receiver(http.server.BaseHTTPRequestHandler):
+    got: list[tuple[str, dict[str, Any], str]] = []
+
+    def do_POST(self) -> None:  # noqa: N802 - the standard library's name
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        _Receiver.got.append((self.path, json.loads(body), self.headers["Idempotency-Key"]))
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def test_a_webhook_action_posts_its_templated_body(server: Any) -> None:
+    from headwater.automations import Automation, CallWebhook, EventTrigger
+
+    receiver = http.server.HTTPServer(("127.0.0.1", 0), _Receiver)
+    threading.Thread(target=receiver.serve_forever, daemon=True).start()
+    try:
+        _Receiver.got.clear()
+        Automation("hook", EventTrigger(expect={"sales.table.refreshed"}), [CallWebhook(
+            f"http://127.0.0.1:{receiver.server_port}/notify",
+            body={"text": "refreshed {{ event.payload.rows }} rows of {{ event.resource['headwater.resource.id'] }}"},
+        )]).create()  # fmt: skip
+        _emit(1, rows=1200)
+        wait_for(lambda: len(_Receiver.got) == 1, 30, "the webhook")
+        path, body, key = _Receiver.got[0]
+        assert path == "/notify" and body == {"text": "refreshed 1200 rows of warehouse.sales"} and len(key) >= 32
+    finally:
+        receiver.shutdown()
+
+
+def test_a_trigger_that_would_count_its_own_actions_is_refused(server: Any) -> None:
+    from headwater.automations import Automation, DoNothing, EventTrigger
+
+    with pytest.raises(StateServiceError, match="could fire itself forever"):
+        Automation("loop", EventTrigger(), [DoNothing()]).create()
