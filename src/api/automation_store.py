@@ -167,8 +167,10 @@ class AutomationStore(LockedStore):
                 outcomes.extend(evaluate(trigger, state, event))
             if trigger.posture == "Proactive":
                 outcomes.extend(tick(trigger, state, now))
-            if not found and not outcomes and cursor.text() == cursor_text:
-                continue
+            if not found and not outcomes and cursor.text() == cursor_text and state.to_json() == (
+                TriggerState.from_json(json.loads(state_json) or None).to_json()
+            ):
+                continue  # nothing new, and no window opened or moved: no write
             automation_id = UUID(bytes=ident)
             with self._write() as cur:
                 current = cur.execute("SELECT cursor FROM automations WHERE id = ?", (ident,)).fetchone()

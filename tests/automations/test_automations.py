@@ -137,3 +137,17 @@ def test_a_trigger_that_would_count_its_own_actions_is_refused(server: Any) -> N
 
     with pytest.raises(StateServiceError, match="could fire itself forever"):
         Automation("loop", EventTrigger(), [DoNothing()]).create()
+
+
+def test_a_proactive_trigger_fires_when_the_expected_event_does_not_come(server: Any) -> None:
+    from headwater.api.automation_client import AutomationClient
+    from headwater.api.client import Target
+    from headwater.automations import Automation, DoNothing, EventTrigger
+
+    url, _, _ = server
+    Automation("sla", EventTrigger(expect={"sales.table.refreshed"}, posture="Proactive", within=1.5),
+               [DoNothing()]).create()  # fmt: skip
+    with AutomationClient(Target.resolve(url, TOKEN, None)) as client:
+        wait_for(lambda: len(client.firings("sla")) >= 1, 20, "the missed window to fire")
+        firing = client.firings("sla")[-1]
+    assert firing.kind == "firing" and firing.body["window_end"] - firing.body["window_start"] >= 1.5
