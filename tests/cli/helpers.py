@@ -3,6 +3,7 @@ stdout, or on a pseudo-terminal of a given width."""
 
 from __future__ import annotations
 
+import json
 import os
 import pty
 import re
@@ -11,6 +12,7 @@ import subprocess
 import sys
 from fcntl import ioctl
 from termios import TIOCSWINSZ
+from typing import Any
 
 TOKEN = "cli-token"
 #: The command as a user's shell runs it, but with the test's interpreter.
@@ -22,6 +24,13 @@ def cli(*argv: str, env: dict[str, str] | None = None, timeout: float = 30) -> s
     """`headwater ARGV` with stdout and stderr piped, in this test's HEADWATER_HOME."""
     return subprocess.run([*HEADWATER, *argv], capture_output=True, text=True, timeout=timeout,
                           env={**os.environ, **(env or {})})
+
+
+def cli_json(*argv: str, env: dict[str, str] | None = None, timeout: float = 60) -> Any:
+    """`headwater ARGV --json`, which must succeed; its output parsed."""
+    done = cli(*argv, "--json", env=env, timeout=timeout)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
 
 
 def in_terminal(*argv: str, columns: int, env: dict[str, str] | None = None) -> str:

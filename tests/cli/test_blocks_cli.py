@@ -8,11 +8,10 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from .helpers import HEADWATER
+from .helpers import HEADWATER, cli, cli_json
 
 SAVE = """
 from headwater.blocks import Secret, SlackWebhook
@@ -29,41 +28,32 @@ def _key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert done.returncode == 0, done.stderr
 
 
-def _run(*argv: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*HEADWATER, *argv], capture_output=True, text=True, timeout=60, env=dict(os.environ))
-
-
-def _json(*argv: str) -> Any:
-    done = _run(*argv, "--json")
-    assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout)
-
 
 def test_listings_never_show_a_secret() -> None:
-    listed = _json("block", "ls")
+    listed = cli_json("block", "ls")
     assert {f"{b['type']}/{b['name']}" for b in listed} == {"secret/db-password", "slack-webhook/alerts"}
-    shown = _json("block", "inspect", "secret/db-password")
+    shown = cli_json("block", "inspect", "secret/db-password")
     assert shown["data"]["value"] == "********"
     for argv in (("block", "ls"), ("block", "inspect", "slack-webhook/alerts"), ("block", "types")):
-        out = _run(*argv).stdout + json.dumps(_json(*argv))
+        out = cli(*argv).stdout + json.dumps(cli_json(*argv))
         assert "hunter2" not in out and "secret-path" not in out
-    types = {t["slug"]: t["fields"] for t in _json("block", "types")}
+    types = {t["slug"]: t["fields"] for t in cli_json("block", "types")}
     assert types["secret"]["value"] == "secret"
 
 
 def test_update_rotates_a_secret_for_every_later_load() -> None:
-    assert _json("block", "update", "secret/db-password", "--set", "value=rotated-pass")["fields"] == ["value"]
+    assert cli_json("block", "update", "secret/db-password", "--set", "value=rotated-pass")["fields"] == ["value"]
     read = subprocess.run(
         [sys.executable, "-c", "from headwater.blocks import Secret; print(Secret.load('db-password').get())"],
         capture_output=True, text=True, env=dict(os.environ), timeout=60,
     )  # fmt: skip
     assert read.stdout.strip() == "rotated-pass", read.stderr
-    bad = _run("block", "update", "secret/db-password", "--set", "nope=1")
+    bad = cli("block", "update", "secret/db-password", "--set", "nope=1")
     assert bad.returncode == 1 and "has no field nope" in bad.stderr
 
 
 def test_check_passes_then_reports_a_document_no_class_fits(tmp_path: Path) -> None:
-    assert _run("block", "check").returncode == 0
+    assert cli("block", "check").returncode == 0
     module = tmp_path / "mytypes.py"
     module.write_text("from headwater.blocks import Block\n\nclass Warehouse(Block):\n    dsn: str\n")
     saved = subprocess.run([sys.executable, "-c", "from mytypes import Warehouse; Warehouse(dsn='x').save('main')"],
@@ -74,6 +64,6 @@ def test_check_passes_then_reports_a_document_no_class_fits(tmp_path: Path) -> N
     checked = subprocess.run([*HEADWATER, "block", "check", "--module", "mytypes"], capture_output=True, text=True,
                              env=env, timeout=60)  # fmt: skip
     assert checked.returncode == 1 and "warehouse/main" in checked.stdout and "schema_name" in checked.stdout
-    unknown = _run("block", "check")
+    unknown = cli("block", "check")
     assert unknown.returncode == 1 and "no class for block type 'warehouse'" in unknown.stdout
-    assert _json("block", "delete", "warehouse/main")["deleted"] == "warehouse/main"
+    assert cli_json("block", "delete", "warehouse/main")["deleted"] == "warehouse/main"
