@@ -19,7 +19,6 @@ actions:
 """
 
 
-
 def test_automations_are_created_from_yaml_listed_paused_and_deleted(tmp_path: Path) -> None:
     spec = tmp_path / "automation.yaml"
     spec.write_text(FILE)

@@ -28,7 +28,6 @@ def _key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert done.returncode == 0, done.stderr
 
 
-
 def test_listings_never_show_a_secret() -> None:
     listed = cli_json("block", "ls")
     assert {f"{b['type']}/{b['name']}" for b in listed} == {"secret/db-password", "slack-webhook/alerts"}

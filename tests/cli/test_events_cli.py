@@ -10,7 +10,6 @@ import time
 from .helpers import HEADWATER, cli, cli_json
 
 
-
 def test_a_script_reports_an_event_and_it_is_listed_and_streamed() -> None:
     follower = subprocess.Popen([*HEADWATER, "events", "stream", "--name", "dag.*", "--json"], stdout=subprocess.PIPE,
                                 text=True, env=dict(os.environ))  # fmt: skip

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-
 from .helpers import cli, cli_json
-
 
 
 def test_variables_set_get_list_and_unset() -> None:
