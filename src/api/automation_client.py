@@ -51,5 +51,10 @@ class AutomationClient(UnaryCaller):
     def delete(self, name: str) -> None:
         self._call(_call("DeleteAutomation", True), {"name": name})
 
+    def dry_run(self, trigger: dict[str, Any], since: float) -> dict[str, Any]:
+        """What `trigger` would have done over the events stored since `since` (no writes):
+        `{"events_read": n, "outcomes": [{"kind": "firing"|"resolution", "window_start", ...}]}`."""
+        return dict(self._call(_call("DryRunAutomation"), {"trigger": json.dumps(trigger), "since": float(since)}))
+
     def firings(self, name: str) -> list[FiringRow]:
         return [firing_from(d) for d in self._call(_call("AutomationFirings"), {"name": name})]

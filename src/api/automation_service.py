@@ -40,6 +40,11 @@ class AutomationIn(Wire):
     enabled: StrictBool = True
 
 
+class DryRunIn(Wire):
+    trigger: JsonText
+    since: Annotated[float, Field(strict=True, ge=0)]
+
+
 class AutomationRefIn(Wire):
     name: AutomationName
 
@@ -67,6 +72,7 @@ class AutomationService:
         return {
             "CreateAutomation": self.create, "ReadAutomation": self.read, "ListAutomations": self.list_all,
             "SetAutomationEnabled": self.set_enabled, "DeleteAutomation": self.delete, "AutomationFirings": self.firings,
+            "DryRunAutomation": self.dry_run,
         }  # fmt: skip
 
     def notify(self) -> None:
@@ -97,6 +103,13 @@ class AutomationService:
     def delete(self, data: bytes) -> dict[str, Any]:
         self.store.delete(codec.decode(AutomationRefIn, data).name)
         return _json(None)
+
+    def dry_run(self, data: bytes) -> dict[str, Any]:
+        body = codec.decode(DryRunIn, data)
+        outcomes, read = self.store.dry_run(_object(body.trigger, "trigger"), self._events, body.since)
+        return _json({"events_read": read, "outcomes": [
+            {"kind": "firing" if o.__class__.__name__ == "Firing" else "resolution", **o.to_dict()} for o in outcomes
+        ]})  # fmt: skip
 
     def firings(self, data: bytes) -> dict[str, Any]:
         return _json(self.store.firings(codec.decode(AutomationRefIn, data).name))

@@ -39,6 +39,8 @@ ACTION_TYPES = (
 )  # fmt: skip
 #: Seconds between an action's failed attempts: doubling from this, at most `RETRY_MOST`.
 RETRY_FIRST, RETRY_MOST, MAX_ATTEMPTS = 1.0, 300.0, 8
+#: The most stored events a dry run replays (the newest, when there are more).
+DRY_RUN_EVENTS = 100_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,6 +191,27 @@ class AutomationStore(LockedStore):
                     )  # fmt: skip
                     made += cur.rowcount
         return made
+
+    # -- a dry run ---------------------------------------------------------------------------
+
+    @staticmethod
+    def dry_run(trigger: dict[str, Any], events: EventStore, since: float, now: float | None = None,
+                most: int = DRY_RUN_EVENTS) -> tuple[list[Any], int]:  # fmt: skip
+        """What `trigger` would have done over the events stored since `since`: its firings
+        and resolutions in order, and how many events it read. Nothing is written, no action
+        runs: this is how a new automation is tried before it is enabled."""
+        parsed = EventTrigger.from_dict(trigger)
+        now = time.time() if now is None else now
+        found = sorted(events.recent(since, most), key=lambda e: e.occurred)
+        state = TriggerState()
+        outcomes: list[Any] = []
+        for event in found:
+            if parsed.posture == "Proactive":
+                outcomes.extend(tick(parsed, state, event.occurred))
+            outcomes.extend(evaluate(parsed, state, event))
+        if parsed.posture == "Proactive":
+            outcomes.extend(tick(parsed, state, now))
+        return outcomes, len(found)
 
     # -- the outbox --------------------------------------------------------------------------
 

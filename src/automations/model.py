@@ -90,6 +90,14 @@ class Automation:
             return client.create(self.name, self.trigger.to_dict(), [action_dict(a) for a in self.actions],
                                  description=self.description, enabled=self.enabled)  # fmt: skip
 
+    def dry_run(self, hours: float = 24.0) -> dict[str, Any]:
+        """How often this automation would have fired over the stored events of the last
+        `hours`, before it is created: `{"events_read", "outcomes": [...]}`. Nothing runs."""
+        import time
+
+        with AutomationClient(service_target()) as client:
+            return client.dry_run(self.trigger.to_dict(), time.time() - hours * 3600)
+
     @staticmethod
     def read(name: str) -> StoredAutomation:
         with AutomationClient(service_target()) as client:

@@ -7,6 +7,7 @@ YAML (or JSON): `name`, `description`, `trigger` (EventTrigger's fields), `actio
 from __future__ import annotations
 
 import argparse
+import time
 from typing import Any
 
 from ._deploy_common import guarded, print_json
@@ -17,6 +18,9 @@ def register(subparsers: Any) -> None:
     verbs = automations.add_subparsers(dest="verb", metavar="VERB")
     create = verbs.add_parser("create", help="create automations from a YAML or JSON file")
     create.add_argument("-f", "--file", required=True, metavar="FILE", help="one automation, or a list of them")
+    create.add_argument("--dry-run", action="store_true",
+                        help="create nothing: replay each trigger over the stored events of the last --hours")
+    create.add_argument("--hours", type=float, default=24.0, metavar="H", help="how far back a dry run replays (24)")
     ls = verbs.add_parser("ls", help="every automation")
     handlers: list[tuple[argparse.ArgumentParser, Any]] = [(create, create_automations), (ls, list_automations)]
     for verb, help_text, handler in (
@@ -62,14 +66,31 @@ def create_automations(args: argparse.Namespace) -> int:
             if not isinstance(item, dict) or "name" not in item or "trigger" not in item:
                 raise ValueError(f"{args.file}: an automation is a mapping with name, trigger and actions")
             trigger = EventTrigger.from_dict(item["trigger"]).to_dict()  # refuses unknown fields, naming them
+            if args.dry_run:
+                _print_dry_run(item["name"], client.dry_run(trigger, time.time() - args.hours * 3600), args)
+                continue
             made.append(client.create(item["name"], trigger, list(item.get("actions") or []),
                                       description=item.get("description"), enabled=item.get("enabled", True)))  # fmt: skip
+    if args.dry_run:
+        return 0
     if args.json:
         print_json([_shape(a) for a in made])
     else:
         for auto in made:
             print(f"automation {auto.name!r} created ({auto.id})")
     return 0
+
+
+def _print_dry_run(name: str, report: dict[str, Any], args: argparse.Namespace) -> None:
+    from ._run_shapes import iso
+
+    firings = [o for o in report["outcomes"] if o["kind"] == "firing"]
+    if args.json:
+        print_json({"name": name, "hours": args.hours, **report})
+        return
+    print(f"{name}: {len(firings)} firing(s) over the last {args.hours:g} h ({report['events_read']} events read)")
+    for outcome in report["outcomes"]:
+        print(f"  {iso(outcome['window_end'])}  {outcome['kind']}  {outcome['reason']}")
 
 
 def list_automations(args: argparse.Namespace) -> int:

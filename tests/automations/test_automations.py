@@ -151,3 +151,19 @@ def test_a_proactive_trigger_fires_when_the_expected_event_does_not_come(server:
         wait_for(lambda: len(client.firings("sla")) >= 1, 20, "the missed window to fire")
         firing = client.firings("sla")[-1]
     assert firing.kind == "firing" and firing.body["window_end"] - firing.body["window_start"] >= 1.5
+
+
+def test_a_dry_run_replays_the_stored_events_and_changes_nothing(server: Any) -> None:
+    from headwater.automations import Automation, DoNothing, EventTrigger
+
+    url, _, _ = server
+    _emit(5)
+    trial = Automation("try", EventTrigger(expect={"sales.table.refreshed"}, threshold=2, within=60), [DoNothing()])
+    report = trial.dry_run(hours=1)
+    assert report["events_read"] >= 5
+    assert [o["kind"] for o in report["outcomes"]] == ["firing", "firing"]
+    from headwater.api.automation_client import AutomationClient
+    from headwater.api.client import Target
+
+    with AutomationClient(Target.resolve(url, TOKEN, None)) as client:
+        assert client.all() == []  # nothing was created

@@ -38,3 +38,14 @@ def test_automations_are_created_from_yaml_listed_paused_and_deleted(tmp_path: P
     assert cli_json("automation", "delete", "note-refreshes")["deleted"] == "note-refreshes"
     missing = cli("automation", "inspect", "note-refreshes")
     assert missing.returncode == 1 and "no automation 'note-refreshes'" in missing.stderr
+
+
+def test_a_dry_run_from_the_cli_creates_nothing(tmp_path: Path) -> None:
+    for _ in range(4):
+        cli_json("events", "emit", "sales.table.refreshed", "--resource", "id=warehouse.sales")
+    spec = tmp_path / "automation.yaml"
+    spec.write_text(FILE)
+    report = cli_json("automation", "create", "-f", str(spec), "--dry-run", "--hours", "1")
+    assert report["name"] == "note-refreshes" and report["events_read"] >= 4
+    assert [o["kind"] for o in report["outcomes"]] == ["firing", "firing"]  # threshold 2, four events
+    assert cli_json("automation", "ls") == []
