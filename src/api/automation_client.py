@@ -56,5 +56,9 @@ class AutomationClient(UnaryCaller):
         `{"events_read": n, "outcomes": [{"kind": "firing"|"resolution", "window_start", ...}]}`."""
         return dict(self._call(_call("DryRunAutomation"), {"trigger": json.dumps(trigger), "since": float(since)}))
 
+    def explain(self, name: str) -> dict[str, Any]:
+        """The automation's open windows per bucket and its last firings, with why."""
+        return dict(self._call(_call("ExplainAutomation"), {"name": name}))
+
     def firings(self, name: str) -> list[FiringRow]:
         return [firing_from(d) for d in self._call(_call("AutomationFirings"), {"name": name})]

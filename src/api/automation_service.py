@@ -72,7 +72,7 @@ class AutomationService:
         return {
             "CreateAutomation": self.create, "ReadAutomation": self.read, "ListAutomations": self.list_all,
             "SetAutomationEnabled": self.set_enabled, "DeleteAutomation": self.delete, "AutomationFirings": self.firings,
-            "DryRunAutomation": self.dry_run,
+            "DryRunAutomation": self.dry_run, "ExplainAutomation": self.explain,
         }  # fmt: skip
 
     def notify(self) -> None:
@@ -103,6 +103,9 @@ class AutomationService:
     def delete(self, data: bytes) -> dict[str, Any]:
         self.store.delete(codec.decode(AutomationRefIn, data).name)
         return _json(None)
+
+    def explain(self, data: bytes) -> dict[str, Any]:
+        return _json(self.store.explain(codec.decode(AutomationRefIn, data).name))
 
     def dry_run(self, data: bytes) -> dict[str, Any]:
         body = codec.decode(DryRunIn, data)

@@ -192,6 +192,34 @@ class AutomationStore(LockedStore):
                     made += cur.rowcount
         return made
 
+    def explain(self, name: str, limit: int = 10) -> dict[str, Any]:
+        """Why the automation did or did not fire: per bucket (each `for_each` key), the
+        events counted in its open window against the threshold, when that window started,
+        whether it waits for an `after` event; and its last firings with the events that made
+        each and the reason. What `headwater automation explain` prints."""
+        auto = self.read(name)
+        trigger = EventTrigger.from_dict(auto.trigger)
+        rows = self._read("SELECT state, cursor FROM automations WHERE id = ?", (auto.id.bytes,))
+        state = TriggerState.from_json(json.loads(rows[0][0]) or None)
+        buckets = []
+        for key, bucket in sorted(state.buckets.items()):
+            waiting = bool(trigger.after) and not bucket.armed and bucket.window_start is None
+            buckets.append({
+                "bucket": key, "counted": bucket.count, "threshold": trigger.threshold,
+                "window_start": bucket.window_start,
+                "window_end": None if bucket.window_start is None or not trigger.within else bucket.window_start + trigger.within,
+                "waiting_for_after_event": waiting, "events": [i for i, _ in bucket.events],
+                "last_fired": bucket.last_fired,
+            })  # fmt: skip
+        firings = [{"kind": f.kind, "created": f.created, "reason": f.body.get("reason"),
+                    "window": [f.body.get("window_start"), f.body.get("window_end")],
+                    "events": [e.get("event") for e in f.body.get("events") or []],
+                    "actions_done": f.next_action, "finished": f.finished, "error": f.error}
+                   for f in self.firings(name, limit)]  # fmt: skip
+        return {"name": auto.name, "enabled": auto.enabled, "posture": trigger.posture, "expect": sorted(trigger.expect),
+                "threshold": trigger.threshold, "within": trigger.within, "evaluated_to": rows[0][1],
+                "buckets": buckets, "firings": firings}  # fmt: skip
+
     # -- a dry run ---------------------------------------------------------------------------
 
     @staticmethod

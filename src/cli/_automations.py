@@ -25,6 +25,7 @@ def register(subparsers: Any) -> None:
     handlers: list[tuple[argparse.ArgumentParser, Any]] = [(create, create_automations), (ls, list_automations)]
     for verb, help_text, handler in (
         ("inspect", "one automation and its latest firings", inspect_automation),
+        ("explain", "why it fired or did not: open windows per bucket, last firings and their events", explain_automation),
         ("pause", "stop evaluating it (events meanwhile are not counted later)", pause_automation),
         ("resume", "evaluate it again", resume_automation),
         ("delete", "delete it", delete_automation),
@@ -123,6 +124,33 @@ def inspect_automation(args: argparse.Namespace) -> int:
             print(f"  action: {action}")
         for f in shape["firings"]:
             print(f"  {f['created']}  {f['kind']}  actions done: {f['actions_done']}  {f['error'] or ''}")
+    return 0
+
+
+def explain_automation(args: argparse.Namespace) -> int:
+    from ._run_shapes import iso
+
+    with _client() as client:
+        report = client.explain(args.name)
+    if args.json:
+        print_json(report)
+        return 0
+    expect = ", ".join(report["expect"]) or "any event"
+    print(f"{report['name']} ({'enabled' if report['enabled'] else 'paused'}): {report['posture']}, "
+          f"{report['threshold']} of [{expect}] within {report['within']:g} s")  # fmt: skip
+    if not report["buckets"]:
+        print("  no open window: no matching event counted since the last firing (or ever)")
+    for b in report["buckets"]:
+        if b["waiting_for_after_event"]:
+            print(f"  {b['bucket']}: waiting for an 'after' event to open a window")
+            continue
+        start = iso(b["window_start"]) if b["window_start"] else "-"
+        print(f"  {b['bucket']}: {b['counted']} of {b['threshold']} counted, window from {start}; "
+              + ("not enough yet: no firing" if b["counted"] < b["threshold"] else "threshold reached"))
+    for f in report["firings"]:
+        events = ", ".join(f["events"]) or "no event (a missed window)"
+        print(f"  fired {iso(f['created'])}: {f['reason']} [{events}]"
+              + (f"; error: {f['error']}" if f["error"] else ""))  # fmt: skip
     return 0
 
 

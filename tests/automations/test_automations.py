@@ -78,7 +78,10 @@ def test_a_threshold_trigger_runs_a_deployment_once_per_firing_with_templated_pa
 
     with AutomationClient(Target.resolve(url, TOKEN, None)) as client:
         firings = client.firings("rerun")
+        explained = client.explain("rerun")  # the fifth event: counted, one short of the threshold
     assert len(firings) == 2 and all(f.finished is not None and f.error is None for f in firings)
+    assert [b["counted"] for b in explained["buckets"]] == [1] and explained["buckets"][0]["threshold"] == 2
+    assert len(explained["firings"]) == 2 and explained["firings"][0]["events"] == ["sales.table.refreshed"] * 2
 
 
 def test_firings_and_actions_happen_exactly_once_across_a_killed_server(tmp_path: Path, server: Any) -> None:

@@ -49,3 +49,11 @@ def test_a_dry_run_from_the_cli_creates_nothing(tmp_path: Path) -> None:
     assert report["name"] == "note-refreshes" and report["events_read"] >= 4
     assert [o["kind"] for o in report["outcomes"]] == ["firing", "firing"]  # threshold 2, four events
     assert cli_json("automation", "ls") == []
+
+
+def test_explain_says_why_it_did_not_fire_yet(tmp_path: Path) -> None:
+    spec = tmp_path / "automation.yaml"
+    spec.write_text(FILE)
+    cli_json("automation", "create", "-f", str(spec))
+    explained = cli("automation", "explain", "note-refreshes")
+    assert explained.returncode == 0 and "no open window" in explained.stdout
