@@ -4,7 +4,8 @@ Events are batched like states: `emit_event` checks the event (a clear error for
 resource id or a payload over 64 KiB), puts it on this process's buffer and returns; a
 thread sends what accumulated as one `EmitEvents` call. Nothing is dropped silently: a full
 buffer (`MAX_BUFFERED`) makes `emit_event` wait for room (back-pressure) up to `WAIT_FOR_ROOM`
-seconds, and only then drops the event and counts it; the count goes to the service as a
+seconds, and only then drops the event and counts it; a secret this process loaded (a block's
+secret field) is masked in the payload, as in run logs; the count goes to the service as a
 `headwater.events.dropped` event of its own, and at exit a count that could not be sent is
 printed on stderr. `flush_events()` waits until what was emitted so far is stored; it runs at
 interpreter exit too. Ids make a re-sent batch (after a broken call) store nothing twice.
@@ -24,6 +25,7 @@ from typing import Any
 
 from ..api.event_store import RESOURCE_ID, Event, check_event
 from ..api.errors import InvalidPayload
+from ..runtime.secret_masking import mask, masking_active
 
 log = logging.getLogger("headwater.events")
 
@@ -38,13 +40,26 @@ def emit_event(
 ) -> Event:
     """Report `event` about `resource` (labels; `headwater.resource.id` is required)."""
     when = occurred.timestamp() if isinstance(occurred, datetime) else (time.time() if occurred is None else occurred)
-    made = Event(id or uuid.uuid4(), event, when, dict(resource), [dict(r) for r in related or ()], dict(payload or {}))
+    body = dict(payload or {})
+    if masking_active():  # a secret this process loaded never leaves it in an event
+        body = _masked(body)
+    made = Event(id or uuid.uuid4(), event, when, dict(resource), [dict(r) for r in related or ()], body)
     try:
         check_event(made)
     except InvalidPayload as exc:
         raise ValueError(str(exc)) from None
     _emitter().put(made)
     return made
+
+
+def _masked(value: Any) -> Any:
+    if isinstance(value, str):
+        return mask(value)
+    if isinstance(value, dict):
+        return {k: _masked(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_masked(v) for v in value]
+    return value
 
 
 def flush_events(timeout: float = 30.0) -> bool:

@@ -97,3 +97,19 @@ def test_a_follower_gets_new_events_pushed() -> None:
         assert flush_events(10)
         reader.join(10)
     assert seen == ["ping.one", "ping.two"]
+
+
+def test_a_secret_loaded_here_is_masked_in_an_event_payload() -> None:
+    from headwater.blocks import Secret
+    from headwater.events import emit_event, flush_events
+
+    Secret(value="s3cr3t-token-value").save("api-token")
+    token = Secret.load("api-token").get()
+    emit_event("deploy.done", resource={"headwater.resource.id": "svc"}, payload={"note": f"used {token}", "n": 1})
+    assert flush_events(10)
+    with _client() as client:
+        (found,) = client.recent(name="deploy.done")
+    from headwater.runtime.secret_masking import forget_secrets
+
+    forget_secrets()  # the rest of this test process has loaded no secret
+    assert found.payload == {"note": "used ********", "n": 1}
