@@ -18,6 +18,7 @@ from ..runtime.flows import Flow
 from .connection import deploy_client
 from .entrypoints import load_flow
 from ..api.schedules import Cron, Interval, RRule, Schedule
+from ..api.triggers import EventTrigger
 from .parameters import parameter_schema
 from .sources import LocalSource, Source, fetch, source_from
 
@@ -44,6 +45,11 @@ class RunnerDeployment:
     #: Its schedules; None leaves the ones the service has as they are (a deploy without
     #: schedules= does not drop them), () removes them.
     schedules: tuple[Schedule, ...] | None = None
+    #: Event triggers that run this deployment (each an automation named `flow/name/trigger-N`);
+    #: None leaves the ones the service has as they are, () removes them.
+    triggers: tuple[EventTrigger, ...] | None = None
+    #: The parameters a triggered run gets (strings are templates over the event).
+    trigger_parameters: dict[str, Any] = field(default_factory=dict)
 
     @property
     def full_name(self) -> str:
@@ -58,9 +64,13 @@ class RunnerDeployment:
         )  # fmt: skip
 
     def apply(self) -> Deployment:
-        """Create the deployment in the service, or update it in place (same id, same runs)."""
+        """Create the deployment in the service, or update it in place (same id, same runs),
+        and its triggers' automations."""
         with deploy_client() as client:
-            return client.upsert_deployment(self.spec())
+            deployment = client.upsert_deployment(self.spec())
+        if self.triggers is not None:
+            sync_triggers(deployment.name, self.triggers, self.trigger_parameters)
+        return deployment
 
 
 def to_deployment(
@@ -69,11 +79,13 @@ def to_deployment(
     concurrency_limit: int | None = None, collision_strategy: str = "enqueue", paused: bool = False,
     cron: str | None = None, interval: timedelta | float | None = None, rrule: str | None = None,
     timezone: str | None = None, schedules: Iterable[Schedule] | None = None,
+    triggers: Iterable[EventTrigger] | None = None, trigger_parameters: dict[str, Any] | None = None,
 ) -> RunnerDeployment:
     """A deployment of `flow` named `name` (its full name is `flow-name/name`). `cron=`,
     `interval=` (a timedelta or seconds) and `rrule=` each add a schedule in `timezone`
     (default UTC); `schedules=[Cron(...), Interval(...), RRule(...)]` gives them with their
-    own parameters and policies."""
+    own parameters and policies. `triggers=[EventTrigger(...)]` run it when they fire (with
+    `trigger_parameters`, templated over the event)."""
     if not name or "/" in name:
         raise ValueError(f"a deployment name is non-empty and has no '/': {name!r} (its full name adds the flow's)")
     if collision_strategy not in COLLISION_STRATEGIES:
@@ -84,6 +96,7 @@ def to_deployment(
         description if description is not None else flow.description, version if version is not None else flow.version,
         work_pool_name, concurrency_limit, collision_strategy, paused,
         _schedules(cron, interval, rrule, timezone or "UTC", schedules),
+        None if triggers is None else tuple(triggers), dict(trigger_parameters or {}),
     )  # fmt: skip
 
 
@@ -100,6 +113,29 @@ def _schedules(
     if not made and given is None:
         return None
     return tuple(made)
+
+
+def sync_triggers(deployment: str, triggers: tuple[EventTrigger, ...], parameters: dict[str, Any]) -> None:
+    """Make the automations `deployment/trigger-N` be exactly `triggers`, each running the
+    deployment: one whose trigger and action are unchanged is kept (its state and firings
+    with it), a changed one replaced, one no longer given deleted."""
+    from ..api.automation_client import AutomationClient
+    from .connection import service_target
+
+    prefix = f"{deployment}/trigger-"
+    action = {"type": "run-deployment", "deployment": deployment, "parameters": dict(parameters)}
+    with AutomationClient(service_target()) as client:
+        existing = {a.name: a for a in client.all() if a.name.startswith(prefix)}
+        for i, trigger in enumerate(triggers):
+            name, wanted = f"{prefix}{i}", trigger.to_dict()
+            found = existing.pop(name, None)
+            if found is not None and found.trigger == wanted and found.actions == [action]:
+                continue
+            if found is not None:
+                client.delete(name)
+            client.create(name, wanted, [action], description=f"runs deployment {deployment}")
+        for name in existing:
+            client.delete(name)
 
 
 def deploy(*deployments: RunnerDeployment, work_pool_name: str | None = None) -> list[Deployment]:

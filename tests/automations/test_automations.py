@@ -170,3 +170,30 @@ def test_a_dry_run_replays_the_stored_events_and_changes_nothing(server: Any) ->
 
     with AutomationClient(Target.resolve(url, TOKEN, None)) as client:
         assert client.all() == []  # nothing was created
+
+
+def test_a_deployment_trigger_runs_it_and_a_redeploy_keeps_or_drops_the_trigger(tmp_path: Path, server: Any) -> None:
+    from headwater.api.automation_client import AutomationClient
+    from headwater.api.client import Target
+    from headwater.automations import EventTrigger
+    from headwater.deploy.deployments import to_deployment
+    from headwater.deploy.entrypoints import load_flow
+
+    url, _, _ = server
+    (tmp_path / "flows.py").write_text(FLOW)
+    flow = load_flow(f"{tmp_path / 'flows.py'}:report")
+    trigger = EventTrigger(expect={"sales.table.refreshed"})
+
+    def apply(triggers: list[Any]) -> None:
+        to_deployment(flow, "on-refresh", triggers=triggers, trigger_parameters={"rows": "{{ event.payload.rows }}"}).apply()
+
+    apply([trigger])
+    with AutomationClient(Target.resolve(url, TOKEN, None)) as client:
+        (first,) = client.all()
+        _emit(1, rows=42)
+        wait_for(lambda: len(_report_runs(url)) == 1, 30, "the triggered run")
+        assert _report_runs(url)[0].parameters == {"rows": 42}
+        apply([trigger])  # unchanged: the same automation, its state kept
+        assert [a.id for a in client.all()] == [first.id] and first.name == "report/on-refresh/trigger-0"
+        apply([])  # no triggers any more
+        assert client.all() == []
