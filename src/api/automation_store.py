@@ -30,7 +30,8 @@ from uuid import UUID
 from .errors import AutomationNotFound, InvalidPayload, TransitionRejected
 from .event_store import Cursor, Event, EventStore
 from .locked_store import LockedStore
-from .triggers import EventTrigger, Firing, TriggerState, evaluate, firing_key, tick, would_trigger_itself
+from .compound_triggers import evaluate_any, is_proactive, new_state, tick_any, trigger_from_dict, triggers_itself
+from .triggers import EventTrigger, Firing, TriggerState, firing_key
 
 ACTION_EVENTS = {"headwater.automation.action.*"}
 ACTION_TYPES = (
@@ -98,9 +99,9 @@ class AutomationStore(LockedStore):
     def create(self, name: str, trigger: dict[str, Any], actions: list[dict[str, Any]], *,
                description: str | None = None, enabled: bool = True, now: float | None = None) -> Automation:  # fmt: skip
         """A new automation, evaluated from now on (its cursor starts at the log's end)."""
-        parsed = EventTrigger.from_dict(trigger)
+        parsed = trigger_from_dict(trigger)
         check_actions(actions)
-        if would_trigger_itself(parsed, ACTION_EVENTS):
+        if triggers_itself(parsed, ACTION_EVENTS):
             raise TransitionRejected(
                 f"automation {name!r}: its trigger would count the events its own actions emit "
                 f"({', '.join(sorted(ACTION_EVENTS))}), so it could fire itself forever; narrow `expect` "
@@ -161,16 +162,16 @@ class AutomationStore(LockedStore):
         for ident, trigger_json, state_json, cursor_text in self._read(
             "SELECT id, trigger, state, cursor FROM automations WHERE enabled = 1"
         ):
-            trigger = EventTrigger.from_dict(json.loads(trigger_json))
-            state = TriggerState.from_json(json.loads(state_json) or None)
+            trigger = trigger_from_dict(json.loads(trigger_json))
+            state = new_state(trigger, json.loads(state_json))
             found, cursor = events.after(Cursor.parse(cursor_text), most)
             outcomes: list[Any] = []
             for event in found:
-                outcomes.extend(evaluate(trigger, state, event))
-            if trigger.posture == "Proactive":
-                outcomes.extend(tick(trigger, state, now))
+                outcomes.extend(evaluate_any(trigger, state, event))
+            if is_proactive(trigger):
+                outcomes.extend(tick_any(trigger, state, now))
             if not found and not outcomes and cursor.text() == cursor_text and state.to_json() == (
-                TriggerState.from_json(json.loads(state_json) or None).to_json()
+                new_state(trigger, json.loads(state_json)).to_json()
             ):
                 continue  # nothing new, and no window opened or moved: no write
             automation_id = UUID(bytes=ident)
@@ -198,8 +199,17 @@ class AutomationStore(LockedStore):
         whether it waits for an `after` event; and its last firings with the events that made
         each and the reason. What `headwater automation explain` prints."""
         auto = self.read(name)
-        trigger = EventTrigger.from_dict(auto.trigger)
+        parsed = trigger_from_dict(auto.trigger)
         rows = self._read("SELECT state, cursor FROM automations WHERE id = ?", (auto.id.bytes,))
+        if not isinstance(parsed, EventTrigger):  # a compound: what of it fired, and when
+            composite = new_state(parsed, json.loads(rows[0][0]))
+            return {"name": auto.name, "enabled": auto.enabled, "posture": parsed.type, "expect": [],
+                    "threshold": len(parsed.triggers), "within": parsed.within, "evaluated_to": rows[0][1],
+                    "buckets": [{"bucket": "compound", "counted": len(composite.fired),  # type: ignore[union-attr]
+                                 "threshold": len(parsed.triggers), "window_start": None, "window_end": None,
+                                 "waiting_for_after_event": False, "events": [], "last_fired": None}],
+                    "firings": self._firing_summaries(name, limit)}  # fmt: skip
+        trigger = parsed
         state = TriggerState.from_json(json.loads(rows[0][0]) or None)
         buckets = []
         for key, bucket in sorted(state.buckets.items()):
@@ -211,14 +221,17 @@ class AutomationStore(LockedStore):
                 "waiting_for_after_event": waiting, "events": [i for i, _ in bucket.events],
                 "last_fired": bucket.last_fired,
             })  # fmt: skip
-        firings = [{"kind": f.kind, "created": f.created, "reason": f.body.get("reason"),
-                    "window": [f.body.get("window_start"), f.body.get("window_end")],
-                    "events": [e.get("event") for e in f.body.get("events") or []],
-                    "actions_done": f.next_action, "finished": f.finished, "error": f.error}
-                   for f in self.firings(name, limit)]  # fmt: skip
+        firings = self._firing_summaries(name, limit)
         return {"name": auto.name, "enabled": auto.enabled, "posture": trigger.posture, "expect": sorted(trigger.expect),
                 "threshold": trigger.threshold, "within": trigger.within, "evaluated_to": rows[0][1],
                 "buckets": buckets, "firings": firings}  # fmt: skip
+
+    def _firing_summaries(self, name: str, limit: int) -> list[dict[str, Any]]:
+        return [{"kind": f.kind, "created": f.created, "reason": f.body.get("reason"),
+                 "window": [f.body.get("window_start"), f.body.get("window_end")],
+                 "events": [e.get("event") for e in f.body.get("events") or []],
+                 "actions_done": f.next_action, "finished": f.finished, "error": f.error}
+                for f in self.firings(name, limit)]  # fmt: skip
 
     # -- a dry run ---------------------------------------------------------------------------
 
@@ -228,17 +241,17 @@ class AutomationStore(LockedStore):
         """What `trigger` would have done over the events stored since `since`: its firings
         and resolutions in order, and how many events it read. Nothing is written, no action
         runs: this is how a new automation is tried before it is enabled."""
-        parsed = EventTrigger.from_dict(trigger)
+        parsed = trigger_from_dict(trigger)
         now = time.time() if now is None else now
         found = sorted(events.recent(since, most), key=lambda e: e.occurred)
-        state = TriggerState()
+        state = new_state(parsed, None)
         outcomes: list[Any] = []
         for event in found:
-            if parsed.posture == "Proactive":
-                outcomes.extend(tick(parsed, state, event.occurred))
-            outcomes.extend(evaluate(parsed, state, event))
-        if parsed.posture == "Proactive":
-            outcomes.extend(tick(parsed, state, now))
+            if is_proactive(parsed):
+                outcomes.extend(tick_any(parsed, state, event.occurred))
+            outcomes.extend(evaluate_any(parsed, state, event))
+        if is_proactive(parsed):
+            outcomes.extend(tick_any(parsed, state, now))
         return outcomes, len(found)
 
     # -- the outbox --------------------------------------------------------------------------

@@ -10,6 +10,8 @@ by the state service (`headwater.api.automation_store`).
     ).create()
 """
 
+from ..api.compound_triggers import CompoundTrigger as CompoundTrigger
+from ..api.compound_triggers import SequenceTrigger as SequenceTrigger
 from ..api.triggers import EventTrigger as EventTrigger
 from .model import (
     Automation as Automation,
@@ -24,6 +26,6 @@ from .model import (
 )
 
 __all__ = [
-    "Automation", "CallWebhook", "CancelFlowRun", "DoNothing", "EventTrigger", "PauseAutomation", "PauseDeployment",
-    "ResumeAutomation", "ResumeDeployment", "RunDeployment",
+    "Automation", "CallWebhook", "CancelFlowRun", "CompoundTrigger", "DoNothing", "EventTrigger", "PauseAutomation",
+    "PauseDeployment", "ResumeAutomation", "ResumeDeployment", "RunDeployment", "SequenceTrigger",
 ]  # fmt: skip

@@ -9,7 +9,7 @@ from typing import Any
 
 from ..api.automation_client import AutomationClient
 from ..api.automation_store import Automation as StoredAutomation
-from ..api.triggers import EventTrigger
+from ..api.compound_triggers import AnyTrigger
 from ..deploy.connection import service_target
 
 
@@ -78,7 +78,7 @@ def action_dict(action: Action | dict[str, Any]) -> dict[str, Any]:
 @dataclass
 class Automation:
     name: str
-    trigger: EventTrigger
+    trigger: AnyTrigger
     actions: list[Any]
     description: str | None = None
     enabled: bool = True

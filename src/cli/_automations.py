@@ -56,7 +56,7 @@ def _shape(auto: Any) -> dict[str, Any]:
 def create_automations(args: argparse.Namespace) -> int:
     import yaml
 
-    from ..api.triggers import EventTrigger
+    from ..api.compound_triggers import trigger_from_dict
 
     with open(args.file, encoding="utf-8") as handle:
         loaded = yaml.safe_load(handle)
@@ -66,7 +66,7 @@ def create_automations(args: argparse.Namespace) -> int:
         for item in items:
             if not isinstance(item, dict) or "name" not in item or "trigger" not in item:
                 raise ValueError(f"{args.file}: an automation is a mapping with name, trigger and actions")
-            trigger = EventTrigger.from_dict(item["trigger"]).to_dict()  # refuses unknown fields, naming them
+            trigger = trigger_from_dict(item["trigger"]).to_dict()  # refuses unknown fields, naming them
             if args.dry_run:
                 _print_dry_run(item["name"], client.dry_run(trigger, time.time() - args.hours * 3600), args)
                 continue
