@@ -30,6 +30,7 @@ from uuid import UUID
 from .errors import AutomationNotFound, InvalidPayload, TransitionRejected
 from .event_store import Cursor, Event, EventStore
 from .locked_store import LockedStore
+from .deadline_triggers import DeadlineState, DeadlineTrigger
 from .compound_triggers import evaluate_any, is_proactive, new_state, tick_any, trigger_from_dict, triggers_itself
 from .triggers import EventTrigger, Firing, TriggerState, firing_key
 
@@ -201,6 +202,16 @@ class AutomationStore(LockedStore):
         auto = self.read(name)
         parsed = trigger_from_dict(auto.trigger)
         rows = self._read("SELECT state, cursor FROM automations WHERE id = ?", (auto.id.bytes,))
+        if isinstance(parsed, DeadlineTrigger):  # per bucket: the events counted toward the next deadline
+            deadline_state = DeadlineState.from_json(json.loads(rows[0][0]))
+            return {"name": auto.name, "enabled": auto.enabled, "posture": f"deadline {parsed.cron} {parsed.timezone}",
+                    "expect": sorted(parsed.expect.expect), "threshold": parsed.threshold, "within": 0.0,
+                    "evaluated_to": rows[0][1],
+                    "buckets": [{"bucket": key, "counted": len(seen), "threshold": parsed.threshold,
+                                 "window_start": None, "window_end": None, "waiting_for_after_event": False,
+                                 "events": [i for i, _ in seen], "last_fired": None}
+                                for key, seen in sorted(deadline_state.seen.items())],
+                    "firings": self._firing_summaries(name, limit)}  # fmt: skip
         if not isinstance(parsed, EventTrigger):  # a compound: what of it fired, and when
             composite = new_state(parsed, json.loads(rows[0][0]))
             return {"name": auto.name, "enabled": auto.enabled, "posture": parsed.type, "expect": [],

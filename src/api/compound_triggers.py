@@ -19,6 +19,13 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from .deadline_triggers import (
+    DeadlineState,
+    DeadlineTrigger,
+    deadline_from_dict,
+    evaluate_deadline,
+    tick_deadline,
+)
 from .event_store import Event
 from .triggers import EventTrigger, Firing, TriggerState, evaluate, tick, would_trigger_itself
 
@@ -56,7 +63,7 @@ class SequenceTrigger(BaseModel):
         return {"type": "sequence", "triggers": [t.to_dict() for t in self.triggers], "within": self.within}
 
 
-AnyTrigger = EventTrigger | CompoundTrigger | SequenceTrigger
+AnyTrigger = EventTrigger | CompoundTrigger | SequenceTrigger | DeadlineTrigger
 
 
 def trigger_from_dict(data: Mapping[str, Any]) -> AnyTrigger:
@@ -65,6 +72,8 @@ def trigger_from_dict(data: Mapping[str, Any]) -> AnyTrigger:
         made = CompoundTrigger.model_validate({**data, "triggers": [EventTrigger.from_dict(t) for t in data["triggers"]]})
         made.needed()  # refuses a require out of range, naming it
         return made
+    if kind == "deadline":
+        return deadline_from_dict(dict(data))
     if kind == "sequence":
         return SequenceTrigger.model_validate({**data, "triggers": [EventTrigger.from_dict(t) for t in data["triggers"]]})
     return EventTrigger.from_dict({k: v for k, v in data.items() if k != "type"})
@@ -86,9 +95,11 @@ class CompositeState:
                    [(int(i), float(t), list(e)) for i, t, e in data.get("fired", [])])  # fmt: skip
 
 
-def new_state(trigger: AnyTrigger, data: Mapping[str, Any] | None) -> TriggerState | CompositeState:
+def new_state(trigger: AnyTrigger, data: Mapping[str, Any] | None) -> TriggerState | CompositeState | DeadlineState:
     if isinstance(trigger, EventTrigger):
         return TriggerState.from_json(data or None)
+    if isinstance(trigger, DeadlineTrigger):
+        return DeadlineState.from_json(data)
     return CompositeState.from_json(data, len(trigger.triggers))
 
 
@@ -96,6 +107,8 @@ def evaluate_any(trigger: AnyTrigger, state: Any, event: Event) -> list[Any]:
     """`triggers.evaluate` for any trigger: its firings (and resolutions) for this event."""
     if isinstance(trigger, EventTrigger):
         return evaluate(trigger, state, event)
+    if isinstance(trigger, DeadlineTrigger):
+        return evaluate_deadline(trigger, state, event)
     fired = []
     for i, (child, child_state) in enumerate(zip(trigger.triggers, state.children)):
         fired += [(i, f) for f in evaluate(child, child_state, event) if isinstance(f, Firing)]
@@ -105,6 +118,8 @@ def evaluate_any(trigger: AnyTrigger, state: Any, event: Event) -> list[Any]:
 def tick_any(trigger: AnyTrigger, state: Any, now: float) -> list[Any]:
     if isinstance(trigger, EventTrigger):
         return tick(trigger, state, now) if trigger.posture == "Proactive" else []
+    if isinstance(trigger, DeadlineTrigger):
+        return tick_deadline(trigger, state, now)
     fired = []
     for i, (child, child_state) in enumerate(zip(trigger.triggers, state.children)):
         if child.posture == "Proactive":
@@ -113,11 +128,15 @@ def tick_any(trigger: AnyTrigger, state: Any, now: float) -> list[Any]:
 
 
 def triggers_itself(trigger: AnyTrigger, action_events: set[str]) -> bool:
+    if isinstance(trigger, DeadlineTrigger):
+        return would_trigger_itself(trigger.expect, action_events)
     children = [trigger] if isinstance(trigger, EventTrigger) else trigger.triggers
     return any(would_trigger_itself(child, action_events) for child in children)
 
 
 def is_proactive(trigger: AnyTrigger) -> bool:
+    if isinstance(trigger, DeadlineTrigger):
+        return True
     children = [trigger] if isinstance(trigger, EventTrigger) else trigger.triggers
     return any(child.posture == "Proactive" for child in children)
 

@@ -12,6 +12,7 @@ by the state service (`headwater.api.automation_store`).
 
 from ..api.compound_triggers import CompoundTrigger as CompoundTrigger
 from ..api.compound_triggers import SequenceTrigger as SequenceTrigger
+from ..api.deadline_triggers import DeadlineTrigger as DeadlineTrigger
 from ..api.triggers import EventTrigger as EventTrigger
 from .model import (
     Automation as Automation,
@@ -26,6 +27,6 @@ from .model import (
 )
 
 __all__ = [
-    "Automation", "CallWebhook", "CancelFlowRun", "CompoundTrigger", "DoNothing", "EventTrigger", "PauseAutomation",
+    "Automation", "CallWebhook", "CancelFlowRun", "CompoundTrigger", "DeadlineTrigger", "DoNothing", "EventTrigger", "PauseAutomation",
     "PauseDeployment", "ResumeAutomation", "ResumeDeployment", "RunDeployment", "SequenceTrigger",
 ]  # fmt: skip
