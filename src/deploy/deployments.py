@@ -50,6 +50,10 @@ class RunnerDeployment:
     triggers: tuple[EventTrigger, ...] | None = None
     #: The parameters a triggered run gets (strings are templates over the event).
     trigger_parameters: dict[str, Any] = field(default_factory=dict)
+    #: Each run must complete within this many seconds of being scheduled, else the
+    #: automation `flow/name/deadline` fires (with `deadline_actions`); None: no deadline.
+    deadline: float | None = None
+    deadline_actions: tuple[dict[str, Any], ...] = ({"type": "do-nothing"},)
 
     @property
     def full_name(self) -> str:
@@ -70,6 +74,7 @@ class RunnerDeployment:
             deployment = client.upsert_deployment(self.spec())
         if self.triggers is not None:
             sync_triggers(deployment.name, self.triggers, self.trigger_parameters)
+        sync_deadline(deployment, self.deadline, list(self.deadline_actions))
         return deployment
 
 
@@ -80,12 +85,15 @@ def to_deployment(
     cron: str | None = None, interval: timedelta | float | None = None, rrule: str | None = None,
     timezone: str | None = None, schedules: Iterable[Schedule] | None = None,
     triggers: Iterable[EventTrigger] | None = None, trigger_parameters: dict[str, Any] | None = None,
+    deadline: timedelta | float | None = None, deadline_actions: Iterable[Any] | None = None,
 ) -> RunnerDeployment:
     """A deployment of `flow` named `name` (its full name is `flow-name/name`). `cron=`,
     `interval=` (a timedelta or seconds) and `rrule=` each add a schedule in `timezone`
     (default UTC); `schedules=[Cron(...), Interval(...), RRule(...)]` gives them with their
     own parameters and policies. `triggers=[EventTrigger(...)]` run it when they fire (with
-    `trigger_parameters`, templated over the event)."""
+    `trigger_parameters`, templated over the event). `deadline=timedelta(hours=2)`: each run
+    must complete within it of being scheduled, else the automation `flow/name/deadline`
+    fires (its `deadline_actions`, e.g. a `CallWebhook`)."""
     if not name or "/" in name:
         raise ValueError(f"a deployment name is non-empty and has no '/': {name!r} (its full name adds the flow's)")
     if collision_strategy not in COLLISION_STRATEGIES:
@@ -97,7 +105,17 @@ def to_deployment(
         work_pool_name, concurrency_limit, collision_strategy, paused,
         _schedules(cron, interval, rrule, timezone or "UTC", schedules),
         None if triggers is None else tuple(triggers), dict(trigger_parameters or {}),
+        None if deadline is None else (deadline.total_seconds() if isinstance(deadline, timedelta) else float(deadline)),
+        tuple(_action_dict(a) for a in deadline_actions) if deadline_actions else ({"type": "do-nothing"},),
     )  # fmt: skip
+
+
+def _action_dict(action: Any) -> dict[str, Any]:
+    if isinstance(action, dict):
+        return dict(action)
+    from dataclasses import asdict
+
+    return {k: v for k, v in asdict(action).items() if v is not None}
 
 
 def _schedules(
@@ -136,6 +154,37 @@ def sync_triggers(deployment: str, triggers: tuple[EventTrigger, ...], parameter
             client.create(name, wanted, [action], description=f"runs deployment {deployment}")
         for name in existing:
             client.delete(name)
+
+
+def sync_deadline(deployment: Deployment, seconds: float | None, actions: list[dict[str, Any]]) -> None:
+    """The automation `flow/name/deadline`: a proactive trigger per flow run of the
+    deployment, opened by its Scheduled state and met by its Completed state within
+    `seconds`; it fires once for each run that missed. None removes it."""
+    from ..api.automation_client import AutomationClient
+    from ..api.errors import AutomationNotFound
+    from .connection import service_target
+
+    name = f"{deployment.name}/deadline"
+    with AutomationClient(service_target()) as client:
+        try:
+            found = client.read(name)
+        except AutomationNotFound:
+            found = None
+        if seconds is None:
+            if found is not None:
+                client.delete(name)
+            return
+        trigger = EventTrigger(
+            posture="Proactive", after={"headwater.flow-run.Scheduled"}, expect={"headwater.flow-run.Completed"},
+            match={"headwater.resource.id": "headwater.flow-run.*"},
+            match_related={"headwater.resource.id": f"headwater.deployment.{deployment.id}"},
+            for_each={"headwater.resource.id"}, within=float(seconds),
+        ).to_dict()  # fmt: skip
+        if found is not None and found.trigger == trigger and found.actions == actions:
+            return
+        if found is not None:
+            client.delete(name)
+        client.create(name, trigger, actions, description=f"runs of {deployment.name} complete within {seconds:g} s")
 
 
 def deploy(*deployments: RunnerDeployment, work_pool_name: str | None = None) -> list[Deployment]:

@@ -197,3 +197,23 @@ def test_a_deployment_trigger_runs_it_and_a_redeploy_keeps_or_drops_the_trigger(
         assert [a.id for a in client.all()] == [first.id] and first.name == "report/on-refresh/trigger-0"
         apply([])  # no triggers any more
         assert client.all() == []
+
+
+def test_a_deployment_deadline_fires_for_a_run_that_does_not_complete_in_time(tmp_path: Path, server: Any) -> None:
+    from headwater import run_deployment
+    from headwater.api.automation_client import AutomationClient
+    from headwater.api.client import Target
+    from headwater.deploy.deployments import to_deployment
+    from headwater.deploy.entrypoints import load_flow
+
+    url, _, _ = server
+    (tmp_path / "flows.py").write_text(FLOW)
+    dep = to_deployment(load_flow(f"{tmp_path / 'flows.py'}:report"), "late", deadline=1.0).apply()
+    run = run_deployment(dep.name, parameters={"rows": 1}, timeout=0)  # no worker: it never completes
+    with AutomationClient(Target.resolve(url, TOKEN, None)) as client:
+        wait_for(lambda: len(client.firings(f"{dep.name}/deadline")) == 1, 20, "the deadline to fire")
+        (firing,) = client.firings(f"{dep.name}/deadline")
+    assert str(run.id) in firing.body["bucket"]
+    to_deployment(load_flow(f"{tmp_path / 'flows.py'}:report"), "late").apply()  # no deadline any more
+    with AutomationClient(Target.resolve(url, TOKEN, None)) as client:
+        assert [a.name for a in client.all()] == []
