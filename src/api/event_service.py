@@ -68,6 +68,8 @@ class EventService:
         self._changed = threading.Condition()
         self._generation = 0
         self._ending = False
+        #: Told after each emit (the automation loop looks at once); quick, never raising.
+        self.on_emit: list[Callable[[], None]] = []
 
     def handlers(self) -> dict[str, Handler]:
         return {"EmitEvents": self.emit, "ReadEvents": self.read}
@@ -91,6 +93,8 @@ class EventService:
         body = codec.decode(EmitEventsIn, data, max_bytes=32 * 1024 * 1024)
         stored = self.store.emit([event_from_wire(e) for e in body.events])
         self.notify()
+        for listener in self.on_emit:
+            listener()
         return _json({"stored": stored})
 
     def read(self, data: bytes) -> dict[str, Any]:

@@ -107,6 +107,7 @@ class StateService:
             hosting=(lambda: True) if not doorbell else self.deployments.hosting, after_cancel=self.control.deliver_new,
         )
         committer.add_listener(self.automations.notify)
+        self.events.on_emit.append(self.automations.notify)
         self.control.listeners.append(self.deployments.dispatch)
 
     def close(self) -> None:

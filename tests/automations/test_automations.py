@@ -217,3 +217,79 @@ def test_a_deployment_deadline_fires_for_a_run_that_does_not_complete_in_time(tm
     to_deployment(load_flow(f"{tmp_path / 'flows.py'}:report"), "late").apply()  # no deadline any more
     with AutomationClient(Target.resolve(url, TOKEN, None)) as client:
         assert [a.name for a in client.all()] == []
+
+
+def test_the_cli_reports_an_event_that_runs_a_deployment_with_templated_parameters(tmp_path: Path, server: Any) -> None:
+    import os
+    import subprocess
+
+    from headwater.automations import Automation, EventTrigger, RunDeployment
+
+    from ..cli.helpers import HEADWATER
+
+    url, _, _ = server
+    name = _deploy_report(tmp_path)
+    Automation("from-cli", EventTrigger(expect={"dag.completed"}),
+               [RunDeployment(name, parameters={"rows": "{{ event.payload.rows }}"})]).create()  # fmt: skip
+    done = subprocess.run([*HEADWATER, "events", "emit", "dag.completed", "--resource", "id=airflow.dag.sales",
+                           "--payload", '{"rows": 77}'], capture_output=True, text=True, env=dict(os.environ), timeout=60)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    wait_for(lambda: len(_report_runs(url)) == 1, 30, "the run")
+    assert _report_runs(url)[0].parameters == {"rows": 77}
+
+
+def test_a_failed_run_calls_a_webhook_exactly_once_across_a_server_restart(tmp_path: Path, server: Any) -> None:
+    import signal
+
+    from headwater import flow
+    from headwater.automations import Automation, CallWebhook, EventTrigger
+
+    url, home, holder = server
+    receiver = http.server.HTTPServer(("127.0.0.1", 0), _Receiver)
+    threading.Thread(target=receiver.serve_forever, daemon=True).start()
+    _Receiver.got.clear()
+    try:
+        hook = CallWebhook(f"http://127.0.0.1:{receiver.server_port}/failed",
+                           body={"text": "run {{ event.resource['headwater.resource.name'] }} failed"})  # fmt: skip
+        Automation("on-failure", EventTrigger(expect={"headwater.flow-run.Failed"}), [hook], enabled=False).create()
+
+        @flow(flow_run_name="doomed-run")
+        def doomed() -> None:
+            raise RuntimeError("boom")
+
+        with pytest.raises(RuntimeError):
+            doomed()  # its Failed state is stored on the server: the event
+        holder["proc"].send_signal(signal.SIGKILL)  # the server dies between the event and any action
+        holder["proc"].wait(10)
+        reset_recorder()
+        holder["proc"], _ = start_server_process(home, "--token", TOKEN, "--port", url.rsplit(":", 1)[1])
+        from headwater.automations import Automation as Automations
+
+        Automations.resume("on-failure")  # evaluated from where it was: the stored Failed event
+        wait_for(lambda: len(_Receiver.got) == 1, 30, "the webhook")
+        time.sleep(1.5)
+        assert [(path, body) for path, body, _ in _Receiver.got] == [("/failed", {"text": "run doomed-run failed"})]
+    finally:
+        receiver.shutdown()
+
+
+def test_a_proactive_sla_per_resource_fires_once_for_the_missed_one_and_not_for_the_met_one(server: Any) -> None:
+    from headwater.api.automation_client import AutomationClient
+    from headwater.api.client import Target
+    from headwater.automations import Automation, DoNothing, EventTrigger
+    from headwater.events import emit_event, flush_events
+
+    url, _, _ = server
+    Automation("daily-refresh", EventTrigger(
+        posture="Proactive", after={"day.started"}, expect={"table.refreshed"}, within=1.5,
+        for_each={"headwater.resource.id"},
+    ), [DoNothing()]).create()  # fmt: skip
+    for table in ("warehouse.sales", "warehouse.stock"):
+        emit_event("day.started", resource={"headwater.resource.id": table})
+    emit_event("table.refreshed", resource={"headwater.resource.id": "warehouse.sales"})  # sales meets it
+    assert flush_events(10)
+    with AutomationClient(Target.resolve(url, TOKEN, None)) as client:
+        wait_for(lambda: len(client.firings("daily-refresh")) >= 1, 20, "the missed SLA")
+        time.sleep(2.0)  # a window later: nothing more
+        firings = [f for f in client.firings("daily-refresh") if f.kind == "firing"]
+    assert len(firings) == 1 and "warehouse.stock" in firings[0].body["bucket"]
