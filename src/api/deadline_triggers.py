@@ -9,7 +9,6 @@ comes from the events and the clock the loop passes in, so evaluation is determi
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Literal
@@ -18,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from .event_store import Event
 from .schedules import Cron, ticks
-from .triggers import EventTrigger, Firing, bucket_key, matches_resources
+from .triggers import EventTrigger, Firing, bucket_key, is_expected, matches_resources
 
 _NO_KEY = "{}"
 
@@ -64,10 +63,7 @@ def deadline_from_dict(data: dict[str, Any]) -> DeadlineTrigger:
 def evaluate_deadline(trigger: DeadlineTrigger, state: DeadlineState, event: Event) -> list[Firing]:
     """Count an expected event in its bucket (deadlines are decided by `tick_deadline`)."""
     expect = trigger.expect
-    names = expect.expect
-    if names and not any(_glob_match(p, event.event) for p in names):
-        return []
-    if not matches_resources(expect, event):
+    if not is_expected(expect, event) or not matches_resources(expect, event):
         return []
     state.seen.setdefault(bucket_key(expect, event), []).append((str(event.id), event.occurred))
     return []
@@ -99,15 +95,5 @@ def tick_deadline(trigger: DeadlineTrigger, state: DeadlineState, now: float) ->
     return fired
 
 
-def _glob_match(pattern: str, name: str) -> bool:
-    import fnmatch
-
-    return fnmatch.fnmatchcase(name, pattern)
-
-
 def _utc(seconds: float) -> datetime:
     return datetime.fromtimestamp(seconds, timezone.utc)
-
-
-def describe(trigger: DeadlineTrigger) -> str:
-    return json.dumps(trigger.to_dict())

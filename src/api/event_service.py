@@ -9,7 +9,6 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated, Any
-from uuid import UUID
 
 import grpc
 from pydantic import Field, StrictStr
@@ -142,11 +141,3 @@ def _dumps(value: Any) -> str:
     import json
 
     return json.dumps(_plain(value))
-
-
-def event_json(event: Event) -> dict[str, Any]:
-    return _plain(event)  # type: ignore[no-any-return]
-
-
-def uuid_text(value: UUID) -> str:
-    return str(value)

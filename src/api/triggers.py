@@ -253,7 +253,7 @@ def _count_reactive(trigger: EventTrigger, key: str, bucket: Bucket, event: Even
     if trigger.after and not bucket.armed:
         bucket.armed = _name_matches(trigger.after, event.event)
         return []
-    if not _expected(trigger, event):
+    if not is_expected(trigger, event):
         return []
     bucket.events.append((str(event.id), event.occurred))
     bucket.events.sort(key=lambda e: e[1])
@@ -309,7 +309,7 @@ def _count_proactive(trigger: EventTrigger, key: str, bucket: Bucket, event: Eve
     at, ident = event.occurred, str(event.id)
     if not trigger.after and bucket.window_start is None:
         _open(bucket, at, None)
-    if _expected(trigger, event):
+    if is_expected(trigger, event):
         fired = bucket.fired
         if fired is not None and at >= fired.window_start:
             bucket.late.append(ident)
@@ -333,7 +333,8 @@ def _count_proactive(trigger: EventTrigger, key: str, bucket: Bucket, event: Eve
 # -- matching ----------------------------------------------------------------------------
 
 
-def _expected(trigger: EventTrigger, event: Event) -> bool:
+def is_expected(trigger: EventTrigger, event: Event) -> bool:
+    """The event's name is one the trigger counts (`expect`; empty counts every name)."""
     return not trigger.expect or _name_matches(trigger.expect, event.event)
 
 
