@@ -4,7 +4,8 @@
     headwater (the package root and the Prefect-path aliases) ──> runtime, runners, cache, errors
     runtime ──> runners, cache, api, errors     (api only lazily: it imports grpc)
     runtime ··> deploy                          (lazily: Flow.serve/deploy/to_deployment/from_source)
-    deploy ──> runtime, runners, cache, api, errors   (the coordination plane)
+    deploy ──> runtime, runners, cache, api, blocks, errors   (the coordination plane; a worker
+                                                 sends automations' notifications through blocks)
     events ──> deploy, runtime, runners, cache, api, errors
     blocks ──> runtime, runners, cache, api, errors   (typed configuration, secrets, variables)
     api ──> cache, errors                       (the state service serves the result cache)
@@ -37,7 +38,7 @@ ALLOWED: dict[str, frozenset[str]] = {
     "cache": frozenset({"errors"}),
     "api": frozenset({"cache", "errors"}),
     "runtime": frozenset({"runners", "cache", "api", "errors", "deploy"}),
-    "deploy": frozenset({"runtime", "runners", "cache", "api", "errors"}),
+    "deploy": frozenset({"runtime", "runners", "cache", "api", "blocks", "errors"}),
     "events": frozenset({"runtime", "runners", "cache", "api", "errors", "deploy"}),
     "automations": frozenset({"runtime", "runners", "cache", "api", "errors", "deploy"}),
     "blocks": frozenset({"runtime", "runners", "cache", "api", "errors"}),

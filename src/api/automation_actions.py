@@ -8,6 +8,12 @@ made the firing: `{{ event.payload.rows }}`, `{{ event.resource["headwater.resou
 `events`, `firing` and `automation`. Every action done or failed is itself an event
 (`headwater.automation.action.executed` / `.failed`), which the loop guard keeps triggers from
 counting.
+
+A `send-notification` action (`{"block": "slack-webhook/ops", "body": ..., "subject": ...}`)
+needs the block's secrets decrypted, which only `headwater.blocks` knows how to do; the
+service never imports it (the arrows point the other way). The process that hosts the loop
+installs it as the notifier (`set_notifier`): `headwater server start` and every worker or
+`serve` process do. The block's document is read from this service's own store.
 """
 
 from __future__ import annotations
@@ -18,16 +24,30 @@ import time
 import urllib.error
 import urllib.request
 import uuid
+from collections.abc import Callable
 from typing import Any
 from uuid import UUID
 
 from .automation_store import Automation, AutomationStore, FiringRow
+from .block_store import BlockDocument, BlockStore
 from .control_store import ControlStore
 from .deploy_store import DeployStore
 from .event_store import RESOURCE_ID, Event, EventStore
 
 WEBHOOK_TIMEOUT = 10.0
 _WHOLE = re.compile(r"\{\{[^{}]*\}\}")
+DEFAULT_SUBJECT = "headwater automation {{ automation.name }} fired"
+
+#: Sends one notification: (block type slug, block name, body, subject, read a stored block
+#: document by slug and name) -> None; raises when the message cannot be sent.
+Notifier = Callable[[str, str, str, str, Callable[[str, str], BlockDocument]], None]
+_notifier: Notifier | None = None
+
+
+def set_notifier(notifier: Notifier | None) -> None:
+    """Install how this process sends `send-notification` actions (see the module docstring)."""
+    global _notifier
+    _notifier = notifier
 
 
 class ActionFailed(Exception):
@@ -35,8 +55,12 @@ class ActionFailed(Exception):
 
 
 class ActionRunner:
-    def __init__(self, automations: AutomationStore, deployments: DeployStore, control: ControlStore, events: EventStore) -> None:
+    def __init__(
+        self, automations: AutomationStore, deployments: DeployStore, control: ControlStore, events: EventStore,
+        blocks: BlockStore,
+    ) -> None:
         self._automations, self._deployments, self._control, self._events = automations, deployments, control, events
+        self._blocks = blocks
 
     def run_due(self, now: float | None = None) -> int:
         """Carry out every due firing's remaining actions in order; returns how many were done."""
@@ -83,7 +107,19 @@ class ActionRunner:
             return {"automation": other.name, "enabled": other.enabled}
         if kind == "call-webhook":
             return _call_webhook(action, render, firing.key)
+        if kind == "send-notification":
+            return self._notify(action, render)
         raise ActionFailed(f"unknown action type {kind!r}")
+
+    def _notify(self, action: dict[str, Any], render: Any) -> dict[str, Any]:
+        if _notifier is None:
+            raise ActionFailed(
+                "send-notification: this process cannot load notification blocks; run the server with "
+                "`headwater server start`, or host automations in a worker or `serve` process"
+            )
+        slug, _, name = render(action["block"]).partition("/")
+        _notifier(slug, name, render(action["body"]), render(action.get("subject") or DEFAULT_SUBJECT), self._blocks.read_block)
+        return {"block": f"{slug}/{name}"}
 
     def _emit(self, automation: Automation, name: str, action: dict[str, Any], firing: FiringRow, detail: dict[str, Any]) -> None:
         self._events.emit([Event(

@@ -19,6 +19,7 @@ from pydantic import Field, StrictBool, StrictStr
 from . import codec
 from .automation_actions import ActionRunner
 from .automation_store import AutomationStore
+from .block_store import BlockStore
 from .control_store import ControlStore
 from .deploy_service import _json, _object, _objects
 from .deploy_store import DeployStore
@@ -56,12 +57,12 @@ class AutomationEnabledIn(Wire):
 
 class AutomationService:
     def __init__(
-        self, path: Path, events: EventStore, deployments: DeployStore, control: ControlStore, *,
+        self, path: Path, events: EventStore, deployments: DeployStore, control: ControlStore, blocks: BlockStore, *,
         synchronous: str = "FULL", hosting: Callable[[], bool] = lambda: True, after_cancel: Callable[[], None] = lambda: None,
     ) -> None:
         self.store = AutomationStore(path, synchronous=synchronous, beside_storage=True)
         self._events = events
-        self._runner = ActionRunner(self.store, deployments, control, events)
+        self._runner = ActionRunner(self.store, deployments, control, events, blocks)
         self._hosting, self._after_cancel = hosting, after_cancel
         self._wake = threading.Event()
         self._stop = threading.Event()

@@ -21,6 +21,7 @@ each firing recorded once and its actions carried out from an outbox.
 from __future__ import annotations
 
 import json
+import re
 import time
 import uuid
 from dataclasses import dataclass
@@ -34,10 +35,11 @@ from .deadline_triggers import DeadlineState, DeadlineTrigger
 from .compound_triggers import evaluate_any, is_proactive, new_state, tick_any, trigger_from_dict, triggers_itself
 from .triggers import EventTrigger, Firing, TriggerState, firing_key
 
+_BLOCK_REF = re.compile(r"[^/\s]+/\S.*")
 ACTION_EVENTS = {"headwater.automation.action.*"}
 ACTION_TYPES = (
     "run-deployment", "cancel-flow-run", "pause-deployment", "resume-deployment", "pause-automation",
-    "resume-automation", "call-webhook", "do-nothing",
+    "resume-automation", "call-webhook", "send-notification", "do-nothing",
 )  # fmt: skip
 #: Seconds between an action's failed attempts: doubling from this, at most `RETRY_MOST`.
 RETRY_FIRST, RETRY_MOST, MAX_ATTEMPTS = 1.0, 300.0, 8
@@ -89,9 +91,17 @@ def check_actions(actions: list[dict[str, Any]]) -> None:
         if kind not in ACTION_TYPES:
             raise InvalidPayload(f"action {i}: type {kind!r} is not one of {', '.join(ACTION_TYPES)}")
         needs = {"run-deployment": "deployment", "pause-deployment": "deployment", "resume-deployment": "deployment",
-                 "pause-automation": "automation", "resume-automation": "automation", "call-webhook": "url"}.get(kind)  # fmt: skip
+                 "pause-automation": "automation", "resume-automation": "automation", "call-webhook": "url",
+                 "send-notification": "body"}.get(kind)  # fmt: skip
         if needs and not action.get(needs):
             raise InvalidPayload(f"action {i} ({kind}) needs {needs!r}")
+        if kind == "send-notification":
+            block = action.get("block")
+            if not isinstance(block, str) or not _BLOCK_REF.fullmatch(block):
+                raise InvalidPayload(
+                    f"action {i} (send-notification) needs 'block' as 'type-slug/name' (e.g. "
+                    f"'slack-webhook/ops-alerts'), got {block!r}"
+                )
 
 
 class AutomationStore(LockedStore):

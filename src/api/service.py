@@ -103,7 +103,8 @@ class StateService:
         self.events = EventService(storage.path, synchronous=synchronous)
         committer.add_listener(self.events.notify)  # a committed state is an event
         self.automations = AutomationService(
-            storage.path, self.events.store, self.deployments.store, self.control.store, synchronous=synchronous,
+            storage.path, self.events.store, self.deployments.store, self.control.store, self.blocks.store,
+            synchronous=synchronous,
             hosting=(lambda: True) if not doorbell else self.deployments.hosting, after_cancel=self.control.deliver_new,
         )
         committer.add_listener(self.automations.notify)

@@ -24,9 +24,10 @@ from .model import (
     ResumeAutomation as ResumeAutomation,
     ResumeDeployment as ResumeDeployment,
     RunDeployment as RunDeployment,
+    SendNotification as SendNotification,
 )
 
 __all__ = [
     "Automation", "CallWebhook", "CancelFlowRun", "CompoundTrigger", "DeadlineTrigger", "DoNothing", "EventTrigger", "PauseAutomation",
-    "PauseDeployment", "ResumeAutomation", "ResumeDeployment", "RunDeployment", "SequenceTrigger",
+    "PauseDeployment", "ResumeAutomation", "ResumeDeployment", "RunDeployment", "SendNotification", "SequenceTrigger",
 ]  # fmt: skip

@@ -62,11 +62,38 @@ class CallWebhook:
 
 
 @dataclass(frozen=True)
+class SendNotification:
+    """A message through a notification block: `block` is its `type-slug/name`
+    (`"slack-webhook/ops-alerts"`, `"email-server-credentials/oncall"`) or a saved or loaded
+    block itself. `body` and `subject` are templates; the block is loaded, with its secrets,
+    when the action runs, so a rotated one is used at once."""
+
+    block: Any
+    body: str
+    subject: str | None = None
+    type: str = "send-notification"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.block, str):
+            name = getattr(self.block, "block_document_name", None)
+            slug = getattr(self.block, "get_block_type_slug", None)
+            if name is None or slug is None:
+                raise ValueError(
+                    f"SendNotification(block=...) takes 'type-slug/name' or a saved block; got {self.block!r}, "
+                    f"which was never saved: save it first (`.save(name)`)"
+                )
+            object.__setattr__(self, "block", f"{slug()}/{name}")
+
+
+@dataclass(frozen=True)
 class DoNothing:
     type: str = "do-nothing"
 
 
-Action = RunDeployment | CancelFlowRun | PauseDeployment | ResumeDeployment | PauseAutomation | ResumeAutomation | CallWebhook | DoNothing
+Action = (
+    RunDeployment | CancelFlowRun | PauseDeployment | ResumeDeployment | PauseAutomation | ResumeAutomation
+    | CallWebhook | SendNotification | DoNothing
+)
 
 
 def action_dict(action: Action | dict[str, Any]) -> dict[str, Any]:

@@ -18,7 +18,8 @@ older class that no longer fits raises `BlockSchemaMismatch` naming each field a
 from __future__ import annotations
 
 import re
-from typing import Any, ClassVar, Self
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, PrivateAttr, ValidationError
@@ -26,6 +27,12 @@ from pydantic import BaseModel, ConfigDict, PrivateAttr, ValidationError
 
 from ..errors import BlockSchemaMismatch
 from .documents import decode, encode
+
+if TYPE_CHECKING:
+    from ..api.block_store import BlockDocument
+
+#: Reads one stored block document: (type slug, name) -> the document.
+ReadDocument = Callable[[str, str], "BlockDocument"]
 
 _registry: dict[str, type[Block]] = {}
 _KEBAB = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
@@ -109,16 +116,24 @@ class Block(BaseModel):
         return cls._load(name, ())
 
     @classmethod
-    def _load(cls, name: str, seen: tuple[tuple[str, str], ...]) -> Self:
-        from ..api.block_client import block_client
-
+    def _load(cls, name: str, seen: tuple[tuple[str, str], ...], read: ReadDocument | None = None) -> Self:
+        """`read`: how to fetch a stored document (the service's own store, inside it); a
+        client of the service in use without it."""
         slug = cls.get_block_type_slug()
-        with block_client() as client:
-            doc = client.read_block(slug, name)
-        return cls._from_stored(name, doc.id, doc.data, (*seen, (slug, name)))
+        if read is None:
+            from ..api.block_client import block_client
+
+            with block_client() as client:
+                doc = client.read_block(slug, name)
+        else:
+            doc = read(slug, name)
+        return cls._from_stored(name, doc.id, doc.data, (*seen, (slug, name)), read)
 
     @classmethod
-    def _from_stored(cls, name: str, doc_id: UUID, data: dict[str, Any], seen: tuple[tuple[str, str], ...]) -> Self:
+    def _from_stored(
+        cls, name: str, doc_id: UUID, data: dict[str, Any], seen: tuple[tuple[str, str], ...],
+        read: ReadDocument | None = None,
+    ) -> Self:
         slug = cls.get_block_type_slug()
         where = f"block '{slug}/{name}'"
 
@@ -132,7 +147,7 @@ class Block(BaseModel):
                     f"process: import the module that defines it",
                     [f"{at}: no class for block type {ref_slug!r}"],
                 )
-            return target._load(ref_name, seen)
+            return target._load(ref_name, seen, read)
 
         values = {field: decode(item, f"{where}, field '{field}'", resolve) for field, item in data.items()}
         try:

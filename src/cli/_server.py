@@ -47,6 +47,9 @@ def start_server(args: argparse.Namespace) -> int:
     from ..api.errors import SchemaVersionError, ServerConfigError
     from ..api.server import StateServer, serve_until_signalled
     from ..api.settings import DEFAULT_PORT, get_settings
+    from ..blocks.notify import install_notifier
+
+    install_notifier()  # the server's automations send notifications through blocks
 
     settings = get_settings()
     logging.basicConfig(level=settings.log_level.upper(), stream=sys.stderr)

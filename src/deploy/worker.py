@@ -40,6 +40,7 @@ from ..api.deploy_service import assignment_json
 from ..api.deploy_store import CLAIM_LEASE, Assignment
 from ..api.errors import ClaimLost, StateServiceError
 from ..api.records import StateRecord
+from ..blocks.notify import install_notifier
 from .connection import service_target
 
 log = logging.getLogger("headwater.worker")
@@ -96,6 +97,7 @@ class Worker:
         """Serve until `stop()` (or SIGINT/SIGTERM in `serve_forever`); then say goodbye, so
         claims not started go back to the pool at once, and let running runs finish
         (`stop_grace`)."""
+        install_notifier()  # on the embedded default, this process's service runs the automations
         target = self.target or service_target()
         with DeployClient(target, retry_for=30.0) as client, StateClient(target, retry_for=30.0) as states:
             beat = threading.Thread(target=self._heartbeat, args=(client,), name="headwater-worker-heartbeat", daemon=True)

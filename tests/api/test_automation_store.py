@@ -9,6 +9,7 @@ from pathlib import Path
 
 from headwater.api.automation_actions import ActionRunner
 from headwater.api.automation_store import AutomationStore
+from headwater.api.block_store import BlockStore
 from headwater.api.control_store import ControlStore
 from headwater.api.deploy_store import DeploymentSpec, DeployStore
 from headwater.api.event_store import Event, EventStore
@@ -20,8 +21,8 @@ from headwater.api.triggers import EventTrigger
 def test_an_action_redone_after_a_crash_acts_once(home: Path) -> None:
     path = home / DB_FILENAME
     storage = Storage(path)
-    stores = [cls(path, beside_storage=True) for cls in (AutomationStore, DeployStore, ControlStore, EventStore)]
-    automations, deployments, control, events = stores
+    stores = [cls(path, beside_storage=True) for cls in (AutomationStore, DeployStore, ControlStore, EventStore, BlockStore)]
+    automations, deployments, control, events, blocks = stores
     try:
         deployments.upsert_deployment(DeploymentSpec("f/d", "f", "f.py:f", {"kind": "local", "path": "/tmp"}, {}, {}))
         automations.create("a", EventTrigger(expect={"x.happened"}).to_dict(),
@@ -32,7 +33,7 @@ def test_an_action_redone_after_a_crash_acts_once(home: Path) -> None:
         (firing, automation), = automations.due(lease=0.0)
         # The action ran, and the process died before recording it: its run exists already.
         deployments.create_run("f/d", name="first", idempotency_key=f"automation:{firing.key}:0")
-        assert ActionRunner(automations, deployments, control, events).run_due() == 1
+        assert ActionRunner(automations, deployments, control, events, blocks).run_due() == 1
         runs = storage.reader().execute("SELECT count(*) FROM flow_runs WHERE deployment_id IS NOT NULL").fetchone()[0]
         assert runs == 1
         assert automations.firings("a")[0].finished is not None

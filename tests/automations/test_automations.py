@@ -8,7 +8,6 @@ import http.server
 import json
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,26 +16,11 @@ import pytest
 from headwater.api import StateClient, reset_recorder
 from headwater.api.errors import StateServiceError
 
-from ..api.helpers import start_server_process, stop_process
+from ..api.helpers import start_server_process
 from ..deploy.helpers import wait_for
+from .helpers import TOKEN, server  # noqa: F401 - server is a fixture
 
-TOKEN = "automation-test-token"
 FLOW = "from headwater import flow\n\n@flow\ndef report(rows: int) -> int:\n    return rows\n"
-
-
-@pytest.fixture
-def server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, Path, dict[str, Any]]]:
-    home = tmp_path / "server-home"
-    proc, url = start_server_process(home, "--token", TOKEN)
-    monkeypatch.setenv("HEADWATER_API_URL", url)
-    monkeypatch.setenv("HEADWATER_API_TOKEN", TOKEN)
-    reset_recorder()
-    holder = {"proc": proc}
-    try:
-        yield url, home, holder
-    finally:
-        reset_recorder()
-        stop_process(holder["proc"])
 
 
 def _deploy_report(tmp_path: Path) -> str:

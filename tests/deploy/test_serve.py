@@ -17,6 +17,7 @@ import pytest
 import headwater
 from headwater.api.errors import InvalidParameters
 
+from ..blocks.receivers import Receiver, receiver  # noqa: F401 - receiver is a fixture
 from .helpers import wait_for
 
 FLOWS = textwrap.dedent(
@@ -140,3 +141,22 @@ def test_serve_runs_a_schedule_on_the_embedded_default(tmp_path: Path) -> None:
         proc.send_signal(signal.SIGTERM)
         proc.wait(30)
         reset_recorder()
+
+
+def test_the_serve_process_sends_an_automations_notification_on_the_embedded_default(
+    served: subprocess.Popen[bytes], receiver: Receiver,
+) -> None:
+    """Automations run where the embedded service hosts a worker: in the `serve` process,
+    which loads the block with the key file this process saved it under."""
+    from pydantic import SecretStr
+
+    from headwater.automations import Automation, EventTrigger, SendNotification
+    from headwater.blocks import SlackWebhook
+    from headwater.events import emit_event, flush_events
+
+    SlackWebhook(url=SecretStr(receiver.url)).save("ops")
+    Automation("tell-ops", EventTrigger(expect={"nightly.done"}),
+               [SendNotification("slack-webhook/ops", body="{{ event.payload.rows }} rows")]).create()  # fmt: skip
+    emit_event("nightly.done", resource={"headwater.resource.id": "warehouse"}, payload={"rows": 3})
+    assert flush_events(30)
+    wait_for(lambda: receiver.bodies == [{"text": "*headwater automation tell-ops fired*\n3 rows"}], 30, "the notification")
