@@ -18,16 +18,15 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 FIGURE_STATS = {"min", "median", "max", "best", "values"}
 
-# Each suite run is a subprocess with its own timeout: 120 s for the tiny runs and `--list`,
-# 900 s for the quick run, which took 139 s on a loaded 2-core machine when it had a third
-# of today's workloads, and 9 to 10 minutes in a loaded CI run once the cancel, resume,
-# deployment and schedule workloads (real servers and worker processes) joined it.
+# Each suite run is a subprocess with its own timeout: 120 s for the small runs and `--list`,
+# 600 s for every workload at tiny size, which took 177 s on a quiet 2-core machine (real
+# servers, worker processes, a Dask cluster and Ray each start at least once).
 # pytest-timeout must stay above what a test's subprocesses may take, or a slow but healthy
 # run fails as a pytest timeout. It counts fixtures too, and the module-scoped `document`
 # fixture runs inside whichever test first uses it, so every test here gets one budget above
-# the largest sum (the quick run plus a `--list`: 1,020 s).
-QUICK_SUITE_TIMEOUT = 900
-pytestmark = pytest.mark.timeout(1200)
+# the largest sum (the whole run plus a `--list`: 720 s).
+WHOLE_SUITE_TIMEOUT = 600
+pytestmark = pytest.mark.timeout(900)
 
 
 def run_suite(
@@ -137,28 +136,38 @@ def test_peer_column_through_the_peer_protocol(tmp_path: Path) -> None:
                 assert "peer" in row["figures"][workload["headline"]]
 
 
-def test_the_quick_suite_runs_every_workload_end_to_end(tmp_path: Path) -> None:
-    # `--quick` is the documented CI smoke run: every workload, small sizes, no timing checks.
-    out = tmp_path / "quick.json"
+@pytest.fixture(scope="module")
+def whole_suite(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """Every workload once at tiny size, no timing checks: the harness, each workload's setup
+    and its own checks (`--strict`: a failed row fails the run). `--quick` is for measuring.
+    The workloads by name; the tests below read their families from this one run."""
+    out = tmp_path_factory.mktemp("whole") / "tiny.json"
     completed = run_suite(
-        "--quick", "--strict", "--no-progress", "--json", str(out), timeout=QUICK_SUITE_TIMEOUT
+        "--tiny", "--repeats", "1", "--strict", "--no-progress", "--json", str(out), timeout=WHOLE_SUITE_TIMEOUT
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
-    document = json.loads(out.read_text())
+    return {w["name"]: w for w in json.loads(out.read_text())["workloads"]}
+
+
+def family(whole_suite: dict[str, Any], names: set[str]) -> dict[str, Any]:
+    assert names <= set(whole_suite), names - set(whole_suite)
+    return {name: whole_suite[name] for name in names}
+
+
+def test_the_whole_suite_runs_every_workload_end_to_end(whole_suite: dict[str, Any]) -> None:
     listed = run_suite("--list").stdout
-    assert {w["name"] for w in document["workloads"]} == {
-        line.split()[0] for line in listed.splitlines() if line and not line.startswith(" ")
-    }
-    check_dask_and_ray_targets(document)
+    assert set(whole_suite) == {line.split()[0] for line in listed.splitlines() if line and not line.startswith(" ")}
+    assert_every_row_ran(whole_suite)
+    check_dask_and_ray_targets(list(whole_suite.values()))
 
 
-def check_dask_and_ray_targets(document: dict[str, Any]) -> None:
+def check_dask_and_ray_targets(workloads: list[dict[str, Any]]) -> None:
     """Issue #9's goals travel with the Dask and Ray workloads, and data-large measures RSS.
 
     Not a timing check: a flow process that fetched the bytes its tasks pass on would gain
     about as much as they weigh, far above the 10 MiB target whatever the machine's load.
     """
-    engines = [w for w in document["workloads"] if w["name"].startswith(("dask-", "ray-"))]
+    engines = [w for w in workloads if w["name"].startswith(("dask-", "ray-"))]
     assert {w["name"] for w in engines} >= {
         f"{engine}-{shape}" for engine in ("dask", "ray") for shape in ("map", "fanout", "data-large")
     }
@@ -187,16 +196,10 @@ def assert_every_row_ran(workloads: dict[str, Any]) -> None:
 CACHE_WORKLOADS = {"cache-hit", "cache-hash", "cache-hash-large", "cache-rerun"}
 
 
-def test_cache_workloads_run_at_tiny_size(tmp_path: Path) -> None:
+def test_cache_workloads_run_at_tiny_size(whole_suite: dict[str, Any]) -> None:
     # Issue #10's workloads end to end. A cache-hit or cache-rerun trial raises when a call it
     # expects to hit misses (or a cold run hits), so a row without error means the cache did.
-    out = tmp_path / "cache.json"
-    completed = run_suite(
-        "cache", "--tiny", "--repeats", "1", "--no-progress", "--json", str(out), timeout=300
-    )
-    assert completed.returncode == 0, completed.stderr[-3000:]
-    workloads = {w["name"]: w for w in json.loads(out.read_text())["workloads"]}
-    assert set(workloads) == CACHE_WORKLOADS
+    workloads = family(whole_suite, CACHE_WORKLOADS)
     hit_spec = {spec["key"]: spec for spec in workloads["cache-hit"]["figure_specs"]}
     assert workloads["cache-hit"]["headline"] == "us_added_per_hit"
     assert hit_spec["us_added_per_hit"]["target"] == 200
@@ -209,17 +212,11 @@ def test_cache_workloads_run_at_tiny_size(tmp_path: Path) -> None:
 SLOT_WORKLOADS = {"slots-pairs", "slots-flow", "slots-handoff", "slots-ideal"}
 
 
-def test_slot_workloads_run_at_tiny_size(tmp_path: Path) -> None:
+def test_slot_workloads_run_at_tiny_size(whole_suite: dict[str, Any]) -> None:
     # Issue #11's workloads end to end, both slots-pairs rows included (the second starts a
     # standalone server and 8 client processes). A slots-handoff trial raises if two runs
     # under a limit of 1 overlapped, so a row without error means the limit held.
-    out = tmp_path / "slots.json"
-    completed = run_suite(
-        "slots", "--tiny", "--repeats", "1", "--no-progress", "--json", str(out), timeout=300
-    )
-    assert completed.returncode == 0, completed.stderr[-3000:]
-    workloads = {w["name"]: w for w in json.loads(out.read_text())["workloads"]}
-    assert set(workloads) == SLOT_WORKLOADS
+    workloads = family(whole_suite, SLOT_WORKLOADS)
     pairs_runners = {row["runner"] for row in workloads["slots-pairs"]["rows"]}
     assert pairs_runners == {"embedded", "server-8-processes"}
     ideal_spec = {spec["key"]: spec for spec in workloads["slots-ideal"]["figure_specs"]}
@@ -235,18 +232,12 @@ def test_slot_workloads_run_at_tiny_size(tmp_path: Path) -> None:
 LOG_WORKLOADS = {"logs-capture", "logs-storm"}
 
 
-def test_log_workloads_run_at_tiny_size(tmp_path: Path) -> None:
+def test_log_workloads_run_at_tiny_size(whole_suite: dict[str, Any]) -> None:
     # Issue #12's workloads end to end. The logs-capture factory raises unless a capture-on
     # run stored every task's line, and a trial raises if the recorder dropped any, so a row
     # without error means capture did; logs-storm's children read their lines back after
     # exiting, so its counts are what the database holds.
-    out = tmp_path / "logs.json"
-    completed = run_suite(
-        "logs", "--tiny", "--repeats", "1", "--no-progress", "--json", str(out), timeout=300
-    )
-    assert completed.returncode == 0, completed.stderr[-3000:]
-    workloads = {w["name"]: w for w in json.loads(out.read_text())["workloads"]}
-    assert set(workloads) == LOG_WORKLOADS
+    workloads = family(whole_suite, LOG_WORKLOADS)
     assert_every_row_ran(workloads)
     capture_spec = {spec["key"]: spec for spec in workloads["logs-capture"]["figure_specs"]}
     assert workloads["logs-capture"]["headline"] == "capture_over_noop"
@@ -267,19 +258,12 @@ def test_log_workloads_run_at_tiny_size(tmp_path: Path) -> None:
         assert figures["told_dropped"]["median"] >= dropped, row["runner"]
 
 
-def test_recorded_throughput_workloads_run_at_tiny_size(tmp_path: Path) -> None:
+def test_recorded_throughput_workloads_run_at_tiny_size(whole_suite: dict[str, Any]) -> None:
     # Issue #19's workloads end to end. Each recorded factory reads every task run of an
     # untimed run back from the service and raises unless all are Completed, so a row without
     # error means nothing was lost; the targets are the issue's.
-    out = tmp_path / "recorded.json"
-    completed = run_suite(
-        "recorded", "unrecorded", "--tiny", "--repeats", "1", "--no-progress", "--json", str(out),
-        timeout=300,
-    )  # fmt: skip
-    assert completed.returncode == 0, completed.stderr[-3000:]
-    workloads = {w["name"]: w for w in json.loads(out.read_text())["workloads"]}
-    assert set(workloads) == {"recorded-submit", "recorded-map", "recorded-fanout",
-                              "unrecorded-submit", "recorded-flush"}
+    workloads = family(whole_suite, {"recorded-submit", "recorded-map", "recorded-fanout",
+                              "unrecorded-submit", "recorded-flush"})
     assert_every_row_ran(workloads)
     for name in ("recorded-submit", "recorded-map", "recorded-fanout"):
         spec = {s["key"]: s for s in workloads[name]["figure_specs"]}["tasks_per_s"]
@@ -288,14 +272,10 @@ def test_recorded_throughput_workloads_run_at_tiny_size(tmp_path: Path) -> None:
     assert flush["target"] == 0.5
 
 
-def test_cancel_workloads_run_at_tiny_size(tmp_path: Path) -> None:
+def test_cancel_workloads_run_at_tiny_size(whole_suite: dict[str, Any]) -> None:
     # Issue #14's figures end to end: a cancel from a thread, from another process through the
     # doorbell and through a standalone server (which the workload starts), and the idle cost.
-    out = tmp_path / "cancel.json"
-    completed = run_suite("cancel", "--tiny", "--no-progress", "--json", str(out), timeout=300)
-    assert completed.returncode == 0, completed.stderr
-    workloads = {w["name"]: w for w in json.loads(out.read_text())["workloads"]}
-    assert set(workloads) == {"cancel-latency", "cancel-idle"}
+    workloads = family(whole_suite, {"cancel-latency", "cancel-idle"})
     latency_rows = {row["runner"]: row for row in workloads["cancel-latency"]["rows"]}
     assert set(latency_rows) == {"in-process", "doorbell", "server"}
     for row in (*latency_rows.values(), *workloads["cancel-idle"]["rows"]):
@@ -303,14 +283,10 @@ def test_cancel_workloads_run_at_tiny_size(tmp_path: Path) -> None:
     assert {"p50_ms", "p99_ms"} <= set(latency_rows["server"]["figures"])
 
 
-def test_resume_workload_runs_at_tiny_size(tmp_path: Path) -> None:
+def test_resume_workload_runs_at_tiny_size(whole_suite: dict[str, Any]) -> None:
     # Issue #14's resume figure end to end: a resume from a thread of the flow's process, from
     # another process through the database and the doorbell, and through a standalone server.
-    out = tmp_path / "resume.json"
-    completed = run_suite("resume", "--tiny", "--no-progress", "--json", str(out), timeout=300)
-    assert completed.returncode == 0, completed.stderr
-    workloads = {w["name"]: w for w in json.loads(out.read_text())["workloads"]}
-    assert set(workloads) == {"resume-latency"}
+    workloads = family(whole_suite, {"resume-latency"})
     rows = {row["runner"]: row for row in workloads["resume-latency"]["rows"]}
     assert set(rows) == {"in-process", "doorbell", "server"}
     for row in rows.values():
