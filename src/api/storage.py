@@ -132,6 +132,7 @@ _CHUNK = 900  # stay under SQLite's bound-parameter limit on old builds
 _MAX_ROWS = 4096  # rows per multi-row INSERT: few statements per batch (see _insert_rows)
 _CACHE_RUNS = 50_000  # current states of recently written runs kept by the writer
 _PREFIX = re.compile(r"^[0-9a-f]{1,32}$")
+_MIN_SUFFIX = 6  # hex digits: a task run's id is also found by its last digits, as the CLI shows it
 # What a write can raise for a bad value as well as for SQLite itself: binding a str with a
 # lone surrogate raises UnicodeEncodeError (a ValueError), an odd type TypeError or
 # OverflowError. Any of them fails one batch (or one record), never the whole group.
@@ -504,7 +505,8 @@ class Storage:
         return [_flow_info(row) for row in rows]
 
     def resolve_id(self, kind: str, ident: str | UUID) -> UUID:
-        """The full run id for `ident`, which may be a unique prefix of one."""
+        """The full run id for `ident`, which may be a unique prefix of one, or for a task run
+        also its last digits (at least 6, as the CLI shows them)."""
         text = str(ident).lower()
         digits = text.replace("-", "")
         if len(text) > 36 or not _PREFIX.match(digits):
@@ -515,6 +517,11 @@ class Storage:
             f"SELECT id FROM {_TABLE[kind]} WHERE id BETWEEN ? AND ? LIMIT 2", (low, high)
         ).fetchall()
         rows = [r for r in rows if str(UUID(bytes=r[0])).startswith(text)]  # dashes must match too
+        if not rows and kind == "task" and len(digits) >= _MIN_SUFFIX and "-" not in text:
+            # Task run ids are time-ordered (`runtime/runs.py`): the CLI shows their last digits.
+            rows = self._reader().execute(
+                "SELECT id FROM task_runs WHERE hex(id) LIKE ? LIMIT 2", (f"%{digits.upper()}",)
+            ).fetchall()
         if not rows:
             raise RunNotFound(f"no {kind} run with id {text!r}")
         if len(rows) > 1:

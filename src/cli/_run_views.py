@@ -65,7 +65,7 @@ def _print_flow_run(console: Console, detail: dict[str, Any]) -> None:
         tasks.add_column(column)
     for t in detail["task_runs"]:
         upstream = Text(", ").join(_ref(names.get(u), u) for u in t["upstream"])
-        tasks.add_row(t["id"][:8], inert(t["name"]), state_text(t), fmt_duration(t["duration_seconds"]),
+        tasks.add_row(short_id(t["id"]), inert(t["name"]), state_text(t), fmt_duration(t["duration_seconds"]),
                       _where(t), upstream)
     console.print(tasks)
     console.print(Text("parent: ") + (_ref(detail["parent"]["name"], detail["parent"]["id"])
@@ -79,7 +79,7 @@ def _print_task_run(console: Console, detail: dict[str, Any]) -> None:
     table = Table(title=f"task run {detail['id']}")
     for column in ("id", "name", "task", "state", "started (UTC)", "duration", "host (pid)"):
         table.add_column(column)
-    table.add_row(detail["id"][:8], inert(detail["name"]), inert(detail["task_name"]), state_text(detail),
+    table.add_row(short_id(detail["id"]), inert(detail["name"]), inert(detail["task_name"]), state_text(detail),
                   _started(detail), fmt_duration(detail["duration_seconds"]), _where(detail))
     console.print(table)
     flow_run = detail["flow_run"]
@@ -117,7 +117,14 @@ def fmt_duration(seconds: float | None) -> str:
 def _ref(name: str | None, run_id: str, *, full: bool = False) -> Text:
     """A run another run refers to: `name (1a2b3c4d)`, or the whole id with `full`; a run
     recorded only by id is shown as `? (1a2b3c4d)`."""
-    return inert(name or "?") + Text(f" ({run_id if full else run_id[:8]})")
+    return inert(name or "?") + Text(f" ({run_id if full else short_id(run_id)})")
+
+
+def short_id(run_id: str) -> str:
+    """The 8 digits that tell a run apart: a flow run's first (its id is random), a task
+    run's last (its id starts with the time it was made: `runtime/runs.py`). `runs show`
+    takes either."""
+    return run_id[-8:] if run_id[14:15] == "7" else run_id[:8]
 
 
 def _started(run: dict[str, Any]) -> str:
@@ -129,7 +136,7 @@ def _runs_table(runs: list[dict[str, Any]], title: str) -> Table:
     for column in ("id", "name", "flow", "state", "started (UTC)", "duration", "tasks", "host (pid)"):
         table.add_column(column)
     for r in runs:
-        table.add_row(r["id"][:8], inert(r["name"]), inert(r["flow_name"]), state_text(r), _started(r),
+        table.add_row(short_id(r["id"]), inert(r["name"]), inert(r["flow_name"]), state_text(r), _started(r),
                       fmt_duration(r["duration_seconds"]), str(r["task_run_count"]), _where(r))
     return table
 
@@ -141,7 +148,7 @@ def _subflows_table(children: list[dict[str, Any]], task_names: dict[str, str]) 
         table.add_column(column)
     for c in children:
         caller = c["parent_task_run_id"]
-        table.add_row(c["id"][:8], inert(c["name"]), inert(c["flow_name"]), state_text(c),
+        table.add_row(short_id(c["id"]), inert(c["name"]), inert(c["flow_name"]), state_text(c),
                       _ref(task_names.get(caller), caller) if caller else Text("-"))
     return table
 

@@ -101,7 +101,7 @@ def _view(source: RunSource, limit: int) -> Group:
 
     from ..api.records import RunFilter
     from ._run_shapes import flow_run_json
-    from ._run_views import fmt_duration, state_text
+    from ._run_views import fmt_duration, short_id, state_text
 
     runs = source.list_flow_runs(RunFilter(limit=limit))
     table = Table(title=f"headwater flow runs  {datetime.now(timezone.utc):%H:%M:%S} UTC")
@@ -110,7 +110,7 @@ def _view(source: RunSource, limit: int) -> Group:
     for run in runs:
         shaped = flow_run_json(source, run)
         progress = _progress(source, run) if run.state_type == "RUNNING" else Text(f"{run.task_run_count} tasks")
-        table.add_row(shaped["id"][:8], inert(run.flow_name), inert(run.name), state_text(shaped),
+        table.add_row(short_id(shaped["id"]), inert(run.flow_name), inert(run.name), state_text(shaped),
                       fmt_duration(shaped["duration_seconds"]), progress)
     return Group(table)
 

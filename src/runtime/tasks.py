@@ -25,7 +25,7 @@ from .futures import FutureList, RunFuture, TaskFuture
 from .logs import enable_log_prints
 from .run_metadata import naming
 from .run_tags import with_tags_in_effect
-from .runs import TaskRun, new_run_id, set_state
+from .runs import TaskRun, new_task_run_id, set_state
 from .states import Pending, State
 from .tracebacks import fold_headwater_frames
 from .submission import current_scheduler
@@ -252,7 +252,7 @@ class Task(Generic[P, R]):
         # A task run outside any flow is recorded too; inside a task it records where that does.
         services = flow_ctx.services if flow_ctx is not None else current_services()
         run = TaskRun(
-            new_run_id(),
+            new_task_run_id(),
             self._run_name(parameters),
             self.name,
             flow_ctx.flow_run.id if flow_ctx is not None else _enclosing_flow_run_id(),

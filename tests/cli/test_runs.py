@@ -57,6 +57,34 @@ def test_runs_show_json_accepts_a_prefix(recorded, capsys) -> None:  # type: ign
     assert child["states"][-1]["message"] == "boom"  # type: ignore[index]
 
 
+def test_a_task_run_is_shown_and_found_by_its_last_digits(capsys, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    # Task run ids start with the millisecond they were made (`runtime/runs.py`): the tasks
+    # of one flow share their first digits, so the CLI shows and takes their last ones.
+    from headwater import flow, task
+    from headwater.api import reset_recorder
+
+    @task
+    def step(i: int) -> int:
+        return i
+
+    @flow
+    def several() -> list[int]:
+        return [step(i) for i in range(5)]
+
+    reset_recorder()
+    several()
+    reset_recorder()
+    monkeypatch.setenv("COLUMNS", "200")
+    [run] = _json(capsys, "runs", "ls", "--json")  # type: ignore[misc]
+    tasks = _json(capsys, "runs", "show", run["id"], "--json")["task_runs"]  # type: ignore[index]
+    assert len(tasks) == 5
+    assert main(["runs", "show", run["id"]]) == 0
+    out = capsys.readouterr().out
+    for t in tasks:
+        assert t["id"][-8:] in out
+        assert _json(capsys, "runs", "show", t["id"][-8:], "--json")["id"] == t["id"]  # type: ignore[index]
+
+
 def test_runs_through_the_server_url(recorded, capsys, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     srv, ids = recorded
     monkeypatch.setenv("HEADWATER_API_URL", srv.url)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import uuid
 
 import pytest
 
@@ -151,3 +152,17 @@ def test_run_ids_are_random_v4_uuids_whose_short_prefixes_differ() -> None:
     ids = [new_run_id() for _ in range(1000)]
     assert all(i.version == 4 for i in ids)
     assert len({str(i)[:8] for i in ids}) > 990  # the CLI's short ids tell runs apart
+
+
+def test_task_run_ids_are_time_ordered_v7_uuids_whose_last_digits_differ() -> None:
+    import time
+
+    from headwater.runtime.runs import new_task_run_id
+
+    before = time.time_ns() // 1_000_000
+    ids = [new_task_run_id() for _ in range(1000)]
+    after = time.time_ns() // 1_000_000
+    assert all(i.version == 7 and i.variant == uuid.RFC_4122 for i in ids)
+    assert all(before <= i.int >> 80 <= after for i in ids)  # the millisecond each was made
+    assert [i.int >> 80 for i in ids] == sorted(i.int >> 80 for i in ids)
+    assert len({str(i)[-8:] for i in ids}) > 990  # the CLI shows these digits for a task run
