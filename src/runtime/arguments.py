@@ -161,6 +161,12 @@ class _Extractor:
 def extract_upstream(parameters: dict[str, Any], wait_for: tuple[Any, ...] = ()) -> Extracted:
     """Swap futures in `parameters` for refs; `wait_for` futures become upstreams too, though
     no parameter receives their values."""
+    if not wait_for:
+        for value in parameters.values():
+            if type(value) not in _ATOMS:
+                break
+        else:  # the common case (plain values only): nothing to walk, no extractor to make
+            return _without_futures(parameters)
     extractor = _Extractor()
     lineage: dict[str, tuple[int, ...]] = {}
     out = parameters
@@ -176,6 +182,14 @@ def extract_upstream(parameters: dict[str, Any], wait_for: tuple[Any, ...] = ())
     for item in wait_for:
         extractor.walk(item)
     return Extracted(out, extractor.futures, frozenset(extractor.required), lineage)
+
+
+_NO_REQUIRED: frozenset[int] = frozenset()
+
+
+def _without_futures(parameters: dict[str, Any]) -> Extracted:
+    """`Extracted` for parameters that hold no future."""
+    return Extracted(parameters, [], _NO_REQUIRED, {})
 
 
 def _refs_in(value: Any) -> list[int]:

@@ -74,6 +74,8 @@ class Phase(enum.Enum):
     RETRY_WAIT = "RETRY_WAIT"
 
 
+_DISPATCHED = Phase.DISPATCHED
+
 # -- events -------------------------------------------------------------------------------
 
 
@@ -251,7 +253,7 @@ class RunLifecycle:
         if run_id in self._phase:
             raise ValueError(f"run {run_id} was submitted twice")
         if not event.waiting_on:
-            self._phase[run_id] = Phase.DISPATCHED
+            self._phase[run_id] = _DISPATCHED  # a global: `Phase.X` is a descriptor call on 3.11
             return [Dispatch(run_id)]
         return self._wait(run_id, event.waiting_on)
 

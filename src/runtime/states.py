@@ -105,6 +105,12 @@ def transition(current: State | None, proposed: State) -> State:
 
 _tuple_new = tuple.__new__
 _now = time.time
+# Members named once: on Python 3.11 each `StateType.X` is a descriptor call (75 ns against
+# 6 ns for a global), and these constructors run three times a task run.
+_MEMBER_COMPLETED = StateType.COMPLETED
+_MEMBER_PENDING = StateType.PENDING
+_MEMBER_RUNNING = StateType.RUNNING
+_MEMBER_SCHEDULED = StateType.SCHEDULED
 
 
 class _StateFields(NamedTuple):
@@ -254,40 +260,40 @@ def fetch_detached(states: Iterable[State | None], timeout: float | None = None)
 
 
 def Scheduled(message: str | None = None, *, name: str = "Scheduled") -> State:
-    return _tuple_new(State, (StateType.SCHEDULED, name, message, None, _now(), None))
+    return _tuple_new(State, (_MEMBER_SCHEDULED, name, message, None, _now(), None))
 
 
 def AwaitingRetry(message: str | None = None) -> State:
-    return _tuple_new(State, (StateType.SCHEDULED, "AwaitingRetry", message, None, _now(), None))
+    return _tuple_new(State, (_MEMBER_SCHEDULED, "AwaitingRetry", message, None, _now(), None))
 
 
 def Pending(message: str | None = None, *, name: str = "Pending") -> State:
-    return _tuple_new(State, (StateType.PENDING, name, message, None, _now(), None))
+    return _tuple_new(State, (_MEMBER_PENDING, name, message, None, _now(), None))
 
 
 def AwaitingConcurrencySlot(message: str | None = None) -> State:
     """A run waiting for a slot of a concurrency limit its tags name."""
-    return _tuple_new(State, (StateType.PENDING, "AwaitingConcurrencySlot", message, None, _now(), None))
+    return _tuple_new(State, (_MEMBER_PENDING, "AwaitingConcurrencySlot", message, None, _now(), None))
 
 
 def NotReady(message: str, upstream_run_id: UUID | None = None) -> State:
-    return _tuple_new(State, (StateType.PENDING, "NotReady", message, None, _now(), upstream_run_id))
+    return _tuple_new(State, (_MEMBER_PENDING, "NotReady", message, None, _now(), upstream_run_id))
 
 
 def Running(message: str | None = None, *, name: str = "Running") -> State:
-    return _tuple_new(State, (StateType.RUNNING, name, message, None, _now(), None))
+    return _tuple_new(State, (_MEMBER_RUNNING, name, message, None, _now(), None))
 
 
 def Retrying(message: str | None = None) -> State:
-    return _tuple_new(State, (StateType.RUNNING, "Retrying", message, None, _now(), None))
+    return _tuple_new(State, (_MEMBER_RUNNING, "Retrying", message, None, _now(), None))
 
 
 def Completed(data: Any = None, message: str | None = None, *, name: str = "Completed") -> State:
-    return _tuple_new(State, (StateType.COMPLETED, name, message, data, _now(), None))
+    return _tuple_new(State, (_MEMBER_COMPLETED, name, message, data, _now(), None))
 
 
 def Cached(data: Any = None, message: str | None = None) -> State:
-    return _tuple_new(State, (StateType.COMPLETED, "Cached", message, data, _now(), None))
+    return _tuple_new(State, (_MEMBER_COMPLETED, "Cached", message, data, _now(), None))
 
 
 def Failed(

@@ -170,3 +170,23 @@ def test_a_refused_state_comes_back_from_the_child_naming_its_run(offloading: St
     [refused] = result.rejections
     assert (refused.run_id, refused.transition_id) == (t.id, back.transition_id)
     assert "not allowed" in refused.reason
+
+
+def test_the_child_decodes_what_batch_body_encodes_field_for_field() -> None:
+    from headwater.api.writer_main import decode_trusted
+
+    f = flow()
+    up = task(f.id)
+    t = task(f.id, "load", tags=("etl", "nightly"), upstream={"x": (up.id,)}, host="h", pid=7)
+    s = state(t.id, "COMPLETED", "task", message="done", retry=True)
+    batch = Batch((f,), (up, t), (state(f.id, "RUNNING"), s), (f.id,))
+    decoded = decode_trusted(codec.batch_body(3, batch))
+    assert decoded.flows == batch.flows and decoded.heartbeats == (f.id,)
+    # A task run's ids stay raw bytes in the child; an upstream id is a UUID (storage's text).
+    assert [(bytes(r.id), bytes(r.flow_run_id)) for r in decoded.tasks] == [(r.id.bytes, f.id.bytes) for r in (up, t)]
+    assert decoded.tasks[1][2:] == (t.name, t.task_name, ("etl", "nightly"), {"x": (up.id,)}, t.created, "h", 7, False)
+    assert decoded.tasks[0].upstream == {} and decoded.tasks[0].tags == ()
+    flow_state, task_state = decoded.states
+    assert (flow_state.run_kind, task_state.run_kind) == ("flow", "task")
+    assert bytes(task_state.run_id) == t.id.bytes and bytes(task_state.transition_id) == s.transition_id.bytes
+    assert task_state[2:6] == ("COMPLETED", "Completed", "done", s.timestamp) and task_state.retry is True
