@@ -20,6 +20,8 @@ from ..runners.base import blocking_wait, call_done_callback
 from .states import Detached, Pending, State, StateType, fetch_detached
 from .tracebacks import fold_headwater_frames
 
+_COMPLETED = StateType.COMPLETED
+
 if TYPE_CHECKING:
     from .runs import FlowRun, TaskRun
 
@@ -188,17 +190,22 @@ class FutureList(list[TaskFuture[R]], Generic[R]):
     def _results(self, timeout: float | None, raise_on_failure: bool) -> list[R]:
         deadline = None if timeout is None else time.monotonic() + timeout
         wait(self, timeout)
-        fetched = fetch_detached([f._final for f in self], _remaining(deadline))
-        if not fetched:
-            return [f.result(timeout=_remaining(deadline), raise_on_failure=raise_on_failure) for f in self]
+        finals = [f._final for f in self]
+        fetched = fetch_detached(finals, _remaining(deadline))
+        # One pass, a completed run's value read in place: `f.result()` per run cost 2.4 µs,
+        # which a 100,000-run map paid after its last run ended (`recorded-flush`).
         values: list[R] = []
-        for f in self:
-            final = f._final
-            data = final.data if final is not None else None
-            if type(data) is Detached and id(data.handle) in fetched and final.type is StateType.COMPLETED:  # type: ignore[union-attr]
-                values.append(fetched[id(data.handle)])
-            else:
-                values.append(f.result(timeout=_remaining(deadline), raise_on_failure=raise_on_failure))
+        append = values.append
+        for f, final in zip(self, finals):
+            if final is not None and final.type is _COMPLETED:
+                data = final.data
+                if type(data) is not Detached:
+                    append(data)
+                    continue
+                if id(data.handle) in fetched:
+                    append(fetched[id(data.handle)])
+                    continue
+            append(f.result(timeout=_remaining(deadline), raise_on_failure=raise_on_failure))
         return values
 
 

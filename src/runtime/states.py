@@ -240,7 +240,7 @@ def fetch_detached(states: Iterable[State | None], timeout: float | None = None)
     out: fetching those one at a time names the value that fails."""
     groups: dict[type, list[Any]] = {}
     for state in states:
-        if state is not None and state.type is StateType.COMPLETED and type(state.data) is Detached:
+        if state is not None and type(state.data) is Detached and state.type is StateType.COMPLETED:
             handle = state.data.handle
             if hasattr(type(handle), "fetch_many"):
                 groups.setdefault(type(handle), []).append(handle)

@@ -141,3 +141,44 @@ def test_a_record_the_server_cannot_store_fails_alone(server, client, sink: str)
         recorder.flush(timeout=10)  # reported once
     finally:
         recorder.close(timeout=5)
+
+
+def test_producers_are_told_to_wait_while_the_server_lags_never_while_it_is_away(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """`behind()` (a flow's threads pause on it, so its final flush stays short) is true while
+    records pile up behind a server that takes them slowly, here one stopped with SIGSTOP,
+    and false once the server is away: then buffering is the point."""
+    import contextlib
+    import signal
+
+    from headwater.api.client import Target
+    from headwater.errors import FlushTimeout
+    from headwater.api.recorder import BEHIND_RECORDS, Recorder, _GrpcSink
+
+    from .conftest import TOKEN
+    from .helpers import start_server_process, stop_process
+
+    proc, url = start_server_process(tmp_path / "home", "--token", TOKEN)
+    recorder = Recorder(_GrpcSink(Target.resolve(url, TOKEN, None)), window=1, grace=60)
+    try:
+        run = flow()
+        recorder.flow_run_created(run)
+        recorder.flush(timeout=20)
+        assert not recorder.behind()
+        os.kill(proc.pid, signal.SIGSTOP)  # up, as far as the recorder can tell, but not taking anything
+        for i in range(BEHIND_RECORDS + 2_000):
+            recorder.state_changed(state(run.id, "RUNNING", timestamp=float(i)))
+        deadline = time.monotonic() + 10
+        while not recorder.behind() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert recorder.behind()
+        proc.kill()  # now away: its connection breaks
+        os.kill(proc.pid, signal.SIGCONT)
+        proc.wait(10)
+        deadline = time.monotonic() + 20
+        while recorder.statistics().connected and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not recorder.statistics().connected and not recorder.behind()
+    finally:
+        with contextlib.suppress(FlushTimeout):  # its server is gone: those records cannot be
+            recorder.close(timeout=1)
+        stop_process(proc)
