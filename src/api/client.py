@@ -399,14 +399,16 @@ class UnaryCaller:
     def close(self) -> None:
         self._channel.close()
 
-    def _call(self, call: _Call[T], body: dict[str, Any]) -> T:
+    def _call(self, call: _Call[T], body: dict[str, Any], *, once: float | None = None) -> T:
+        """`once`: a single attempt with that timeout, not retried while the server is
+        unreachable (for calls that only tidy up, which must not hold a flow's end)."""
         stub = self._stubs.get(call.method)
         if stub is None:  # the server may run in this process: then it is called directly
             stub = local_stub(self.target.url, call.method) or self._channel.unary_unary(method_path(call.method))
             self._stubs[call.method] = stub
         return invoke(
-            stub, call, body, self._metadata, timeout=self._timeout, retry_for=self._retry_for,
-            error_for=self._error_for,
+            stub, call, body, self._metadata, timeout=self._timeout if once is None else once,
+            retry_for=self._retry_for if once is None else 0.0, error_for=self._error_for,
         )  # fmt: skip
 
 

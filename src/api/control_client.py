@@ -34,6 +34,7 @@ from .control_store import CANCEL_DEADLINE, ControlMessage
 from .service import method_path
 
 log = logging.getLogger(__name__)
+_UNWATCH_TIMEOUT = 2.0
 
 ControlHandler = Callable[[ControlMessage], None]
 _RECONNECT_FIRST, _RECONNECT_MOST = 0.05, 2.0
@@ -104,7 +105,9 @@ class ControlClient(UnaryCaller):
                 return
         body = {"subscriber_id": self.subscriber_id, "flow_run_id": flow_run_id.bytes, "stop": True}
         try:
-            self._call(CONTROL_WATCH, body)
+            # One short try: it only tidies up, and retrying a server that went away held the
+            # end of every flow for 30 s (the server forgets a subscriber whose stream ended).
+            self._call(CONTROL_WATCH, body, once=_UNWATCH_TIMEOUT)
         except Exception as exc:  # the run ended; a message for it would find no handler anyway
             log.debug("could not stop watching flow run %s: %s", flow_run_id, exc)
 
