@@ -4,7 +4,6 @@ which pushes each event as it is committed (the committer and every emit wake it
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -14,6 +13,7 @@ import grpc
 from pydantic import Field, StrictStr
 
 from . import codec
+from .commit_signal import CommitSignal
 from .deploy_service import _json, _plain
 from .event_store import Cursor, Event, EventStore, check_event, matches
 from .errors import InvalidPayload
@@ -64,9 +64,7 @@ def event_from_wire(body: EventIn) -> Event:
 class EventService:
     def __init__(self, path: Path, *, synchronous: str = "FULL") -> None:
         self.store = EventStore(path, synchronous=synchronous, beside_storage=True)
-        self._changed = threading.Condition()
-        self._generation = 0
-        self._ending = False
+        self._signal = CommitSignal()
         #: Told after each emit (the automation loop looks at once); quick, never raising.
         self.on_emit: list[Callable[[], None]] = []
 
@@ -75,14 +73,10 @@ class EventService:
 
     def notify(self) -> None:
         """Something was committed (a state, an event): wake the followers."""
-        with self._changed:
-            self._generation += 1
-            self._changed.notify_all()
+        self._signal.notify()
 
     def end_streams(self) -> None:
-        with self._changed:
-            self._ending = True
-            self._changed.notify_all()
+        self._signal.end()
 
     def close(self) -> None:
         self.end_streams()
@@ -108,29 +102,20 @@ class EventService:
         """`FollowEvents`: from `after` (default: now), every new event that matches, as it is
         committed, until the client or the server goes."""
         body = codec.decode(ReadEventsIn, data)
-        gone = threading.Event()
-
-        def on_gone() -> None:
-            gone.set()
-            with self._changed:
-                self._changed.notify_all()
-
-        if not context.add_callback(on_gone):
+        signal = self._signal
+        gone = signal.watch_client(context)
+        if gone is None:
             return
         cursor = Cursor.parse(body.after) if body.after else self._now()
-        while not gone.is_set() and not self._ending:
-            with self._changed:
-                generation = self._generation
+        while not gone.is_set() and not signal.ending:
+            generation = signal.generation()
             events, cursor = self.store.after(cursor, 500)
             chosen = [e for e in events if matches(e, body.name, body.resource)]
             if chosen or events:
                 if chosen:
                     yield codec.pack({"body": _dumps({"events": chosen, "cursor": cursor.text()})})
                 continue
-            with self._changed:
-                while self._generation == generation and not (self._ending or gone.is_set()):
-                    self._changed.wait(1.0)  # a commit of another process on the file wakes no one here
-                    break
+            signal.wait(generation, gone, 1.0)  # a commit of another process on the file wakes no one here
 
     def _now(self) -> Cursor:
         rows = self.store._read("SELECT (SELECT max(seq) FROM states), (SELECT max(seq) FROM events)")

@@ -20,7 +20,6 @@ holds one of the server's threads, as `SlotGrants` does.
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -29,6 +28,7 @@ import grpc
 
 from . import codec
 from . import models as m
+from .commit_signal import CommitSignal
 from .log_store import LogQuery, query_for, read_logs, run_state
 from .rules import TERMINAL
 from .storage import Storage
@@ -47,24 +47,18 @@ class LogService:
 
     def __init__(self, storage: Storage) -> None:
         self._storage = storage
-        self._changed = threading.Condition()
-        self._generation = 0
-        self._ending = False
+        self._signal = CommitSignal()
 
     def handlers(self) -> dict[str, Handler]:
         return {"ReadLogs": self.read}
 
     def notify(self) -> None:
         """Something was committed: wake every follower (the committer calls this)."""
-        with self._changed:
-            self._generation += 1
-            self._changed.notify_all()
+        self._signal.notify()
 
     def end_streams(self) -> None:
         """End every open stream: the server is stopping, and streams never end by themselves."""
-        with self._changed:
-            self._ending = True
-            self._changed.notify_all()
+        self._signal.end()
 
     def read(self, data: bytes) -> dict[str, Any]:
         body = codec.decode(m.ReadLogsIn, data)
@@ -77,19 +71,13 @@ class LogService:
         query, kind = self._query(body.run_id, body.min_level, body.task, body.after_seq, _FOLLOW_PAGE, False)
         run_id = query.task_run_id if kind == "task" else query.flow_run_id
         assert run_id is not None
-        gone = threading.Event()
-
-        def on_gone() -> None:
-            gone.set()
-            with self._changed:
-                self._changed.notify_all()
-
-        if not context.add_callback(on_gone):
-            return  # the call ended before it got here: the callback never runs
+        signal = self._signal
+        gone = signal.watch_client(context)
+        if gone is None:
+            return  # the call ended before it got here
         after, ends_at = query.after_seq, None  # ends_at: wall time, once the run is final
         while not gone.is_set():
-            with self._changed:
-                generation = self._generation
+            generation = signal.generation()
             page = read_logs(self._storage.reader(), _after(query, after))
             if page.lines:
                 after = page.next_seq
@@ -102,14 +90,11 @@ class LogService:
                     continue  # one more read: lines committed before that state
             elif time.time() >= ends_at:
                 return  # final, nothing more, and the linger is over
-            with self._changed:
-                while self._generation == generation and not (self._ending or gone.is_set()):
-                    timeout = None if ends_at is None else ends_at - time.time()
-                    if timeout is not None and timeout <= 0:
-                        break
-                    self._changed.wait(timeout)
-                if self._ending:
-                    return
+            timeout = None if ends_at is None else ends_at - time.time()
+            if timeout is None or timeout > 0:
+                signal.wait(generation, gone, timeout)
+            if signal.ending:
+                return
 
     def _query(
         self, ident: str, level: int, task: str | None, after_seq: int, limit: int, tail: bool
