@@ -59,8 +59,13 @@ class AutomationService:
     def __init__(
         self, path: Path, events: EventStore, deployments: DeployStore, control: ControlStore, blocks: BlockStore, *,
         synchronous: str = "FULL", hosting: Callable[[], bool] = lambda: True, after_cancel: Callable[[], None] = lambda: None,
+        sole_runner: bool = False,
     ) -> None:
+        """`sole_runner`: no other process runs this home's automations (a standalone server),
+        so claims left by a predecessor are released at once (`release_claims`)."""
         self.store = AutomationStore(path, synchronous=synchronous, beside_storage=True)
+        if sole_runner:
+            self.store.release_claims()
         self._events = events
         self._runner = ActionRunner(self.store, deployments, control, events, blocks)
         self._hosting, self._after_cancel = hosting, after_cancel

@@ -293,6 +293,17 @@ class AutomationStore(LockedStore):
                     claimed.append((_firing(row), _automation(auto)))
             return claimed
 
+    def release_claims(self, now: float | None = None) -> int:
+        """Make every unfinished firing due now: for a process that alone runs this home's
+        automations (a standalone server), at its start. A claim left by a predecessor that
+        died mid-action would otherwise hold its actions for the rest of the lease; a retry
+        waiting out its backoff is tried at once. Returns how many were released."""
+        now = time.time() if now is None else now
+        with self._write() as cur:
+            return cur.execute(
+                "UPDATE automation_firings SET next_attempt = ? WHERE finished IS NULL AND next_attempt > ?", (now, now),
+            ).rowcount  # fmt: skip
+
     def action_done(self, seq: int, index: int, total: int, now: float | None = None) -> None:
         now = time.time() if now is None else now
         with self._write() as cur:

@@ -106,6 +106,7 @@ class StateService:
             storage.path, self.events.store, self.deployments.store, self.control.store, self.blocks.store,
             synchronous=synchronous,
             hosting=(lambda: True) if not doorbell else self.deployments.hosting, after_cancel=self.control.deliver_new,
+            sole_runner=not doorbell,
         )
         committer.add_listener(self.automations.notify)
         self.events.on_emit.append(self.automations.notify)
