@@ -33,10 +33,10 @@ import time
 import weakref
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
-from uuid import UUID, SafeUUID
+from uuid import UUID
 
 from . import secret_masking
-from .runs import FlowRun, Run, TaskRun
+from .runs import FlowRun, Run, TaskRun, uuid_from_int
 from .states import State
 
 if TYPE_CHECKING:
@@ -59,11 +59,6 @@ _MAX_DEPTH = 8
 _TOO_DEEP = f"<nested deeper than {_MAX_DEPTH} levels>"
 
 _tuple_new = tuple.__new__
-_new_object = object.__new__
-_set_attribute = object.__setattr__
-#: Read once: an enum member read from its class goes through `enum.property` on Python 3.11,
-#: which was 8.7% of a recorded flow's time under the GIL when read for every state.
-_SAFE_UNKNOWN = SafeUUID.unknown
 
 
 def recording_enabled() -> bool:
@@ -399,16 +394,10 @@ def _recorded_crash(services: RunServices, run_id: UUID) -> str | None:
 
 
 def _transition_id(run_id: UUID, index: int) -> UUID:
-    """A unique, stable id for the `index`-th state of a run: the (random) run id with the
-    index folded into its top bits, so no random draw per state and a re-sent state keeps
-    its id.
-
-    Built without `UUID.__init__`, whose argument checks cost more than the rest of recording a
-    state; the value is a run id's 128-bit int XOR a small shifted index, so always in range."""
-    tid = _new_object(UUID)
-    _set_attribute(tid, "int", run_id.int ^ (index << 96))
-    _set_attribute(tid, "is_safe", _SAFE_UNKNOWN)
-    return tid
+    """A unique, stable id for the `index`-th state of a run: the run id with the index folded
+    into its top bits, so no random draw per state and a re-sent state keeps its id. A run
+    id's 128-bit int XOR a small shifted index is always in range (`uuid_from_int`)."""
+    return uuid_from_int(run_id.int ^ (index << 96))
 
 
 def json_safe(value: Any, depth: int = 0) -> Any:

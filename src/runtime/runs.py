@@ -39,12 +39,12 @@ _VERSION_7 = (0x7000 << 64) | (0x8000 << 48)
 
 _new_object = object.__new__
 _set_attribute = object.__setattr__
-_SAFE_UNKNOWN = SafeUUID.unknown
+_SAFE_UNKNOWN = SafeUUID.unknown  # read once: an enum member is a descriptor call on 3.11
 
 
-def _uuid(value: int) -> UUID:
-    """`UUID(int=value)` without `UUID.__init__`'s argument checks (a third of the cost): the
-    value is in range by construction."""
+def uuid_from_int(value: int) -> UUID:
+    """`UUID(int=value)` without `UUID.__init__`'s argument checks (a third of the cost, and
+    more than the rest of recording a state): callers pass a value in range by construction."""
     made = _new_object(UUID)
     _set_attribute(made, "int", value)
     _set_attribute(made, "is_safe", _SAFE_UNKNOWN)
@@ -52,13 +52,13 @@ def _uuid(value: int) -> UUID:
 
 
 def new_run_id() -> UUID:
-    return _uuid((getrandbits(128) & _VERSION_MASK) | _VERSION_4)
+    return uuid_from_int((getrandbits(128) & _VERSION_MASK) | _VERSION_4)
 
 
 def new_task_run_id() -> UUID:
     """A version-7 UUID: 48 bits of Unix milliseconds first, then the version, variant and
     74 random bits."""
-    return _uuid((time_ns() // 1_000_000 << 80) | (getrandbits(80) & _VERSION_MASK) | _VERSION_7)
+    return uuid_from_int((time_ns() // 1_000_000 << 80) | (getrandbits(80) & _VERSION_MASK) | _VERSION_7)
 
 
 @dataclass(slots=True, eq=False)
