@@ -9,6 +9,10 @@ from pathlib import Path
 import pytest
 
 from headwater.api import StateClient, StateServer
+from headwater.api.automation_store import AutomationStore
+from headwater.api.event_store import EventStore
+from headwater.api.settings import DB_FILENAME
+from headwater.api.storage import Storage
 
 from .helpers import start_server_process, stop_process
 
@@ -43,3 +47,15 @@ def server_process(tmp_path: Path) -> Iterator[str]:
 def client(server: StateServer) -> Iterator[StateClient]:
     with StateClient(server.url, token=TOKEN, retry_for=2.0) as c:
         yield c
+
+
+@pytest.fixture
+def automation_stores(home: Path) -> Iterator[tuple[AutomationStore, EventStore]]:
+    """The automation and event stores of a new home's database, as the service opens them."""
+    storage = Storage(home / DB_FILENAME)
+    automations = AutomationStore(home / DB_FILENAME, beside_storage=True)
+    events = EventStore(home / DB_FILENAME, beside_storage=True)
+    yield automations, events
+    automations.close()
+    events.close()
+    storage.close()

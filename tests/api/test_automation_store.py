@@ -43,20 +43,15 @@ def test_an_action_redone_after_a_crash_acts_once(home: Path) -> None:
         storage.close()
 
 
-def test_a_claim_left_by_a_dead_runner_is_released_for_the_next(home: Path) -> None:
-    path = home / DB_FILENAME
-    storage = Storage(path)
-    automations, events = AutomationStore(path, beside_storage=True), EventStore(path, beside_storage=True)
-    try:
-        automations.create("a", EventTrigger(expect={"x.happened"}).to_dict(), [{"type": "do-nothing"}])
-        events.emit([Event(uuid.uuid4(), "x.happened", time.time(), {"headwater.resource.id": "r"})])
-        assert automations.evaluate(events) == 1
-        assert len(automations.due()) == 1  # claimed (then the runner dies before acting)
-        assert automations.due() == []  # held by that claim for its lease
-        assert automations.release_claims() == 1  # what a standalone server does at its start
-        ((firing, _),) = automations.due()
-        assert firing.finished is None and firing.next_action == 0
-    finally:
-        automations.close()
-        events.close()
-        storage.close()
+def test_a_claim_left_by_a_dead_runner_is_released_for_the_next(
+    automation_stores: tuple[AutomationStore, EventStore],
+) -> None:
+    automations, events = automation_stores
+    automations.create("a", EventTrigger(expect={"x.happened"}).to_dict(), [{"type": "do-nothing"}])
+    events.emit([Event(uuid.uuid4(), "x.happened", time.time(), {"headwater.resource.id": "r"})])
+    assert automations.evaluate(events) == 1
+    assert len(automations.due()) == 1  # claimed (then the runner dies before acting)
+    assert automations.due() == []  # held by that claim for its lease
+    assert automations.release_claims() == 1  # what a standalone server does at its start
+    ((firing, _),) = automations.due()
+    assert firing.finished is None and firing.next_action == 0

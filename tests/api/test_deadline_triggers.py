@@ -5,17 +5,11 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import pytest
-
-from headwater.api.automation_store import AutomationStore
 from headwater.api.deadline_triggers import DeadlineTrigger
 from headwater.api.event_store import Event, EventStore
-from headwater.api.settings import DB_FILENAME
-from headwater.api.storage import Storage
 from headwater.api.triggers import EventTrigger
 
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -25,22 +19,12 @@ def _at(day: int, hour: int) -> float:
     return datetime(2026, 12, day, hour, 0, tzinfo=BERLIN).timestamp()
 
 
-@pytest.fixture
-def stores(home: Path) -> Any:
-    storage = Storage(home / DB_FILENAME)
-    automations, events = AutomationStore(home / DB_FILENAME, beside_storage=True), EventStore(home / DB_FILENAME, beside_storage=True)
-    yield automations, events
-    automations.close()
-    events.close()
-    storage.close()
-
-
 def _refreshed(events: EventStore, table: str, at: float) -> None:
     events.emit([Event(uuid.uuid4(), "sales.table.refreshed", at, {"headwater.resource.id": table})])
 
 
-def test_a_missed_deadline_fires_once_and_a_met_one_does_not(stores: Any) -> None:
-    automations, events = stores
+def test_a_missed_deadline_fires_once_and_a_met_one_does_not(automation_stores: Any) -> None:
+    automations, events = automation_stores
     sla = DeadlineTrigger(expect=EventTrigger(expect={"sales.table.refreshed"}), cron="0 9 * * *", timezone="Europe/Berlin")
     automations.create("sla", sla.to_dict(), [{"type": "do-nothing"}])
     automations.evaluate(events, now=_at(7, 6))  # the trigger starts watching
@@ -53,8 +37,8 @@ def test_a_missed_deadline_fires_once_and_a_met_one_does_not(stores: Any) -> Non
     assert "0 of 1 expected events" in firing.body["reason"] and firing.body["window_end"] == _at(8, 9)
 
 
-def test_for_each_fires_only_for_the_bucket_that_missed(stores: Any) -> None:
-    automations, events = stores
+def test_for_each_fires_only_for_the_bucket_that_missed(automation_stores: Any) -> None:
+    automations, events = automation_stores
     sla = DeadlineTrigger(expect=EventTrigger(expect={"sales.table.refreshed"}, for_each={"headwater.resource.id"}),
                           cron="0 9 * * *", timezone="Europe/Berlin")  # fmt: skip
     automations.create("per-table", sla.to_dict(), [{"type": "do-nothing"}])
