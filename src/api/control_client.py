@@ -170,7 +170,10 @@ class ControlClient(UnaryCaller):
             log.debug("could not acknowledge control message %d: %s", message.seq, exc)
 
 
-_clients: dict[str, ControlClient] = {}
+# By the whole target, token included: an embedded server started after another stopped may
+# be given the same port, and a client of the old one (its token, its direct calls to a
+# stopped server) must not serve the new one.
+_clients: dict[Target, ControlClient] = {}
 _clients_lock = threading.Lock()
 _owner_pid = os.getpid()
 
@@ -182,9 +185,9 @@ def control_client(target: Target) -> ControlClient:
         if _owner_pid != os.getpid():  # a forked child: the parent's stream thread is not here
             _clients.clear()
             _owner_pid = os.getpid()
-        client = _clients.get(target.url)
+        client = _clients.get(target)
         if client is None:
-            client = _clients[target.url] = ControlClient(target)
+            client = _clients[target] = ControlClient(target)
             if len(_clients) == 1:
                 # Before the interpreter joins executor threads at exit: a server in this
                 # process serves our stream on one of them, until we close it (as slots do).

@@ -774,6 +774,11 @@ def reset_recorder(timeout: float | None = 5.0) -> None:
     finally:
         if server is not None:
             server.stop()
+            # Their streams would reconnect to the stopped server's URL for good; the next
+            # flow makes its own (its server has a new token, perhaps the same port).
+            from .control_client import close_control_clients
+
+            close_control_clients()
     if errors:
         raise errors[0]
 

@@ -94,6 +94,32 @@ def test_a_lower_seq_still_pending_at_a_reconnect_is_not_skipped(home: Path) -> 
         srv.stop(0.2)
 
 
+def test_a_server_given_a_stopped_servers_port_gets_a_client_of_its_own(tmp_path: Path) -> None:
+    """An embedded server started after another stopped may be given the same port. This
+    process's control client for the new one must carry the new token, not be the old one's."""
+    from headwater.api.control_client import close_control_clients, control_client
+
+    first = StateServer(tmp_path / "a", port=0, token="first-token", synchronous="NORMAL")
+    first.start()
+    port = first.port
+    with StateClient(first.url, token="first-token") as client:
+        run = _running_flow(client)
+    control_client(Target.resolve(first.url, "first-token", None)).watch(run.id, lambda m: None)
+    first.stop(0.2)
+    second = StateServer(tmp_path / "b", port=port, token="second-token", synchronous="NORMAL")
+    second.start()
+    try:
+        assert second.url == first.url
+        with StateClient(second.url, token="second-token") as client:
+            run = _running_flow(client)
+        control = control_client(Target.resolve(second.url, "second-token", None))
+        control.watch(run.id, lambda m: None)  # refused as UNAUTHENTICATED with the old token
+        assert control.connected.wait(3)
+    finally:
+        close_control_clients()
+        second.stop(0.2)
+
+
 def test_cancel_moves_the_run_and_its_subflows_and_a_finished_run_is_refused(server: StateServer) -> None:
     with StateClient(server.url, token=TOKEN) as client, ControlClient(Target.resolve(server.url, TOKEN, None)) as control:
         parent = _running_flow(client)
