@@ -49,6 +49,7 @@ from ..errors import ParameterValidationError, RecordingError, RunTimedOut
 from ..runners.base import TaskRunner
 from .arguments import _ATOMS, _rebuild
 from .attempts import run_attempts, run_attempts_async
+from .collection import full_collections_deferred
 from .cancellation import CancelInterrupt, FlowCancel
 from . import pausing
 from .context import FlowRunContext, entered, flow_run_var, task_run_var
@@ -382,6 +383,11 @@ def final_state_of(value: Any) -> State:
 
 def run_flow(engine: FlowRunEngine) -> State:
     """Drive a sync flow run from start to its final state."""
+    with full_collections_deferred():  # its runs live until it ends: see `collection.py`
+        return _run_flow(engine)
+
+
+def _run_flow(engine: FlowRunEngine) -> State:
     engine.validate()
     runner = engine.flow.task_runner.duplicate()
     engine.start_runner(runner)
@@ -402,6 +408,11 @@ def run_flow(engine: FlowRunEngine) -> State:
 
 async def run_flow_async(engine: FlowRunEngine) -> State:
     """Drive an `async def` flow run on the caller's event loop."""
+    with full_collections_deferred():
+        return await _run_flow_async(engine)
+
+
+async def _run_flow_async(engine: FlowRunEngine) -> State:
     engine.validate()
     runner = engine.flow.task_runner.duplicate()
     engine.start_runner(runner)
