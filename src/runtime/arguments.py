@@ -14,6 +14,7 @@ nested in its value; `unmapped(x)` keeps `x` whole in `.map()`.
 from __future__ import annotations
 
 import dataclasses
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
@@ -62,6 +63,25 @@ class UpstreamRef:
     """Stands where a future stood in the arguments: the index of its upstream."""
 
     index: int
+
+
+#: Refs are immutable and told apart by index alone: one per index, made once (a frozen
+#: dataclass costs ~0.5 µs to build, and a fan-in of 10,000 futures built 10,000).
+_REFS: list[UpstreamRef] = []
+
+
+_REFS_GROW = threading.Lock()
+
+
+def _ref(index: int) -> UpstreamRef:
+    try:
+        return _REFS[index]
+    except IndexError:
+        pass
+    with _REFS_GROW:  # two threads growing it at once would misplace refs
+        while len(_REFS) <= index:
+            _REFS.append(UpstreamRef(len(_REFS)))
+    return _REFS[index]
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,11 +139,12 @@ class _Extractor:
     `allow_failure([a, b])` and `wait_for=[allow_failure(futures)]` tolerate a failure of any.
     """
 
-    __slots__ = ("futures", "required", "_index", "_depth", "_tolerant")
+    __slots__ = ("futures", "required", "seen", "_index", "_depth", "_tolerant")
 
     def __init__(self) -> None:
         self.futures: list[RunFuture[Any]] = []
         self.required: set[int] = set()
+        self.seen: list[int] = []  # the indexes met in the value being walked, for its lineage
         self._index: dict[int, int] = {}
         self._depth = 0
         self._tolerant = 0  # how many `allow_failure` wrappers enclose the current value
@@ -135,7 +156,8 @@ class _Extractor:
             self.futures.append(future)
         if not failure_ok:
             self.required.add(index)
-        return UpstreamRef(index)
+        self.seen.append(index)
+        return _ref(index)
 
     def walk(self, value: Any) -> Any:
         kind = type(value)
@@ -173,12 +195,13 @@ def extract_upstream(parameters: dict[str, Any], wait_for: tuple[Any, ...] = ())
     for name, value in parameters.items():
         if type(value) in _ATOMS:
             continue
+        seen = extractor.seen = []
         new = extractor.walk(value)
         if new is not value:
             if out is parameters:
                 out = dict(parameters)
             out[name] = new
-            lineage[name] = tuple(dict.fromkeys(_refs_in(new)))
+            lineage[name] = tuple(dict.fromkeys(seen))
     for item in wait_for:
         extractor.walk(item)
     return Extracted(out, extractor.futures, frozenset(extractor.required), lineage)
@@ -190,21 +213,6 @@ _NO_REQUIRED: frozenset[int] = frozenset()
 def _without_futures(parameters: dict[str, Any]) -> Extracted:
     """`Extracted` for parameters that hold no future."""
     return Extracted(parameters, [], _NO_REQUIRED, {})
-
-
-def _refs_in(value: Any) -> list[int]:
-    found: list[int] = []
-
-    def collect(item: Any) -> Any:
-        if type(item) is UpstreamRef:
-            found.append(item.index)
-            return item
-        if type(item) in _ATOMS:
-            return item
-        return _rebuild(item, collect)
-
-    collect(value)
-    return found
 
 
 def fill_upstream(parameters: dict[str, Any], values: tuple[Any, ...]) -> dict[str, Any]:

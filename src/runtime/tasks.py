@@ -261,7 +261,7 @@ class Task(Generic[P, R]):
         if extracted.lineage:
             futures = extracted.futures
             run.upstream = {
-                name: tuple(futures[i].run_id for i in indexes)
+                name: tuple([futures[i].run_id for i in indexes])
                 for name, indexes in extracted.lineage.items()
             }
         set_state(run, Pending(), services.reporter())
