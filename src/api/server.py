@@ -209,7 +209,13 @@ class StateServer:
         interval = max(0.05, min(1.0, self.heartbeat_timeout / 4))
         while True:
             # The control channel's timers (cancel deadlines) are rows: wake for the next one.
-            due = self._next_deadline()
+            try:
+                due = self._next_deadline()
+            except Exception:
+                if self._stopped.is_set():
+                    return  # the server closed its stores under this read: it is stopping
+                log.exception("reading the next deadline failed; retrying next interval")
+                due = None
             # A hair past the due time: woken a moment early by a timer on another clock, a
             # run due then would wait a whole interval more.
             wait = interval if due is None else min(interval, max(0.0, due - time.time() + 0.005))
