@@ -38,7 +38,7 @@ class RunFuture(Generic[R]):
     __slots__ = ("_waiter", "_final", "_callbacks", "__weakref__")
 
     def __init__(self) -> None:
-        self._waiter = threading.Lock()
+        self._waiter: threading.Lock | None = threading.Lock()
         self._waiter.acquire()
         self._final: State | None = None
         self._callbacks: list[Callable[[Any], object]] | None = None
@@ -60,11 +60,12 @@ class RunFuture(Generic[R]):
 
     def wait(self, timeout: float | None = None) -> None:
         """Block until the run finishes or `timeout` seconds pass (check `done()` after)."""
-        if self._final is not None:
+        waiter = self._waiter  # read before `_final`: it is dropped only after that is set
+        if self._final is not None or waiter is None:
             return
         with blocking_wait():
-            if self._waiter.acquire(timeout=-1 if timeout is None else max(timeout, 0)):
-                self._waiter.release()
+            if waiter.acquire(timeout=-1 if timeout is None else max(timeout, 0)):
+                waiter.release()
 
     def result(self, timeout: float | None = None, raise_on_failure: bool = True) -> R:
         """The run's value. A failed run raises its exception unless `raise_on_failure=False`,
@@ -103,7 +104,11 @@ class RunFuture(Generic[R]):
                 return  # a run finishes once; a late second report is ignored
             self._final = state
             callbacks, self._callbacks = self._callbacks, None
-        self._waiter.release()
+            waiter = self._waiter
+        waiter.release()
+        # Not kept: a finished future lives as long as its flow's caller keeps it, and every
+        # collection scans each object still alive (a waiter that read it first still holds it).
+        self._waiter = None
         if callbacks:
             for fn in callbacks:  # the scheduler's own callbacks share this list: isolate each
                 call_done_callback(fn, self)

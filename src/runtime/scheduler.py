@@ -381,6 +381,11 @@ class TaskScheduler:
     def _finish(self, future: TaskFuture[Any], outcome: RunOutcome) -> None:
         future.outcome = outcome
         future.payload = future.upstream = None
+        if not self._chains:
+            # A downstream is given the outcome, which is here; a cluster's runner future
+            # stays, since it keeps the value on the workers. Dropped, the pool's future
+            # and its lock are not kept (and scanned by every collection) until the flow ends.
+            future.runner_future = None
         future._set_final(outcome.state)
         if self._someone_waits and self._all_finished():
             self._notify_all_done()
