@@ -34,22 +34,32 @@ _new_lock = threading.Lock
 
 
 class PoolFuture:
-    """A runner future for a task run queued on the pool: the stdlib `Future` surface."""
+    """A runner future for a task run queued on the pool: the stdlib `Future` surface.
 
-    __slots__ = ("run_id", "_state", "_value", "_error", "_callbacks", "_waiter", "_lock")
+    No thread ever blocks on another here. The flow's thread adds a callback to a future that
+    a worker may be starting or finishing that very moment; with a lock between them, a
+    worker holding it that lost the GIL made the flow's thread wait for the lock and then
+    for the GIL back, a convoy on the path every submitted run takes. Instead:
+
+    * whoever moves the run out of PENDING (a worker starting it, or `cancel`) is whoever
+      takes the one-shot `_claim` lock without blocking; it is never released;
+    * only that thread finishes the future: it sets the outcome, then the state, then pops
+      the callbacks one by one;
+    * `add_done_callback` appends, then looks at the state again: if the future finished
+      meanwhile, whichever of the two removes the callback from the deque first calls it.
+
+    Each step is one operation under the GIL, so every callback runs exactly once.
+    """
+
+    __slots__ = ("run_id", "_state", "_value", "_error", "_callbacks", "_claim")
 
     def __init__(self, run_id: Any) -> None:
         self.run_id = run_id
-        # A lock of its own, held for a few instructions: 50 ns to make. One lock shared by
-        # every future (a Condition each had been a quarter of the cost) made the flow's
-        # thread, adding a callback, and the workers, finishing runs, queue on each other;
-        # a thread that blocks on a lock then waits for the GIL as well.
-        self._lock = _new_lock()
+        self._claim = _new_lock()
         self._state = _PENDING
         self._value: Any = None
         self._error: BaseException | None = None
-        self._callbacks: list[Callable[[Any], object]] | None = None
-        self._waiter: threading.Event | None = None
+        self._callbacks: deque[Callable[[Any], object]] = deque()
 
     def done(self) -> bool:
         return self._state >= _FINISHED
@@ -58,45 +68,35 @@ class PoolFuture:
         return self._state == _RUNNING
 
     def cancel(self) -> bool:
-        """Cancel if not started yet; True if it is (now) cancelled."""
-        error = CancelledError(f"task run {self.run_id} was cancelled")
-        with self._lock:
-            if self._state != _PENDING:
-                return self._state == _CANCELLED
-            # Check and transition under one lock: a worker's start() racing this one then sees
-            # CANCELLED and skips the run, so a run reported cancelled never executes.
-            self._error, self._state = error, _CANCELLED
-            callbacks, self._callbacks = self._callbacks, None
-            waiter = self._waiter
-        self._notify(callbacks, waiter)
+        """Cancel if not started yet; True if it is (now) cancelled. A worker's `start` racing
+        this one loses the claim and skips the run, so a run reported cancelled never runs."""
+        if not self._claim.acquire(False):
+            return self._state == _CANCELLED
+        self._error = CancelledError(f"task run {self.run_id} was cancelled")
+        self._state = _CANCELLED
+        self._notify()
         return True
 
     def start(self) -> bool:
-        with self._lock:
-            if self._state != _PENDING:
-                return False
-            self._state = _RUNNING
-            return True
-
-    def _finish(self, value: Any, error: BaseException | None) -> bool:
-        with self._lock:
-            if self._state >= _FINISHED:
-                return False
-            self._value, self._error, self._state = value, error, _FINISHED
-            callbacks, self._callbacks = self._callbacks, None
-            waiter = self._waiter
-        self._notify(callbacks, waiter)
+        if not self._claim.acquire(False):
+            return False  # cancelled while queued
+        self._state = _RUNNING
         return True
 
-    def _notify(
-        self, callbacks: list[Callable[[Any], object]] | None, waiter: threading.Event | None
-    ) -> None:
-        """Wake waiters and run callbacks, outside the lock: callbacks may take it again."""
-        if waiter is not None:
-            waiter.set()
-        if callbacks:
-            for fn in callbacks:
-                call_done_callback(fn, self)
+    def _finish(self, value: Any, error: BaseException | None) -> None:
+        """By the worker that started the run, once."""
+        self._value, self._error = value, error
+        self._state = _FINISHED
+        self._notify()
+
+    def _notify(self) -> None:
+        callbacks = self._callbacks
+        while True:
+            try:
+                fn = callbacks.popleft()
+            except IndexError:
+                return
+            call_done_callback(fn, self)
 
     def result(self, timeout: float | None = None) -> Any:
         self._wait(timeout)
@@ -111,19 +111,20 @@ class PoolFuture:
     def _wait(self, timeout: float | None) -> None:
         if self._state >= _FINISHED:
             return
-        with self._lock:
-            if self._state < _FINISHED and self._waiter is None:
-                self._waiter = threading.Event()
-            waiter = self._waiter
-        if waiter is not None and not waiter.wait(timeout):
+        finished = threading.Event()
+        self.add_done_callback(lambda _: finished.set())
+        if not finished.wait(timeout):
             raise TimeoutError(f"task run {self.run_id} did not finish within {timeout} seconds")
 
     def add_done_callback(self, fn: Callable[[Any], object]) -> None:
-        with self._lock:
+        if self._state < _FINISHED:
+            callbacks = self._callbacks
+            callbacks.append(fn)
             if self._state < _FINISHED:
-                if self._callbacks is None:
-                    self._callbacks = []
-                self._callbacks.append(fn)
+                return  # the finishing thread will pop it
+            try:
+                callbacks.remove(fn)  # it finished meanwhile: run fn here unless that thread took it
+            except ValueError:
                 return
         call_done_callback(fn, self)
 

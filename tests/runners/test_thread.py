@@ -98,3 +98,38 @@ def test_cancel_and_start_never_both_win() -> None:
     finally:
         sys.setswitchinterval(previous)
     assert not both, f"{both} of {played} futures were both cancelled and started"
+
+
+def test_a_callback_added_while_its_future_finishes_runs_exactly_once() -> None:
+    # The flow's thread adds its callback to a future a worker may be finishing that very
+    # moment, with no lock between them (`PoolFuture`'s docstring). With the interpreter
+    # switching threads every few microseconds, the two meet inside every window the
+    # protocol has: a lost callback would hang a run's flow, a doubled one end it twice.
+    batch, deadline = 1000, time.monotonic() + 1.0
+    previous = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        while time.monotonic() < deadline:
+            futures = [PoolFuture(i) for i in range(batch)]
+            calls = [0] * batch
+            barrier = threading.Barrier(2, timeout=10)
+
+            def finish_all() -> None:
+                barrier.wait()
+                for future in futures:
+                    assert future.start()
+                    future._finish(future.run_id, None)
+
+            def add_all() -> None:
+                barrier.wait()
+                for i, future in enumerate(futures):
+                    future.add_done_callback(lambda f, i=i: calls.__setitem__(i, calls[i] + 1))
+
+            threads = [threading.Thread(target=f, daemon=True) for f in (finish_all, add_all)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join(10)
+            assert calls == [1] * batch, f"callbacks run {sorted(set(calls))} times"
+    finally:
+        sys.setswitchinterval(previous)
