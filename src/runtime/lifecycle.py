@@ -257,6 +257,24 @@ class RunLifecycle:
             return [Dispatch(run_id)]
         return self._wait(run_id, event.waiting_on)
 
+    def submitted_ready(self, run_id: RunKey) -> None:
+        """`submitted(Submitted(run_id))` for a run that waits on nothing, whose one
+        instruction is always `Dispatch(run_id)`: the driver's hot path, without making the
+        event and instruction objects (a fifth of a µs each, twice a task run)."""
+        if run_id in self._phase:
+            raise ValueError(f"run {run_id} was submitted twice")
+        self._phase[run_id] = _DISPATCHED
+
+    def attempt_resolved(self, run_id: RunKey) -> bool:
+        """`attempt_ended(AttemptEnded(run_id))` without a retry delay, likewise: True when
+        its instruction is `Resolve(run_id)`, False when there is none."""
+        if self._phase.get(run_id) is not _DISPATCHED:
+            return False
+        del self._phase[run_id]
+        if self._cancelling:
+            self._cancelling.pop(run_id, None)
+        return True
+
     def _premature(self, event: Premature) -> list[Instruction]:
         run_id = event.run_id
         if self._phase.get(run_id) is not Phase.DISPATCHED:

@@ -114,6 +114,15 @@ class TaskScheduler:
         limited = payload.task_run.tags and limited_tags(payload.services, payload.task_run.tags)
         if waiting and self._chains and not limited and all([self._chainable(u) for u in waiting]):
             future.eager, waiting = True, ()  # the runner starts it once they finish
+        if not waiting and self._lock.acquire(blocking=False):  # the common case, as `_apply`
+            try:
+                self._lifecycle.submitted_ready(future)
+            finally:
+                self._lock.release()
+            self._dispatch(future)
+            if self._events:
+                self._execute(self._drain())
+            return
         instructions = self._apply(self._lifecycle.submitted, Submitted(future, waiting))
         if len(instructions) == 1 and type(instructions[0]) is Dispatch:
             self._dispatch(instructions[0].run_id)  # type: ignore[arg-type]  # the common case
@@ -214,6 +223,16 @@ class TaskScheduler:
         future.outcome = outcome
         if outcome.unrecorded is not None:
             self.unrecorded[future.run_id] = outcome.unrecorded
+        if outcome.retry_delay is None and self._lock.acquire(blocking=False):  # as `_apply`
+            try:
+                resolved = self._lifecycle.attempt_resolved(future)
+            finally:
+                self._lock.release()
+            if resolved:
+                self._finish(future, outcome)
+            if self._events:
+                self._execute(self._drain())
+            return
         event = AttemptEnded(future, outcome.retry_delay)
         instructions = self._apply(self._lifecycle.attempt_ended, event)
         if len(instructions) == 1 and type(instructions[0]) is Resolve:

@@ -349,3 +349,28 @@ def test_a_run_whose_workers_keep_dying_retries_then_ends_as_the_last_event_says
     assert lifecycle.handle(UpstreamFinished(R)) == [Dispatch(V)]
     assert lifecycle.handle(AttemptEnded(V)) == [Resolve(V)]
     assert lifecycle.statistics() == NOTHING_HELD
+
+
+@pytest.mark.parametrize("setup", sorted(SETUPS))
+def test_the_hot_path_forms_do_what_their_events_do(setup: str) -> None:
+    """`submitted_ready` and `attempt_resolved`, which the driver calls without making event
+    and instruction objects, leave each phase as `Submitted(R)` and `AttemptEnded(R)` do."""
+    by_event, by_call = lifecycle_in(setup), lifecycle_in(setup)
+    try:
+        expected: list[Instruction] | type[ValueError] = by_event.handle(Submitted(R))
+    except ValueError:
+        expected = ValueError
+    if expected is ValueError:
+        with pytest.raises(ValueError, match="submitted twice"):
+            by_call.submitted_ready(R)
+    else:
+        by_call.submitted_ready(R)
+        assert expected == [Dispatch(R)]
+    assert by_call.phase(R) == by_event.phase(R)
+
+    by_event, by_call = lifecycle_in(setup), lifecycle_in(setup)
+    ended = by_event.handle(AttemptEnded(R))
+    assert by_call.attempt_resolved(R) == (ended == [Resolve(R)])
+    assert ended in ([], [Resolve(R)])
+    assert (by_call.phase(R), by_call.statistics()) == (by_event.phase(R), by_event.statistics())
+    assert by_call._cancelling == by_event._cancelling
