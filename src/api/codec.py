@@ -165,7 +165,7 @@ def task_run_record(body: m.TaskRunIn) -> TaskRunRecord:
     upstream = {k: tuple(UUID(bytes=u) for u in v) for k, v in body.upstream.items()}
     return TaskRunRecord(
         UUID(bytes=body.id), _u(body.flow_run_id), body.name, body.task_name, tuple(body.tags),
-        upstream, body.created, body.host, body.pid, body.moved,
+        upstream, body.created, body.host, body.pid, int(body.moved),
     )
 
 

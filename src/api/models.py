@@ -57,6 +57,8 @@ Upstream = Annotated[
 ]
 Limit = Annotated[int, Field(strict=True, ge=0, le=MAX_LIST)]
 Pid = Annotated[int, Field(strict=True, ge=0, le=2**63 - 1)]
+#: `TaskRunRecord.moved`: the attempt that moved a run (a bool from a client before attempts)
+Moved = StrictBool | Annotated[int, Field(strict=True, ge=0, le=2**31 - 1)]
 
 
 class Wire(BaseModel):
@@ -88,7 +90,7 @@ class TaskRunIn(Wire):
     created: Timestamp = 0.0
     host: Name | None = None
     pid: Pid | None = None
-    moved: StrictBool = False
+    moved: Moved = 0
 
 
 class StateIn(Wire):
@@ -135,7 +137,7 @@ FlowRow = Annotated[
 ]
 TaskRow = Annotated[
     tuple[Uuid16, Uuid16 | None, Name, Name, Tags, Upstream, Timestamp, Name | None,
-          Pid | None, StrictBool] | _TaskRowV3,
+          Pid | None, Moved] | _TaskRowV3,
     Field(union_mode="left_to_right"),
 ]
 StateRow = tuple[Uuid16, Literal[0, 1], Name, Name, Message | None, Timestamp, Uuid16, StrictBool]

@@ -72,10 +72,12 @@ class TaskRunRecord(NamedTuple):
     #: The announcing process: its host name and pid (None from a client that predates them).
     host: str | None = None
     pid: int | None = None
-    #: A re-announcement by a worker that took the run over (`RemoteReporter.adopt`): its
-    #: host and pid replace the stored ones. A first announcement fills them in only where
-    #: none are stored, since it may reach the server after the worker's (another connection).
-    moved: bool = False
+    #: A re-announcement by a worker that took the run over for its attempt `moved` (1, 2,
+    #: ...; `RemoteReporter.adopt`), else 0: its host and pid replace the stored ones unless
+    #: a later attempt's already did (each worker records over its own connection, so an
+    #: earlier attempt's may arrive last). A first announcement fills them in only where none
+    #: are stored, since it may reach the server after a worker's. `True` is attempt 1.
+    moved: int = 0
 
 
 class StateRecord(NamedTuple):

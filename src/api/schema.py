@@ -271,8 +271,15 @@ CREATE INDEX automation_firings_open ON automation_firings (next_attempt) WHERE 
 CREATE INDEX automation_firings_by_automation ON automation_firings (automation_id, seq);
 """
 
+# v14: which attempt placed a task run (`TaskRunRecord.moved`): a worker's re-announcement
+# that arrives after a later attempt's (each worker records over its own connection) no
+# longer moves the run back to where it ran before.
+_V14 = """
+ALTER TABLE task_runs ADD COLUMN placed_attempt INTEGER NOT NULL DEFAULT 0;
+"""
+
 #: MIGRATIONS[i] upgrades a database from version i to version i + 1.
-MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9, _V10, _V11, _V12, _V13)
+MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9, _V10, _V11, _V12, _V13, _V14)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

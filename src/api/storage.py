@@ -66,13 +66,14 @@ _FLOW_COLUMNS_IN = (
     "last_heartbeat"
 )
 _TASK_COLUMNS_IN = (
-    "seq, id, flow_run_id, name, task_name, tags, upstream, created, host, pid, "
+    "seq, id, flow_run_id, name, task_name, tags, upstream, created, host, pid, placed_attempt, "
     "state_type, state_name, state_timestamp, start_time, end_time"
 )
 _FLOW_INSERT = f"INSERT INTO flow_runs ({_FLOW_COLUMNS_IN}) "
 _TASK_INSERT = f"INSERT INTO task_runs ({_TASK_COLUMNS_IN}) "
 # A stored run re-announced (a re-send): update its metadata, never its state or seq. Its
-# placement (host, pid) is kept unless the record says the run moved (`TaskRunRecord.moved`).
+# placement (host, pid) is kept unless the record says the run moved (`TaskRunRecord.moved`),
+# and then only for an attempt no earlier than the one that placed it.
 _KEEP_PLACEMENT = "host = coalesce({table}.host, excluded.host), pid = coalesce({table}.pid, excluded.pid)"
 _FLOW_UPSERT = f"""
 INSERT INTO flow_runs ({_FLOW_COLUMNS_IN}) VALUES ({", ".join("?" * 17)})
@@ -82,14 +83,18 @@ ON CONFLICT (id) DO UPDATE SET name = excluded.name, flow_name = excluded.flow_n
     created = excluded.created, {_KEEP_PLACEMENT.format(table="flow_runs")}
 """
 _TASK_UPSERT = f"""
-INSERT INTO task_runs ({_TASK_COLUMNS_IN}) VALUES ({", ".join("?" * 15)})
+INSERT INTO task_runs ({_TASK_COLUMNS_IN}) VALUES ({", ".join("?" * 16)})
 ON CONFLICT (id) DO UPDATE SET flow_run_id = excluded.flow_run_id, name = excluded.name,
     task_name = excluded.task_name, tags = excluded.tags, upstream = excluded.upstream,
     created = excluded.created, {{placement}}
 """
 _TASK_UPSERTS = (
     _TASK_UPSERT.format(placement=_KEEP_PLACEMENT.format(table="task_runs")),
-    _TASK_UPSERT.format(placement="host = excluded.host, pid = excluded.pid"),  # moved
+    _TASK_UPSERT.format(placement=(  # moved
+        "host = CASE WHEN excluded.placed_attempt >= task_runs.placed_attempt THEN excluded.host ELSE task_runs.host END, "
+        "pid = CASE WHEN excluded.placed_attempt >= task_runs.placed_attempt THEN excluded.pid ELSE task_runs.pid END, "
+        "placed_attempt = max(task_runs.placed_attempt, excluded.placed_attempt)"
+    )),
 )
 _HISTORY_INSERT = (
     "INSERT INTO states (run_seq, run_kind, run_id, type, name, message, timestamp, "
@@ -301,9 +306,9 @@ class Storage:
             ("flow", _blob(r.id)): r for b in batches for r in b.flows
         }
         for b in batches:
-            for r in b.tasks:  # a first announcement never undoes a move (`moved`)
+            for r in b.tasks:  # a first announcement never undoes a move, nor an earlier move a later one
                 key = ("task", _blob(r.id))
-                if r.moved or key not in created:
+                if key not in created or (r.moved and r.moved >= created[key].moved):  # type: ignore[union-attr]
                     created[key] = r
         runs = self._current_states(cur, set(keys) | created.keys(), created, careful)
         known = self._known_transitions(cur, runs) if careful else set()
@@ -390,7 +395,7 @@ class Storage:
             if kind == "flow":
                 meta, upsert = _flow_row(rec, rid), _FLOW_UPSERT
             else:
-                meta, upsert = _task_row(rec, rid), _TASK_UPSERTS[rec.moved]
+                meta, upsert = _task_row(rec, rid), _TASK_UPSERTS[1 if rec.moved else 0]
             if run.exists:
                 stored.setdefault(upsert, []).append((None, *meta, *_state_columns(None, kind, now)))
             else:
@@ -717,7 +722,7 @@ def _task_row(r: TaskRunRecord, rid: bytearray) -> tuple[Any, ...]:
         upstream = json.dumps({k: [str(u) for u in v] for k, v in r.upstream.items()})
     return (
         rid, _opt(r.flow_run_id), r.name, r.task_name,
-        _json_tags(r.tags), upstream, r.created, r.host, r.pid,
+        _json_tags(r.tags), upstream, r.created, r.host, r.pid, int(r.moved),
     )
 
 

@@ -228,10 +228,10 @@ class RunReporter:
             )
         )
 
-    def _announce(self, run: Run, state: State, moved: bool = False) -> None:
+    def _announce(self, run: Run, state: State, moved: int = 0) -> None:
         # Text is made valid UTF-8 here, where records are made (see `clean_text`): a record
         # the server cannot store is lost, and with it the run. The record says where this
-        # process is; `moved` says the run moved here from the process that announced it.
+        # process is; `moved`, for which attempt the run moved here (`TaskRunRecord.moved`).
         host, pid = _process or _process_here()
         name, tags = run.name, run.tags
         if tags:
@@ -297,11 +297,12 @@ class RemoteReporter(RunReporter):
     def adopt(self, run: Run) -> None:
         if not run.history:
             return
-        self._announce(run, run.history[0], moved=True)
+        # The attempt about to start here: the ones before it are counted already.
+        self._announce(run, run.history[0], moved=run.run_count + 1)
         for index, state in enumerate(run.history, start=1):
             self._send(run.id, run.kind, state, index)
 
-    def _announce(self, run: Run, state: State, moved: bool = False) -> None:
+    def _announce(self, run: Run, state: State, moved: int = 0) -> None:
         if not isinstance(run, TaskRun):
             self._flows_announced += 1
         super()._announce(run, state, moved)

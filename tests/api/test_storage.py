@@ -271,6 +271,39 @@ def test_a_task_run_is_placed_where_it_last_moved_whichever_announcement_comes_f
         storage.close()
 
 
+def test_an_earlier_attempts_move_arriving_last_does_not_move_the_run_back(tmp_path: Path) -> None:
+    """Each worker records over its own connection: attempt 1's re-announcement (its worker
+    failed the run) may reach the server after attempt 2's, alone or in the same group. The
+    run stays where its last attempt ran; an old client's `True` is attempt 1."""
+    storage = Storage(tmp_path / "h.db", synchronous="NORMAL")
+    try:
+        run = flow(host="flow-host", pid=10)
+        made = task(run.id, host="flow-host", pid=10)
+        first = made._replace(host="worker-a", pid=20, moved=1)
+        second = made._replace(host="worker-b", pid=30, moved=2)
+        storage.apply_batches([Batch((run,), (made,))], 0.0)
+        storage.apply_batches([Batch(tasks=(second,))], 0.0)
+        storage.apply_batches([Batch(tasks=(first,))], 0.0)  # late, in a write of its own
+        assert _placement(storage, made.id) == ("worker-b", 30)
+        storage.apply_batches([Batch(tasks=(made._replace(host="worker-a", pid=20, moved=True),))], 0.0)
+        assert _placement(storage, made.id) == ("worker-b", 30)
+        third = made._replace(host="worker-c", pid=40, moved=3)
+        storage.apply_batches([Batch(tasks=(third,))], 0.0)
+        assert _placement(storage, made.id) == ("worker-c", 40)
+
+        grouped = task(run.id, host="flow-host", pid=10)  # both in one group, later one first
+        batches = [Batch(tasks=(grouped._replace(host="worker-b", pid=30, moved=2),)),
+                   Batch(tasks=(grouped._replace(host="worker-a", pid=20, moved=1),)), Batch(tasks=(grouped,))]
+        storage.apply_batches(batches, 0.0)
+        assert _placement(storage, grouped.id) == ("worker-b", 30)
+        fresh = task(run.id, host="worker-b", pid=30, moved=2)  # a worker's copy creates it
+        storage.apply_batches([Batch(tasks=(fresh,))], 0.0)
+        storage.apply_batches([Batch(tasks=(fresh._replace(host="worker-a", pid=20, moved=1),))], 0.0)
+        assert _placement(storage, fresh.id) == ("worker-b", 30)
+    finally:
+        storage.close()
+
+
 def test_a_version_3_database_gains_placement_and_keeps_its_rows(tmp_path: Path) -> None:
     path = tmp_path / "headwater.db"
     flow_id, task_id, _ = _v2_database(path)
