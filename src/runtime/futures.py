@@ -105,6 +105,7 @@ class RunFuture(Generic[R]):
             self._final = state
             callbacks, self._callbacks = self._callbacks, None
             waiter = self._waiter
+        assert waiter is not None  # dropped only below, once `_final` is set
         waiter.release()
         # Not kept: a finished future lives as long as its flow's caller keeps it, and every
         # collection scans each object still alive (a waiter that read it first still holds it).
