@@ -48,7 +48,7 @@ def main() -> None:
     run_ids: list[str] = []
     report = measure_run(lambda: run_ids.append(log_storm(n)))
 
-    from headwater.api.recorder import get_recorder
+    from headwater.api.process_recorders import get_recorder
 
     report["flow_run_id"] = run_ids[0]
     report["dropped_logs"] = get_recorder().statistics().dropped_logs

@@ -92,7 +92,7 @@ def run_capture(runner: str, n: int) -> Trial:
         raise ValueError(f"no logs-capture runner named {runner!r} (has: concurrent)")
     from headwater import flow, get_run_context, task, wait
     from headwater.api import StateClient, recorder_target
-    from headwater.api.recorder import get_recorder
+    from headwater.api.process_recorders import get_recorder
     from headwater.runners import ConcurrentTaskRunner
 
     logging_task, noop_task = task(_log_one), task(noop)

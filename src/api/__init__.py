@@ -43,13 +43,13 @@ if TYPE_CHECKING:
     from .errors import Unauthenticated as Unauthenticated
     from .recorder import Recorder as Recorder
     from .recorder import RecorderStatistics as RecorderStatistics
-    from .recorder import embedded_server as embedded_server
-    from .recorder import RecorderTarget as RecorderTarget
-    from .recorder import get_recorder as get_recorder
-    from .recorder import recorder_for as recorder_for
-    from .recorder import recorder_target as recorder_target
-    from .recorder import reset_recorder as reset_recorder
-    from .recorder import worker_environment as worker_environment
+    from .process_recorders import embedded_server as embedded_server
+    from .process_recorders import RecorderTarget as RecorderTarget
+    from .process_recorders import get_recorder as get_recorder
+    from .process_recorders import recorder_for as recorder_for
+    from .process_recorders import recorder_target as recorder_target
+    from .process_recorders import reset_recorder as reset_recorder
+    from .process_recorders import worker_environment as worker_environment
     from .log_records import LogLine as LogLine
     from .log_records import LogPage as LogPage
     from .log_records import LogRecord as LogRecord
@@ -98,13 +98,13 @@ _SOURCES: dict[str, str] = {
     "Unauthenticated": ".errors",
     "Recorder": ".recorder",
     "RecorderStatistics": ".recorder",
-    "embedded_server": ".recorder",
-    "RecorderTarget": ".recorder",
-    "get_recorder": ".recorder",
-    "recorder_for": ".recorder",
-    "recorder_target": ".recorder",
-    "reset_recorder": ".recorder",
-    "worker_environment": ".recorder",
+    "embedded_server": ".process_recorders",
+    "RecorderTarget": ".process_recorders",
+    "get_recorder": ".process_recorders",
+    "recorder_for": ".process_recorders",
+    "recorder_target": ".process_recorders",
+    "reset_recorder": ".process_recorders",
+    "worker_environment": ".process_recorders",
     "LogLine": ".log_records",
     "LogPage": ".log_records",
     "LogRecord": ".log_records",

@@ -14,7 +14,7 @@ from .block_store import BlockDocument, BlockType, VariableInfo
 from .client import Target, UnaryCaller, _Call
 from .deploy_models import JsonOut
 from .errors import block_error_for_status
-from .recorder import recorder_target
+from .process_recorders import recorder_target
 from .settings import get_settings
 
 

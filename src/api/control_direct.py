@@ -22,7 +22,7 @@ from .client import StateClient, Target
 from .control_client import CancelRequest, ControlClient
 from .control_store import CANCEL_DEADLINE, ControlStore
 from .doorbell import ring
-from .recorder import embedded_server
+from .process_recorders import embedded_server
 from .records import FlowRunInfo
 from .settings import Settings, get_settings
 from .storage import Storage

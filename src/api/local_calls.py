@@ -66,7 +66,7 @@ class LocalStub:
 
 def local_stub(url: str, method: str) -> LocalStub | None:
     """A direct stub for `method` when the server at `url` runs in this process, else None."""
-    from .recorder import embedded_server
+    from .process_recorders import embedded_server
 
     server = embedded_server()
     if server is None or server.url != url:

@@ -15,7 +15,7 @@ from .client import Target
 from .doorbell import ring
 from .pause_client import PauseClient, RejectResult, ResumeResult
 from .pause_store import PauseInfo, PauseStore, read_pause_readonly
-from .recorder import embedded_server
+from .process_recorders import embedded_server
 from .settings import Settings, get_settings
 from .storage import Storage
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ..api.client import Target
 from ..api.deploy_client import DeployClient
-from ..api.recorder import recorder_target
+from ..api.process_recorders import recorder_target
 from ..api.settings import get_settings
 
 

@@ -35,7 +35,7 @@ from .recording import RunServices
 
 if TYPE_CHECKING:
     from ..api.records import FlowRunInfo
-    from ..api.recorder import RecorderTarget
+    from ..api.process_recorders import RecorderTarget
     from .runs import FlowRun
 
 RunKind = Literal["flow", "task"]

@@ -16,7 +16,7 @@ import pytest
 
 from headwater import flow, get_run_context, task
 from headwater.runtime import cancel_flow_run
-from headwater.api.recorder import worker_environment
+from headwater.api.process_recorders import worker_environment
 from headwater.errors import CancelledRun
 from headwater.runners import DaskTaskRunner, TaskRunner
 from tests.runners.dask_cluster import shared_dask_address
