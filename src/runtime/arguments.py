@@ -68,8 +68,6 @@ class UpstreamRef:
 #: Refs are immutable and told apart by index alone: one per index, made once (a frozen
 #: dataclass costs ~0.5 µs to build, and a fan-in of 10,000 futures built 10,000).
 _REFS: list[UpstreamRef] = []
-
-
 _REFS_GROW = threading.Lock()
 
 

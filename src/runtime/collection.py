@@ -28,8 +28,7 @@ DEFERRED_THRESHOLD = 100
 
 _lock = threading.Lock()
 _flows = 0
-_restore: tuple[int, int, int] | None = None  # the thresholds before the first flow
-_ours: tuple[int, int, int] | None = None  # what we set them to
+_restore: tuple[int, int, int] | None = None  # the thresholds before the first flow, if raised
 
 
 def defer_enabled() -> bool:
@@ -50,25 +49,25 @@ def full_collections_deferred() -> Iterator[None]:
 
 
 def _enter() -> None:
-    global _flows, _restore, _ours
+    global _flows, _restore
     with _lock:
         _flows += 1
         if _flows > 1:
             return
-        young, middle, oldest = gc.get_threshold()
+        young, middle, oldest = _restore = gc.get_threshold()
         if oldest >= DEFERRED_THRESHOLD:
-            _restore = _ours = None  # already as rare as we would make them (or rarer)
+            _restore = None  # already as rare as we would make them (or rarer)
             return
-        _restore, _ours = (young, middle, oldest), (young, middle, DEFERRED_THRESHOLD)
-        gc.set_threshold(*_ours)
+        gc.set_threshold(young, middle, DEFERRED_THRESHOLD)
 
 
 def _leave() -> None:
-    global _flows, _restore, _ours
+    global _flows, _restore
     with _lock:
         _flows -= 1
         if _flows or _restore is None:
             return
-        if gc.get_threshold() == _ours:
+        young, middle, _ = _restore
+        if gc.get_threshold() == (young, middle, DEFERRED_THRESHOLD):  # else someone else's stands
             gc.set_threshold(*_restore)
-        _restore = _ours = None
+        _restore = None
